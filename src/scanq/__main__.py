@@ -1,0 +1,3 @@
+from scanq.cli import main
+
+main()

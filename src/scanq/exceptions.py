@@ -1,0 +1,88 @@
+"""Every error scanq raises on purpose.
+
+    ScanqError
+     ├── ConfigError            a setting is missing or invalid
+     ├── ValidationError        a request is malformed (HTTP 4xx, nothing written)
+     │    └── TargetRefused     a scan target is not allowed (SSRF rules)
+     ├── ScanNotFound           no scan with that id (HTTP 404)
+     ├── ScanFinished           the scan already reached a terminal state (HTTP 409)
+     ├── UnknownScanner         no plugin of that name (HTTP 422)
+     ├── IdempotencyConflict    a key was replayed with a different request (HTTP 409)
+     ├── StoreError             the store failed (HTTP 503)
+     │    └── StoreUnavailable  the store cannot be reached right now
+     └── ScannerError           a scanner plugin failed a scan
+          └── TransientScanError  the failure may pass: the worker retries with backoff
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ScanqError(Exception):
+    """scanq failed."""
+
+    def __init__(self, message: str | None = None, **attributes: Any) -> None:
+        # The class docstring is the default message, so raise sites stay short.
+        super().__init__(message or (self.__doc__ or "").strip())
+        for name, value in attributes.items():
+            setattr(self, name, value)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(ScanqError):
+    """A setting is missing or invalid."""
+
+
+class ValidationError(ScanqError):
+    """The request is invalid."""
+
+
+class TargetRefused(ValidationError):
+    """The scan target is not allowed."""
+
+
+class ScanNotFound(ScanqError):
+    """No scan with that id."""
+
+    scan_id: str
+
+    def __init__(self, scan_id: str) -> None:
+        super().__init__(f"no scan with id {scan_id!r}", scan_id=scan_id)
+
+
+class ScanFinished(ScanqError):
+    """The scan has already finished."""
+
+    scan_id: str
+    status: str
+
+    def __init__(self, scan_id: str, status: str) -> None:
+        super().__init__(f"scan {scan_id} already finished with status {status}", scan_id=scan_id, status=status)
+
+
+class UnknownScanner(ScanqError):
+    """No scanner plugin with that name."""
+
+
+class IdempotencyConflict(ScanqError):
+    """The idempotency key was already used for a different request."""
+
+
+class StoreError(ScanqError):
+    """The store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now."""
+
+
+class ScannerError(ScanqError):
+    """The scanner failed."""
+
+
+class TransientScanError(ScannerError):
+    """The scanner failed in a way that may pass; the scan is retried."""

@@ -1,0 +1,155 @@
+"""The domain records every part of scanq shares.
+
+These are plain frozen dataclasses: the store returns them, the worker and the
+API read them. Change one with ``dataclasses.replace``. The HTTP layer has its
+own msgspec types (``api/schemas.py``) built from these.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class ScanStatus(enum.StrEnum):
+    """Where a scan is in its life; see the state machine in DESIGN.md."""
+
+    ACCEPTED = "Accepted"
+    RUNNING = "Running"
+    COMPLETE = "Complete"
+    ERROR = "Error"
+    CANCELLED = "Cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({ScanStatus.COMPLETE, ScanStatus.ERROR, ScanStatus.CANCELLED})
+
+
+class Outcome(enum.StrEnum):
+    """How one attempt ended (``Attempt.outcome``)."""
+
+    COMPLETE = "Complete"
+    ERROR = "Error"
+    RETRY = "Retry"
+    LEASE_EXPIRED = "LeaseExpired"
+    RELEASED = "Released"
+    CANCELLED = "Cancelled"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Attempt:
+    """One entry of a scan's history: a claim and how it ended (``outcome`` is None while it runs)."""
+
+    attempt: int
+    worker: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: Outcome | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewScan:
+    """A validated submission, ready to be stored as ``Accepted``.
+
+    ``available_at`` None means claimable at once.
+    """
+
+    scan_id: str
+    created_at: datetime
+    target: str | None = None
+    scanner: str = "mock"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    max_attempts: int = 3
+    available_at: datetime | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Scan:
+    """A stored scan, as every backend returns it."""
+
+    scan_id: str
+    status: ScanStatus
+    target: str | None
+    scanner: str
+    options: Mapping[str, Any]
+    priority: int
+    attempt: int
+    max_attempts: int
+    created_at: datetime
+    updated_at: datetime
+    available_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    error: str | None = None
+    result: Mapping[str, Any] | None = None
+    idempotency_key: str | None = None
+    cancel_requested: bool = False
+    history: tuple[Attempt, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Created:
+    """What ``Store.create`` answers: the stored scan, and False when an idempotency key matched an older one."""
+
+    scan: Scan
+    is_new: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Lease:
+    """Which attempt of which scan a worker holds; every fenced call names one."""
+
+    scan_id: str
+    worker_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Finish:
+    """How a worker ends an attempt it holds.
+
+    ``outcome`` is one of COMPLETE (needs ``result``), ERROR (needs ``error``),
+    RETRY (back to Accepted at ``retry_at``; the worker only sends it while
+    attempts are left) or CANCELLED.
+    """
+
+    lease: Lease
+    outcome: Outcome
+    result: Mapping[str, Any] | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HeartbeatResult:
+    """Answer to a heartbeat: leases the worker no longer holds, and scans asked to stop."""
+
+    lost: frozenset[str] = frozenset()
+    cancel_requested: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Page:
+    """A page of scans, newest first; ``next_cursor`` is None on the last page."""
+
+    scans: list[Scan]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stats:
+    """Counts by status (every status present, zero when none) and the oldest claimable scan's creation time."""
+
+    counts: Mapping[ScanStatus, int]
+    oldest_accepted_at: datetime | None

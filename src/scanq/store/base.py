@@ -1,0 +1,141 @@
+"""The one interface every storage backend implements.
+
+Each method is one domain operation (River's driver ``Executor`` is the model),
+keyword-only, returning ``scanq.models`` objects. Backends translate their
+driver's errors into ``StoreError`` / ``StoreUnavailable`` / ``ScanNotFound`` /
+``ScanFinished`` at this boundary.
+
+Rules every backend keeps (``tests/contract`` checks each, on every backend):
+
+1. Atomic claim: a claimable scan (``Accepted``, ``available_at <= now``) is
+   claimed by exactly one worker however many race; ``claim`` takes up to
+   ``limit`` ordered by priority (higher first) then age (older first).
+   Claiming sets ``Running``, ``lease_owner``, ``lease_expires_at``,
+   ``attempt + 1``, ``started_at`` and appends an open ``Attempt`` to history.
+2. Lease: ``heartbeat`` extends the leases the worker still holds;
+   ``requeue_expired`` (the reaper, safe to run from every worker at once)
+   moves Running scans whose lease has expired back to ``Accepted`` (history
+   outcome ``LeaseExpired``) while attempts are left, else to ``Error`` with
+   error ``"lease expired"``; a scan whose cancel was requested goes to
+   ``Cancelled`` instead.
+3. Fencing: ``heartbeat``/``finish``/``release`` touch a scan only while it is
+   ``Running`` with the same ``lease_owner`` and ``attempt``; anything else is
+   refused silently (reported as lost / False). A scan completes at most once.
+4. Durable acknowledgement: ``create``/``create_many`` return only after the
+   commit is durable. Concurrent ``create`` calls are group-committed.
+5. Wake-up: ``wait_for_work`` returns soon after new claimable work appears
+   (or at ``timeout_s``), without a fixed one-second poll.
+
+Timestamps are timezone-aware UTC datetimes; backends take "now" from one clock
+(the store process for SQLite, the server for PostgreSQL/MongoDB where it can).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Protocol, Self
+
+from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Page, Scan, ScanStatus, Stats
+
+MAX_PAGE_SIZE = 1000
+
+
+class Store(Protocol):
+    """The storage backend: one implementation per database, chosen by URL in ``open_store``."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. ``__aenter__`` calls it."""
+
+    async def aclose(self) -> None:
+        """Release connections; pending group commits are flushed first."""
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database answers a trivial query."""
+
+    async def create(self, *, scan: NewScan) -> Created:
+        """Store one scan durably as Accepted.
+
+        Concurrent calls share one transaction (group commit). A scan whose
+        ``idempotency_key`` is already stored is not inserted: the stored scan
+        is returned with ``is_new=False``.
+        """
+
+    async def create_many(self, *, scans: Sequence[NewScan]) -> list[Created]:
+        """Store several scans in one transaction: all or none. Idempotency as in ``create``."""
+
+    async def get(self, *, scan_id: str) -> Scan:
+        """Return one scan; raise ``ScanNotFound``."""
+
+    async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
+        """Return a page of scans newest first (by ``scan_id``, which is time-ordered).
+
+        ``cursor`` is the ``next_cursor`` of the previous page (see ``encode_cursor``);
+        a page never repeats or skips a scan because of concurrent inserts.
+        Raise ``ValidationError`` for a cursor this store did not make.
+        """
+
+    async def stats(self) -> Stats:
+        """Counts by status and the oldest Accepted scan's ``created_at``, without scanning finished rows per call."""
+
+    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
+        """Atomically claim up to ``limit`` claimable scans for ``worker_id`` (rule 1)."""
+
+    async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
+        """Extend the leases still held to now + ``lease_s``; report lost ones and pending cancels (rules 2, 3)."""
+
+    async def finish(self, *, finishes: Sequence[Finish]) -> list[bool]:
+        """Apply each fenced outcome; True where it was applied, False where the lease was no longer held.
+
+        COMPLETE sets ``result``, ERROR sets ``error``, CANCELLED sets Cancelled;
+        all three set ``finished_at`` and clear the lease. RETRY returns the
+        scan to Accepted with ``available_at = retry_at``. Each closes the open
+        history entry with its outcome, ``finished_at`` and error.
+        """
+
+    async def release(self, *, leases: Sequence[Lease]) -> int:
+        """Graceful shutdown: return held scans to Accepted without counting the attempt; history says Released."""
+
+    async def requeue_expired(self, *, limit: int = 1000) -> int:
+        """The reaper (rule 2): handle up to ``limit`` Running scans whose lease expired; return how many."""
+
+    async def cancel(self, *, scan_id: str) -> Scan:
+        """Cancel a scan.
+
+        Accepted: becomes Cancelled at once. Running: ``cancel_requested`` is
+        set and the holding worker stops it (heartbeat reports it). Raise
+        ``ScanNotFound``, or ``ScanFinished`` for a terminal scan.
+        """
+
+    async def wait_for_work(self, *, timeout_s: float) -> None:
+        """Sleep until new claimable work may exist, or ``timeout_s`` passed (rule 5)."""
+
+
+def encode_cursor(scan_id: str) -> str:
+    """Make the opaque ``next_cursor`` that continues a list after ``scan_id``."""
+    return base64.urlsafe_b64encode(scan_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    """Read a cursor made by ``encode_cursor``; raise ``ValidationError`` for anything else."""
+    from scanq.exceptions import ValidationError
+    from scanq.ids import is_scan_id
+
+    try:
+        scan_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationError("invalid cursor") from None
+    if not is_scan_id(scan_id):
+        raise ValidationError("invalid cursor")
+    return scan_id
+
+
+__all__ = ["MAX_PAGE_SIZE", "Store", "decode_cursor", "encode_cursor"]

@@ -1,0 +1,49 @@
+"""Shared fixtures: a clean environment, and a store URL for every backend.
+
+``database_url`` is parametrised over every backend, so any test that takes it
+runs on SQLite, PostgreSQL and MongoDB. A backend whose server cannot be had
+skips locally and fails under ``CI=true`` (see ``tests/servers/availability.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.servers.postgres", "tests.servers.mongo"]
+
+BACKENDS = ["sqlite", "postgres", "mongo"]
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests never see the developer's scanq settings."""
+    for name in list(os.environ):
+        if name.startswith("SCANQ_") and not name.startswith("SCANQ_TEST_"):
+            monkeypatch.delenv(name)
+    for name in ("INGEST_PORT", "STATUS_PORT", "MIN_SLEEP", "MAX_SLEEP", "CHANCE_OF_FAILURE", "MONGO_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+def sqlite_database_url(directory: Path) -> str:
+    return f"sqlite:///{directory / 'scanq.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store URL on each backend; the backend's fixture cleans it up."""
+    backend: str = request.param
+    if backend == "sqlite":
+        return sqlite_database_url(tmp_path)
+    url: str = request.getfixturevalue(f"{backend}_database_url")
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite store URL, for tests that need only the embedded backend."""
+    return sqlite_database_url(tmp_path)
