@@ -8,6 +8,7 @@ skips locally and fails under ``CI=true`` (see ``tests/servers/availability.py``
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 pytest_plugins = ["tests.servers.postgres", "tests.servers.mongo"]
 
-BACKENDS = ["sqlite", "postgres", "mongo"]
+BACKENDS = ["memory", "sqlite", "postgres", "mongo"]
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +38,8 @@ def sqlite_database_url(directory: Path) -> str:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store URL on each backend; the backend's fixture cleans it up."""
     backend: str = request.param
+    if backend == "memory":
+        return f"memory://{uuid.uuid4()}"
     if backend == "sqlite":
         return sqlite_database_url(tmp_path)
     url: str = request.getfixturevalue(f"{backend}_database_url")

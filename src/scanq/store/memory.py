@@ -1,0 +1,319 @@
+"""An in-process store: the reference semantics of the Store Protocol, for unit tests.
+
+Nothing is durable and nothing is shared between processes; it runs the same
+contract suite as the real backends so it cannot drift from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+from scanq.exceptions import ScanFinished, ScanNotFound, ValidationError
+from scanq.models import (
+    Attempt,
+    Created,
+    Finish,
+    HeartbeatResult,
+    Lease,
+    NewScan,
+    Outcome,
+    Page,
+    Scan,
+    ScanStatus,
+    Stats,
+)
+from scanq.store.base import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+
+LEASE_EXPIRED_ERROR = "lease expired"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass
+class _Shared:
+    """The state behind one ``memory://NAME``: every store opened on that URL in this process sees it."""
+
+    scans: dict[str, Scan] = dataclasses.field(default_factory=dict)
+    by_key: dict[str, str] = dataclasses.field(default_factory=dict)
+    waiters: set[asyncio.Event] = dataclasses.field(default_factory=set)
+
+    def notify(self) -> None:
+        for event in self.waiters:
+            event.set()
+
+
+# Like SQLite's named in-memory databases: stores opened on the same URL share one state,
+# so tests can race several "workers" against one queue.
+_SHARED: dict[str, _Shared] = {}
+
+
+class MemoryStore:
+    """A dict of scans guarded by the event loop (every method runs to completion without awaiting).
+
+    Args:
+        url: ``memory://NAME``; stores opened on the same URL in one process share their scans.
+    """
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._shared = _SHARED.setdefault(url, _Shared())
+        self._scans = self._shared.scans
+        self._by_key = self._shared.by_key
+        self._work = asyncio.Event()
+        self._shared.waiters.add(self._work)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        self._shared.waiters.discard(self._work)
+
+    async def ping(self) -> None:
+        return None
+
+    async def create(self, *, scan: NewScan) -> Created:
+        return (await self.create_many(scans=[scan]))[0]
+
+    async def create_many(self, *, scans: Sequence[NewScan]) -> list[Created]:
+        now = _now()
+        staged: dict[str, Scan] = {}
+        keys: dict[str, str] = {}
+        answers: list[Created] = []
+        for new in scans:
+            key = new.idempotency_key
+            existing_id = (keys.get(key) or self._by_key.get(key)) if key is not None else None
+            if existing_id is not None:
+                answers.append(Created(scan=staged.get(existing_id) or self._scans[existing_id], is_new=False))
+                continue
+            if new.scan_id in self._scans or new.scan_id in staged:
+                raise ValidationError(f"duplicate scan id {new.scan_id}")
+            scan = Scan(
+                scan_id=new.scan_id,
+                status=ScanStatus.ACCEPTED,
+                target=new.target,
+                scanner=new.scanner,
+                options=dict(new.options),
+                priority=new.priority,
+                attempt=0,
+                max_attempts=new.max_attempts,
+                created_at=new.created_at,
+                updated_at=now,
+                available_at=new.available_at or new.created_at,
+                idempotency_key=key,
+            )
+            staged[scan.scan_id] = scan
+            if key is not None:
+                keys[key] = scan.scan_id
+            answers.append(Created(scan=scan, is_new=True))
+        self._scans.update(staged)
+        self._by_key.update(keys)
+        if staged:
+            self._shared.notify()
+        return answers
+
+    async def get(self, *, scan_id: str) -> Scan:
+        try:
+            return self._scans[scan_id]
+        except KeyError:
+            raise ScanNotFound(scan_id) from None
+
+    async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        after = decode_cursor(cursor) if cursor else None
+        ids = sorted(self._scans, reverse=True)
+        picked: list[Scan] = []
+        for scan_id in ids:
+            if after is not None and scan_id >= after:
+                continue
+            scan = self._scans[scan_id]
+            if status is not None and scan.status != status:
+                continue
+            picked.append(scan)
+            if len(picked) > limit:
+                break
+        has_more = len(picked) > limit
+        picked = picked[:limit]
+        return Page(scans=picked, next_cursor=encode_cursor(picked[-1].scan_id) if has_more else None)
+
+    async def stats(self) -> Stats:
+        counts = dict.fromkeys(ScanStatus, 0)
+        oldest: datetime | None = None
+        for scan in self._scans.values():
+            counts[scan.status] += 1
+            if scan.status == ScanStatus.ACCEPTED and (oldest is None or scan.created_at < oldest):
+                oldest = scan.created_at
+        return Stats(counts=counts, oldest_accepted_at=oldest)
+
+    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
+        now = _now()
+        ready = [s for s in self._scans.values() if s.status == ScanStatus.ACCEPTED and s.available_at <= now]
+        ready.sort(key=lambda s: (-s.priority, s.scan_id))
+        claimed: list[Scan] = []
+        for scan in ready[:limit]:
+            attempt = scan.attempt + 1
+            entry = Attempt(attempt=attempt, worker=worker_id, started_at=now)
+            claimed.append(
+                self._put(
+                    scan,
+                    status=ScanStatus.RUNNING,
+                    attempt=attempt,
+                    lease_owner=worker_id,
+                    lease_expires_at=now + timedelta(seconds=lease_s),
+                    started_at=now,
+                    updated_at=now,
+                    history=(*scan.history, entry),
+                )
+            )
+        return claimed
+
+    async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
+        now = _now()
+        lost: set[str] = set()
+        cancels: set[str] = set()
+        for lease in leases:
+            scan = self._held(lease)
+            if scan is None:
+                lost.add(lease.scan_id)
+                continue
+            self._put(scan, lease_expires_at=now + timedelta(seconds=lease_s), updated_at=now)
+            if scan.cancel_requested:
+                cancels.add(lease.scan_id)
+        return HeartbeatResult(lost=frozenset(lost), cancel_requested=frozenset(cancels))
+
+    async def finish(self, *, finishes: Sequence[Finish]) -> list[bool]:
+        now = _now()
+        applied: list[bool] = []
+        for fin in finishes:
+            scan = self._held(fin.lease)
+            if scan is None:
+                applied.append(False)
+                continue
+            history = _close(scan.history, outcome=fin.outcome, at=now, error=fin.error)
+            if fin.outcome == Outcome.RETRY:
+                self._put(
+                    scan,
+                    status=ScanStatus.ACCEPTED,
+                    available_at=fin.retry_at or now,
+                    error=fin.error,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                    history=history,
+                )
+                self._shared.notify()
+            else:
+                status = {
+                    Outcome.COMPLETE: ScanStatus.COMPLETE,
+                    Outcome.ERROR: ScanStatus.ERROR,
+                    Outcome.CANCELLED: ScanStatus.CANCELLED,
+                }[fin.outcome]
+                self._put(
+                    scan,
+                    status=status,
+                    result=fin.result if fin.outcome == Outcome.COMPLETE else None,
+                    error=fin.error if fin.outcome != Outcome.COMPLETE else None,
+                    finished_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                    history=history,
+                )
+            applied.append(True)
+        return applied
+
+    async def release(self, *, leases: Sequence[Lease]) -> int:
+        now = _now()
+        released = 0
+        for lease in leases:
+            scan = self._held(lease)
+            if scan is None:
+                continue
+            self._put(
+                scan,
+                status=ScanStatus.ACCEPTED,
+                attempt=scan.attempt - 1,
+                available_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+                history=_close(scan.history, outcome=Outcome.RELEASED, at=now, error=None),
+            )
+            released += 1
+        if released:
+            self._shared.notify()
+        return released
+
+    async def requeue_expired(self, *, limit: int = 1000) -> int:
+        now = _now()
+        expired = [
+            s
+            for s in self._scans.values()
+            if s.status == ScanStatus.RUNNING and s.lease_expires_at is not None and s.lease_expires_at <= now
+        ][:limit]
+        for scan in expired:
+            history = _close(scan.history, outcome=Outcome.LEASE_EXPIRED, at=now, error=LEASE_EXPIRED_ERROR)
+            common = {"lease_owner": None, "lease_expires_at": None, "updated_at": now, "history": history}
+            if scan.cancel_requested:
+                self._put(scan, status=ScanStatus.CANCELLED, finished_at=now, **common)
+            elif scan.attempt < scan.max_attempts:
+                self._put(scan, status=ScanStatus.ACCEPTED, available_at=now, **common)
+                self._shared.notify()
+            else:
+                self._put(scan, status=ScanStatus.ERROR, error=LEASE_EXPIRED_ERROR, finished_at=now, **common)
+        return len(expired)
+
+    async def cancel(self, *, scan_id: str) -> Scan:
+        scan = await self.get(scan_id=scan_id)
+        now = _now()
+        if scan.status.is_terminal:
+            raise ScanFinished(scan_id, scan.status)
+        if scan.status == ScanStatus.ACCEPTED:
+            return self._put(scan, status=ScanStatus.CANCELLED, finished_at=now, updated_at=now)
+        return self._put(scan, cancel_requested=True, updated_at=now)
+
+    async def wait_for_work(self, *, timeout_s: float) -> None:
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout_s)
+        except TimeoutError:
+            return
+        finally:
+            self._work.clear()
+
+    def _held(self, lease: Lease) -> Scan | None:
+        scan = self._scans.get(lease.scan_id)
+        if (
+            scan is None
+            or scan.status != ScanStatus.RUNNING
+            or scan.lease_owner != lease.worker_id
+            or scan.attempt != lease.attempt
+        ):
+            return None
+        return scan
+
+    def _put(self, scan: Scan, **changes: object) -> Scan:
+        updated = dataclasses.replace(scan, **changes)  # type: ignore[arg-type]
+        self._scans[scan.scan_id] = updated
+        return updated
+
+
+def _close(history: tuple[Attempt, ...], *, outcome: Outcome, at: datetime, error: str | None) -> tuple[Attempt, ...]:
+    if not history:
+        return history
+    last = dataclasses.replace(history[-1], finished_at=at, outcome=outcome, error=error)
+    return (*history[:-1], last)
