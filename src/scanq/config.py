@@ -60,6 +60,11 @@ class Settings:
     mock_max_sleep: float = _setting(5.0, "Mock scanner: longest run in seconds")
     mock_failure_rate: float = _setting(0.1, "Mock scanner: probability a scan fails")
     target_allowlist: tuple[str, ...] = _setting((), "CIDRs real scanners may target although private (comma list)")
+    scanner_connect_timeout_seconds: float = _setting(3.0, "Real scanners: TCP connect / TLS handshake timeout")
+    scanner_plugin_timeout_seconds: float = _setting(120.0, "Real scanners: time one plugin may take on a target")
+    scanner_sockets_per_target: int = _setting(16, "Real scanners: connections open at once to one target")
+    scanner_nameservers: tuple[str, ...] = _setting((), "Real scanners: DNS servers, ip[:port] list (empty: system)")
+    scanner_ca_file: str = _setting("", "Real scanners: extra CA bundle (PEM) trusted besides the system store")
     metrics_port: int = _setting(0, "Worker metrics port (0: off)")
     log_level: str = _setting("INFO", "Log level")
     log_format: str = _setting("text", "Log format: text or json")
@@ -131,6 +136,8 @@ def _check(s: Settings) -> None:
     for name in ("workers", "concurrency", "max_attempts", "max_batch", "max_body_bytes"):
         if getattr(s, name) < 1:
             fail(name, "must be at least 1")
+    if s.scanner_sockets_per_target < 1:
+        fail("scanner_sockets_per_target", "must be at least 1")
     for name in (
         "lease_seconds",
         "heartbeat_seconds",
@@ -139,6 +146,8 @@ def _check(s: Settings) -> None:
         "retry_base_seconds",
         "retry_max_seconds",
         "scan_timeout_seconds",
+        "scanner_connect_timeout_seconds",
+        "scanner_plugin_timeout_seconds",
     ):
         if not getattr(s, name) > 0:
             fail(name, "must be greater than 0")
