@@ -1,0 +1,283 @@
+"""The ``scanq`` command line: one click group, every option generated from ``Settings``.
+
+Each setting is a flag named after the field (``lease_seconds`` ↔
+``--lease-seconds``) that falls back to ``SCANQ_LEASE_SECONDS`` (click shows
+the variable in ``--help``). Flags given on the command line are parsed with
+the same rules as the environment (``config.parse_value``), then
+``Settings.from_env(os.environ, **flags)`` builds the settings, so flags win
+over ``SCANQ_*``, which win over the original names (``INGEST_PORT`` …).
+A bad value exits 2 with one line naming the setting.
+
+Commands stay thin: parse, build Settings, configure logging, call one function.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import fields
+from typing import Any, TypeVar, get_type_hints
+
+import click
+from click.core import ParameterSource
+from click.decorators import FC
+
+from scanq import client
+from scanq.config import ENV_PREFIX, Settings, parse_value
+from scanq.exceptions import ConfigError, ScanqError
+from scanq.logs import configure_logging
+
+_T = TypeVar("_T")
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+_HINTS = get_type_hints(Settings)
+_METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT"}
+
+LOGGING = ("log_level", "log_format")
+STORE = ("database_url",)
+SCANNER = (
+    "default_scanner",
+    "target_allowlist",
+    *(name for name in _FIELDS if name.startswith(("mock_", "scanner_"))),
+)
+HTTP = ("host", "ingest_port", "status_port", "ingest_url", "status_url", "max_batch", "max_body_bytes", "max_attempts")
+WORKER = (
+    "concurrency",
+    "lease_seconds",
+    "heartbeat_seconds",
+    "reaper_seconds",
+    "poll_seconds",
+    "retry_base_seconds",
+    "retry_max_seconds",
+    "scan_timeout_seconds",
+    "shutdown_seconds",
+    "metrics_port",
+)
+CLIENT = ("ingest_url", "status_url", "max_batch", *LOGGING)
+SERVICE_SETTINGS = (*STORE, *HTTP, *SCANNER, *LOGGING)
+WORKER_SETTINGS = (*STORE, *WORKER, *SCANNER, *LOGGING)
+ALL_SETTINGS = tuple(_FIELDS)
+
+
+class _SettingError(click.ClickException):
+    exit_code = 2
+
+
+class ScanqGroup(click.Group):
+    """The ``scanq`` group: turns scanq errors into one line (exit 2 for a bad setting, else 1)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise _SettingError(exc.message) from None
+        except ScanqError as exc:
+            raise click.ClickException(exc.message) from None
+
+
+def flag_name(name: str) -> str:
+    """``lease_seconds`` → ``--lease-seconds``."""
+    return "--" + name.replace("_", "-")
+
+
+def settings_option(name: str) -> Callable[[FC], FC]:
+    """The click option for one Settings field: raw string, env fallback shown in --help, default from the field."""
+    f = _FIELDS[name]
+    default = f.default
+    shown = ",".join(default) if isinstance(default, tuple) else str(default)
+    metavar = "SECONDS" if name.endswith("_seconds") else _METAVARS.get(_HINTS[name], "LIST")
+    # The default is only shown: build_settings reads values given on the command line, nothing else.
+    return click.option(
+        flag_name(name),
+        name,
+        default=shown,
+        show_default=True,
+        metavar=metavar,
+        envvar=ENV_PREFIX + name.upper(),
+        show_envvar=True,
+        help=str(f.metadata.get("help", "")),
+    )
+
+
+def build_settings(ctx: click.Context, raw: dict[str, str | None]) -> Settings:
+    """Settings from the environment, overridden by the flags given on the command line.
+
+    Values click took from ``SCANQ_*`` are ignored here: ``Settings.from_env``
+    reads those itself, after the legacy names, so the precedence is the same with or without click.
+    """
+    overrides: dict[str, Any] = {}
+    for name, value in raw.items():
+        if value is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            overrides[name] = parse_value(name, _HINTS[name], value, source=flag_name(name))
+    return Settings.from_env(os.environ, **overrides)
+
+
+def with_settings(names: Iterable[str]) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """Add a flag for each named setting; the command receives ``settings`` (logging already configured)."""
+    names = tuple(names)
+
+    def decorate(command: Callable[..., _T]) -> Callable[..., _T]:
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> _T:
+            raw = {name: kwargs.pop(name) for name in names}
+            settings = build_settings(click.get_current_context(), raw)
+            configure_logging(settings)
+            return command(settings, **kwargs)
+
+        for name in reversed(names):
+            wrapper = settings_option(name)(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def run_async(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run the command's coroutine on uvloop."""
+    import uvloop
+
+    return uvloop.run(coroutine)
+
+
+@click.group(cls=ScanqGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+def cli() -> None:
+    """scanq: a durable queue of cyber scans with an HTTP API.
+
+    Every option also reads the SCANQ_* environment variable shown in --help.
+    """
+
+
+@cli.command()
+@with_settings(ALL_SETTINGS)
+def up(settings: Settings) -> None:
+    """Run ingest, status and --workers worker processes on this machine until Ctrl-C."""
+    from scanq.supervisor import supervise
+
+    sys.exit(run_async(supervise(settings)))
+
+
+@cli.command()
+@with_settings(SERVICE_SETTINGS)
+def ingest(settings: Settings) -> None:
+    """Run the ingest service (submit, cancel) on --ingest-port."""
+    _serve(settings, factory="create_ingest_app", port=settings.ingest_port)
+
+
+@cli.command()
+@with_settings(SERVICE_SETTINGS)
+def status(settings: Settings) -> None:
+    """Run the status service (scans, pages, stats, dashboard) on --status-port."""
+    _serve(settings, factory="create_status_app", port=settings.status_port)
+
+
+@cli.command()
+@with_settings(SERVICE_SETTINGS)
+def api(settings: Settings) -> None:
+    """Run ingest and status routes in one process on --ingest-port."""
+    _serve(settings, factory="create_api_app", port=settings.ingest_port)
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
+@click.option("--check", is_flag=True, help="Exit 0 if the store is reachable, else 1; run nothing.")
+@with_settings(WORKER_SETTINGS)
+def worker(settings: Settings, *, burst: bool, check: bool) -> None:
+    """Run one worker process: claim scans and run them, --concurrency at once."""
+    from scanq.supervisor import follow_supervisor
+    from scanq.worker import check_store, run_worker
+
+    if check:
+        sys.exit(0 if run_async(check_store(settings)) else 1)
+    follow_supervisor()
+    run_async(run_worker(settings, burst=burst))
+
+
+@cli.command()
+@click.option("--target", help="What to scan (host, domain, URL, IP).")
+@click.option("--scanner", help="Scanner plugin name (default: the service's default).")
+@click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE", help="Scanner option; repeatable.")
+@click.option("--priority", type=int, help="Higher runs first.")
+@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, help="How many scans.")
+@click.option("--wait", is_flag=True, help="Show progress until every scan finished, then a summary.")
+@with_settings(CLIENT)
+def submit(
+    settings: Settings,
+    *,
+    target: str | None,
+    scanner: str | None,
+    option_pairs: Sequence[str],
+    priority: int | None,
+    count: int,
+    wait: bool,
+) -> None:
+    """Submit scans and print their ids."""
+    options = client.parse_options(option_pairs)
+    run_async(
+        client.submit(
+            settings, target=target, scanner=scanner, options=options, priority=priority, count=count, wait=wait
+        )
+    )
+
+
+@cli.command()
+@click.argument("scan_id")
+@with_settings(CLIENT)
+def get(settings: Settings, *, scan_id: str) -> None:
+    """Print one scan as JSON."""
+    run_async(client.get(settings, scan_id=scan_id))
+
+
+@cli.command("list")
+@click.option("--status", "scan_status", type=click.Choice(["Accepted", "Running", "Complete", "Error", "Cancelled"]))
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Scans per page.")
+@click.option("--cursor", help="Continue after a previous page (printed under the table).")
+@with_settings(CLIENT)
+def list_command(settings: Settings, *, scan_status: str | None, limit: int, cursor: str | None) -> None:
+    """List scans, newest first."""
+    run_async(client.list_scans(settings, status=scan_status, limit=limit, cursor=cursor))
+
+
+@cli.command()
+@with_settings(CLIENT)
+def stats(settings: Settings) -> None:
+    """Print the number of scans in each status."""
+    run_async(client.stats(settings))
+
+
+@cli.command()
+@click.argument("scan_id")
+@with_settings(CLIENT)
+def cancel(settings: Settings, *, scan_id: str) -> None:
+    """Cancel a scan (Accepted: at once; Running: the worker stops it)."""
+    run_async(client.cancel(settings, scan_id=scan_id))
+
+
+def _serve(settings: Settings, *, factory: str, port: int) -> None:
+    """Serve one of ``scanq.api.app``'s app factories with uvicorn (uvloop, httptools, no access log)."""
+    import uvicorn
+
+    from scanq.supervisor import follow_supervisor
+
+    follow_supervisor()
+    # Imported here: the HTTP stack is not needed by the worker or the client commands.
+    create_app = getattr(importlib.import_module("scanq.api.app"), factory)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+
+
+def main() -> None:
+    """The ``scanq`` console script."""
+    cli(prog_name="scanq")
+
+
+__all__ = ["cli", "main"]

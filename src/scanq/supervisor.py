@@ -1,0 +1,258 @@
+"""``scanq up``: run ingest, status and N workers as child processes on one machine, and stop them together.
+
+Each child is its own OS process started as ``python -m scanq ingest|status|worker``
+(so ``ps`` shows what it is and an operator can signal one), with every setting
+passed through ``SCANQ_*`` environment variables. Its output lines are
+prefixed with its name (``[worker-1] …``). A child that exits is restarted
+with exponential backoff. SIGINT/SIGTERM stops all children: SIGTERM to each
+child's process group, SIGKILL after ``shutdown_seconds`` plus a grace period;
+a second signal kills at once.
+
+No orphans if the supervisor itself dies (even by SIGKILL): each child is
+started in its own session, so a terminal's Ctrl-C reaches only the supervisor
+(which then stops every child once, gracefully), and the child asks the
+kernel for SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)`` on Linux,
+see ``follow_supervisor``; elsewhere a thread watches the parent pid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import BinaryIO
+
+from scanq.config import ENV_PREFIX, Settings
+from scanq.exceptions import ConfigError
+from scanq.store import open_store
+from scanq.worker import backoff_delay
+
+logger = logging.getLogger(__name__)
+
+SUPERVISOR_PID_ENV = "SCANQ_SUPERVISOR_PID"
+RESTART_BASE_S = 0.5
+RESTART_MAX_S = 30.0
+# A child that ran this long before exiting counts as healthy: its restart backoff starts over.
+STABLE_AFTER_S = 30.0
+KILL_GRACE_S = 3.0
+LINE_LIMIT_BYTES = 1 << 20
+PARENT_POLL_S = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(eq=False)
+class _Child:
+    name: str
+    command: str
+    process: asyncio.subprocess.Process | None = None
+
+
+def settings_environ(settings: Settings) -> dict[str, str]:
+    """Every setting as the ``SCANQ_*`` variable that reproduces it in a child process."""
+    environ: dict[str, str] = {}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        environ[ENV_PREFIX + f.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
+    return environ
+
+
+class Supervisor:
+    """Starts, prefixes, restarts and stops the children of ``scanq up``.
+
+    Args:
+        settings: passed to every child through the environment; ``workers`` says how many workers.
+        out: where prefixed child output and the start banner go (default: stdout).
+    """
+
+    def __init__(self, settings: Settings, *, out: BinaryIO | None = None) -> None:
+        self.settings = settings
+        self._out = out if out is not None else sys.stdout.buffer
+        self._children = [
+            _Child(name="ingest", command="ingest"),
+            _Child(name="status", command="status"),
+            *(_Child(name=f"worker-{n}", command="worker") for n in range(1, settings.workers + 1)),
+        ]
+        self._stop_event = asyncio.Event()
+        self._is_killing = False
+        self._environ = {
+            **os.environ,
+            **settings_environ(settings),
+            SUPERVISOR_PID_ENV: str(os.getpid()),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def stop(self) -> None:
+        """Stop every child (signal-handler safe); a second call kills them at once."""
+        if self._stop_event.is_set():
+            self._is_killing = True
+            self._signal_all(signal.SIGKILL)
+        self._stop_event.set()
+
+    async def run(self) -> int:
+        """Run until SIGINT/SIGTERM (or ``stop()``); return the exit code."""
+        await prepare_store(self.settings)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.stop)
+        try:
+            self._banner()
+            supervisors = [asyncio.create_task(self._supervise(child)) for child in self._children]
+            await self._stop_event.wait()
+            self._emit("up", "stopping every process")
+            await self._terminate_all()
+            await asyncio.gather(*supervisors)
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        self._emit("up", "stopped")
+        return 0
+
+    def _banner(self) -> None:
+        s = self.settings
+        self._emit("up", f"ingest  http://{s.host}:{s.ingest_port}   (GET / queues a scan)")
+        self._emit("up", f"status  http://{s.host}:{s.status_port}   (GET /<id>, /scans, /stats)")
+        self._emit("up", f"workers {s.workers} x concurrency {s.concurrency}, store {_redact(s.database_url)}")
+        self._emit("up", "Ctrl-C stops everything")
+
+    async def _supervise(self, child: _Child) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while not self._stop_event.is_set():
+            started = loop.time()
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "scanq",
+                child.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=self._environ,
+                start_new_session=True,
+                limit=LINE_LIMIT_BYTES,
+            )
+            child.process = process
+            if self._stop_event.is_set():  # stopped while it was starting
+                _signal_group(process, signal.SIGTERM)
+            assert process.stdout is not None
+            pump = asyncio.create_task(self._pump(child.name, process.stdout))
+            code = await process.wait()
+            await asyncio.wait([pump], timeout=KILL_GRACE_S)
+            pump.cancel()
+            if self._stop_event.is_set():
+                self._emit(child.name, f"exited with code {code}")
+                return
+            failures = 1 if loop.time() - started > STABLE_AFTER_S else failures + 1
+            delay = backoff_delay(failures, base_s=RESTART_BASE_S, max_s=RESTART_MAX_S, full_jitter=False)
+            self._emit("up", f"{child.name} (pid {process.pid}) exited with code {code}; restarting in {delay:.1f}s")
+            try:
+                await asyncio.wait_for(self._stop_event.wait(), delay)
+            except TimeoutError:
+                pass
+
+    async def _pump(self, name: str, reader: asyncio.StreamReader) -> None:
+        prefix = f"[{name}] ".encode()
+        while True:
+            try:
+                line = await reader.readline()
+            except ValueError:  # a line longer than LINE_LIMIT_BYTES: pass it on in pieces
+                line = await reader.read(LINE_LIMIT_BYTES)
+            if not line:
+                return
+            self._write(prefix + (line if line.endswith(b"\n") else line + b"\n"))
+
+    async def _terminate_all(self) -> None:
+        self._signal_all(signal.SIGTERM)
+        processes = [c.process for c in self._children if c.process is not None and c.process.returncode is None]
+        if not processes:
+            return
+        waits = [asyncio.ensure_future(p.wait()) for p in processes]
+        _, pending = await asyncio.wait(waits, timeout=self.settings.shutdown_seconds + KILL_GRACE_S)
+        if pending:
+            self._emit("up", f"{len(pending)} processes did not stop in time: killing them")
+            self._signal_all(signal.SIGKILL)
+            await asyncio.wait(pending)
+
+    def _signal_all(self, signum: signal.Signals) -> None:
+        for child in self._children:
+            if child.process is not None and child.process.returncode is None:
+                _signal_group(child.process, signum)
+
+    def _emit(self, name: str, message: str) -> None:
+        self._write(f"[{name}] {message}\n".encode())
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._out.write(data)
+            self._out.flush()
+        except (BrokenPipeError, ValueError):  # our own output is gone; keep supervising
+            pass
+
+
+def _signal_group(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
+    # Each child leads its own process group (start_new_session), so this reaches anything it spawned too.
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _redact(url: str) -> str:
+    """The URL without a password, for printing."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+async def prepare_store(settings: Settings) -> None:
+    """Open the store once before any child starts, so the schema exists (children never race a migration)."""
+    if settings.database_url.startswith("memory:"):
+        raise ConfigError("SCANQ_DATABASE_URL: memory:// cannot be shared between processes; use sqlite:///path")
+    async with open_store(settings.database_url) as store:
+        await store.ping()
+
+
+async def supervise(settings: Settings) -> int:
+    """Run ``scanq up`` until SIGINT/SIGTERM; return the exit code."""
+    return await Supervisor(settings).run()
+
+
+def follow_supervisor(environ: Mapping[str, str] = os.environ) -> None:
+    """In a child of ``scanq up``: get SIGTERM when the supervisor dies, however it dies.
+
+    Does nothing outside ``scanq up``. On Linux the kernel delivers the signal
+    (``PR_SET_PDEATHSIG``); elsewhere a daemon thread polls the parent pid.
+    Either way the child then shuts down as on any SIGTERM (workers release their scans).
+    """
+    expected = environ.get(SUPERVISOR_PID_ENV)
+    if not expected:
+        return
+    if not _set_parent_death_signal():
+        threading.Thread(target=_watch_parent, args=(int(expected),), name="scanq-parent-watch", daemon=True).start()
+    if os.getppid() != int(expected):  # the supervisor died before the kernel could be told
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _set_parent_death_signal() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_S)
+    os.kill(os.getpid(), signal.SIGTERM)
