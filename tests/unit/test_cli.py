@@ -1,0 +1,152 @@
+"""The command line: flags generated from Settings, precedence with the environment, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from scanq.cli import ALL_SETTINGS, cli, flag_name, with_settings
+from scanq.client import _table, parse_options
+from scanq.config import Settings
+
+
+def probe_command() -> click.Command:
+    """A command built with the real helper that prints the settings it received."""
+
+    @click.command()
+    @with_settings(["ingest_port", "lease_seconds", "heartbeat_seconds", "target_allowlist", "log_level"])
+    def probe(settings: Settings) -> None:
+        click.echo(
+            json.dumps(
+                {
+                    "ingest_port": settings.ingest_port,
+                    "lease_seconds": settings.lease_seconds,
+                    "target_allowlist": list(settings.target_allowlist),
+                    "mock_failure_rate": settings.mock_failure_rate,
+                }
+            )
+        )
+
+    return probe
+
+
+def run(args: list[str], env: dict[str, str] | None = None, command: click.Command | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(command or cli, args, env=env)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def test_every_setting_is_a_flag_of_up_with_its_environment_variable() -> None:
+    code, out = run(["up", "--help"])
+    assert code == 0
+    assert set(ALL_SETTINGS) == {f.name for f in fields(Settings)}
+    flat = " ".join(out.split())
+    for f in fields(Settings):
+        assert flag_name(f.name) in out
+        assert f"SCANQ_{f.name.upper()}" in flat
+    assert "How long a claim is held without a heartbeat" in flat
+    assert "default: 30.0" in flat
+
+
+@pytest.mark.parametrize(
+    "command", ["up", "ingest", "status", "api", "worker", "submit", "get", "list", "stats", "cancel"]
+)
+def test_every_command_has_help(command: str) -> None:
+    code, out = run([command, "--help"])
+    assert code == 0
+    assert "--log-level" in out
+
+
+def test_a_flag_beats_the_environment_which_beats_legacy_names() -> None:
+    env = {"INGEST_PORT": "1111", "SCANQ_LEASE_SECONDS": "40", "CHANCE_OF_FAILURE": "0.3"}
+    code, out = run([], env=env, command=probe_command())
+    assert code == 0, out
+    assert json.loads(out) == {
+        "ingest_port": 1111,
+        "lease_seconds": 40.0,
+        "target_allowlist": [],
+        "mock_failure_rate": 0.3,
+    }
+
+    env["SCANQ_INGEST_PORT"] = "2222"
+    code, out = run(
+        ["--lease-seconds", "50", "--target-allowlist", "10.0.0.0/8,127.0.0.0/8"], env=env, command=probe_command()
+    )
+    assert code == 0, out
+    assert json.loads(out) == {
+        "ingest_port": 2222,
+        "lease_seconds": 50.0,
+        "target_allowlist": ["10.0.0.0/8", "127.0.0.0/8"],
+        "mock_failure_rate": 0.3,
+    }
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--lease-seconds", "soon"], {}, "--lease-seconds"),
+        ([], {"SCANQ_LEASE_SECONDS": "soon"}, "SCANQ_LEASE_SECONDS"),
+        ([], {"INGEST_PORT": "http"}, "INGEST_PORT"),
+        (["--heartbeat-seconds", "90"], {}, "SCANQ_HEARTBEAT_SECONDS"),
+        (["--log-level", "chatty"], {}, "SCANQ_LOG_LEVEL"),
+    ],
+)
+def test_a_bad_setting_exits_2_with_one_line_naming_it(args: list[str], env: dict[str, str], named: str) -> None:
+    code, out = run(["worker", "--check", *args], env=env)
+    assert code == 2
+    assert named in out
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_worker_check_exits_0_when_the_store_answers() -> None:
+    code, _ = run(["worker", "--check", "--database-url", "memory://check"])
+    assert code == 0
+
+
+def test_worker_check_exits_1_when_the_store_is_unreachable() -> None:
+    # Nothing listens on port 1; the PostgreSQL store (or its missing driver) must report unreachable, not crash.
+    code, _ = run(["worker", "--check", "--database-url", "postgresql://nobody@127.0.0.1:1/none"])
+    assert code == 1
+
+
+def test_up_refuses_an_in_process_store() -> None:
+    code, out = run(["up", "--database-url", "memory://x"])
+    assert code == 2
+    assert "SCANQ_DATABASE_URL" in out
+
+
+def test_a_client_command_reports_an_unreachable_service_in_one_line() -> None:
+    code, out = run(["stats", "--status-url", "http://127.0.0.1:1"])
+    assert code == 1
+    assert out.startswith("Error: GET http://127.0.0.1:1/stats failed")
+    assert len(out.strip().splitlines()) == 1
+
+
+def test_submit_rejects_a_malformed_option() -> None:
+    code, out = run(["submit", "--option", "novalue", "--ingest-url", "http://127.0.0.1:1"])
+    assert code == 2
+    assert "key=value" in out
+
+
+def test_options_are_json_when_they_parse_as_json() -> None:
+    assert parse_options(["min_sleep=0.1", "name=web", "deep=true", "ports=[80,443]", "empty="]) == {
+        "min_sleep": 0.1,
+        "name": "web",
+        "deep": True,
+        "ports": [80, 443],
+        "empty": "",
+    }
+
+
+def test_tables_align_columns() -> None:
+    assert _table(["status", "scans"], [("Complete", 12), ("Error", None)]).splitlines() == [
+        "status    scans",
+        "--------  -----",
+        "Complete  12",
+        "Error",
+    ]

@@ -1,0 +1,86 @@
+"""Settings: environment names, legacy names, precedence, typed parsing and one-line errors naming the setting."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from scanq.config import ENV_PREFIX, LEGACY_ENV, Settings
+from scanq.exceptions import ConfigError
+
+
+def test_defaults_match_the_original_system() -> None:
+    s = Settings.from_env({})
+    assert (s.ingest_port, s.status_port) == (10550, 10551)
+    assert (s.mock_min_sleep, s.mock_max_sleep, s.mock_failure_rate) == (1.0, 5.0, 0.1)
+    assert s.concurrency == 64
+    assert s.host == "127.0.0.1"
+
+
+def test_every_field_reads_its_scanq_variable() -> None:
+    for f in fields(Settings):
+        assert f.metadata.get("help"), f"{f.name} has no help text"
+    s = Settings.from_env({"SCANQ_LEASE_SECONDS": "12.5", "SCANQ_CONCURRENCY": "7", "SCANQ_LOG_FORMAT": "json"})
+    assert (s.lease_seconds, s.concurrency, s.log_format) == (12.5, 7, "json")
+
+
+def test_legacy_names_are_honoured_and_floats_allowed() -> None:
+    s = Settings.from_env(
+        {
+            "INGEST_PORT": "20550",
+            "STATUS_PORT": "20551",
+            "MIN_SLEEP": "0.1",
+            "MAX_SLEEP": "0.5",
+            "CHANCE_OF_FAILURE": "0.25",
+        }
+    )
+    assert (s.ingest_port, s.status_port) == (20550, 20551)
+    assert (s.mock_min_sleep, s.mock_max_sleep, s.mock_failure_rate) == (0.1, 0.5, 0.25)
+    assert set(LEGACY_ENV) == {"INGEST_PORT", "STATUS_PORT", "MIN_SLEEP", "MAX_SLEEP", "CHANCE_OF_FAILURE"}
+
+
+def test_flags_beat_scanq_variables_which_beat_legacy_names() -> None:
+    env = {"INGEST_PORT": "1111", "SCANQ_INGEST_PORT": "2222", "STATUS_PORT": "3333"}
+    assert Settings.from_env(env).ingest_port == 2222
+    assert Settings.from_env(env).status_port == 3333
+    assert Settings.from_env(env, ingest_port=4444).ingest_port == 4444
+    assert Settings.from_env(env, ingest_port=None).ingest_port == 2222
+
+
+def test_lists_are_comma_separated() -> None:
+    s = Settings.from_env({"SCANQ_TARGET_ALLOWLIST": "10.0.0.0/8, 192.168.1.0/24,"})
+    assert s.target_allowlist == ("10.0.0.0/8", "192.168.1.0/24")
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"SCANQ_CONCURRENCY": "many"}, "SCANQ_CONCURRENCY"),
+        ({"CHANCE_OF_FAILURE": "often"}, "CHANCE_OF_FAILURE"),
+        ({"SCANQ_MOCK_FAILURE_RATE": "1.5"}, "SCANQ_MOCK_FAILURE_RATE"),
+        ({"SCANQ_INGEST_PORT": "70000"}, "SCANQ_INGEST_PORT"),
+        ({"SCANQ_CONCURRENCY": "0"}, "SCANQ_CONCURRENCY"),
+        ({"SCANQ_HEARTBEAT_SECONDS": "60"}, "SCANQ_HEARTBEAT_SECONDS"),
+        ({"MIN_SLEEP": "3", "MAX_SLEEP": "1"}, "SCANQ_MOCK_MAX_SLEEP"),
+        ({"SCANQ_LOG_FORMAT": "xml"}, "SCANQ_LOG_FORMAT"),
+        ({"SCANQ_LOG_LEVEL": "loud"}, "SCANQ_LOG_LEVEL"),
+        ({"SCANQ_TARGET_ALLOWLIST": "not-a-cidr"}, "SCANQ_TARGET_ALLOWLIST"),
+        ({"SCANQ_DATABASE_URL": "scanq.db"}, "SCANQ_DATABASE_URL"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_setting(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(environ)
+    message = str(caught.value)
+    assert named in message
+    assert "\n" not in message
+
+
+def test_replace_ignores_none() -> None:
+    s = Settings.from_env({}).replace(concurrency=5, workers=None)
+    assert (s.concurrency, s.workers) == (5, 2)
+
+
+def test_unknown_scanq_variables_do_not_leak_into_settings() -> None:
+    assert Settings.from_env({ENV_PREFIX + "SUPERVISOR_PID": "123"}) == Settings()
