@@ -1,0 +1,51 @@
+"""The dnspython resolver the scanners use, pointed at the configured name servers."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import dns.asyncresolver
+import dns.nameserver
+
+from scanq.exceptions import ConfigError
+
+DNS_PORT = 53
+DNS_QUERY_TIMEOUT_S = 3.0
+DNS_LIFETIME_S = 6.0
+
+
+def parse_nameserver(spec: str) -> tuple[str, int]:
+    """``"ip"``, ``"ip:port"`` or ``"[ipv6]:port"`` as (address, port); raise ``ConfigError``."""
+    text = spec.strip()
+    host, port = text, DNS_PORT
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            port = _port(spec, rest.removeprefix(":"))
+    elif text.count(":") == 1:
+        host, _, raw_port = text.partition(":")
+        port = _port(spec, raw_port)
+    try:
+        return str(ipaddress.ip_address(host)), port
+    except ValueError:
+        raise ConfigError(f"name server {spec!r} must be an IP address, optionally with :port") from None
+
+
+def _port(spec: str, raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"name server {spec!r} has an invalid port")
+    return int(raw)
+
+
+def make_resolver(nameservers: tuple[str, ...] = ()) -> dns.asyncresolver.Resolver:
+    """A resolver that asks ``nameservers`` (``ip[:port]``), or the system's when empty."""
+    if not nameservers:
+        resolver = dns.asyncresolver.Resolver()
+    else:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [
+            dns.nameserver.Do53Nameserver(address, port) for address, port in map(parse_nameserver, nameservers)
+        ]
+    resolver.timeout = DNS_QUERY_TIMEOUT_S
+    resolver.lifetime = DNS_LIFETIME_S
+    return resolver

@@ -1,0 +1,135 @@
+"""The shared frame of the real (network) scanner plugins.
+
+A ``TargetScanner`` subclass says which targets it takes and how to read its
+options, and implements ``check`` on an already checked target. This base does
+the rest the same way for every plugin: submit-time validation, re-validation
+and resolution at run time, the per-plugin timeout, and the mapping of
+failures to ``ScannerError`` (permanent) or ``TransientScanError`` (retried).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Coroutine, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+from scanq.config import Settings
+from scanq.exceptions import ScannerError, TargetRefused, TransientScanError, ValidationError
+from scanq.scanners.addresses import AddressPolicy
+from scanq.scanners.base import Scanner
+from scanq.scanners.connect import Session, open_session
+from scanq.scanners.findings import PluginReport, ScanReport
+from scanq.scanners.targets import Target, parse_target
+
+logger = logging.getLogger(__name__)
+
+OptionsT = TypeVar("OptionsT")
+
+
+class TargetScanner(Scanner, Generic[OptionsT]):
+    """A plugin that checks one network target and reports findings.
+
+    Class attributes:
+        allow_url: the plugin accepts an http(s) URL as target.
+        connects: the plugin connects to the target (so it is resolved and checked); ``dns`` only asks a resolver.
+        accepts_ip: the plugin accepts an IP address as target.
+    """
+
+    allow_url: ClassVar[bool] = False
+    connects: ClassVar[bool] = True
+    accepts_ip: ClassVar[bool] = True
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        try:
+            self.policy = AddressPolicy.from_cidrs(settings.target_allowlist)
+        except ValueError as exc:
+            raise ValidationError(f"target_allowlist: {exc}") from None
+
+    # --- what a subclass provides -------------------------------------------------
+
+    @abc.abstractmethod
+    def parse_options(self, options: Mapping[str, Any]) -> OptionsT:
+        """Read and check this plugin's options; raise ``ValidationError`` naming the bad one."""
+
+    @abc.abstractmethod
+    async def check(self, *, target: Target, session: Session | None, options: OptionsT) -> PluginReport:
+        """Run the checks on a target that passed the rules (``session`` is None when ``connects`` is false)."""
+
+    # --- the Scanner interface ----------------------------------------------------
+
+    def parse(self, target: str | None) -> Target:
+        """Parse and statically check a target for this plugin; raise ``ValidationError``/``TargetRefused``."""
+        parsed = parse_target(target, policy=self.policy, allow_url=self.allow_url)
+        if parsed.is_ip and not self.accepts_ip:
+            raise ValidationError(f"the {self.name} scanner needs a domain name, not an IP address")
+        return parsed
+
+    def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
+        parsed = self.parse(target)
+        self.parse_options(options)
+        return str(parsed)
+
+    async def run(self, *, scan_id: str, target: str | None, options: Mapping[str, Any]) -> Mapping[str, Any]:
+        parsed, opts = self._revalidate(target, options)
+        session = await self.open(parsed)
+        timeout_s = min(self.settings.scanner_plugin_timeout_seconds, self.settings.scan_timeout_seconds)
+        try:
+            report = await run_with_timeout(self.check(target=parsed, session=session, options=opts), timeout_s)
+        except TargetRefused as exc:
+            raise ScannerError(exc.message) from None
+        addresses = tuple(str(a) for a in session.addresses) if session is not None else ()
+        logger.info("scan %s: %s on %s: %d findings", scan_id, self.name, parsed, len(report.findings))
+        return ScanReport(
+            scanner=self.name,
+            target=str(parsed),
+            addresses=addresses,
+            plugins={self.name: "ok"},
+            findings=tuple(report.findings),
+            details={self.name: report.details} if report.details else {},
+        ).to_dict()
+
+    def _revalidate(self, target: str | None, options: Mapping[str, Any]) -> tuple[Target, OptionsT]:
+        # Run time is a second gate: the rules or the allow-list may have changed since submission.
+        try:
+            return self.parse(target), self.parse_options(options)
+        except ValidationError as exc:
+            raise ScannerError(exc.message) from None
+
+    async def open(self, target: Target) -> Session | None:
+        """Resolve and check ``target`` when this plugin connects; a refusal is permanent."""
+        if not self.connects:
+            return None
+        try:
+            return await open_session(target, settings=self.settings, policy=self.policy)
+        except TargetRefused as exc:
+            raise ScannerError(exc.message) from None
+
+
+async def run_with_timeout(coro: Coroutine[Any, Any, PluginReport], timeout_s: float) -> PluginReport:
+    """Await a plugin's ``check`` with its time limit; a timeout is transient."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await coro
+    except TimeoutError:
+        raise TransientScanError(f"plugin timed out after {timeout_s:g}s") from None
+
+
+def reject_unknown(options: Mapping[str, Any], known: set[str], *, plugin: str) -> None:
+    """Raise ``ValidationError`` naming any option this plugin does not know."""
+    if not isinstance(options, Mapping):
+        raise ValidationError(f"{plugin} options must be a JSON object")
+    unknown = sorted(set(options) - known)
+    if unknown:
+        allowed = ", ".join(sorted(known)) or "none"
+        raise ValidationError(f"unknown {plugin} option(s): {', '.join(unknown)} (allowed: {allowed})")
+
+
+def port_option(options: Mapping[str, Any], key: str, default: int) -> int:
+    """An integer port option in 1-65535, or ``default``; raise ``ValidationError``."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValidationError(f"option {key!r} must be a port number 1-65535 (got {value!r})")
+    return value

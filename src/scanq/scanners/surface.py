@@ -1,0 +1,171 @@
+"""The ``surface`` scanner: tls, ports, http and dns on one target at once, with a score and a grade.
+
+The target is resolved and checked once; the four plugins share that session
+(the same checked address, one socket limit for the target) and run
+concurrently, each under its own time limit, each with its own status in
+``plugins``: ``ok``, ``error: <why>`` or ``skipped: <why>`` (dns on an IP
+target). A plugin that fails does not fail the scan; the scan fails only when
+no plugin could run.
+
+Scoring, version ``SCORING_VERSION`` (docs/scanners.md):
+    score = max(0, 100 - sum of DEDUCTIONS[severity] over failed findings)
+    grade = first of GRADES whose floor the score reaches; a critical failure caps the grade at D.
+    ``score_complete`` is false when a plugin did not run: the score then covers only the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scanq.config import Settings
+from scanq.exceptions import ScannerError, ScanqError, TargetRefused, TransientScanError, ValidationError
+from scanq.scanners.connect import Session, open_session
+from scanq.scanners.dnscheck import DnsScanner
+from scanq.scanners.findings import Finding, PluginReport, ScanReport, Severity, Status
+from scanq.scanners.plugin import TargetScanner, reject_unknown, run_with_timeout
+from scanq.scanners.ports import PortsScanner
+from scanq.scanners.targets import Target
+from scanq.scanners.tls import TlsScanner
+from scanq.scanners.web import HttpScanner
+
+logger = logging.getLogger(__name__)
+
+PLUGIN = "surface"
+SCORING_VERSION = 1
+DEDUCTIONS = {
+    Severity.CRITICAL: 40,
+    Severity.HIGH: 20,
+    Severity.MEDIUM: 8,
+    Severity.LOW: 3,
+    Severity.INFO: 0,
+}
+GRADES = (("A", 90), ("B", 75), ("C", 60), ("D", 40), ("F", 0))
+CRITICAL_GRADE_CAP = "D"
+PLUGIN_CLASSES: dict[str, type[TargetScanner[Any]]] = {
+    "tls": TlsScanner,
+    "ports": PortsScanner,
+    "http": HttpScanner,
+    "dns": DnsScanner,
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SurfaceOptions:
+    """``plugins``: which to run (default all four); ``tls``/``ports``/``http``/``dns``: each one's options."""
+
+    plugins: tuple[str, ...]
+    per_plugin: Mapping[str, Any]
+
+
+class SurfaceScanner(TargetScanner[SurfaceOptions]):
+    """Runs every real scanner on one target and grades the result."""
+
+    name = PLUGIN
+    allow_url = True
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.plugins = {name: cls(settings) for name, cls in PLUGIN_CLASSES.items()}
+
+    def parse_options(self, options: Mapping[str, Any]) -> SurfaceOptions:
+        reject_unknown(options, {"plugins", *PLUGIN_CLASSES}, plugin=PLUGIN)
+        chosen = options.get("plugins", list(PLUGIN_CLASSES))
+        if not isinstance(chosen, list) or not chosen or not all(name in PLUGIN_CLASSES for name in chosen):
+            raise ValidationError(f"option 'plugins' must be a non-empty list of: {', '.join(PLUGIN_CLASSES)}")
+        per_plugin = {}
+        for name in PLUGIN_CLASSES:
+            sub = options.get(name, {})
+            if not isinstance(sub, Mapping):
+                raise ValidationError(f"option {name!r} must be a JSON object of {name} options")
+            per_plugin[name] = self.plugins[name].parse_options(sub)
+        return SurfaceOptions(plugins=tuple(dict.fromkeys(chosen)), per_plugin=per_plugin)
+
+    async def check(self, *, target: Target, session: Session | None, options: SurfaceOptions) -> PluginReport:
+        raise NotImplementedError("surface runs its plugins itself; see run()")
+
+    async def run(self, *, scan_id: str, target: str | None, options: Mapping[str, Any]) -> Mapping[str, Any]:
+        parsed, opts = self._revalidate(target, options)
+        session, session_error = await self._open_or_error(parsed)
+        timeout_s = min(self.settings.scanner_plugin_timeout_seconds, self.settings.scan_timeout_seconds)
+        names = list(opts.plugins)
+        outcomes = await asyncio.gather(
+            *(self._run_one(name, parsed, session, session_error, opts.per_plugin[name], timeout_s) for name in names)
+        )
+        statuses = {name: status for name, (status, _) in zip(names, outcomes, strict=True)}
+        reports = {name: report for name, (_, report) in zip(names, outcomes, strict=True) if report is not None}
+        if not reports:
+            errors = [o[0] for o in outcomes]
+            raise (TransientScanError if session_error is not None or _any_transient(errors) else ScannerError)(
+                "no scanner could run: " + "; ".join(f"{n}: {s}" for n, s in statuses.items())
+            )
+        findings = tuple(f for report in reports.values() for f in report.findings)
+        score, grade = score_findings(findings)
+        logger.info("scan %s: surface on %s: score %d grade %s", scan_id, parsed, score, grade)
+        return ScanReport(
+            scanner=PLUGIN,
+            target=str(parsed),
+            addresses=tuple(str(a) for a in session.addresses) if session is not None else (),
+            plugins=statuses,
+            findings=findings,
+            details={name: report.details for name, report in reports.items() if report.details},
+            extra={
+                "score": score,
+                "grade": grade,
+                "scoring_version": SCORING_VERSION,
+                "score_complete": all(s == "ok" or s.startswith("skipped") for s in statuses.values()),
+            },
+        ).to_dict()
+
+    async def _open_or_error(self, target: Target) -> tuple[Session | None, str | None]:
+        """The shared session; a refused target fails the scan, an unresolvable one only the network plugins."""
+        try:
+            return await open_session(target, settings=self.settings, policy=self.policy), None
+        except TargetRefused as exc:
+            raise ScannerError(exc.message) from None
+        except ScannerError as exc:
+            return None, exc.message
+
+    async def _run_one(
+        self,
+        name: str,
+        target: Target,
+        session: Session | None,
+        session_error: str | None,
+        options: Any,
+        timeout_s: float,
+    ) -> tuple[str, PluginReport | None]:
+        plugin = self.plugins[name]
+        if plugin.connects and session is None:
+            return f"error: {session_error}", None
+        if target.is_ip and not plugin.accepts_ip:
+            return "skipped: needs a domain name, the target is an IP address", None
+        try:
+            report = await run_with_timeout(
+                plugin.check(target=target, session=session if plugin.connects else None, options=options), timeout_s
+            )
+        except TransientScanError as exc:
+            return f"error: {exc.message} (transient)", None
+        except ScanqError as exc:
+            return f"error: {exc.message}", None
+        except Exception as exc:  # one plugin's bug must not hide the others' findings
+            logger.exception("scanner %s failed on %s", name, target)
+            return f"error: internal error ({type(exc).__name__})", None
+        return "ok", report
+
+
+def _any_transient(statuses: list[str]) -> bool:
+    return any(s.endswith("(transient)") for s in statuses)
+
+
+def score_findings(findings: tuple[Finding, ...] | list[Finding]) -> tuple[int, str]:
+    """The score (0-100) and grade (A-F) of a set of findings, by ``SCORING_VERSION`` rules."""
+    failed = [f for f in findings if f.status == Status.FAIL]
+    score = max(0, 100 - sum(DEDUCTIONS[f.severity] for f in failed))
+    grade = next(letter for letter, floor in GRADES if score >= floor)
+    if any(f.severity == Severity.CRITICAL for f in failed) and grade < CRITICAL_GRADE_CAP:
+        grade = CRITICAL_GRADE_CAP
+    return score, grade
