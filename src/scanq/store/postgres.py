@@ -71,9 +71,11 @@ GROUP_COMMIT_IN_FLIGHT = 2
 COUNT_FOLD_THRESHOLD = 1000
 DEADLOCK_RETRIES = 3
 
+# The NOTIFY channel (the name is also in queries.sql).
 WORK_CHANNEL = "scanq_work"
-LEASE_EXPIRED_ERROR = "lease expired"
-MIGRATIONS_DIR = "sql/postgres"
+SQL_DIR = "sql/postgres"
+QUERIES_FILE = "queries.sql"
+QUERY_NAME_PREFIX = "-- name:"
 # Advisory lock keys: stable numbers derived from names so they do not collide with other apps by accident.
 MIGRATION_LOCK_KEY = zlib.crc32(b"scanq.migrations")
 COUNT_FOLD_LOCK_KEY = zlib.crc32(b"scanq.count_fold")
@@ -88,221 +90,39 @@ SERVER_SETTINGS = {
     "jit": "off",
 }
 
-_COLUMNS = (
-    "scan_id",
-    "status",
-    "target",
-    "scanner",
-    "options",
-    "priority",
-    "attempt",
-    "max_attempts",
-    "created_at",
-    "updated_at",
-    "available_at",
-    "started_at",
-    "finished_at",
-    "lease_owner",
-    "lease_expires_at",
-    "error",
-    "result",
-    "idempotency_key",
-    "cancel_requested",
-    "history",
-)
-COLUMNS = ", ".join(_COLUMNS)
-S_COLUMNS = ", ".join(f"s.{name}" for name in _COLUMNS)
+
+def load_queries() -> dict[str, str]:
+    """Read ``queries.sql``: each ``-- name: x`` header starts the statement named ``x``."""
+    text = resources.files("scanq.store").joinpath(SQL_DIR, QUERIES_FILE).read_text(encoding="utf-8")
+    queries: dict[str, str] = {}
+    name: str | None = None
+    for line in text.splitlines():
+        if line.startswith(QUERY_NAME_PREFIX):
+            name = line.removeprefix(QUERY_NAME_PREFIX).strip()
+            queries[name] = ""
+        elif name is not None:
+            queries[name] += line + "\n"
+    return {key: sql.strip().removesuffix(";") for key, sql in queries.items()}
 
 
-def _close_history(outcome: str, error: str) -> str:
-    """SQL that closes the open (last) history entry of ``s`` with an outcome and error expression."""
-    return f"""CASE WHEN jsonb_array_length(s.history) = 0 THEN s.history
-        ELSE jsonb_set(s.history, '{{-1}}', (s.history -> -1)
-             || jsonb_build_object('finished_at', now(), 'outcome', {outcome}, 'error', {error})) END"""
+_QUERIES = load_queries()
+INSERT_SCANS = _QUERIES["insert_scans"]
+SELECT_BY_KEYS = _QUERIES["select_by_keys"]
+SELECT_SCAN = _QUERIES["select_scan"]
+LIST_ALL = _QUERIES["list_all"]
+LIST_ALL_AFTER = _QUERIES["list_all_after"]
+LIST_STATUS = _QUERIES["list_status"]
+LIST_STATUS_AFTER = _QUERIES["list_status_after"]
+STATS = _QUERIES["stats"]
+FOLD_COUNTS = _QUERIES["fold_counts"]
+CLAIM = _QUERIES["claim"]
+HEARTBEAT = _QUERIES["heartbeat"]
+FINISH = _QUERIES["finish"]
+RELEASE = _QUERIES["release"]
+REQUEUE_EXPIRED = _QUERIES["requeue_expired"]
+CANCEL = _QUERIES["cancel"]
+DURABILITY_SETTINGS = _QUERIES["durability_settings"]
 
-
-def _count_deltas(cte: str) -> str:
-    """SQL for a CTE that records the status changes of the rows ``cte`` returned (columns status, old_status)."""
-    return f"""INSERT INTO scan_count_deltas (status, delta)
-        SELECT d.status, sum(d.delta) FROM (
-            SELECT status, 1 FROM {cte}
-            UNION ALL SELECT old_status, -1 FROM {cte} WHERE old_status IS NOT NULL
-        ) AS d(status, delta)
-        GROUP BY d.status HAVING sum(d.delta) <> 0"""
-
-
-def _notify_if_claimable(cte: str) -> str:
-    """SQL for a CTE that notifies once if ``cte`` returned a row that is claimable now."""
-    return f"""SELECT pg_notify('{WORK_CHANNEL}', '') FROM {cte}
-        WHERE status = 'Accepted' AND available_at <= now() LIMIT 1"""
-
-
-INSERT_SCANS = f"""
-WITH inserted AS (
-    INSERT INTO scans AS s (scan_id, status, target, scanner, options, priority, max_attempts,
-                            created_at, updated_at, available_at, idempotency_key)
-    SELECT n.scan_id, 'Accepted', n.target, n.scanner, n.options, n.priority, n.max_attempts,
-           n.created_at, now(), coalesce(n.available_at, least(n.created_at, now())), n.idempotency_key
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
-                $7::timestamptz[], $8::timestamptz[], $9::text[])
-         AS n(scan_id, target, scanner, options, priority, max_attempts, created_at, available_at, idempotency_key)
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING {S_COLUMNS}, NULL::text AS old_status
-),
-counted AS ({_count_deltas("inserted")}),
-notified AS ({_notify_if_claimable("inserted")})
-SELECT {COLUMNS}, (SELECT count(*) FROM notified) AS notified FROM inserted
-"""
-
-SELECT_BY_KEYS = f"SELECT {COLUMNS} FROM scans WHERE idempotency_key = ANY($1::text[])"
-
-SELECT_SCAN = f"SELECT {COLUMNS} FROM scans WHERE scan_id = $1::uuid"
-
-LIST_ALL = f"SELECT {COLUMNS} FROM scans ORDER BY scan_id DESC LIMIT $1"
-LIST_ALL_AFTER = f"SELECT {COLUMNS} FROM scans WHERE scan_id < $2::uuid ORDER BY scan_id DESC LIMIT $1"
-LIST_STATUS = f"SELECT {COLUMNS} FROM scans WHERE status = $2 ORDER BY scan_id DESC LIMIT $1"
-LIST_STATUS_AFTER = (
-    f"SELECT {COLUMNS} FROM scans WHERE status = $2 AND scan_id < $3::uuid ORDER BY scan_id DESC LIMIT $1"
-)
-
-# The counts come from the counter tables (never from the scans table); the oldest Accepted
-# scan is the first entry of scans_by_status for 'Accepted' (ids are time-ordered).
-STATS = """
-SELECT (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM (
-            SELECT status, sum(n) AS n FROM (
-                SELECT status, n FROM scan_counts UNION ALL SELECT status, delta FROM scan_count_deltas
-            ) AS c GROUP BY status
-        ) AS t) AS counts,
-       (SELECT count(*) FROM scan_count_deltas) AS deltas,
-       (SELECT created_at FROM scans WHERE status = 'Accepted' ORDER BY scan_id LIMIT 1) AS oldest_accepted_at
-"""
-
-# One folder at a time (try-lock); a concurrent DELETE would wait on ours and skip what we took.
-FOLD_COUNTS = """
-WITH folding AS (SELECT pg_try_advisory_xact_lock($1) AS locked),
-taken AS (DELETE FROM scan_count_deltas WHERE (SELECT locked FROM folding) RETURNING status, delta),
-summed AS (SELECT status, sum(delta) AS n FROM taken GROUP BY status)
-UPDATE scan_counts AS c SET n = c.n + summed.n FROM summed WHERE c.status = summed.status
-"""
-
-CLAIM = f"""
-WITH picked AS (
-    SELECT scan_id FROM scans
-    WHERE status = 'Accepted' AND available_at <= now()
-    ORDER BY priority DESC, scan_id
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-),
-claimed AS (
-    UPDATE scans AS s
-    SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1,
-        lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now(),
-        history = s.history || jsonb_build_array(jsonb_build_object(
-            'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
-            'finished_at', NULL, 'outcome', NULL, 'error', NULL))
-    FROM picked
-    WHERE s.scan_id = picked.scan_id
-    RETURNING {S_COLUMNS}, 'Accepted'::text AS old_status
-),
-counted AS ({_count_deltas("claimed")})
-SELECT {COLUMNS} FROM claimed
-"""
-
-_HELD = "s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt"
-
-HEARTBEAT = f"""
-UPDATE scans AS s SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
-WHERE {_HELD}
-RETURNING s.scan_id, s.cancel_requested
-"""
-
-FINISH = f"""
-WITH done AS (
-    UPDATE scans AS s SET
-        status = CASE l.outcome WHEN 'Retry' THEN 'Accepted' ELSE l.outcome END,
-        result = CASE WHEN l.outcome = 'Complete' THEN l.result END,
-        error = CASE WHEN l.outcome = 'Complete' THEN NULL ELSE l.error END,
-        available_at = CASE WHEN l.outcome = 'Retry' THEN coalesce(l.retry_at, now()) ELSE s.available_at END,
-        finished_at = CASE WHEN l.outcome = 'Retry' THEN s.finished_at ELSE now() END,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-        history = {_close_history("l.outcome", "l.error")}
-    FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::timestamptz[])
-         AS l(scan_id, worker_id, attempt, outcome, result, error, retry_at)
-    WHERE {_HELD}
-    RETURNING s.scan_id, s.status, s.available_at, 'Running'::text AS old_status
-),
-counted AS ({_count_deltas("done")}),
-notified AS ({_notify_if_claimable("done")})
-SELECT scan_id, (SELECT count(*) FROM notified) AS notified FROM done
-"""
-
-RELEASE = f"""
-WITH released AS (
-    UPDATE scans AS s SET
-        status = 'Accepted', attempt = s.attempt - 1, available_at = now(),
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-        history = {_close_history("'Released'::text", "NULL::text")}
-    FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
-    WHERE {_HELD}
-    RETURNING s.scan_id, s.status, s.available_at, 'Running'::text AS old_status
-),
-counted AS ({_count_deltas("released")}),
-notified AS ({_notify_if_claimable("released")})
-SELECT count(*) AS released, (SELECT count(*) FROM notified) AS notified FROM released
-"""
-
-# There is no index on lease_expires_at (it would make heartbeats non-HOT): Running scans are
-# few, and scans_by_status walks just them.
-REQUEUE_EXPIRED = f"""
-WITH expired AS (
-    SELECT scan_id FROM scans
-    WHERE status = 'Running' AND lease_expires_at <= now()
-    ORDER BY lease_expires_at
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-),
-requeued AS (
-    UPDATE scans AS s SET
-        status = CASE WHEN s.cancel_requested THEN 'Cancelled'
-                      WHEN s.attempt < s.max_attempts THEN 'Accepted' ELSE 'Error' END,
-        error = CASE WHEN NOT s.cancel_requested AND s.attempt >= s.max_attempts
-                     THEN '{LEASE_EXPIRED_ERROR}' ELSE s.error END,
-        available_at = CASE WHEN NOT s.cancel_requested AND s.attempt < s.max_attempts
-                            THEN now() ELSE s.available_at END,
-        finished_at = CASE WHEN NOT s.cancel_requested AND s.attempt < s.max_attempts
-                           THEN s.finished_at ELSE now() END,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-        history = {_close_history("'LeaseExpired'::text", f"'{LEASE_EXPIRED_ERROR}'::text")}
-    FROM expired
-    WHERE s.scan_id = expired.scan_id
-    RETURNING s.scan_id, s.status, s.available_at, 'Running'::text AS old_status
-),
-counted AS ({_count_deltas("requeued")}),
-notified AS ({_notify_if_claimable("requeued")})
-SELECT count(*) AS requeued, (SELECT count(*) FROM notified) AS notified FROM requeued
-"""
-
-# Accepted: Cancelled at once. Running: flag it; the holding worker sees it on its next heartbeat.
-CANCEL = f"""
-WITH target AS (
-    SELECT scan_id, status FROM scans WHERE scan_id = $1::uuid AND status IN ('Accepted', 'Running') FOR UPDATE
-),
-cancelled AS (
-    UPDATE scans AS s SET
-        status = CASE WHEN target.status = 'Accepted' THEN 'Cancelled' ELSE s.status END,
-        finished_at = CASE WHEN target.status = 'Accepted' THEN now() ELSE s.finished_at END,
-        cancel_requested = s.cancel_requested OR target.status = 'Running',
-        updated_at = now()
-    FROM target
-    WHERE s.scan_id = target.scan_id
-    RETURNING {S_COLUMNS}, target.status AS old_status
-),
-counted AS ({_count_deltas("cancelled")})
-SELECT {COLUMNS} FROM cancelled
-"""
-
-DURABILITY_SETTINGS = "SELECT current_setting('synchronous_commit') AS sync, current_setting('fsync') AS fsync"
 
 MIGRATION_TABLE = """
 CREATE TABLE IF NOT EXISTS scanq_migrations (
@@ -352,7 +172,7 @@ def wrap_errors() -> Iterator[None]:
 def migrations() -> list[tuple[int, str, str]]:
     """The numbered schema migrations shipped with scanq: (version, name, sql), in order."""
     found: list[tuple[int, str, str]] = []
-    for entry in resources.files("scanq.store").joinpath(MIGRATIONS_DIR).iterdir():
+    for entry in resources.files("scanq.store").joinpath(SQL_DIR).iterdir():
         name = entry.name
         if name.endswith(".sql") and name[:4].isdigit():
             found.append((int(name[:4]), name.removesuffix(".sql"), entry.read_text(encoding="utf-8")))

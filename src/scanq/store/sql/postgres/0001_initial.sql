@@ -77,3 +77,13 @@ CREATE TABLE scan_count_deltas (
     autovacuum_vacuum_scale_factor = 0,
     autovacuum_vacuum_threshold = 1000
 );
+
+-- Close the open (last) attempt of a scan's history with how it ended. A plain SQL
+-- function: the planner inlines it into the UPDATE that calls it.
+CREATE FUNCTION scanq_close_attempt(history jsonb, outcome text, error text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN jsonb_array_length(history) = 0 THEN history
+                ELSE jsonb_set(history, '{-1}', (history -> -1)
+                     || jsonb_build_object('finished_at', now(), 'outcome', outcome, 'error', error))
+           END
+$$;

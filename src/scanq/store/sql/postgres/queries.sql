@@ -1,0 +1,217 @@
+-- Every statement PostgresStore runs, one per "-- name:" section (loaded by store/postgres.py).
+--
+-- Each is one round trip and one implicit transaction. Statements that move scans between
+-- statuses also append to scan_count_deltas (the counts `stats` reads) and, when they make
+-- work claimable now, call pg_notify: PostgreSQL delivers identical notifications of one
+-- transaction once, so a batch wakes the workers once. Data-modifying CTEs run whether or
+-- not the final SELECT reads them; the "notified" CTE is read by a scalar subquery, which
+-- runs only when there is a row to return.
+
+-- name: insert_scans
+-- Many scans in one statement (a group commit or a batch). A replayed idempotency key is
+-- skipped here; the caller reads the stored scan back. Without available_at a scan is due
+-- at its creation, but never later than the server's now (the ingest clock may run ahead).
+WITH inserted AS (
+    INSERT INTO scans AS s (scan_id, status, target, scanner, options, priority, max_attempts,
+                            created_at, updated_at, available_at, idempotency_key)
+    SELECT n.scan_id, 'Accepted', n.target, n.scanner, n.options, n.priority, n.max_attempts,
+           n.created_at, now(), coalesce(n.available_at, least(n.created_at, now())), n.idempotency_key
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
+                $7::timestamptz[], $8::timestamptz[], $9::text[])
+         AS n(scan_id, target, scanner, options, priority, max_attempts, created_at, available_at, idempotency_key)
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING s.*
+),
+counted AS (
+    INSERT INTO scan_count_deltas (status, delta)
+    SELECT 'Accepted', count(*) FROM inserted HAVING count(*) > 0
+),
+notified AS (
+    SELECT pg_notify('scanq_work', '') FROM inserted WHERE available_at <= now() LIMIT 1
+)
+SELECT inserted.*, (SELECT count(*) FROM notified) AS notified FROM inserted;
+
+-- name: select_by_keys
+SELECT * FROM scans WHERE idempotency_key = ANY($1::text[]);
+
+-- name: select_scan
+SELECT * FROM scans WHERE scan_id = $1::uuid;
+
+-- name: list_all
+SELECT * FROM scans ORDER BY scan_id DESC LIMIT $1;
+
+-- name: list_all_after
+SELECT * FROM scans WHERE scan_id < $2::uuid ORDER BY scan_id DESC LIMIT $1;
+
+-- name: list_status
+SELECT * FROM scans WHERE status = $2 ORDER BY scan_id DESC LIMIT $1;
+
+-- name: list_status_after
+SELECT * FROM scans WHERE status = $2 AND scan_id < $3::uuid ORDER BY scan_id DESC LIMIT $1;
+
+-- name: stats
+-- Counts from the counter tables, never from scans; the oldest Accepted scan is the first
+-- entry of scans_by_status for 'Accepted' (scan ids are time-ordered).
+SELECT (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM (
+            SELECT status, sum(n) AS n FROM (
+                SELECT status, n FROM scan_counts
+                UNION ALL SELECT status, delta FROM scan_count_deltas
+            ) AS c GROUP BY status
+        ) AS t) AS counts,
+       (SELECT count(*) FROM scan_count_deltas) AS deltas,
+       (SELECT created_at FROM scans WHERE status = 'Accepted' ORDER BY scan_id LIMIT 1) AS oldest_accepted_at;
+
+-- name: fold_counts
+-- Fold the deltas into scan_counts. One folder at a time (a try-lock: the others skip); a
+-- DELETE racing ours would wait for it and then skip the rows it took.
+WITH folding AS (SELECT pg_try_advisory_xact_lock($1) AS locked),
+taken AS (DELETE FROM scan_count_deltas WHERE (SELECT locked FROM folding) RETURNING status, delta),
+summed AS (SELECT status, sum(delta) AS n FROM taken GROUP BY status)
+UPDATE scan_counts AS c SET n = c.n + summed.n FROM summed WHERE c.status = summed.status;
+
+-- name: claim
+-- Walks scans_claimable in order; SKIP LOCKED lets concurrent workers take disjoint rows
+-- instead of queueing behind each other's claims.
+WITH picked AS (
+    SELECT scan_id FROM scans
+    WHERE status = 'Accepted' AND available_at <= now()
+    ORDER BY priority DESC, scan_id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE scans AS s
+    SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1,
+        lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now(),
+        history = s.history || jsonb_build_array(jsonb_build_object(
+            'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
+            'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+    FROM picked
+    WHERE s.scan_id = picked.scan_id
+    RETURNING s.*
+),
+counted AS (
+    INSERT INTO scan_count_deltas (status, delta)
+    SELECT v.status, v.sign * c.n FROM (SELECT count(*) AS n FROM claimed) AS c,
+           (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
+    WHERE c.n > 0
+)
+SELECT * FROM claimed;
+
+-- name: heartbeat
+-- Fenced: only scans still Running under the same owner and attempt. Changes no indexed
+-- column, so it is a HOT update (see the table's fillfactor).
+UPDATE scans AS s SET lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
+FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
+WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
+RETURNING s.scan_id, s.cancel_requested;
+
+-- name: finish
+-- Fenced outcomes of many scans at once. Outcome names equal the terminal statuses; Retry
+-- goes back to Accepted at retry_at.
+WITH done AS (
+    UPDATE scans AS s SET
+        status = CASE l.outcome WHEN 'Retry' THEN 'Accepted' ELSE l.outcome END,
+        result = CASE WHEN l.outcome = 'Complete' THEN l.result END,
+        error = CASE WHEN l.outcome = 'Complete' THEN NULL ELSE l.error END,
+        available_at = CASE WHEN l.outcome = 'Retry' THEN coalesce(l.retry_at, now()) ELSE s.available_at END,
+        finished_at = CASE WHEN l.outcome = 'Retry' THEN s.finished_at ELSE now() END,
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+        history = scanq_close_attempt(s.history, l.outcome, l.error)
+    FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::timestamptz[])
+         AS l(scan_id, worker_id, attempt, outcome, result, error, retry_at)
+    WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
+    RETURNING s.scan_id, s.status, s.available_at
+),
+counted AS (
+    INSERT INTO scan_count_deltas (status, delta)
+    SELECT status, count(*) FROM done GROUP BY status
+    UNION ALL SELECT 'Running', -count(*) FROM done HAVING count(*) > 0
+),
+notified AS (
+    SELECT pg_notify('scanq_work', '') FROM done WHERE status = 'Accepted' AND available_at <= now() LIMIT 1
+)
+SELECT scan_id, (SELECT count(*) FROM notified) AS notified FROM done;
+
+-- name: release
+-- Graceful shutdown: back to Accepted at once, and the attempt does not count.
+WITH released AS (
+    UPDATE scans AS s SET
+        status = 'Accepted', attempt = s.attempt - 1, available_at = now(),
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+        history = scanq_close_attempt(s.history, 'Released', NULL)
+    FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
+    WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
+    RETURNING s.scan_id
+),
+counted AS (
+    INSERT INTO scan_count_deltas (status, delta)
+    SELECT v.status, v.sign * c.n FROM (SELECT count(*) AS n FROM released) AS c,
+           (VALUES ('Running', -1), ('Accepted', 1)) AS v(status, sign)
+    WHERE c.n > 0
+),
+notified AS (SELECT pg_notify('scanq_work', '') FROM released LIMIT 1)
+SELECT count(*) AS released, (SELECT count(*) FROM notified) AS notified FROM released;
+
+-- name: requeue_expired
+-- The reaper. There is no index on lease_expires_at (it would make heartbeats non-HOT):
+-- Running scans are few, and scans_by_status walks just them. SKIP LOCKED lets every
+-- worker run it at once; a lease renewed meanwhile is re-checked and left alone.
+WITH expired AS (
+    SELECT scan_id FROM scans
+    WHERE status = 'Running' AND lease_expires_at <= now()
+    ORDER BY lease_expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+),
+requeued AS (
+    UPDATE scans AS s SET
+        status = CASE WHEN s.cancel_requested THEN 'Cancelled'
+                      WHEN s.attempt < s.max_attempts THEN 'Accepted' ELSE 'Error' END,
+        error = CASE WHEN NOT s.cancel_requested AND s.attempt >= s.max_attempts
+                     THEN 'lease expired' ELSE s.error END,
+        available_at = CASE WHEN NOT s.cancel_requested AND s.attempt < s.max_attempts
+                            THEN now() ELSE s.available_at END,
+        finished_at = CASE WHEN NOT s.cancel_requested AND s.attempt < s.max_attempts
+                           THEN s.finished_at ELSE now() END,
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
+        history = scanq_close_attempt(s.history, 'LeaseExpired', 'lease expired')
+    FROM expired
+    WHERE s.scan_id = expired.scan_id
+    RETURNING s.scan_id, s.status
+),
+counted AS (
+    INSERT INTO scan_count_deltas (status, delta)
+    SELECT status, count(*) FROM requeued GROUP BY status
+    UNION ALL SELECT 'Running', -count(*) FROM requeued HAVING count(*) > 0
+),
+notified AS (SELECT pg_notify('scanq_work', '') FROM requeued WHERE status = 'Accepted' LIMIT 1)
+SELECT count(*) AS requeued, (SELECT count(*) FROM notified) AS notified FROM requeued;
+
+-- name: cancel
+-- Accepted: Cancelled at once. Running: flagged; the holding worker learns it from its next
+-- heartbeat and stops the scan. Terminal or unknown: no row (the caller tells which).
+WITH target AS (
+    SELECT scan_id, status FROM scans
+    WHERE scan_id = $1::uuid AND status IN ('Accepted', 'Running')
+    FOR UPDATE
+),
+cancelled AS (
+    UPDATE scans AS s SET
+        status = CASE WHEN target.status = 'Accepted' THEN 'Cancelled' ELSE s.status END,
+        finished_at = CASE WHEN target.status = 'Accepted' THEN now() ELSE s.finished_at END,
+        cancel_requested = s.cancel_requested OR target.status = 'Running',
+        updated_at = now()
+    FROM target
+    WHERE s.scan_id = target.scan_id
+    RETURNING s.*
+),
+counted AS (
+    INSERT INTO scan_count_deltas (status, delta)
+    SELECT v.status, v.delta FROM cancelled, (VALUES ('Accepted', -1), ('Cancelled', 1)) AS v(status, delta)
+    WHERE cancelled.status = 'Cancelled'
+)
+SELECT * FROM cancelled;
+
+-- name: durability_settings
+SELECT current_setting('synchronous_commit') AS sync, current_setting('fsync') AS fsync;
