@@ -1,0 +1,407 @@
+"""Prometheus metrics: what each scanq process counts, and how it is exposed.
+
+Every process builds its own ``CollectorRegistry`` (``make_registry``) and
+passes it to the metric groups it updates; nothing registers on the global
+default registry, so tests can build any number of apps in one process.
+
+- ``ScanCounters`` (ingest): scans submitted, cancel requests accepted.
+- ``WorkerMetrics`` (each worker): claimed, finished by status, retried,
+  lease-expired, run time and pickup delay histograms, scans in flight.
+- ``QueueStats`` (ingest and status): counts by status, queue depth and the
+  age of the oldest Accepted scan, read from ``Store.stats()`` (cheap by
+  contract) at most once per ``QUEUE_STATS_TTL_S`` however often it is scraped.
+- ``HttpMetrics`` + ``HttpMetricsMiddleware`` (ingest and status): request
+  latency by method, route template and status code, from a pure ASGI
+  middleware (no ``BaseHTTPMiddleware``: it would cost a task per request).
+
+Hot-path updates are O(1): label children are resolved once and cached.
+``metrics_endpoint`` serves ``GET /metrics``; ``serve_metrics`` serves a
+worker's registry on ``--metrics-port``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from scanq.models import Outcome, Scan, ScanStatus, Stats
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "scanq"
+QUEUE_STATS_TTL_S = 5.0
+# Scan run time: mock scans take about a second, real scanners up to the 600 s scan timeout.
+RUN_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+# Pickup delay: milliseconds on an idle queue, minutes or hours behind a backlog.
+PICKUP_SECONDS_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+)
+HTTP_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE = "unmatched"
+OTHER_METHOD = "OTHER"
+
+
+def make_registry(*, process_metrics: bool = True) -> CollectorRegistry:
+    """A fresh registry, with the process, platform and GC collectors the default registry would have.
+
+    Args:
+        process_metrics: add CPU, memory and file-descriptor metrics of this process (``process_*``).
+    """
+    registry = CollectorRegistry()
+    if process_metrics:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+    return registry
+
+
+class ScanCounters:
+    """What the ingest service counts: new scans stored, cancel requests accepted.
+
+    Args:
+        registry: where the counters are registered.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.submitted = Counter(
+            f"{PREFIX}_scans_submitted",
+            "Scans stored as Accepted by this process (idempotent replays not counted)",
+            registry=registry,
+        )
+        self.cancelled = Counter(
+            f"{PREFIX}_scans_cancelled",
+            "Cancel requests accepted by this process (Accepted scans cancelled, Running scans asked to stop)",
+            registry=registry,
+        )
+
+    def record_submitted(self, count: int = 1) -> None:
+        """Count ``count`` newly stored scans."""
+        self.submitted.inc(count)
+
+    def record_cancelled(self) -> None:
+        """Count one accepted cancel request."""
+        self.cancelled.inc()
+
+
+class WorkerMetrics:
+    """What one worker counts; every ``record_*`` is O(1) per scan.
+
+    Args:
+        registry: where the metrics are registered.
+        worker_id: the ``worker`` label of the in-flight gauge.
+        in_flight: returns how many scans this worker runs now; read at scrape time, so running a scan costs nothing.
+    """
+
+    def __init__(self, registry: CollectorRegistry, *, worker_id: str, in_flight: Callable[[], int]) -> None:
+        self.claimed = Counter(f"{PREFIX}_scans_claimed", "Scans claimed (one per attempt)", registry=registry)
+        self.finished = Counter(
+            f"{PREFIX}_scans_finished",
+            "Scans this worker finished, by final status (Complete, Error, Cancelled)",
+            ["status"],
+            registry=registry,
+        )
+        self.retried = Counter(
+            f"{PREFIX}_scans_retried",
+            "Attempts that failed transiently and were sent back to the queue with a backoff",
+            registry=registry,
+        )
+        self.lease_expired = Counter(
+            f"{PREFIX}_scans_lease_expired",
+            "Running scans whose lease expired (worker lost) and that this worker's reaper handled",
+            registry=registry,
+        )
+        self.run_seconds = Histogram(
+            f"{PREFIX}_scan_run_seconds",
+            "Time one attempt ran in the scanner, in seconds",
+            buckets=RUN_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.pickup_seconds = Histogram(
+            f"{PREFIX}_scan_pickup_seconds",
+            "Time from submission (created_at) to the first claim (started_at), in seconds",
+            buckets=PICKUP_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            f"{PREFIX}_scans_in_flight", "Scans this worker is running now", ["worker"], registry=registry
+        )
+        self.in_flight.labels(worker=worker_id).set_function(in_flight)
+        # Resolved once: labels() takes a lock and hashes its arguments on every call.
+        self._by_outcome = {
+            Outcome.COMPLETE: self.finished.labels(status=ScanStatus.COMPLETE.value),
+            Outcome.ERROR: self.finished.labels(status=ScanStatus.ERROR.value),
+            Outcome.CANCELLED: self.finished.labels(status=ScanStatus.CANCELLED.value),
+            Outcome.RETRY: self.retried,
+        }
+
+    def record_claimed(self, scans: Sequence[Scan]) -> None:
+        """Count a claim batch and observe each first attempt's pickup delay.
+
+        Retries are left out of the pickup histogram: their wait includes the
+        earlier attempts and the backoff, which would hide the queue's own delay.
+        """
+        self.claimed.inc(len(scans))
+        for scan in scans:
+            if scan.attempt == 1 and scan.started_at is not None:
+                self.pickup_seconds.observe(max(0.0, (scan.started_at - scan.created_at).total_seconds()))
+
+    def record_finished(self, outcome: Outcome) -> None:
+        """Count one outcome the store applied (RETRY counts as retried, not finished)."""
+        counter = self._by_outcome.get(outcome)
+        if counter is not None:
+            counter.inc()
+
+    def record_run_time(self, seconds: float) -> None:
+        """Observe how long one attempt ran."""
+        self.run_seconds.observe(seconds)
+
+    def record_lease_expired(self, count: int) -> None:
+        """Count scans the reaper handled."""
+        if count:
+            self.lease_expired.inc(count)
+
+
+class QueueStats(Collector):
+    """Counts by status, queue depth and oldest Accepted age, from a ``Store.stats()`` cached for ``ttl_s``.
+
+    Prometheus collectors are synchronous, so the async ``refresh()`` runs
+    first (``metrics_endpoint`` does it) and ``collect()`` reads the cache.
+    Concurrent refreshes share one store call. The age is computed at collect
+    time from the cached ``oldest_accepted_at``, so it keeps growing between
+    refreshes. When the store fails, the queue metrics are left out of the
+    scrape (absent, not stale) until a refresh succeeds.
+
+    Args:
+        fetch: returns the store's stats (usually ``store.stats``, bound late if the store opens in a lifespan).
+        registry: where to register; None to register later.
+        ttl_s: how long one ``stats()`` answer is reused.
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[Stats]],
+        *,
+        registry: CollectorRegistry | None = None,
+        ttl_s: float = QUEUE_STATS_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._stats: Stats | None = None
+        self._fetched_at: float | None = None
+        self._lock = asyncio.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    @property
+    def stats(self) -> Stats | None:
+        """The cached answer (None before the first successful refresh or after a failed one)."""
+        return self._stats
+
+    async def refresh(self) -> None:
+        """Call ``fetch`` unless the cached answer is younger than ``ttl_s``."""
+        if self._is_fresh():
+            return
+        async with self._lock:
+            if self._is_fresh():  # another scrape refreshed it while this one waited
+                return
+            try:
+                self._stats = await self._fetch()
+            except Exception as exc:
+                self._stats = None
+                logger.warning("queue metrics: store stats failed: %s", exc)
+            # Also after a failure: a store that is down is asked again only after ttl_s.
+            self._fetched_at = self._clock()
+
+    def _is_fresh(self) -> bool:
+        return self._fetched_at is not None and self._clock() - self._fetched_at < self._ttl_s
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families(self._stats)
+
+    def _families(self, stats: Stats | None = None) -> list[Metric]:
+        by_status = GaugeMetricFamily(
+            f"{PREFIX}_scans", "Scans in the store by status (cached store stats)", labels=["status"]
+        )
+        depth = GaugeMetricFamily(f"{PREFIX}_queue_depth", "Scans waiting in Accepted (cached store stats)")
+        age = GaugeMetricFamily(
+            f"{PREFIX}_queue_oldest_age_seconds",
+            "Age of the oldest claimable Accepted scan in seconds, 0 when none (cached store stats)",
+        )
+        if stats is not None:
+            for status in ScanStatus:
+                by_status.add_metric([status.value], stats.counts.get(status, 0))
+            depth.add_metric([], stats.counts.get(ScanStatus.ACCEPTED, 0))
+            oldest = stats.oldest_accepted_at
+            age.add_metric([], 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
+        return [by_status, depth, age]
+
+
+class HttpMetrics:
+    """Request latency by method, route template and status code.
+
+    Label values are bounded: the route is the matched route's path template
+    (``/scans/{scan_id}``, never the raw path) or ``unmatched``, and unusual
+    methods are folded into ``OTHER``.
+
+    Args:
+        registry: where the histogram is registered.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "HTTP request latency in seconds, by method, route template and status code",
+            ["method", "route", "code"],
+            buckets=HTTP_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str, int], Histogram] = {}
+
+    def observe(self, *, method: str, route: str, code: int, seconds: float) -> None:
+        """Record one request."""
+        if method not in HTTP_METHODS:
+            method = OTHER_METHOD
+        key = (method, route, code)
+        child = self._children.get(key)
+        if child is None:
+            child = self.duration.labels(method=method, route=route, code=str(code))
+            self._children[key] = child
+        child.observe(seconds)
+
+
+def route_template(scope: Scope) -> str:
+    """The path template of the route Starlette matched (it stores the route in ``scope["route"]``)."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+
+
+class HttpMetricsMiddleware:
+    """Pure ASGI middleware timing every HTTP request into ``HttpMetrics``.
+
+    Args:
+        app: the wrapped application.
+        metrics: where requests are recorded.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = 500  # what the server answers when the app raises before starting a response
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            self.metrics.observe(
+                method=scope["method"],
+                route=route_template(scope),
+                code=code,
+                seconds=time.perf_counter() - started,
+            )
+
+
+def metrics_endpoint(
+    registry: CollectorRegistry, *, queue: QueueStats | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """The ``GET /metrics`` endpoint for ``registry`` (the queue stats are refreshed first when given).
+
+    Args:
+        registry: what to expose.
+        queue: the cached store stats registered in ``registry``, if any.
+    """
+
+    async def metrics(request: Request) -> Response:
+        if queue is not None:
+            await queue.refresh()
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
+
+
+@contextlib.asynccontextmanager
+async def serve_metrics(registry: CollectorRegistry, *, host: str, port: int) -> AsyncIterator[int]:
+    """Serve ``registry`` at ``http://host:port/metrics`` (any path works) while the block runs; yield the port.
+
+    prometheus-client's own threaded HTTP server: scrapes never wait for the
+    worker's event loop, however busy it is. ``port`` 0 picks a free port.
+    """
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    bound_port = int(server.server_address[1])
+    logger.info("metrics on http://%s:%d/metrics", host, bound_port)
+    try:
+        yield bound_port
+    finally:
+        # shutdown() waits for the serving thread's poll loop (up to 0.5 s): keep the event loop free meanwhile.
+        await asyncio.to_thread(server.shutdown)
+        server.server_close()
+        thread.join(timeout=1.0)
+
+
+__all__ = [
+    "QUEUE_STATS_TTL_S",
+    "HttpMetrics",
+    "HttpMetricsMiddleware",
+    "QueueStats",
+    "ScanCounters",
+    "WorkerMetrics",
+    "make_registry",
+    "metrics_endpoint",
+    "route_template",
+    "serve_metrics",
+]

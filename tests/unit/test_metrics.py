@@ -1,0 +1,250 @@
+"""Metric groups, the cached queue stats, the latency middleware and the metrics endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from scanq.metrics import (
+    HttpMetrics,
+    HttpMetricsMiddleware,
+    QueueStats,
+    ScanCounters,
+    WorkerMetrics,
+    make_registry,
+    metrics_endpoint,
+    serve_metrics,
+)
+from scanq.models import Outcome, Scan, ScanStatus, Stats
+from tests.prometheus import sample_sum, sample_value
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def running_scan(*, attempt: int, pickup_s: float) -> Scan:
+    return Scan(
+        scan_id=str(uuid.uuid4()),
+        status=ScanStatus.RUNNING,
+        target=None,
+        scanner="mock",
+        options={},
+        priority=0,
+        attempt=attempt,
+        max_attempts=3,
+        created_at=T0,
+        updated_at=T0,
+        available_at=T0,
+        started_at=T0 + timedelta(seconds=pickup_s),
+    )
+
+
+def exposition(registry: CollectorRegistry) -> str:
+    return generate_latest(registry).decode()
+
+
+def stats(accepted: int, *, oldest: datetime | None = None) -> Stats:
+    counts = dict.fromkeys(ScanStatus, 0)
+    counts[ScanStatus.ACCEPTED] = accepted
+    counts[ScanStatus.COMPLETE] = 7
+    return Stats(counts=counts, oldest_accepted_at=oldest)
+
+
+def test_registries_are_independent_so_several_apps_can_live_in_one_process() -> None:
+    first, second = make_registry(), make_registry(process_metrics=False)
+    ScanCounters(first).record_submitted(3)
+    ScanCounters(second).record_submitted(1)
+    assert sample_value(exposition(first), "scanq_scans_submitted_total") == 3
+    assert sample_value(exposition(second), "scanq_scans_submitted_total") == 1
+    assert sample_value(exposition(first), "process_cpu_seconds_total") is not None
+    assert sample_value(exposition(second), "process_cpu_seconds_total") is None
+
+
+def test_worker_metrics_count_claims_outcomes_and_observe_first_pickups_only() -> None:
+    registry = make_registry(process_metrics=False)
+    running = [0]
+    metrics = WorkerMetrics(registry, worker_id="w-1", in_flight=lambda: running[0])
+
+    metrics.record_claimed([running_scan(attempt=1, pickup_s=0.2), running_scan(attempt=2, pickup_s=50.0)])
+    metrics.record_claimed([running_scan(attempt=1, pickup_s=3.0)])
+    for outcome in (Outcome.COMPLETE, Outcome.COMPLETE, Outcome.ERROR, Outcome.CANCELLED, Outcome.RETRY):
+        metrics.record_finished(outcome)
+    metrics.record_finished(Outcome.RELEASED)  # not a finish: ignored
+    metrics.record_run_time(0.5)
+    metrics.record_lease_expired(2)
+    metrics.record_lease_expired(0)
+    running[0] = 5
+
+    text = exposition(registry)
+    assert sample_value(text, "scanq_scans_claimed_total") == 3
+    assert sample_value(text, "scanq_scan_pickup_seconds_count") == 2
+    assert sample_value(text, "scanq_scan_pickup_seconds_sum") == pytest.approx(3.2)
+    assert sample_value(text, "scanq_scan_pickup_seconds_bucket", {"le": "0.25"}) == 1
+    assert sample_value(text, "scanq_scans_finished_total", {"status": "Complete"}) == 2
+    assert sample_value(text, "scanq_scans_finished_total", {"status": "Error"}) == 1
+    assert sample_value(text, "scanq_scans_finished_total", {"status": "Cancelled"}) == 1
+    assert sample_value(text, "scanq_scans_retried_total") == 1
+    assert sample_value(text, "scanq_scans_lease_expired_total") == 2
+    assert sample_value(text, "scanq_scan_run_seconds_count") == 1
+    assert sample_value(text, "scanq_scans_in_flight", {"worker": "w-1"}) == 5
+
+
+def test_scan_counters() -> None:
+    registry = make_registry(process_metrics=False)
+    counters = ScanCounters(registry)
+    counters.record_submitted()
+    counters.record_submitted(9)
+    counters.record_cancelled()
+    text = exposition(registry)
+    assert sample_value(text, "scanq_scans_submitted_total") == 10
+    assert sample_value(text, "scanq_scans_cancelled_total") == 1
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_queue_stats_are_cached_for_the_ttl_and_concurrent_scrapes_share_one_store_call() -> None:
+    calls = 0
+    accepted = 4
+
+    async def fetch() -> Stats:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return stats(accepted, oldest=datetime.now(UTC) - timedelta(seconds=30))
+
+    clock = FakeClock()
+    registry = make_registry(process_metrics=False)
+    queue = QueueStats(fetch, registry=registry, ttl_s=5.0, clock=clock)
+
+    await asyncio.gather(*(queue.refresh() for _ in range(10)))
+    assert calls == 1
+    text = exposition(registry)
+    assert sample_value(text, "scanq_queue_depth") == 4
+    assert sample_value(text, "scanq_scans", {"status": "Complete"}) == 7
+    assert sample_value(text, "scanq_scans", {"status": "Running"}) == 0
+    age = sample_value(text, "scanq_queue_oldest_age_seconds")
+    assert age is not None and 29.0 <= age < 40.0
+
+    accepted = 9
+    clock.now += 4.9
+    await queue.refresh()
+    assert calls == 1
+    assert sample_value(exposition(registry), "scanq_queue_depth") == 4
+
+    clock.now += 0.2
+    await queue.refresh()
+    assert calls == 2
+    assert sample_value(exposition(registry), "scanq_queue_depth") == 9
+
+
+async def test_queue_stats_report_zero_age_when_nothing_waits() -> None:
+    async def fetch() -> Stats:
+        return stats(0)
+
+    registry = make_registry(process_metrics=False)
+    queue = QueueStats(fetch, registry=registry)
+    await queue.refresh()
+    assert sample_value(exposition(registry), "scanq_queue_oldest_age_seconds") == 0
+
+
+async def test_queue_stats_are_absent_while_the_store_fails_and_retried_after_the_ttl() -> None:
+    is_down = True
+
+    async def fetch() -> Stats:
+        if is_down:
+            raise ConnectionError("store down")
+        return stats(2)
+
+    clock = FakeClock()
+    registry = make_registry(process_metrics=False)
+    queue = QueueStats(fetch, registry=registry, ttl_s=1.0, clock=clock)
+    await queue.refresh()
+    assert sample_value(exposition(registry), "scanq_queue_depth") is None
+
+    is_down = False
+    await queue.refresh()  # within the TTL: not asked again
+    assert queue.stats is None
+    clock.now += 1.0
+    await queue.refresh()
+    assert sample_value(exposition(registry), "scanq_queue_depth") == 2
+
+
+def latency_app(registry: CollectorRegistry) -> Starlette:
+    async def scan(request: Request) -> Response:
+        return PlainTextResponse(request.path_params["scan_id"], status_code=202)
+
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("boom")
+
+    routes = [
+        Route("/scans/{scan_id}", scan, methods=["GET"]),
+        Route("/boom", boom),
+        Route("/metrics", metrics_endpoint(registry)),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry))])
+
+
+async def test_latency_is_labelled_by_route_template_method_and_code_never_by_raw_path() -> None:
+    registry = make_registry(process_metrics=False)
+    app = latency_app(registry)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://scanq") as client:
+        for n in range(3):
+            assert (await client.get(f"/scans/{n}")).status_code == 202
+        assert (await client.post("/scans/1")).status_code == 405
+        assert (await client.get("/nowhere/at/all")).status_code == 404
+        assert (await client.request("BREW", "/scans/1")).status_code == 405
+        assert (await client.get("/boom")).status_code == 500
+        scraped = await client.get("/metrics")
+
+    assert scraped.headers["content-type"].startswith("text/plain")
+    text = scraped.text
+    name = "scanq_http_request_duration_seconds_count"
+    assert sample_value(text, name, {"method": "GET", "route": "/scans/{scan_id}", "code": "202"}) == 3
+    assert sample_value(text, name, {"method": "POST", "route": "/scans/{scan_id}", "code": "405"}) == 1
+    assert sample_value(text, name, {"method": "GET", "route": "unmatched", "code": "404"}) == 1
+    assert sample_value(text, name, {"method": "OTHER", "route": "/scans/{scan_id}", "code": "405"}) == 1
+    assert sample_value(text, name, {"method": "GET", "route": "/boom", "code": "500"}) == 1
+    assert sample_sum(text, name, {"route": "/scans/0"}) == 0
+
+
+async def test_metrics_endpoint_refreshes_queue_stats_before_exposing_them() -> None:
+    async def fetch() -> Stats:
+        return stats(12)
+
+    registry = make_registry(process_metrics=False)
+    queue = QueueStats(fetch, registry=registry)
+    app = Starlette(routes=[Route("/metrics", metrics_endpoint(registry, queue=queue))])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scanq") as client:
+        text = (await client.get("/metrics")).text
+    assert sample_value(text, "scanq_queue_depth") == 12
+
+
+async def test_serve_metrics_answers_scrapes_on_its_own_port_and_frees_it() -> None:
+    registry = make_registry(process_metrics=False)
+    metrics = WorkerMetrics(registry, worker_id="w-9", in_flight=lambda: 3)
+    metrics.record_finished(Outcome.COMPLETE)
+    async with serve_metrics(registry, host="127.0.0.1", port=0) as port:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{port}/metrics")
+    assert answer.status_code == 200
+    assert sample_value(answer.text, "scanq_scans_in_flight", {"worker": "w-9"}) == 3
+    assert sample_value(answer.text, "scanq_scans_finished_total", {"status": "Complete"}) == 1
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/metrics")
