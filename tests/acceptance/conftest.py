@@ -1,0 +1,155 @@
+"""Real ``python -m scanq …`` processes for acceptance tests, always killed at teardown.
+
+``spawn`` starts one (output to a log file in ``tmp_path``, so a chatty child
+never blocks on a full pipe); at teardown every process still alive gets
+SIGTERM, then SIGKILL, as does anything left in its process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+TERM_TIMEOUT_S = 5.0
+READY_TIMEOUT_S = 20.0
+
+
+@dataclass
+class ScanqProcess:
+    """One started ``python -m scanq …``."""
+
+    args: tuple[str, ...]
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: signal.Signals) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            return self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{' '.join(self.args)} still running after {timeout_s}s:\n{self.output()}") from None
+
+    def wait_for_output(self, text: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait until ``text`` appears in the process output; fail with the output if it exits or times out."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.output():
+            if self.popen.poll() is not None:
+                raise AssertionError(f"{' '.join(self.args)} exited with {self.popen.returncode}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not seen within {timeout_s}s:\n{self.output()}")
+            time.sleep(0.05)
+
+
+Spawn = Callable[..., ScanqProcess]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Start ``python -m scanq ARGS…`` with extra environment variables; killed at teardown whatever happens."""
+    started: list[ScanqProcess] = []
+
+    def start(*args: str, env: Mapping[str, str] | None = None) -> ScanqProcess:
+        log_path = tmp_path / f"scanq-{len(started)}-{args[0] if args else 'help'}.log"
+        with log_path.open("wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "scanq", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                start_new_session=True,
+            )
+        process = ScanqProcess(args=args, popen=popen, log_path=log_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.signal(signal.SIGTERM)
+    deadline = time.monotonic() + TERM_TIMEOUT_S
+    for process in started:
+        try:
+            process.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.popen.wait()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http_ready(url: str, *, process: ScanqProcess, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Poll ``url`` until it answers 200; fail with the process output if it never does."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.popen.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"{url} never became ready:\n{process.output()}")
+        time.sleep(0.1)
+
+
+def child_pids(parent: int) -> list[int]:
+    """Live (non-zombie) processes whose parent is ``parent`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid …; comm may hold spaces, so split after the last ')'.
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == parent and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def is_alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
