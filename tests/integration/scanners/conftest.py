@@ -1,0 +1,67 @@
+"""Fixtures for the scanner integration tests: a test CA, local servers, a DNS server, settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from scanq.config import Settings
+from tests.integration.scanners.servers import DnsServer, Record, Servers, start_dns
+
+LOOPBACK_ALLOWLIST = ("127.0.0.0/8",)
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    """A CA made for this test; trusted by the scanners through ``scanner_ca_file``."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
+    path = tmp_path / "test-ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def make_settings(ca_file: Path) -> Callable[..., Settings]:
+    """Settings for scanning 127.0.0.1: loopback allow-listed, the test CA trusted, short timeouts."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "target_allowlist": LOOPBACK_ALLOWLIST,
+            "scanner_ca_file": str(ca_file),
+            "scanner_connect_timeout_seconds": 2.0,
+            "scanner_plugin_timeout_seconds": 20.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[Servers]:
+    running = Servers()
+    yield running
+    await running.close()
+
+
+@pytest.fixture
+async def dns_server() -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``await dns_server(records)`` starts a DNS server and returns (server, "ip:port")."""
+    transports = []
+
+    async def start(records: list[Record]) -> tuple[DnsServer, str]:
+        server, transport, address = await start_dns(records)
+        transports.append(transport)
+        return server, address
+
+    yield start
+    for transport in transports:
+        transport.close()
