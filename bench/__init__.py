@@ -1,0 +1,1 @@
+"""scanq's benchmark harness: ``python -m bench --db sqlite`` (see bench/README.md and docs/benchmarks.md)."""

@@ -1,0 +1,135 @@
+"""``python -m bench``: run the scenarios against one backend, print a table, write JSON.
+
+Examples::
+
+    python -m bench --db sqlite
+    python -m bench --db postgresql://root@127.0.0.1:5432/postgres --scenarios ingest,drain
+    python -m bench --db sqlite --quick --json /tmp/bench.json   # smoke run, tiny sizes
+
+Each scenario makes a fresh database (a temp SQLite file, a new PostgreSQL
+database dropped afterwards, a new MongoDB database dropped afterwards), starts
+real ``python -m scanq`` processes on free ports and stops them. A scenario
+that fails is reported as failed and the others still run; the exit code is 1
+if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.context import BenchContext
+from bench.databases import backend_of
+from bench.machine import describe, load_average
+from bench.report import render_markdown
+from bench.targets import check_targets
+
+logger = logging.getLogger("bench")
+
+SCENARIOS = ("ingest", "drain", "pickup", "status", "concurrency")
+
+
+def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="scanq benchmarks")
+    parser.add_argument("--db", default="sqlite", help="sqlite, postgresql://… or mongodb://… (default: sqlite)")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)} (default: all)"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
+    parser.add_argument("--json", type=Path, help="write the full results here")
+    parser.add_argument("--workdir", type=Path, help="scratch directory (default: a new temp dir, removed after)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    args.scenario_list = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = sorted(set(args.scenario_list) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    try:
+        backend_of(args.db)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
+
+
+async def run_all(*, db: str, scenarios: list[str], is_quick: bool, workdir: Path) -> dict[str, Any]:
+    """Run ``scenarios`` in order; return the whole report (machine, results, targets)."""
+    ctx = BenchContext(db=db, workdir=workdir, is_quick=is_quick)
+    report: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench " + shlex.join(sys.argv[1:]),
+        "db": _redact(db),
+        "backend": backend_of(db),
+        "is_quick": is_quick,
+        "machine": await describe(db),
+        "scenarios": {},
+        "failed": {},
+    }
+    for name in scenarios:
+        module = importlib.import_module(f"bench.{name}")
+        logger.info("scenario %s: starting (load %s)", name, load_average())
+        started = time.perf_counter()
+        try:
+            result: dict[str, Any] = await module.run(ctx)
+        except Exception as exc:
+            logger.error("scenario %s failed: %s", name, exc)
+            report["failed"][name] = "".join(traceback.format_exception(exc))[-4000:]
+            continue
+        result["elapsed_s"] = round(time.perf_counter() - started, 1)
+        result["load_average_after"] = load_average()
+        report["scenarios"][name] = result
+        logger.info("scenario %s: done in %.1fs", name, result["elapsed_s"])
+    report["machine"]["load_average_at_end"] = load_average()
+    report["targets"] = check_targets(report["scenarios"], is_quick=is_quick)
+    return report
+
+
+def _redact(url: str) -> str:
+    """Drop a password from a URL before it goes into a report."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.split("@", 1)
+    return f"{scheme}://{credentials.split(':', 1)[0]}@{host}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
+    )
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        report = asyncio.run(
+            run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=args.workdir)
+        )
+    else:
+        with tempfile.TemporaryDirectory(prefix="scanq-bench-") as tmp:
+            report = asyncio.run(
+                run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=Path(tmp))
+            )
+    print(render_markdown(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return 1 if report["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

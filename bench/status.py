@@ -1,0 +1,90 @@
+"""Scenario ``status``: read latency of the status service at 10k and at 1M stored scans.
+
+The store is filled with ``bench.loaders`` (realistic mix: 90% Complete, 4%
+Error, 1% Cancelled, 2% Running, 3% Accepted), one ``scanq status`` process is
+started, and the load generator (own process, one connection: latency, not
+throughput) runs for a fixed time on each of:
+
+- ``by_id``: ``GET /{id}`` over a sample of stored ids spread over the table;
+- ``list``: ``GET /scans?limit=50`` cycled with ``?status=Complete`` and a deep
+  ``?cursor=`` (the middle of the table);
+- ``stats``: ``GET /stats``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.context import BenchContext, fmt_ms
+from bench.databases import fresh_database
+from bench.loaders import load_scans, mix_statuses
+from bench.processes import run_loadgen, start_scanq, stop_all, wait_http_ready
+from scanq.store import open_store
+from scanq.store.base import encode_cursor
+
+LIST_LIMIT = 50
+LATENCY_CONCURRENCY = 1
+
+
+async def run(ctx: BenchContext) -> dict[str, Any]:
+    """Measure by id, list and stats at each size."""
+    sizes: list[int] = ctx.pick([10_000, 1_000_000], [2_000])
+    result: dict[str, Any] = {"table": []}
+    for size in sizes:
+        measured = await _at_size(ctx, size=size)
+        result[f"at_{size}"] = measured
+        for name in ("by_id", "list", "stats"):
+            row = measured[name]
+            result["table"].append(
+                [
+                    f"{size:,} scans: {name} (p50, p99)",
+                    f"{fmt_ms(row['p50_ms'])}, {fmt_ms(row['p99_ms'])} ({row['rate_per_s']:,.0f} req/s, 1 client)",
+                ]
+            )
+    return result
+
+
+async def _at_size(ctx: BenchContext, *, size: int) -> dict[str, Any]:
+    duration_s: float = ctx.pick(3.0, 0.5)
+    warmup_s: float = ctx.pick(0.5, 0.2)
+    async with fresh_database(ctx.db, label=f"status{size}", workdir=ctx.workdir) as url:
+        async with open_store(url) as store:
+            started = time.perf_counter()
+            sample = await load_scans(store, count=size, sample_every=max(1, size // 2000))
+            loaded_s = time.perf_counter() - started
+            mixed = await mix_statuses(store, count=size)
+            mixed_s = time.perf_counter() - started - loaded_s
+        middle = sorted(sample)[len(sample) // 2]
+        paths = {
+            "by_id": [f"/{scan_id}" for scan_id in sample],
+            "list": [
+                f"/scans?limit={LIST_LIMIT}",
+                f"/scans?status=Complete&limit={LIST_LIMIT}",
+                f"/scans?limit={LIST_LIMIT}&cursor={encode_cursor(middle)}",
+            ],
+            "stats": ["/stats"],
+        }
+        status = start_scanq("status", database_url=url, log_dir=ctx.log_dir)
+        measured: dict[str, Any] = {
+            "scans": size,
+            "load_s": round(loaded_s, 2),
+            "load_rate_per_s": round(size / loaded_s, 1) if loaded_s else 0.0,
+            "mix_s": round(mixed_s, 2),
+            "mix": mixed,
+        }
+        try:
+            await wait_http_ready(status)
+            assert status.port is not None
+            for name, group in paths.items():
+                measured[name] = await run_loadgen(
+                    port=status.port,
+                    paths=group,
+                    concurrency=LATENCY_CONCURRENCY,
+                    duration_s=duration_s,
+                    warmup_s=warmup_s,
+                    workdir=ctx.workdir,
+                )
+        finally:
+            await stop_all([status])
+    return measured
