@@ -161,9 +161,11 @@ class PostgresServer:
     admin_url: str
     template: str
 
-    def create_database(self) -> str:
+    def create_database(self, *, with_schema: bool = True) -> str:
+        """A new database: a copy of the schema template, or empty (``template0``) to test migrations."""
         name = f"scanq_t_{uuid.uuid4().hex[:16]}"
-        run_async(lambda: _execute(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+        template = self.template if with_schema else "template0"
+        run_async(lambda: _execute(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
         return name
 
     def drop_database(self, name: str) -> None:
@@ -227,6 +229,16 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_database_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh database with scanq's schema, dropped after the test."""
     name = postgres_server.create_database()
+    try:
+        yield with_database(postgres_server.admin_url, name)
+    finally:
+        postgres_server.drop_database(name)
+
+
+@pytest.fixture
+def postgres_empty_database_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database without scanq's schema (migration tests), dropped after the test."""
+    name = postgres_server.create_database(with_schema=False)
     try:
         yield with_database(postgres_server.admin_url, name)
     finally:

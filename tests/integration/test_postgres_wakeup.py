@@ -1,0 +1,116 @@
+"""Wake-up on PostgreSQL: an idle worker starts a new scan at once, long before its fallback poll.
+
+The poll interval is 5 s and the pickup must be well under 0.5 s, so only a
+notification (LISTEN/NOTIFY) can explain it; the test also checks that a
+connection really is LISTENing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from scanq.config import Settings
+from scanq.ids import new_scan_id
+from scanq.models import NewScan, ScanStatus
+from scanq.scanners import ScannerRegistry
+from scanq.store.postgres import WORK_CHANNEL, PostgresStore
+from scanq.worker import Worker
+
+POLL_S = 5.0
+PICKUP_LIMIT_S = 0.5
+SUBMISSIONS = 3
+IDLE_BEFORE_SUBMIT_S = 0.3
+
+
+async def _listening_backends(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = $1",
+            f'LISTEN "{WORK_CHANNEL}"',
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+async def _wait_until_started(store: PostgresStore, scan_id: str, *, deadline_s: float) -> datetime:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while loop.time() < end:
+        scan = await store.get(scan_id=scan_id)
+        if scan.started_at is not None:
+            return scan.started_at
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"scan {scan_id} was not started within {deadline_s} s")
+
+
+async def test_idle_store_wakes_on_insert_from_another_process_store(postgres_database_url: str) -> None:
+    async with (
+        PostgresStore(postgres_database_url, poll_interval_s=POLL_S) as waiter,
+        PostgresStore(postgres_database_url) as submitter,
+    ):
+        await waiter.wait_for_work(timeout_s=POLL_S)  # first call starts listening, then wakes once
+        loop = asyncio.get_running_loop()
+        for _ in range(SUBMISSIONS):
+            waiting = asyncio.create_task(waiter.wait_for_work(timeout_s=POLL_S))
+            await asyncio.sleep(IDLE_BEFORE_SUBMIT_S)
+            assert not waiting.done(), "woke up without new work"
+            started = loop.time()
+            await submitter.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)))
+            await asyncio.wait_for(waiting, POLL_S)
+            assert loop.time() - started < PICKUP_LIMIT_S
+        assert await _listening_backends(postgres_database_url) == 1
+
+
+async def test_delayed_scan_does_not_wake_the_worker(postgres_database_url: str) -> None:
+    async with (
+        PostgresStore(postgres_database_url, poll_interval_s=POLL_S) as waiter,
+        PostgresStore(postgres_database_url) as submitter,
+    ):
+        await waiter.wait_for_work(timeout_s=POLL_S)
+        waiting = asyncio.create_task(waiter.wait_for_work(timeout_s=1.0))
+        await asyncio.sleep(0.1)
+        later = datetime.now(UTC) + timedelta(hours=1)
+        await submitter.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC), available_at=later))
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "a scan due in an hour woke the worker"
+        waiting.cancel()
+
+
+@pytest.mark.slow
+async def test_idle_worker_starts_a_submitted_scan_well_before_the_fallback_poll(postgres_database_url: str) -> None:
+    settings = Settings(
+        database_url=postgres_database_url,
+        poll_seconds=POLL_S,
+        concurrency=4,
+        lease_seconds=10.0,
+        heartbeat_seconds=3.0,
+        reaper_seconds=POLL_S,
+    )
+    async with (
+        PostgresStore(postgres_database_url, poll_interval_s=POLL_S) as worker_store,
+        PostgresStore(postgres_database_url) as ingest_store,
+    ):
+        worker = Worker(worker_store, ScannerRegistry(settings), settings, worker_id="idle-worker")
+        running = asyncio.create_task(worker.run())
+        try:
+            await asyncio.sleep(IDLE_BEFORE_SUBMIT_S)
+            for _ in range(SUBMISSIONS):
+                await asyncio.sleep(IDLE_BEFORE_SUBMIT_S)  # idle: waiting on the 5 s fallback poll
+                submitted_at = datetime.now(UTC)
+                created = await ingest_store.create(
+                    scan=NewScan(scan_id=new_scan_id(), created_at=submitted_at, scanner="noop")
+                )
+                started_at = await _wait_until_started(ingest_store, created.scan.scan_id, deadline_s=POLL_S)
+                assert (started_at - submitted_at).total_seconds() < PICKUP_LIMIT_S
+            assert await _listening_backends(postgres_database_url) == 1
+        finally:
+            worker.stop()
+            await asyncio.wait_for(running, 10)
+        stats = await ingest_store.stats()
+        assert stats.counts[ScanStatus.COMPLETE] == SUBMISSIONS
