@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import BinaryIO
 
 from scanq.config import ENV_PREFIX, Settings
@@ -51,6 +51,7 @@ _PR_SET_PDEATHSIG = 1
 class _Child:
     name: str
     command: str
+    env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
 
 
@@ -77,7 +78,10 @@ class Supervisor:
         self._children = [
             _Child(name="ingest", command="ingest"),
             _Child(name="status", command="status"),
-            *(_Child(name=f"worker-{n}", command="worker") for n in range(1, settings.workers + 1)),
+            *(
+                _Child(name=f"worker-{n}", command="worker", env=_worker_env(settings, n))
+                for n in range(1, settings.workers + 1)
+            ),
         ]
         self._stop_event = asyncio.Event()
         self._is_killing = False
@@ -119,6 +123,9 @@ class Supervisor:
         self._emit("up", f"ingest  http://{s.host}:{s.ingest_port}   (GET / queues a scan)")
         self._emit("up", f"status  http://{s.host}:{s.status_port}   (GET /<id>, /scans, /stats)")
         self._emit("up", f"workers {s.workers} x concurrency {s.concurrency}, store {_redact(s.database_url)}")
+        if s.metrics_port:
+            last = s.metrics_port + s.workers - 1
+            self._emit("up", f"worker metrics http://{s.host}:{s.metrics_port}..{last}/metrics")
         self._emit("up", "Ctrl-C stops everything")
 
     async def _supervise(self, child: _Child) -> None:
@@ -134,7 +141,7 @@ class Supervisor:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
-                env=self._environ,
+                env={**self._environ, **child.env},
                 start_new_session=True,
                 limit=LINE_LIMIT_BYTES,
             )
@@ -194,6 +201,13 @@ class Supervisor:
             self._out.flush()
         except (BrokenPipeError, ValueError):  # our own output is gone; keep supervising
             pass
+
+
+def _worker_env(settings: Settings, number: int) -> dict[str, str]:
+    # Workers on one machine cannot share a metrics port: worker N serves on metrics_port + N - 1.
+    if not settings.metrics_port:
+        return {}
+    return {f"{ENV_PREFIX}METRICS_PORT": str(settings.metrics_port + number - 1)}
 
 
 def _signal_group(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:

@@ -27,6 +27,7 @@ counted). A second ``stop()`` skips the wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import logging
@@ -43,6 +44,7 @@ from typing import TypeVar
 
 from scanq.config import Settings
 from scanq.exceptions import ScannerError, StoreError, TransientScanError, UnknownScanner
+from scanq.metrics import WorkerMetrics, make_registry, serve_metrics
 from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus
 from scanq.scanners import ScannerRegistry
 from scanq.store import Store, open_store
@@ -104,6 +106,7 @@ class Worker:
         settings: concurrency, lease/heartbeat/reaper/poll intervals, retry backoff, timeouts.
         worker_id: the lease owner name; default ``hostname:pid:random``.
         burst: return once no scan is Accepted or Running and this worker holds nothing (tests, benchmarks).
+        metrics: Prometheus counters to update (None: count nothing, the cheapest).
     """
 
     def __init__(
@@ -114,12 +117,14 @@ class Worker:
         *,
         worker_id: str | None = None,
         burst: bool = False,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.store = store
         self.scanners = scanners
         self.settings = settings
         self.worker_id = worker_id or make_worker_id()
         self.burst = burst
+        self.metrics = metrics
         self.counts: Counter[Outcome] = Counter()
         self._running: dict[str, _Running] = {}
         # Every lease this worker still owns: running scans and finished ones whose outcome is not yet written.
@@ -201,6 +206,8 @@ class Worker:
                 return
             for scan in scans:
                 self._start(scan)
+            if self.metrics is not None and scans:
+                self.metrics.record_claimed(scans)
             if len(scans) < free:
                 if self.burst and await self._is_drained():
                     return
@@ -261,6 +268,8 @@ class Worker:
     async def _execute(self, scan: Scan, lease: Lease) -> Finish:
         """Run the scanner; turn every outcome except cancellation into a ``Finish``."""
         timeout_s = self.settings.scan_timeout_seconds
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             scanner = self.scanners.get(scan.scanner)
             async with asyncio.timeout(timeout_s):
@@ -280,6 +289,9 @@ class Worker:
                 extra={"scan_id": scan.scan_id, "worker": self.worker_id, "attempt": lease.attempt},
             )
             return Finish(lease=lease, outcome=Outcome.ERROR, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.metrics is not None:
+                self.metrics.record_run_time(loop.time() - started)
         return Finish(lease=lease, outcome=Outcome.COMPLETE, result=result)
 
     def _transient_failure(self, scan: Scan, lease: Lease, error: str) -> Finish:
@@ -365,6 +377,8 @@ class Worker:
                 )
                 continue
             self.counts[finish.outcome] += 1
+            if self.metrics is not None:
+                self.metrics.record_finished(finish.outcome)
             if finish.outcome is Outcome.COMPLETE:
                 if is_debug:
                     logger.debug("scan %s complete", lease.scan_id, extra=extra)
@@ -426,6 +440,8 @@ class Worker:
                 count = 0
             if count:
                 logger.info("requeued %d scans whose lease expired", count, extra={"worker": self.worker_id})
+                if self.metrics is not None:
+                    self.metrics.record_lease_expired(count)
             if count < REAPER_BATCH:
                 await asyncio.sleep(interval)
 
@@ -538,8 +554,15 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> Worker:
         settings: the process settings.
         burst: drain the queue and return instead of waiting for more work.
     """
-    async with open_store(settings.database_url) as store:
-        worker = Worker(store, ScannerRegistry(settings), settings, burst=burst)
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_store(settings.database_url))
+        worker_id = make_worker_id()
+        metrics = None
+        if settings.metrics_port:
+            registry = make_registry()
+            metrics = WorkerMetrics(registry, worker_id=worker_id, in_flight=lambda: worker.running)
+            await stack.enter_async_context(serve_metrics(registry, host=settings.host, port=settings.metrics_port))
+        worker = Worker(store, ScannerRegistry(settings), settings, worker_id=worker_id, burst=burst, metrics=metrics)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, worker.stop)

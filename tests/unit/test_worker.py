@@ -9,11 +9,14 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from prometheus_client import generate_latest
 
 from scanq.config import Settings
+from scanq.metrics import WorkerMetrics, make_registry
 from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus
 from scanq.store.memory import MemoryStore
 from scanq.worker import Worker, backoff_delay, make_worker_id
+from tests.prometheus import sample_value
 from tests.scripted import new_scan, scripted_registry
 
 FAST = {
@@ -183,3 +186,20 @@ def test_backoff_grows_exponentially_with_full_jitter_and_a_cap() -> None:
 def test_backoff_without_full_jitter_waits_at_least_half() -> None:
     delays = [backoff_delay(3, base_s=1.0, max_s=30.0, full_jitter=False) for _ in range(200)]
     assert all(2.0 <= d <= 4.0 for d in delays)
+
+
+async def test_metrics_count_claims_outcomes_and_run_times(store: RecordingStore) -> None:
+    cfg = settings()
+    registry = make_registry(process_metrics=False)
+    worker = Worker(store, scripted_registry(cfg)[0], cfg, burst=True, worker_id="w-m")
+    worker.metrics = WorkerMetrics(registry, worker_id="w-m", in_flight=lambda: worker.running)
+    await store.create_many(scans=[new_scan() for _ in range(3)] + [new_scan(fail="permanent")])
+
+    await asyncio.wait_for(worker.run(), 5)
+
+    text = generate_latest(registry).decode()
+    assert sample_value(text, "scanq_scans_claimed_total") == 4
+    assert sample_value(text, "scanq_scans_finished_total", {"status": "Complete"}) == 3
+    assert sample_value(text, "scanq_scans_finished_total", {"status": "Error"}) == 1
+    assert sample_value(text, "scanq_scan_run_seconds_count") == 4
+    assert sample_value(text, "scanq_scans_in_flight", {"worker": "w-m"}) == 0
