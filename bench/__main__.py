@@ -20,23 +20,27 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import shlex
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench.context import BenchContext
 from bench.databases import backend_of
 from bench.machine import describe, load_average
+from bench.processes import PROFILE_DIR_ENV
 from bench.report import render_markdown
 from bench.targets import check_targets
 
 logger = logging.getLogger("bench")
+
+_T = TypeVar("_T")
 
 SCENARIOS = ("ingest", "drain", "pickup", "status", "concurrency")
 
@@ -50,6 +54,9 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
     parser.add_argument("--json", type=Path, help="write the full results here")
     parser.add_argument("--workdir", type=Path, help="scratch directory (default: a new temp dir, removed after)")
+    parser.add_argument(
+        "--profile", type=Path, help="record every scanq process with py-spy into this directory (slows them down)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.scenario_list = [name.strip() for name in args.scenarios.split(",") if name.strip()]
@@ -104,27 +111,29 @@ def _redact(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}@{host}"
 
 
+def _run_loop(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
+    # The store's own log lines (migrations) are noise in a benchmark's output.
+    logging.getLogger("scanq").setLevel(logging.WARNING)
+    if args.profile is not None:
+        os.environ[PROFILE_DIR_ENV] = str(args.profile.resolve())
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        report = asyncio.run(
-            run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=args.workdir)
-        )
+        report = _run_loop(run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=args.workdir))
     else:
         with tempfile.TemporaryDirectory(prefix="scanq-bench-") as tmp:
-            report = asyncio.run(
-                run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=Path(tmp))
-            )
+            report = _run_loop(run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=Path(tmp)))
     print(render_markdown(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -26,6 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 30.0
 READY_POLL_S = 0.05
 STOP_TIMEOUT_S = 20.0
+PROFILER_STOP_TIMEOUT_S = 20.0
+PROFILE_RATE_HZ = 250
+# Set (to a directory) to record every scanq process the harness starts with py-spy (``--profile DIR``).
+PROFILE_DIR_ENV = "BENCH_PROFILE_DIR"
 PAGE_SIZE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -46,6 +50,7 @@ class Process:
     log_path: Path
     port: int | None = None
     started_at: float = field(default_factory=time.time)
+    profiler: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int:
@@ -81,7 +86,15 @@ class Process:
             if self.popen.poll() is None:
                 logger.warning("%s did not stop within %.0fs: killing it", self.name, timeout_s)
                 self.popen.kill()
-        return self.popen.wait()
+        code = self.popen.wait()
+        if self.profiler is not None:
+            # py-spy writes its file once the target is gone.
+            deadline = time.monotonic() + PROFILER_STOP_TIMEOUT_S
+            while self.profiler.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if self.profiler.poll() is None:
+                self.profiler.send_signal(signal.SIGINT)
+        return code
 
 
 def _spawn(name: str, argv: list[str], *, env: Mapping[str, str], log_dir: Path, port: int | None) -> Process:
@@ -115,7 +128,24 @@ def start_scanq(
         env["SCANQ_HOST"] = "127.0.0.1"
     for name, value in (settings or {}).items():
         env[f"SCANQ_{name.upper()}"] = value
-    return _spawn(role, [sys.executable, "-m", "scanq", role], env=env, log_dir=log_dir, port=port)
+    process = _spawn(role, [sys.executable, "-m", "scanq", role], env=env, log_dir=log_dir, port=port)
+    profile_dir = os.environ.get(PROFILE_DIR_ENV)
+    if profile_dir:
+        process.profiler = _attach_profiler(process, Path(profile_dir))
+    return process
+
+
+def _attach_profiler(process: Process, directory: Path) -> subprocess.Popen[bytes]:
+    """``py-spy record`` the process until it exits, as collapsed stacks (``bench.profiles`` summarises them)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    output = directory / f"{process.name}-{process.pid}.txt"
+    argv = ["py-spy", "record", "--pid", str(process.pid), "--rate", str(PROFILE_RATE_HZ), "--format", "raw"]
+    argv += ["--output", str(output), "--nonblocking"]
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if py_spy.exists():
+        argv[0] = str(py_spy)
+    with open(directory / f"{process.name}-{process.pid}.log", "wb") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 def start_bare_app(*, log_dir: Path) -> Process:
