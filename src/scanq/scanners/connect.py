@@ -107,15 +107,16 @@ class Session:
 async def _open_tcp(
     address: IPAddress, port: int, timeout_s: float
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    where = f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
     try:
         async with asyncio.timeout(timeout_s):
             return await asyncio.open_connection(str(address), port)
     except TimeoutError:
-        raise ConnectFailed(f"{address}:{port} did not answer within {timeout_s:g}s", kind="filtered") from None
+        raise ConnectFailed(f"{where} did not answer within {timeout_s:g}s", kind="filtered") from None
     except ConnectionRefusedError:
-        raise ConnectFailed(f"{address}:{port} refused the connection", kind="closed") from None
+        raise ConnectFailed(f"{where} refused the connection", kind="closed") from None
     except OSError as exc:
-        raise ConnectFailed(f"{address}:{port} unreachable: {exc.strerror or exc}", kind="unreachable") from None
+        raise ConnectFailed(f"{where} unreachable: {exc.strerror or exc}", kind="unreachable") from None
 
 
 async def close_quietly(writer: asyncio.StreamWriter) -> None:

@@ -4,14 +4,13 @@ No raw sockets and no nmap: one ``connect()`` per port to the checked address,
 bounded by the target's socket limit and a short timeout. A port is ``open``
 (connected), ``closed`` (refused) or ``filtered`` (no answer in time, or
 unreachable). On an open port the banner is what the service says first
-within ``BANNER_TIMEOUT_S``, or the answer to ``HEAD /`` on web ports (over
-TLS on the TLS ports). Banners are cut to one short printable line.
+within ``BANNER_TIMEOUT_S``, or else its answer to ``HEAD /`` (over TLS on the
+TLS ports). Banners are cut to one short printable line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +60,6 @@ RISKY_PORTS: dict[int, Service] = {
 }
 DEFAULT_PORTS = tuple(RISKY_PORTS)
 OTHER_SERVICE = Service("other", Severity.LOW)
-HTTP_PORTS = frozenset({80, 8000, 8008, 8080, 8888})
 HTTPS_PORTS = frozenset({443, 4443, 8443, 10443})
 
 PORT_EXPOSED = Check(
@@ -122,40 +120,61 @@ class PortsScanner(TargetScanner[PortsOptions]):
 
 
 async def probe_port(session: Session, port: int) -> PortState:
-    """Connect to one port; on success, grab a banner."""
-    if port in HTTP_PORTS or port in HTTPS_PORTS:
-        return await _probe_web(session, port)
+    """Connect to one port; when it is open, grab a banner.
+
+    TLS ports get a TLS handshake and ``HEAD /``. Elsewhere the banner is what the
+    service says first; a service that stays silent (most web servers) is sent
+    ``HEAD /`` on the same connection and its status line and Server header kept.
+    """
+    if port in HTTPS_PORTS:
+        return await _probe_tls_web(session, port)
     try:
         async with session.connect(port=port) as conn:
             banner = await _read_banner(conn.reader)
+            if banner is None:
+                conn.writer.write(f"HEAD / HTTP/1.0\r\nHost: {session.host}\r\n\r\n".encode())
+                await conn.writer.drain()
+                banner = await _read_banner(conn.reader, web=True)
     except ConnectFailed as exc:
         return PortState(port=port, state="closed" if exc.kind == "closed" else "filtered")
+    except ConnectionError:  # it accepted, then hung up on our HEAD
+        return PortState(port=port, state="open")
     return PortState(port=port, state="open", banner=banner)
 
 
-async def _read_banner(reader: asyncio.StreamReader) -> str | None:
+async def _read_banner(reader: asyncio.StreamReader, *, web: bool = False) -> str | None:
     try:
         async with asyncio.timeout(BANNER_TIMEOUT_S):
             data = await reader.read(BANNER_MAX_BYTES)
     except (TimeoutError, ConnectionError):
         return None
+    if web and data.startswith(b"HTTP/"):
+        try:
+            response = httpwire.parse_head(data.split(b"\r\n\r\n", 1)[0])
+        except httpwire.HttpError:
+            return clean_banner(data)
+        return _web_banner(response)
     return clean_banner(data)
 
 
-async def _probe_web(session: Session, port: int) -> PortState:
-    tls: ssl.SSLContext | None = probing_context(permissive=True) if port in HTTPS_PORTS else None
+async def _probe_tls_web(session: Session, port: int) -> PortState:
     try:
         async with session.connect(port=port):
             pass
     except ConnectFailed as exc:
         return PortState(port=port, state="closed" if exc.kind == "closed" else "filtered")
     try:
-        response = await httpwire.request(session, port=port, tls=tls, method="HEAD", read_timeout_s=BANNER_TIMEOUT_S)
+        response = await httpwire.request(
+            session, port=port, tls=probing_context(permissive=True), method="HEAD", read_timeout_s=BANNER_TIMEOUT_S
+        )
     except (httpwire.HttpError, ConnectFailed):
         return PortState(port=port, state="open")
+    return PortState(port=port, state="open", banner=_web_banner(response))
+
+
+def _web_banner(response: httpwire.HttpResponse) -> str:
     server = response.header("server")
-    banner = f"HTTP {response.status}" + (f" Server: {server}" if server else "")
-    return PortState(port=port, state="open", banner=shorten(banner, BANNER_MAX_CHARS))
+    return shorten(f"HTTP {response.status}" + (f" Server: {server}" if server else ""), BANNER_MAX_CHARS)
 
 
 def clean_banner(data: bytes) -> str | None:

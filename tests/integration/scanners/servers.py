@@ -133,6 +133,8 @@ class Servers:
 
     running: list[asyncio.Server] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    active: int = 0
+    peak: int = 0
 
     async def http(self, reply: HttpReply | Callable[[str], HttpReply], *, tls: ssl.SSLContext | None = None) -> int:
         """An HTTP/1.1 server (HTTPS with ``tls``) answering ``reply``; returns its port."""
@@ -162,14 +164,23 @@ class Servers:
         """A TCP server that sends ``banner`` on connect (None: says nothing); returns its port."""
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            try:
+                await talk(reader, writer)
+            finally:
+                self.active -= 1
+            writer.close()
+
+        async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError):
+                await asyncio.sleep(0.05)  # hold the connection a little so concurrency is visible
                 if banner is not None:
                     writer.write(banner)
                     await writer.drain()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(3):
                         await reader.read(1)
-            writer.close()
 
         return await self._start(handle, None)
 
