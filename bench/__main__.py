@@ -133,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = _run_loop(run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=args.workdir))
     else:
         with tempfile.TemporaryDirectory(prefix="scanq-bench-") as tmp:
-            report = _run_loop(run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=Path(tmp)))
+            workdir = Path(tmp)
+            report = _run_loop(run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=workdir))
     print(render_markdown(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
