@@ -1,0 +1,229 @@
+"""App factories: the ingest app, the status app, and both in one (``scanq api``).
+
+Each composes explicitly: a store (opened and closed by the lifespan unless
+the caller passes an open one), the scan service over it, the service's
+operations plus ``/healthz``, ``/readyz`` and ``/openapi.json``, and the
+exception handlers of ``errors.py``. No middleware: every request goes
+straight from the router to its handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scanq import __version__
+from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
+from scanq.api.http import encoder
+from scanq.api.ingest import IngestEndpoints
+from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes
+from scanq.api.schemas import HealthResponse, ReadyResponse
+from scanq.api.status import StatusEndpoints, wants_html
+from scanq.config import Settings
+from scanq.scanners import ScannerRegistry
+from scanq.scans import ScanService
+from scanq.store import Store, open_store
+
+logger = logging.getLogger(__name__)
+
+TAG = "health"
+INGEST_DESCRIPTION = "Queue scans (default port 10550). Scans are stored durably before the answer."
+STATUS_DESCRIPTION = "Read scans (default port 10551): one by id, pages, counts by status."
+API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest); GET /scans lists them."
+
+_HEALTHY = encoder.encode(HealthResponse())
+_READY = encoder.encode(ReadyResponse())
+
+
+class HealthEndpoints:
+    """``/healthz``, ``/readyz`` and ``/openapi.json``, on every service.
+
+    Args:
+        store: pinged by ``/readyz``.
+    """
+
+    def __init__(self, *, store: Store) -> None:
+        self._store = store
+        self.document = b"{}"  # set once the service's operations are known
+
+    async def healthz(self, request: Request) -> Response:
+        """The process is up (never touches the store)."""
+        return Response(_HEALTHY, media_type=JSON_MEDIA_TYPE)
+
+    async def readyz(self, request: Request) -> Response:
+        """The store answers; a ``StoreError`` becomes a 503 through the error handlers."""
+        await self._store.ping()
+        return Response(_READY, media_type=JSON_MEDIA_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        """The OpenAPI 3.1 document, encoded once."""
+        return Response(self.document, media_type=JSON_MEDIA_TYPE)
+
+    def operations(self) -> list[Operation]:
+        return [
+            Operation(
+                method="GET",
+                path="/healthz",
+                endpoint=self.healthz,
+                operation_id="healthz",
+                summary="The process is up",
+                tag=TAG,
+                replies={200: Reply(description="Up", body=HealthResponse)},
+            ),
+            Operation(
+                method="GET",
+                path="/readyz",
+                endpoint=self.readyz,
+                operation_id="readyz",
+                summary="The store is reachable",
+                tag=TAG,
+                replies={200: Reply(description="Ready", body=ReadyResponse), **STORE_ERRORS},
+            ),
+            Operation(
+                method="GET",
+                path="/openapi.json",
+                endpoint=self.openapi,
+                operation_id="openapi",
+                summary="This document",
+                tag=TAG,
+                replies={200: Reply(description="OpenAPI 3.1", schema={"type": "object"})},
+            ),
+        ]
+
+
+def create_ingest_app(
+    settings: Settings, store: Store | None = None, scanners: ScannerRegistry | None = None
+) -> Starlette:
+    """The ingest service.
+
+    Args:
+        settings: limits, defaults and (when ``store`` is None) the database URL.
+        store: an open store to use; None opens ``settings.database_url`` for the app's lifetime.
+        scanners: the plugin registry; None builds one from the installed plugins.
+    """
+
+    def operations(service: ScanService) -> list[Operation]:
+        return IngestEndpoints(scans=service, settings=settings).operations()
+
+    return _assemble(
+        "scanq ingest", INGEST_DESCRIPTION, settings=settings, store=store, scanners=scanners, operations=operations
+    )
+
+
+def create_status_app(
+    settings: Settings,
+    store: Store | None = None,
+    scanners: ScannerRegistry | None = None,
+    *,
+    dashboard: Endpoint | None = None,
+) -> Starlette:
+    """The status service.
+
+    Args:
+        settings: limits and (when ``store`` is None) the database URL.
+        store: an open store to use; None opens ``settings.database_url`` for the app's lifetime.
+        scanners: the plugin registry; None builds one from the installed plugins.
+        dashboard: the dashboard hook: answers a browser's ``GET /``; None serves it the JSON list.
+    """
+
+    def operations(service: ScanService) -> list[Operation]:
+        return StatusEndpoints(scans=service, dashboard=dashboard).operations()
+
+    return _assemble(
+        "scanq status", STATUS_DESCRIPTION, settings=settings, store=store, scanners=scanners, operations=operations
+    )
+
+
+def create_api_app(
+    settings: Settings,
+    store: Store | None = None,
+    scanners: ScannerRegistry | None = None,
+    *,
+    dashboard: Endpoint | None = None,
+) -> Starlette:
+    """Ingest and status in one process, on one store.
+
+    Every path is the same as on the separate services except ``GET /``, which
+    both define: here it keeps the ingest contract (queue a scan, answer its
+    id) and the list is at ``GET /scans``; a browser gets the dashboard when
+    there is one, so a visit never queues a scan.
+
+    Args:
+        settings: limits, defaults and (when ``store`` is None) the database URL.
+        store: an open store to use; None opens ``settings.database_url`` for the app's lifetime.
+        scanners: the plugin registry; None builds one from the installed plugins.
+        dashboard: the dashboard hook for a browser's ``GET /``.
+    """
+
+    def operations(service: ScanService) -> list[Operation]:
+        ingest = IngestEndpoints(scans=service, settings=settings)
+        status = StatusEndpoints(scans=service)
+        root = ingest.root_operation()
+        if dashboard is not None:
+            root = _with_dashboard(root, dashboard)
+        # Status's GET /{scan_id} comes last, after every fixed path.
+        return [root, *ingest.operations(with_root=False), *status.operations(with_root=False)]
+
+    return _assemble(
+        "scanq api", API_DESCRIPTION, settings=settings, store=store, scanners=scanners, operations=operations
+    )
+
+
+def _with_dashboard(op: Operation, dashboard: Endpoint) -> Operation:
+    """``op`` answering a browser with the dashboard instead."""
+    endpoint = op.endpoint
+
+    async def root(request: Request) -> Response:
+        if wants_html(request):
+            return await dashboard(request)
+        return await endpoint(request)
+
+    return Operation(
+        method=op.method,
+        path=op.path,
+        endpoint=root,
+        operation_id=op.operation_id,
+        summary=op.summary,
+        tag=op.tag,
+        replies=op.replies,
+        params=op.params,
+        allow_head=op.allow_head,
+    )
+
+
+def _assemble(
+    title: str,
+    description: str,
+    *,
+    settings: Settings,
+    store: Store | None,
+    scanners: ScannerRegistry | None,
+    operations: Callable[[ScanService], Sequence[Operation]],
+) -> Starlette:
+    is_owned = store is None
+    the_store = open_store(settings.database_url) if store is None else store
+    service = ScanService(the_store, scanners or ScannerRegistry(settings), settings)
+    health = HealthEndpoints(store=the_store)
+    ops = [*health.operations(), *operations(service)]
+    document = build_openapi(title=title, version=__version__, description=description, operations=ops)
+    health.document = encoder.encode(document)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not is_owned:
+            yield
+            return
+        async with the_store:
+            logger.info("%s: store open", title, extra={"action": "store_open"})
+            yield
+
+    app = Starlette(routes=build_routes(ops), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.store = the_store
+    app.state.scans = service
+    app.state.openapi = document
+    return app

@@ -1,0 +1,118 @@
+"""The live dashboard the status service serves: one HTML page, a script and a stylesheet, no build step.
+
+The page polls the status service it came from (``GET /stats`` and bounded
+pages of ``GET /scans``, both cheap with millions of scans) and sends its
+writes (submit, cancel) to the ingest service at ``settings.ingest_url``.
+That is a cross-origin call, so the ingest app allows CORS from the status
+service's origin only (``cors_middleware``): a page from any other site
+cannot make a visitor's browser queue scans.
+
+The assets live in ``scanq/api/static`` inside the package, so an installed
+wheel serves them too.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from scanq.config import Settings
+
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC_PATH = "/static"
+DASHBOARD_PATH = "/dashboard"
+INGEST_URL_PLACEHOLDER = "__SCANQ_INGEST_URL__"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# Browsers cache the preflight answer this long (seconds), so a busy dashboard does not double its requests.
+CORS_MAX_AGE_S = 600
+
+
+class Dashboard:
+    """Renders the page once (the ingest URL filled in) and serves it.
+
+    Args:
+        settings: ``ingest_url`` is where the page sends submit and cancel.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        ingest_url = settings.ingest_url.rstrip("/")
+        template = (STATIC_DIR / "dashboard.html").read_text(encoding="utf-8")
+        self.body = template.replace(INGEST_URL_PLACEHOLDER, html.escape(ingest_url, quote=True)).encode()
+        self.headers = {
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": (
+                "default-src 'self'; "
+                f"connect-src 'self' {_origin(ingest_url)}; "
+                "img-src 'self' data:; "
+                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+            ),
+        }
+
+    def response(self) -> Response:
+        """The page as an HTML response."""
+        return Response(self.body, media_type="text/html; charset=utf-8", headers=self.headers)
+
+    async def endpoint(self, request: Request) -> Response:
+        """``GET /dashboard``: the page whatever the ``Accept`` header."""
+        return self.response()
+
+
+def dashboard_routes(dashboard: Dashboard) -> list[BaseRoute]:
+    """``GET /dashboard`` and the assets under ``/static``; put them before a catch-all ``/{scan_id}`` route."""
+    return [
+        Route(DASHBOARD_PATH, dashboard.endpoint, methods=["GET"], name="dashboard"),
+        Mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+
+
+def dashboard_origins(settings: Settings) -> list[str]:
+    """The origins the dashboard is served from: ``status_url``'s, and its loopback aliases on the same port."""
+    origin = _origin(settings.status_url)
+    parts = urlsplit(settings.status_url)
+    origins = [origin]
+    host = parts.hostname or ""
+    if host in ("127.0.0.1", "localhost", "::1"):
+        port = f":{parts.port}" if parts.port else ""
+        origins.extend(f"{parts.scheme}://{alias}{port}" for alias in LOOPBACK_HOSTS)
+    return list(dict.fromkeys(origins))
+
+
+def cors_middleware(settings: Settings) -> Middleware:
+    """CORS for the ingest app: the dashboard's origins may POST scans and cancels, nothing else is allowed.
+
+    Starlette's ``CORSMiddleware`` is plain ASGI; a request without an
+    ``Origin`` header (every API client) passes straight through it.
+    """
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=dashboard_origins(settings),
+        allow_methods=["GET", "POST"],
+        allow_headers=["Content-Type", "Idempotency-Key"],
+        expose_headers=["Location"],
+        max_age=CORS_MAX_AGE_S,
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+__all__ = [
+    "DASHBOARD_PATH",
+    "STATIC_DIR",
+    "STATIC_PATH",
+    "Dashboard",
+    "cors_middleware",
+    "dashboard_origins",
+    "dashboard_routes",
+]

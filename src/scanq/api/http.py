@@ -1,0 +1,81 @@
+"""Request bodies in, JSON out: the wire helpers both services share.
+
+Bodies are read with a hard size limit (``Content-Length`` first, then the
+streamed size, so a chunked upload cannot grow without bound) and decoded
+with a prebuilt msgspec decoder; responses are plain Starlette ``Response``
+objects holding pre-encoded bytes (no middleware, no second serialisation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scanq.api.errors import JSON_MEDIA_TYPE, ApiError
+from scanq.exceptions import ValidationError
+
+T = TypeVar("T")
+
+encoder = msgspec.json.Encoder()
+
+
+def json_response(body: Any, *, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    """Encode ``body`` (a schemas Struct) into a JSON response."""
+    return Response(encoder.encode(body), status_code=status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
+
+
+def is_json_media_type(content_type: str) -> bool:
+    """True for ``application/json`` (any parameters) and ``application/*+json``."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == JSON_MEDIA_TYPE or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
+    """The request body, refused with 413 past ``max_bytes`` and 415 when it is not JSON.
+
+    A missing ``Content-Type`` is read as JSON (``curl --data`` users forget it less
+    often than they send the wrong one); an empty body is accepted with any type.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise ApiError(400, "bad_request", f"invalid Content-Length {declared!r}") from None
+        if length > max_bytes:
+            raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
+    body = b"".join(chunks)
+    if body:
+        content_type = request.headers.get("content-type")
+        if content_type is not None and not is_json_media_type(content_type):
+            raise ApiError(
+                415, "unsupported_media_type", f"send the body as Content-Type: application/json (got {content_type!r})"
+            )
+    return body
+
+
+def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
+    """Decode and validate in one step: malformed JSON is a 400, a valid JSON body of the wrong shape a 422."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(f"invalid request body: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"the body is larger than {max_bytes} bytes")

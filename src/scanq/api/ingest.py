@@ -1,0 +1,163 @@
+"""The ingest service (port 10550): queue scans, one, many or by ``GET /``, and cancel them."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from scanq.api.http import decode_json, json_response, read_body
+from scanq.api.openapi import BODY_ERRORS, SCAN_ID_PARAM, STORE_ERRORS, Operation, Param, Reply, error_reply
+from scanq.api.schemas import BatchRequest, BatchResponse, NotFoundResponse, ScanOut, ScanRequest, scan_out
+from scanq.config import Settings
+from scanq.exceptions import ValidationError
+from scanq.scans import DEFAULT_SUBMISSION, MAX_IDEMPOTENCY_KEY_LENGTH, ScanService
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+TAG = "ingest"
+
+
+def scan_location(scan_id: str) -> str:
+    """Where the status service serves a scan (relative: ingest and status may sit behind one proxy)."""
+    return f"/scans/{scan_id}"
+
+
+class IngestEndpoints:
+    """The ingest handlers.
+
+    Args:
+        scans: the scan service.
+        settings: the body size limit.
+    """
+
+    def __init__(self, *, scans: ScanService, settings: Settings) -> None:
+        self._scans = scans
+        self._max_body_bytes = settings.max_body_bytes
+        self._scan_decoder = msgspec.json.Decoder(ScanRequest)
+        self._batch_decoder = msgspec.json.Decoder(BatchRequest)
+
+    async def queue_default(self, request: Request) -> Response:
+        """``GET /``: queue a default scan and answer its id as text (``ID=$(curl -s localhost:10550)``)."""
+        created = await self._scans.submit(DEFAULT_SUBMISSION)
+        return PlainTextResponse(created.scan.scan_id)
+
+    async def submit(self, request: Request) -> Response:
+        """``POST /scans``: 202 with the new scan, or 200 with the earlier one when the idempotency key matched."""
+        body = await read_body(request, max_bytes=self._max_body_bytes)
+        submission = decode_json(body, self._scan_decoder) if body else DEFAULT_SUBMISSION
+        created = await self._scans.submit(submission, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER))
+        scan = created.scan
+        return json_response(
+            scan_out(scan),
+            status_code=202 if created.is_new else 200,
+            headers={"Location": scan_location(scan.scan_id)},
+        )
+
+    async def submit_batch(self, request: Request) -> Response:
+        """``POST /scans/batch``: store every scan or none (one transaction)."""
+        if IDEMPOTENCY_HEADER in request.headers:
+            # A per-batch key cannot be honoured all-or-none without a lookup the store does not offer.
+            raise ValidationError(f"{IDEMPOTENCY_HEADER} is not supported on /scans/batch; use POST /scans per scan")
+        body = await read_body(request, max_bytes=self._max_body_bytes)
+        if not body:
+            raise ValidationError('send a JSON body {"scans": [...]}')
+        batch = decode_json(body, self._batch_decoder)
+        scans = await self._scans.submit_many(batch.scans)
+        return json_response(BatchResponse(scans=[scan_out(s) for s in scans]), status_code=202)
+
+    async def cancel(self, request: Request) -> Response:
+        """``POST /scans/{scan_id}/cancel``: the scan (Cancelled, or cancel requested while it runs)."""
+        scan = await self._scans.cancel(request.path_params["scan_id"])
+        return json_response(scan_out(scan))
+
+    def operations(self, *, with_root: bool = True) -> list[Operation]:
+        """The ingest routes with their documentation; ``with_root`` False leaves ``GET /`` to the caller."""
+        scan_created = Reply(
+            description="Accepted: the scan is stored durably",
+            body=ScanOut,
+            headers={"Location": "The scan's path on the status service"},
+        )
+        ops = [
+            Operation(
+                method="POST",
+                path="/scans",
+                endpoint=self.submit,
+                operation_id="submit_scan",
+                summary="Queue one scan",
+                tag=TAG,
+                request=ScanRequest,
+                params=(
+                    Param(
+                        name=IDEMPOTENCY_HEADER,
+                        location="header",
+                        description="Replaying a key answers the same scan (200); a different request with it is a 409",
+                        schema={"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH},
+                    ),
+                ),
+                replies={
+                    202: scan_created,
+                    200: Reply(
+                        description="The scan stored earlier under this Idempotency-Key",
+                        body=ScanOut,
+                        headers={"Location": "The scan's path on the status service"},
+                    ),
+                    **BODY_ERRORS,
+                    409: error_reply("The Idempotency-Key was used for a different request"),
+                    **STORE_ERRORS,
+                },
+            ),
+            Operation(
+                method="POST",
+                path="/scans/batch",
+                endpoint=self.submit_batch,
+                operation_id="submit_scans",
+                summary="Queue several scans: all or none",
+                tag=TAG,
+                request=BatchRequest,
+                request_required=True,
+                replies={
+                    202: Reply(description="Accepted: every scan is stored durably", body=BatchResponse),
+                    **BODY_ERRORS,
+                    **STORE_ERRORS,
+                },
+            ),
+            Operation(
+                method="POST",
+                path="/scans/{scan_id}/cancel",
+                endpoint=self.cancel,
+                operation_id="cancel_scan",
+                summary="Cancel a scan",
+                tag=TAG,
+                params=(SCAN_ID_PARAM,),
+                replies={
+                    200: Reply(description="The scan: Cancelled, or cancel_requested while it runs", body=ScanOut),
+                    404: Reply(description="No scan with that id", body=NotFoundResponse),
+                    409: error_reply("The scan already finished"),
+                    **STORE_ERRORS,
+                },
+            ),
+        ]
+        if with_root:
+            ops.insert(0, self.root_operation())
+        return ops
+
+    def root_operation(self) -> Operation:
+        """``GET /`` (never HEAD: it writes)."""
+        return Operation(
+            method="GET",
+            path="/",
+            endpoint=self.queue_default,
+            operation_id="queue_default_scan",
+            summary="Queue a default scan; the body is its id",
+            tag=TAG,
+            allow_head=False,
+            replies={
+                200: Reply(
+                    description="The new scan's id",
+                    media_type="text/plain",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                422: error_reply("The default scanner needs a target"),
+                **STORE_ERRORS,
+            },
+        )

@@ -1,0 +1,483 @@
+// scanq dashboard: polls the status service (this page's origin) and calls the ingest service for writes.
+// It reads only GET /stats (cheap by store contract) and bounded pages of GET /scans, so it stays fast
+// with millions of scans. Every value from the server goes into the page through textContent, never HTML.
+"use strict";
+
+(() => {
+  const STATUSES = ["Accepted", "Running", "Complete", "Error", "Cancelled"];
+  const TERMINAL = new Set(["Complete", "Error", "Cancelled"]);
+  const LIST_LIMIT = 50;
+  const LIST_POLL_MS = 1500;
+  const STATS_POLL_MS = 2000;
+  const DETAIL_POLL_MS = 1000;
+  const HIDDEN_POLL_MS = 10000; // a background tab polls rarely
+  const BUCKET_S = 10;
+  const WINDOW_S = 300;
+  const SEVERITY_RANK = { critical: 4, high: 3, medium: 2, low: 1, info: 0 };
+
+  const ingestUrl = document.querySelector('meta[name="scanq-ingest-url"]').content.replace(/\/+$/, "");
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    isLive: true,
+    status: "",
+    cursor: null, // null: the newest page
+    cursors: [], // previous pages' cursors, for "Newest"
+    nextCursor: null,
+    selected: null,
+    finishedSamples: [], // {t: seconds, done: Complete+Error+Cancelled}
+  };
+
+  class HttpError extends Error {
+    constructor(status, body) {
+      super((body && body.error && body.error.message) || (body && body.status) || `HTTP ${status}`);
+      this.status = status;
+    }
+  }
+
+  async function requestJson(url, options = {}) {
+    const response = await fetch(url, { ...options, headers: { Accept: "application/json", ...options.headers } });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) throw new HttpError(response.status, body);
+    return body;
+  }
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (value === undefined || value === null) continue;
+      if (key === "text") node.textContent = value;
+      else if (key === "class") node.className = value;
+      else if (key.startsWith("data-")) node.setAttribute(key, value);
+      else if (key === "style.height") node.style.height = value; // CSSOM, allowed by the page's CSP
+      else node[key] = value;
+    }
+    for (const child of children) if (child !== null && child !== undefined) node.append(child);
+    return node;
+  }
+
+  function badge(status) {
+    return el("span", { class: "badge", "data-status": status, text: status });
+  }
+
+  function parseTime(value) {
+    return value ? new Date(value) : null;
+  }
+
+  function formatSeconds(seconds) {
+    if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "–";
+    if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+    if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
+    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+    return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+  }
+
+  function ago(value) {
+    const time = parseTime(value);
+    return time ? `${formatSeconds(Math.max(0, (Date.now() - time) / 1000))} ago` : "–";
+  }
+
+  function took(scan) {
+    const started = parseTime(scan.started_at);
+    if (!started) return "–";
+    const end = parseTime(scan.finished_at) || (scan.status === "Running" ? new Date() : null);
+    return end ? formatSeconds(Math.max(0, (end - started) / 1000)) : "–";
+  }
+
+  function setLive(stateName, text) {
+    const live = $("live");
+    live.dataset.state = stateName;
+    live.textContent = text;
+  }
+
+  function setMessage(id, text, isBad = false) {
+    const node = $(id);
+    node.textContent = text;
+    node.classList.toggle("bad", isBad);
+  }
+
+  // -- polling: one setTimeout chain per source, so a slow answer never stacks requests --------------
+
+  // ``run()`` from a timer runs only while live; ``run(true)`` (a user action) always runs. A call during a
+  // request runs once more right after it instead of starting a second chain of timers.
+  function poll(task, intervalMs) {
+    let timer = null;
+    let isRunning = false;
+    let isAgain = false;
+    const run = async (isForced = false) => {
+      clearTimeout(timer);
+      timer = null;
+      if (isRunning) {
+        isAgain = true;
+        return;
+      }
+      isRunning = true;
+      try {
+        if (isForced === true || state.isLive) await task();
+      } catch (error) {
+        console.error(error);
+      } finally {
+        isRunning = false;
+        if (isAgain) {
+          isAgain = false;
+          run(true);
+        } else {
+          timer = setTimeout(run, document.hidden ? HIDDEN_POLL_MS : intervalMs);
+        }
+      }
+    };
+    return run;
+  }
+
+  // -- counts and throughput ---------------------------------------------------------------------------
+
+  // GET /stats answers {"counts": {"Accepted": n, ...}, "total": n, "oldest_accepted_age_s": seconds | null}.
+  function readStats(body) {
+    const counts = Object.fromEntries(STATUSES.map((s) => [s, Number(body.counts[s] || 0)]));
+    return { counts, oldestAge: body.oldest_accepted_age_s };
+  }
+
+  async function refreshStats() {
+    let stats;
+    try {
+      stats = readStats(await requestJson("/stats"));
+    } catch (error) {
+      setLive("offline", `status service unreachable (${error.message})`);
+      return;
+    }
+    setLive(state.isLive ? "live" : "paused", state.isLive ? "live" : "paused");
+    renderCounts(stats);
+    recordThroughput(stats.counts);
+    renderThroughput();
+  }
+
+  function renderCounts({ counts, oldestAge }) {
+    const total = STATUSES.reduce((sum, s) => sum + counts[s], 0);
+    const cards = STATUSES.map((status) =>
+      el(
+        "div",
+        { class: "count", "data-status": status, title: `show ${status} scans`, onclick: () => setFilter(status) },
+        el("b", { text: counts[status].toLocaleString(), "data-count": status }),
+        el("span", { text: status }),
+      ),
+    );
+    cards.push(
+      el("div", { class: "count", onclick: () => setFilter("") }, el("b", { text: total.toLocaleString() }), el("span", { text: "Total" })),
+    );
+    $("counts").replaceChildren(...cards);
+    $("oldest").textContent = counts.Accepted ? formatSeconds(oldestAge) : "none waiting";
+  }
+
+  function recordThroughput(counts) {
+    const now = Date.now() / 1000;
+    state.finishedSamples.push({ t: now, done: counts.Complete + counts.Error + counts.Cancelled });
+    while (state.finishedSamples.length && state.finishedSamples[0].t < now - WINDOW_S - BUCKET_S) {
+      state.finishedSamples.shift();
+    }
+  }
+
+  function renderThroughput() {
+    const samples = state.finishedSamples;
+    const now = Date.now() / 1000;
+    const bucketCount = WINDOW_S / BUCKET_S;
+    const buckets = new Array(bucketCount).fill(0);
+    for (let i = 1; i < samples.length; i += 1) {
+      const age = now - samples[i].t;
+      const index = bucketCount - 1 - Math.floor(age / BUCKET_S);
+      if (index >= 0) buckets[index] += Math.max(0, samples[i].done - samples[i - 1].done);
+    }
+    const highest = Math.max(1, ...buckets);
+    $("throughput").replaceChildren(
+      ...buckets.map((count, i) =>
+        el("div", {
+          "style.height": `${(100 * count) / highest}%`,
+          title: `${count} finished, ${(bucketCount - i) * BUCKET_S} s ago`,
+        }),
+      ),
+    );
+    const recent = samples.filter((s) => s.t >= now - BUCKET_S - 0.5);
+    if (recent.length >= 2) {
+      const first = recent[0];
+      const last = recent[recent.length - 1];
+      const rate = last.t > first.t ? (last.done - first.done) / (last.t - first.t) : 0;
+      $("rate").textContent = `${rate.toFixed(1)} scans/s`;
+    }
+  }
+
+  // -- the list ------------------------------------------------------------------------------------------
+
+  async function refreshList() {
+    const params = new URLSearchParams({ limit: String(LIST_LIMIT) });
+    if (state.status) params.set("status", state.status);
+    if (state.cursor) params.set("cursor", state.cursor);
+    let page;
+    try {
+      page = await requestJson(`/scans?${params}`);
+    } catch (error) {
+      $("list-note").textContent = `could not load scans: ${error.message}`;
+      return;
+    }
+    state.nextCursor = page.next_cursor || null;
+    $("page-older").disabled = !state.nextCursor;
+    $("page-newest").disabled = !state.cursor;
+    $("list-note").textContent = page.scans.length ? "" : "no scans";
+    $("scan-rows").replaceChildren(...page.scans.map(scanRow));
+  }
+
+  function scanRow(scan) {
+    const row = el(
+      "tr",
+      { "data-scan-id": scan.scan_id, "data-status": scan.status, onclick: () => openDetail(scan.scan_id) },
+      el("td", {}, el("code", { text: scan.scan_id, title: scan.scan_id })),
+      el("td", {}, badge(scan.status)),
+      el("td", { text: scan.target || "–" }),
+      el("td", { text: scan.scanner }),
+      el("td", { text: `${scan.attempt}/${scan.max_attempts}` }),
+      el("td", { text: ago(scan.created_at), title: scan.created_at }),
+      el("td", { text: took(scan) }),
+    );
+    if (scan.scan_id === state.selected) row.classList.add("selected");
+    return row;
+  }
+
+  function setFilter(status) {
+    $("status-filter").value = status;
+    state.status = status;
+    resetPaging();
+  }
+
+  function resetPaging() {
+    state.cursor = null;
+    state.cursors = [];
+    listPoll(true);
+  }
+
+  // -- one scan's detail --------------------------------------------------------------------------------
+
+  async function openDetail(scanId) {
+    state.selected = scanId;
+    for (const row of $("scan-rows").children) row.classList.toggle("selected", row.dataset.scanId === scanId);
+    setMessage("detail-message", "");
+    await refreshDetail();
+    $("detail").hidden = false;
+    $("detail").scrollIntoView({ behavior: "smooth", block: "nearest" });
+  }
+
+  async function refreshDetail() {
+    const scanId = state.selected;
+    if (!scanId) return;
+    try {
+      renderDetail(await requestJson(`/scans/${encodeURIComponent(scanId)}`));
+    } catch (error) {
+      if (error.status === 404) {
+        state.selected = null;
+        $("detail").hidden = true;
+        setMessage("lookup-result", `no scan ${scanId}`, true);
+      } else {
+        setMessage("detail-message", `could not load: ${error.message}`, true);
+      }
+    }
+  }
+
+  function renderDetail(scan) {
+    if (scan.scan_id !== state.selected) return;
+    $("detail-id").textContent = scan.scan_id;
+    const status = $("detail-status");
+    status.textContent = scan.status;
+    status.dataset.status = scan.status;
+    $("detail").dataset.status = scan.status;
+    $("detail-cancel").disabled = TERMINAL.has(scan.status) || scan.cancel_requested === true;
+
+    const fields = [
+      ["Target", scan.target || "–"],
+      ["Scanner", scan.scanner],
+      ["Priority", String(scan.priority)],
+      ["Attempt", `${scan.attempt} of ${scan.max_attempts}`],
+      ["Created", scan.created_at],
+      ["Started", scan.started_at || "–"],
+      ["Finished", scan.finished_at || "–"],
+      ["Took", took(scan)],
+      ["Lease", scan.lease_owner ? `${scan.lease_owner} until ${scan.lease_expires_at}` : "–"],
+      ["Options", JSON.stringify(scan.options || {})],
+    ];
+    if (scan.error) fields.push(["Error", scan.error]);
+    if (scan.cancel_requested) fields.push(["Cancel", "requested"]);
+    $("detail-fields").replaceChildren(...fields.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })]));
+
+    const history = scan.history || [];
+    $("detail-history").tBodies[0].replaceChildren(
+      ...history.map((entry) =>
+        el(
+          "tr",
+          { "data-outcome": entry.outcome || "running" },
+          el("td", { text: String(entry.attempt) }),
+          el("td", {}, el("code", { text: entry.worker })),
+          el("td", { text: entry.started_at }),
+          el("td", { text: entry.finished_at || "–" }),
+          el("td", { text: entry.outcome || "running" }),
+          el("td", { text: entry.error || "" }),
+        ),
+      ),
+    );
+    renderResult(scan.result);
+  }
+
+  function renderResult(result) {
+    const target = $("detail-result");
+    if (!result) {
+      target.replaceChildren();
+      return;
+    }
+    const parts = [el("h3", { text: "Result" })];
+    const summary = [];
+    if (result.grade !== undefined) summary.push(`grade ${result.grade} (score ${result.score})`);
+    if (result.summary) summary.push(`${result.summary.pass ?? 0} passed, ${result.summary.fail ?? 0} failed`);
+    if (summary.length) parts.push(el("p", { text: summary.join(" · ") }));
+    if (Array.isArray(result.findings)) {
+      parts.push(findingsTable(result.findings));
+    } else {
+      parts.push(el("pre", { text: JSON.stringify(result, null, 2) }));
+    }
+    target.replaceChildren(...parts);
+  }
+
+  function findingsTable(findings) {
+    const sorted = [...findings].sort(
+      (a, b) =>
+        (a.status === "fail" ? 0 : 1) - (b.status === "fail" ? 0 : 1) ||
+        (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0) ||
+        String(a.check_id).localeCompare(String(b.check_id)),
+    );
+    const asset = (a) => (a ? [a.host, a.ip && a.ip !== a.host ? `(${a.ip})` : "", a.port ? `:${a.port}` : ""].join(" ").trim() : "");
+    const evidence = (e) => (e ? `expected ${e.expected}; got ${e.actual}` : "");
+    return el(
+      "table",
+      { id: "findings", class: "findings" },
+      el(
+        "thead",
+        {},
+        el("tr", {}, ...["Severity", "Status", "Check", "Title", "Asset", "Evidence", "Remediation"].map((h) => el("th", { text: h }))),
+      ),
+      el(
+        "tbody",
+        {},
+        ...sorted.map((f) =>
+          el(
+            "tr",
+            {},
+            el("td", { class: `sev sev-${f.severity}`, text: f.severity || "" }),
+            el("td", { class: f.status === "fail" ? "fail" : "pass", text: f.status || "" }),
+            el("td", {}, el("code", { text: f.check_id || "" })),
+            el("td", { text: f.title || "" }),
+            el("td", { text: asset(f.asset) }),
+            el("td", { text: evidence(f.evidence) }),
+            el("td", { text: f.status === "fail" ? f.remediation || "" : "" }),
+          ),
+        ),
+      ),
+    );
+  }
+
+  // -- writes: the ingest service ---------------------------------------------------------------------
+
+  async function submitScans(event) {
+    event.preventDefault();
+    const scan = {};
+    const target = $("submit-target").value.trim();
+    const scanner = $("submit-scanner").value.trim();
+    const priority = Number.parseInt($("submit-priority").value, 10);
+    const count = Math.max(1, Number.parseInt($("submit-count").value, 10) || 1);
+    if (target) scan.target = target;
+    if (scanner) scan.scanner = scanner;
+    if (priority) scan.priority = priority;
+    $("submit-button").disabled = true;
+    try {
+      const post = (path, body) =>
+        requestJson(`${ingestUrl}${path}`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      if (count === 1) {
+        const created = await post("/scans", scan);
+        setMessage("submit-result", `submitted ${created.scan_id}`);
+        $("submit-result").dataset.scanId = created.scan_id;
+        openDetail(created.scan_id);
+      } else {
+        const created = await post("/scans/batch", { scans: Array.from({ length: count }, () => scan) });
+        const scans = created.scans || created;
+        setMessage("submit-result", `submitted ${scans.length} scans`);
+      }
+      resetPaging();
+      statsPoll(true);
+    } catch (error) {
+      setMessage("submit-result", `submit failed: ${error.message}`, true);
+    } finally {
+      $("submit-button").disabled = false;
+    }
+  }
+
+  async function cancelSelected() {
+    const scanId = state.selected;
+    if (!scanId) return;
+    $("detail-cancel").disabled = true;
+    try {
+      const scan = await requestJson(`${ingestUrl}/scans/${encodeURIComponent(scanId)}/cancel`, { method: "POST" });
+      setMessage("detail-message", scan.status === "Cancelled" ? "cancelled" : "cancel requested");
+    } catch (error) {
+      const why = error.status === 409 ? "already finished" : error.message;
+      setMessage("detail-message", `cancel failed: ${why}`, true);
+    }
+    await refreshDetail();
+    listPoll(true);
+  }
+
+  // -- wiring -----------------------------------------------------------------------------------------
+
+  const statsPoll = poll(refreshStats, STATS_POLL_MS);
+  const listPoll = poll(refreshList, LIST_POLL_MS);
+  const detailPoll = poll(async () => {
+    if (state.selected && $("detail").dataset.status !== undefined && !TERMINAL.has($("detail").dataset.status)) {
+      await refreshDetail();
+    }
+  }, DETAIL_POLL_MS);
+
+  $("submit-form").addEventListener("submit", submitScans);
+  $("lookup-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const scanId = $("lookup-id").value.trim();
+    setMessage("lookup-result", "");
+    if (scanId) openDetail(scanId);
+  });
+  $("status-filter").addEventListener("change", (event) => setFilter(event.target.value));
+  $("page-older").addEventListener("click", () => {
+    state.cursors.push(state.cursor);
+    state.cursor = state.nextCursor;
+    listPoll(true);
+  });
+  $("page-newest").addEventListener("click", resetPaging);
+  $("detail-cancel").addEventListener("click", cancelSelected);
+  $("detail-close").addEventListener("click", () => {
+    state.selected = null;
+    $("detail").hidden = true;
+    for (const row of $("scan-rows").children) row.classList.remove("selected");
+  });
+  $("live-toggle").addEventListener("change", (event) => {
+    state.isLive = event.target.checked;
+    setLive(state.isLive ? "live" : "paused", state.isLive ? "live" : "paused");
+    if (state.isLive) {
+      statsPoll(true);
+      listPoll(true);
+    }
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) {
+      statsPoll(true);
+      listPoll(true);
+    }
+  });
+
+  statsPoll(true);
+  listPoll(true);
+  detailPoll(true);
+})();

@@ -1,0 +1,156 @@
+"""The status service (port 10551): one scan, pages of scans, counts by status."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scanq.api.http import json_response
+from scanq.api.openapi import SCAN_ID_PARAM, STORE_ERRORS, Endpoint, Operation, Param, Reply, error_reply
+from scanq.api.schemas import NotFoundResponse, ScanOut, ScanPage, StatsResponse, scan_out, stats_out
+from scanq.exceptions import ValidationError
+from scanq.models import ScanStatus
+from scanq.scans import DEFAULT_PAGE_SIZE, ScanService
+from scanq.store.base import MAX_PAGE_SIZE
+
+TAG = "status"
+HTML_MEDIA_TYPE = "text/html"
+
+LIST_PARAMS = (
+    Param(
+        name="status",
+        location="query",
+        description="Only scans in this status",
+        schema={"type": "string", "enum": [s.value for s in ScanStatus]},
+    ),
+    Param(
+        name="limit",
+        location="query",
+        description="Page size",
+        schema={"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
+    ),
+    Param(
+        name="cursor",
+        location="query",
+        description="The next_cursor of the previous page (opaque)",
+        schema={"type": "string"},
+    ),
+)
+
+
+def wants_html(request: Request) -> bool:
+    """True for a browser: its ``Accept`` names text/html (API clients send JSON or nothing)."""
+    return HTML_MEDIA_TYPE in request.headers.get("accept", "")
+
+
+def parse_limit(raw: str | None) -> int:
+    """The ``?limit=`` value (default when absent or empty); raise ``ValidationError`` when not an integer."""
+    if not raw:
+        return DEFAULT_PAGE_SIZE
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError(f"limit must be an integer between 1 and {MAX_PAGE_SIZE} (got {raw!r})") from None
+
+
+class StatusEndpoints:
+    """The status handlers.
+
+    Args:
+        scans: the scan service.
+        dashboard: DASHBOARD HOOK: the handler that answers a browser's ``GET /``
+            (``Accept: text/html``). None until the dashboard exists: browsers get the JSON list.
+    """
+
+    def __init__(self, *, scans: ScanService, dashboard: Endpoint | None = None) -> None:
+        self._scans = scans
+        self._dashboard = dashboard
+
+    async def root(self, request: Request) -> Response:
+        """``GET /``: the dashboard for a browser (once there is one), else the first page of scans."""
+        if self._dashboard is not None and wants_html(request):
+            return await self._dashboard(request)
+        return await self.list_scans(request)
+
+    async def list_scans(self, request: Request) -> Response:
+        """``GET /scans``: a page of scans, newest first; ``?status=``, ``?limit=``, ``?cursor=``."""
+        query = request.query_params
+        page = await self._scans.list_scans(
+            status=query.get("status") or None,
+            limit=parse_limit(query.get("limit")),
+            cursor=query.get("cursor") or None,
+        )
+        return json_response(ScanPage(scans=[scan_out(s) for s in page.scans], next_cursor=page.next_cursor))
+
+    async def get_scan(self, request: Request) -> Response:
+        """``GET /scans/{scan_id}`` and ``GET /{scan_id}``: the scan with its history, or the Not Found body."""
+        scan = await self._scans.get(request.path_params["scan_id"])
+        return json_response(scan_out(scan))
+
+    async def stats(self, request: Request) -> Response:
+        """``GET /stats``: counts by status and the oldest Accepted scan's age."""
+        return json_response(stats_out(await self._scans.stats()))
+
+    def operations(self, *, with_root: bool = True) -> list[Operation]:
+        """The status routes, fixed paths before ``/{scan_id}``; ``with_root`` False leaves ``GET /`` to the caller."""
+        page = Reply(description="A page of scans, newest first", body=ScanPage)
+        bad_query = error_reply("Unknown status, limit out of range, or a cursor scanq did not make")
+        scan = Reply(description="The scan with its attempt history", body=ScanOut)
+        not_found = Reply(description="No scan with that id, or not a scan id", body=NotFoundResponse)
+        ops = [
+            Operation(
+                method="GET",
+                path="/stats",
+                endpoint=self.stats,
+                operation_id="scan_stats",
+                summary="Counts by status and the oldest Accepted scan's age",
+                tag=TAG,
+                replies={200: Reply(description="Queue counts", body=StatsResponse), **STORE_ERRORS},
+            ),
+            Operation(
+                method="GET",
+                path="/scans",
+                endpoint=self.list_scans,
+                operation_id="list_scans",
+                summary="A page of scans, newest first",
+                tag=TAG,
+                params=LIST_PARAMS,
+                replies={200: page, 422: bad_query, **STORE_ERRORS},
+            ),
+            Operation(
+                method="GET",
+                path="/scans/{scan_id}",
+                endpoint=self.get_scan,
+                operation_id="get_scan",
+                summary="One scan",
+                tag=TAG,
+                params=(SCAN_ID_PARAM,),
+                replies={200: scan, 404: not_found, **STORE_ERRORS},
+            ),
+        ]
+        if with_root:
+            ops.append(
+                Operation(
+                    method="GET",
+                    path="/",
+                    endpoint=self.root,
+                    operation_id="list_scans_root",
+                    summary="A page of scans, newest first (a browser gets the dashboard)",
+                    tag=TAG,
+                    params=LIST_PARAMS,
+                    replies={200: page, 422: bad_query, **STORE_ERRORS},
+                )
+            )
+        ops.append(
+            Operation(
+                method="GET",
+                path="/{scan_id}",
+                endpoint=self.get_scan,
+                operation_id="get_scan_short",
+                summary="One scan (the original system's path)",
+                tag=TAG,
+                params=(SCAN_ID_PARAM,),
+                replies={200: scan, 404: not_found, **STORE_ERRORS},
+            )
+        )
+        return ops

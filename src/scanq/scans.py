@@ -1,0 +1,250 @@
+"""The scan service: the rules for submitting, cancelling and reading scans.
+
+Every entry point (the HTTP services, the CLI) calls this; it calls the
+``Store`` and never a driver. It applies the defaults from ``Settings``, checks
+bounds, lets the scanner plugin validate and normalise the target, and
+enforces idempotency (the same key with a different request is a conflict).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from scanq.config import Settings
+from scanq.exceptions import IdempotencyConflict, ScanNotFound, UnknownScanner, ValidationError
+from scanq.ids import is_scan_id, new_scan_id
+from scanq.models import Created, NewScan, Page, Scan, ScanStatus
+from scanq.scanners import ScannerRegistry
+from scanq.store.base import MAX_PAGE_SIZE, Store
+
+logger = logging.getLogger(__name__)
+
+MIN_PRIORITY = -1000
+MAX_PRIORITY = 1000
+MAX_ATTEMPTS_LIMIT = 100
+MAX_TARGET_LENGTH = 2048
+MAX_SCANNER_NAME_LENGTH = 64
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+DEFAULT_PAGE_SIZE = 50
+STATUS_NAMES = ", ".join(s.value for s in ScanStatus)
+
+
+class Submission(Protocol):
+    """What a client asks for; None fields take the service defaults.
+
+    ``api.schemas.ScanRequest`` is one (the decoded HTTP body is passed as is);
+    ``SubmitRequest`` is one for every other caller.
+    """
+
+    @property
+    def target(self) -> str | None: ...
+
+    @property
+    def scanner(self) -> str | None: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]: ...
+
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def max_attempts(self) -> int | None: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SubmitRequest:
+    """A plain ``Submission``: ``SubmitRequest()`` is the default scan that ``GET /`` queues."""
+
+    target: str | None = None
+    scanner: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    priority: int = 0
+    max_attempts: int | None = None
+
+
+DEFAULT_SUBMISSION = SubmitRequest()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class QueueStats:
+    """Counts by status (every status present) and how long the oldest Accepted scan has waited."""
+
+    counts: Mapping[ScanStatus, int]
+    oldest_accepted_age_s: float | None
+
+
+class ScanService:
+    """Submit, cancel and read scans.
+
+    Args:
+        store: an open store.
+        scanners: the plugins that validate targets at submit time.
+        settings: defaults (scanner, max_attempts) and limits (max_batch).
+    """
+
+    def __init__(self, store: Store, scanners: ScannerRegistry, settings: Settings) -> None:
+        self._store = store
+        self._scanners = scanners
+        self._settings = settings
+
+    async def submit(self, submission: Submission, *, idempotency_key: str | None = None) -> Created:
+        """Validate and store one scan; ``is_new`` is False when ``idempotency_key`` matched an earlier one.
+
+        Raise ``ValidationError``/``TargetRefused``/``UnknownScanner`` before writing anything, and
+        ``IdempotencyConflict`` when the key was used for a different request (nothing is written then either).
+        """
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key)
+        new = self._prepare(submission, idempotency_key=idempotency_key, now=datetime.now(UTC))
+        created = await self._store.create(scan=new)
+        if not created.is_new and not is_same_request(created.scan, new):
+            raise IdempotencyConflict(
+                f"Idempotency-Key {idempotency_key!r} was already used for a different request "
+                f"(scan {created.scan.scan_id})",
+                scan_id=created.scan.scan_id,
+            )
+        return created
+
+    async def submit_many(self, submissions: Sequence[Submission]) -> list[Scan]:
+        """Validate every submission, then store them all in one transaction: all or none.
+
+        Raise ``ValidationError`` (naming the item) for an empty or oversized batch or any invalid item.
+        """
+        if not submissions:
+            raise ValidationError("a batch needs at least one scan")
+        if len(submissions) > self._settings.max_batch:
+            raise ValidationError(f"a batch holds at most {self._settings.max_batch} scans (got {len(submissions)})")
+        now = datetime.now(UTC)
+        prepared: list[NewScan] = []
+        for index, submission in enumerate(submissions):
+            try:
+                prepared.append(self._prepare(submission, idempotency_key=None, now=now))
+            except (ValidationError, UnknownScanner) as exc:
+                # Name the item: in a batch of 1,000 a bare message is no help.
+                raise type(exc)(f"scans[{index}]: {exc.message}") from None
+        created = await self._store.create_many(scans=prepared)
+        return [c.scan for c in created]
+
+    async def cancel(self, scan_id: str) -> Scan:
+        """Cancel a scan (see ``Store.cancel``).
+
+        Raise ``ScanNotFound`` (also for a malformed id, without a store call) or ``ScanFinished``.
+        """
+        if not is_scan_id(scan_id):
+            raise ScanNotFound(scan_id)
+        scan = await self._store.cancel(scan_id=scan_id)
+        logger.info("scan %s cancel: now %s", scan_id, scan.status, extra={"action": "scan_cancel", "scan_id": scan_id})
+        return scan
+
+    async def get(self, scan_id: str) -> Scan:
+        """One scan; raise ``ScanNotFound``, also for an id that is not a canonical UUID (no store call then)."""
+        if not is_scan_id(scan_id):
+            raise ScanNotFound(scan_id)
+        return await self._store.get(scan_id=scan_id)
+
+    async def list_scans(
+        self, *, status: str | None = None, limit: int = DEFAULT_PAGE_SIZE, cursor: str | None = None
+    ) -> Page:
+        """A page of scans, newest first.
+
+        Args:
+            status: a ``ScanStatus`` value to filter on, or None for every scan.
+            limit: page size, 1 to ``MAX_PAGE_SIZE``.
+            cursor: the ``next_cursor`` of the previous page.
+
+        Raise ``ValidationError`` for an unknown status, a limit out of range or a cursor scanq did not make.
+        """
+        wanted = parse_status(status) if status is not None else None
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValidationError(f"limit must be between 1 and {MAX_PAGE_SIZE} (got {limit})")
+        return await self._store.list_scans(status=wanted, limit=limit, cursor=cursor)
+
+    async def stats(self) -> QueueStats:
+        """Counts by status and the age in seconds of the oldest Accepted scan (None when there is none)."""
+        stats = await self._store.stats()
+        age: float | None = None
+        if stats.oldest_accepted_at is not None:
+            age = round(max(0.0, (datetime.now(UTC) - stats.oldest_accepted_at).total_seconds()), 3)
+        counts = {status: stats.counts.get(status, 0) for status in ScanStatus}
+        return QueueStats(counts=counts, oldest_accepted_age_s=age)
+
+    def _prepare(self, submission: Submission, *, idempotency_key: str | None, now: datetime) -> NewScan:
+        """Apply defaults and bounds and let the plugin normalise the target; raise before anything is written."""
+        check_bounds(submission)
+        scanner = submission.scanner or self._settings.default_scanner
+        options = dict(submission.options)
+        # The plugin may refuse the target (TargetRefused) or the options (ValidationError).
+        target = self._scanners.get(scanner).validate(target=submission.target, options=options)
+        max_attempts = submission.max_attempts
+        return NewScan(
+            scan_id=new_scan_id(),
+            created_at=now,
+            target=target,
+            scanner=scanner,
+            options=options,
+            priority=submission.priority,
+            max_attempts=self._settings.max_attempts if max_attempts is None else max_attempts,
+            idempotency_key=idempotency_key,
+        )
+
+
+def check_bounds(submission: Submission) -> None:
+    """Raise ``ValidationError`` for a field out of its bounds (the HTTP schema checks the same, callers may not)."""
+    if submission.target is not None and not 0 < len(submission.target) <= MAX_TARGET_LENGTH:
+        raise ValidationError(f"target must be 1 to {MAX_TARGET_LENGTH} characters long")
+    if submission.scanner is not None and not 0 < len(submission.scanner) <= MAX_SCANNER_NAME_LENGTH:
+        raise ValidationError(f"scanner must be 1 to {MAX_SCANNER_NAME_LENGTH} characters long")
+    if not MIN_PRIORITY <= submission.priority <= MAX_PRIORITY:
+        raise ValidationError(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY} (got {submission.priority})")
+    if submission.max_attempts is not None and not 1 <= submission.max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise ValidationError(
+            f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT} (got {submission.max_attempts})"
+        )
+    if not isinstance(submission.options, Mapping):
+        raise ValidationError("options must be a JSON object")
+
+
+def check_idempotency_key(key: str) -> None:
+    """Raise ``ValidationError`` for an empty or overlong key."""
+    if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        raise ValidationError(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters long")
+
+
+def parse_status(value: str) -> ScanStatus:
+    """The ``ScanStatus`` named ``value``; raise ``ValidationError`` listing the valid ones."""
+    try:
+        return ScanStatus(value)
+    except ValueError:
+        raise ValidationError(f"unknown status {value!r} (use one of {STATUS_NAMES})") from None
+
+
+def is_same_request(stored: Scan, new: NewScan) -> bool:
+    """True when a replayed submission asks for what the stored scan already holds (after defaults)."""
+    return (
+        stored.target == new.target
+        and stored.scanner == new.scanner
+        and stored.priority == new.priority
+        and stored.max_attempts == new.max_attempts
+        and dict(stored.options) == dict(new.options)
+    )
+
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "DEFAULT_SUBMISSION",
+    "MAX_ATTEMPTS_LIMIT",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "MAX_PRIORITY",
+    "MAX_SCANNER_NAME_LENGTH",
+    "MAX_TARGET_LENGTH",
+    "MIN_PRIORITY",
+    "QueueStats",
+    "ScanService",
+    "Submission",
+    "SubmitRequest",
+]
