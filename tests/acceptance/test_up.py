@@ -1,0 +1,170 @@
+"""``scanq up`` as ``./run`` starts it: real processes on free ports, HTTP only, clean stop, no orphans."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.acceptance.conftest import (
+    ScanqProcess,
+    Spawn,
+    child_pids,
+    cmdline,
+    free_port,
+    is_alive,
+    wait_http_ready,
+)
+
+pytestmark = pytest.mark.slow
+
+FAILURE_RATE = 0.3
+BY_GET = 20
+BY_POST = 60
+BY_BATCH = 220
+TOTAL = BY_GET + BY_POST + BY_BATCH
+# How far (in standard deviations) the observed failure count may stray from the expected one: a false alarm
+# at 5 sigma happens about once in 1.7 million runs.
+FAILURE_SIGMAS = 5.0
+DEADLINE_S = 30.0
+STOP_WITHIN_S = 8.0
+
+
+def legacy_env(database_url: str, ingest_port: int, status_port: int) -> dict[str, str]:
+    """The original system's variable names, as ./run passes them through."""
+    return {
+        "INGEST_PORT": str(ingest_port),
+        "STATUS_PORT": str(status_port),
+        "MIN_SLEEP": "0.01",
+        "MAX_SLEEP": "0.1",
+        "CHANCE_OF_FAILURE": str(FAILURE_RATE),
+        "SCANQ_DATABASE_URL": database_url,
+        "SCANQ_SHUTDOWN_SECONDS": "1",
+        "SCANQ_POLL_SECONDS": "0.5",
+    }
+
+
+def start_up(spawn: Spawn, database_url: str, *args: str) -> tuple[ScanqProcess, str, str]:
+    ingest_port, status_port = free_port(), free_port()
+    up = spawn("up", *args, env=legacy_env(database_url, ingest_port, status_port))
+    ingest, status = f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{status_port}"
+    wait_http_ready(f"{ingest}/healthz", process=up)
+    wait_http_ready(f"{status}/healthz", process=up)
+    return up, ingest, status
+
+
+def wait_until_all_finished(client: httpx.Client, status: str) -> dict[str, Any]:
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        stats = client.get(f"{status}/stats").json()
+        counts = stats["counts"]
+        if stats["total"] == TOTAL and counts["Accepted"] == 0 and counts["Running"] == 0:
+            return dict(stats)
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.2)
+
+
+def children_of(up: ScanqProcess, *, workers: int) -> dict[int, str]:
+    """The supervisor's live children (pid → command line), once all of them (ingest, status, workers) run."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        children = {pid: cmdline(pid) for pid in child_pids(up.pid)}
+        if len(children) == 2 + workers:
+            return children
+        assert time.monotonic() < deadline, children
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres", "mongo"], indirect=True)
+def test_up_runs_the_pipeline_and_stops_cleanly(database_url: str, spawn: Spawn) -> None:
+    up, ingest, status = start_up(spawn, database_url, "--workers", "2")
+
+    with httpx.Client(timeout=10.0) as client:
+        ids: list[str] = []
+        for _ in range(BY_GET):
+            answer = client.get(f"{ingest}/")
+            assert answer.status_code == 200
+            assert answer.headers["content-type"].startswith("text/plain")
+            ids.append(answer.text.strip())
+        for _ in range(BY_POST):
+            answer = client.post(f"{ingest}/scans", json={"target": "example.com"})
+            assert answer.status_code == 202
+            assert answer.headers["location"].endswith(answer.json()["scan_id"])
+            ids.append(answer.json()["scan_id"])
+        answer = client.post(f"{ingest}/scans/batch", json={"scans": [{} for _ in range(BY_BATCH)]})
+        assert answer.status_code in (200, 201, 202), answer.text
+        ids.extend(scan["scan_id"] for scan in answer.json()["scans"])
+        assert len(set(ids)) == TOTAL
+
+        stats = wait_until_all_finished(client, status)
+        statuses = {scan_id: client.get(f"{status}/{scan_id}").json() for scan_id in ids}
+
+        missing = client.get(f"{status}/no-such-scan")
+        unknown_uuid = client.get(f"{status}/scans/00000000-0000-7000-8000-000000000000")
+
+        listed: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 70} | ({"cursor": cursor} if cursor else {})
+            page = client.get(f"{status}/scans", params=params).json()
+            assert len(page["scans"]) <= 70
+            listed.extend(scan["scan_id"] for scan in page["scans"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+
+    assert {scan["status"] for scan in statuses.values()} <= {"Complete", "Error"}
+    errors = [scan for scan in statuses.values() if scan["status"] == "Error"]
+    assert all(scan["error"] for scan in errors)
+    assert all(scan["result"] for scan in statuses.values() if scan["status"] == "Complete")
+    expected, spread = TOTAL * FAILURE_RATE, FAILURE_SIGMAS * math.sqrt(TOTAL * FAILURE_RATE * (1 - FAILURE_RATE))
+    assert expected - spread <= len(errors) <= expected + spread, len(errors)
+    assert stats["counts"]["Error"] == len(errors)
+    assert len({scan["history"][-1]["worker"] for scan in statuses.values()}) == 2  # both workers took part
+
+    assert missing.status_code == 404
+    assert missing.json() == {"scan_id": "no-such-scan", "status": "Not Found"}
+    assert unknown_uuid.status_code == 404
+    assert unknown_uuid.json() == {"scan_id": "00000000-0000-7000-8000-000000000000", "status": "Not Found"}
+
+    assert listed == sorted(ids, reverse=True)  # every scan once, newest first
+
+    children = children_of(up, workers=2)
+    roles = sorted(line.split(" -m scanq ")[-1] for line in children.values())
+    assert roles == ["ingest", "status", "worker", "worker"]
+    output = up.output()
+    for prefix in ("[up] ingest  http://127.0.0.1", "[ingest] ", "[status] ", "[worker-1] ", "[worker-2] "):
+        assert prefix in output, output
+
+    started = time.monotonic()
+    up.signal(signal.SIGTERM)
+    assert up.wait(STOP_WITHIN_S) == 0, up.output()
+    assert time.monotonic() - started < STOP_WITHIN_S
+    assert [pid for pid in children if is_alive(pid)] == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_up_restarts_a_crashed_child_and_its_children_die_with_it(database_url: str, spawn: Spawn) -> None:
+    up, _, _ = start_up(spawn, database_url, "--workers", "1")
+    children = children_of(up, workers=1)
+    [worker_pid] = [pid for pid, line in children.items() if line.endswith("scanq worker")]
+
+    up.wait_for_output("[worker-1]")
+    os.kill(worker_pid, signal.SIGKILL)
+    up.wait_for_output(f"worker-1 (pid {worker_pid}) exited with code -9; restarting")
+    restarted = children_of(up, workers=1)
+    assert worker_pid not in restarted
+    assert sum(line.endswith("scanq worker") for line in restarted.values()) == 1
+
+    # Killed without a chance to clean up, the supervisor still leaves no orphan behind.
+    up.signal(signal.SIGKILL)
+    up.wait(5)
+    deadline = time.monotonic() + STOP_WITHIN_S
+    while any(is_alive(pid) for pid in restarted) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in restarted if is_alive(pid)] == []
