@@ -107,7 +107,9 @@ class DnsScanner(TargetScanner[DnsOptions]):
         return DnsOptions()
 
     async def check(self, *, target: Target, session: Session | None, options: DnsOptions) -> PluginReport:
-        resolver = make_resolver(self.settings.scanner_nameservers)
+        resolver = make_resolver(
+            self.settings.scanner_nameservers, query_timeout_s=self.settings.scanner_connect_timeout_seconds
+        )
         domain = target.host
         asset = Asset(host=domain)
         report = PluginReport()

@@ -11,7 +11,7 @@ from scanq.exceptions import ConfigError
 
 DNS_PORT = 53
 DNS_QUERY_TIMEOUT_S = 3.0
-DNS_LIFETIME_S = 6.0
+DNS_LIFETIME_FACTOR = 2
 
 
 def parse_nameserver(spec: str) -> tuple[str, int]:
@@ -37,8 +37,15 @@ def _port(spec: str, raw: str) -> int:
     return int(raw)
 
 
-def make_resolver(nameservers: tuple[str, ...] = ()) -> dns.asyncresolver.Resolver:
-    """A resolver that asks ``nameservers`` (``ip[:port]``), or the system's when empty."""
+def make_resolver(
+    nameservers: tuple[str, ...] = (), *, query_timeout_s: float = DNS_QUERY_TIMEOUT_S
+) -> dns.asyncresolver.Resolver:
+    """A resolver that asks ``nameservers`` (``ip[:port]``), or the system's when empty.
+
+    Args:
+        nameservers: ``ip`` or ``ip:port`` strings.
+        query_timeout_s: per-server timeout; a whole lookup may take twice that.
+    """
     if not nameservers:
         resolver = dns.asyncresolver.Resolver()
     else:
@@ -46,6 +53,6 @@ def make_resolver(nameservers: tuple[str, ...] = ()) -> dns.asyncresolver.Resolv
         resolver.nameservers = [
             dns.nameserver.Do53Nameserver(address, port) for address, port in map(parse_nameserver, nameservers)
         ]
-    resolver.timeout = DNS_QUERY_TIMEOUT_S
-    resolver.lifetime = DNS_LIFETIME_S
+    resolver.timeout = query_timeout_s
+    resolver.lifetime = query_timeout_s * DNS_LIFETIME_FACTOR
     return resolver

@@ -171,7 +171,7 @@ def check_static(target: Target, *, policy: AddressPolicy) -> None:
         policy.check(target.ip)
         return
     host = target.host
-    if host == "localhost" or host.endswith(".localhost"):
+    if _is_localhost(host):
         # RFC 6761: these always mean the loopback interface.
         for address in LOCALHOST_ADDRESSES:
             policy.check(address)
@@ -181,6 +181,10 @@ def check_static(target: Target, *, policy: AddressPolicy) -> None:
     suffix = next((s for s in INTERNAL_SUFFIXES if host == s or host.endswith("." + s)), None)
     if suffix is not None:
         raise TargetRefused(f"target {host!r} is under .{suffix}, a name for internal networks")
+
+
+def _is_localhost(host: str) -> bool:
+    return host == "localhost" or host.endswith(".localhost")
 
 
 async def resolve_target(
@@ -228,8 +232,10 @@ async def resolve_target(
 async def _resolve_with_system(host: str) -> list[IPAddress]:
     loop = asyncio.get_running_loop()
     try:
-        # The trailing dot makes the name absolute: no resolv.conf search domain is appended.
-        infos = await loop.getaddrinfo(host + ".", None, type=socket.SOCK_STREAM)
+        # A trailing dot makes the name absolute, so no resolv.conf search domain is tried;
+        # localhost is left bare because /etc/hosts lookups do not match "localhost.".
+        absolute = host if _is_localhost(host) else host + "."
+        infos = await loop.getaddrinfo(absolute, None, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         if exc.errno in (socket.EAI_AGAIN, getattr(socket, "EAI_SYSTEM", None)):
             raise TransientScanError(f"resolving {host} failed: {exc.strerror}") from None

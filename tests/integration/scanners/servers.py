@@ -225,7 +225,9 @@ def a(address: str) -> A:
 
 
 def aaaa(address: str) -> AAAA:
-    return AAAA(address)
+    import ipaddress
+
+    return AAAA(list(ipaddress.IPv6Address(address).packed))
 
 
 def mx(host: str, preference: int = 10) -> MX:
