@@ -126,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # The store's own log lines (migrations) are noise in a benchmark's output.
     logging.getLogger("scanq").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.profile is not None:
         os.environ[PROFILE_DIR_ENV] = str(args.profile.resolve())
     if args.workdir is not None:
