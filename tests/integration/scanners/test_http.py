@@ -44,7 +44,7 @@ def tls_context(ca: trustme.CA):
 async def scan(make_settings, dns_server):
     """``await scan(target, http_port=…, https_port=…, records=[...])`` -> (result, findings by check_id)."""
 
-    async def run(target: str = HOST, *, records: list[Any] = (), allowlist=("127.0.0.0/8",), **options: Any):
+    async def run(target: str = HOST, *, records: tuple[Any, ...] = (), allowlist=("127.0.0.0/8",), **options: Any):
         _, nameserver = await dns_server([(HOST, "A", a("127.0.0.1")), *records])
         scanner = HttpScanner(make_settings(scanner_nameservers=(nameserver,), target_allowlist=allowlist))
         result = dict(await scanner.run(scan_id=SCAN_ID, target=target, options=options))
@@ -160,7 +160,7 @@ async def test_redirect_to_a_refused_address_is_not_followed(scan, servers, tls_
     result, findings = await scan(
         http_port=http_port,
         https_port=https_port,
-        records=[("intranet.shop.test", "A", a("10.20.30.40"))],
+        records=(("intranet.shop.test", "A", a("10.20.30.40")),),
         allowlist=allowlist,
     )
     chain = result["details"]["http"]["http"]
