@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scanq.supervisor import SUPERVISOR_PID_ENV
+
 TERM_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 20.0
 
@@ -98,6 +100,12 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
         except (ProcessLookupError, PermissionError):
             pass
         process.popen.wait()
+    # Children of a `scanq up` live in sessions of their own; should one have outlived its supervisor, kill it.
+    for pid in supervised_by({process.pid for process in started}):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def free_port() -> int:
@@ -135,6 +143,22 @@ def child_pids(parent: int) -> list[int]:
         # pid (comm) state ppid …; comm may hold spaces, so split after the last ')'.
         state, ppid = stat.rsplit(")", 1)[1].split()[:2]
         if int(ppid) == parent and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def supervised_by(supervisors: set[int]) -> list[int]:
+    """Processes started by one of these ``scanq up`` pids (their ``SCANQ_SUPERVISOR_PID``), wherever they are now."""
+    wanted = {f"{SUPERVISOR_PID_ENV}={pid}".encode() for pid in supervisors}
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if environ & wanted:
             found.append(int(entry.name))
     return found
 
