@@ -159,11 +159,13 @@ async def _spf_findings(
         return findings
     record = records[0]
     qualifier = spf_all_qualifier(record)
-    severity = Severity.HIGH if qualifier == "+" else Severity.MEDIUM
+    all_passed = qualifier in ("-", "~") or (qualifier is None and "redirect=" in record.lower())
+    # +all lets anyone send as the domain (high); ?all or no all only fails to say no (medium).
+    severity = None if all_passed or qualifier == "+" else Severity.MEDIUM
     all_actual = f"{qualifier}all" if qualifier else ("redirect=" if "redirect=" in record.lower() else "no all")
     findings.append(
         SPF_ALL.finding(
-            passed=qualifier in ("-", "~") or (qualifier is None and "redirect=" in record.lower()),
+            passed=all_passed,
             asset=asset,
             expected="-all or ~all",
             actual=all_actual,
