@@ -141,6 +141,8 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.InterfaceError,
+    # A connection torn down mid-operation can leave the protocol in a state it reports this way.
+    asyncpg.InternalClientError,
 )
 
 # Anything the driver raises about the database or the connection to it.
