@@ -159,6 +159,7 @@ class MongoStore:
         poll_interval_s: how often ``wait_for_work`` checks for work when the server has no change streams.
         database: database name (overrides the URL path).
         collection: collection name (overrides ``?collection=``).
+        client_options: more keyword arguments for ``AsyncMongoClient`` (TLS files, ``event_listeners``, …).
     """
 
     def __init__(
@@ -168,12 +169,14 @@ class MongoStore:
         poll_interval_s: float = POLL_INTERVAL_S,
         database: str | None = None,
         collection: str | None = None,
+        client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.url = url
         self.poll_interval_s = poll_interval_s
         self._client_url, url_collection = split_url(url)
         self._database_name = database
         self._collection_name = collection or url_collection or DEFAULT_COLLECTION
+        self._client_options = dict(client_options or {})
         self._client: AsyncMongoClient[Document] | None = None
         self._coll: AsyncCollection[Document] | None = None
         self._clock_offset = timedelta(0)
@@ -199,12 +202,12 @@ class MongoStore:
         return self._coll
 
     async def open(self) -> None:
-        options: dict[str, Any] = {}
+        options = dict(self._client_options)
         lowered = self._client_url.lower()
         if "serverselectiontimeoutms" not in lowered:
-            options["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
+            options.setdefault("serverSelectionTimeoutMS", SERVER_SELECTION_TIMEOUT_MS)
         if "connecttimeoutms" not in lowered:
-            options["connectTimeoutMS"] = CONNECT_TIMEOUT_MS
+            options.setdefault("connectTimeoutMS", CONNECT_TIMEOUT_MS)
         client: AsyncMongoClient[Document] = AsyncMongoClient(
             self._client_url, tz_aware=True, tzinfo=UTC, retryWrites=True, appname="scanq", **options
         )
