@@ -305,7 +305,9 @@
     $("detail-fields").replaceChildren(...fields.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })]));
 
     const history = scan.history || [];
+    const noAttempt = el("tr", {}, el("td", { colSpan: 6, class: "muted", text: "not started yet" }));
     $("detail-history").tBodies[0].replaceChildren(
+      ...(history.length ? [] : [noAttempt]),
       ...history.map((entry) =>
         el(
           "tr",

@@ -1,0 +1,214 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright against real scanq processes.
+
+``scanq ingest`` and ``scanq status`` start first, without a worker, so a scan
+submitted with the button stays Accepted long enough to be cancelled with
+the button; then ``scanq worker`` starts and a second scan runs to Complete.
+Nothing reloads the page: a marker set on ``window`` at the start must
+survive to the end.
+
+Chromium is never downloaded: ``scripts/ensure-chromium.sh`` (run by
+``./test``) installs Debian's package. Without it the test skips locally and
+fails under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+
+from tests.servers.availability import backend_unavailable
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 10.0
+UI_TIMEOUT_MS = 15_000
+TERMINAL = re.compile(r"^(Complete|Error|Cancelled)$")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Processes:
+    """scanq processes started by one test, stopped (SIGTERM, then SIGKILL) at teardown."""
+
+    directory: Path
+    environ: dict[str, str]
+    started: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
+
+    def start(self, command: str, *, ready_url: str | None = None) -> subprocess.Popen[bytes]:
+        log = (self.directory / f"{command}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scanq", command],
+            env=self.environ,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.started.append((process, log))
+        if ready_url is not None:
+            self._wait_ready(command, process, ready_url)
+        return process
+
+    def _wait_ready(self, command: str, process: subprocess.Popen[bytes], url: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"scanq {command} exited with {process.returncode}:\n{self.log(command)}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"scanq {command} not ready after {START_TIMEOUT_S}s:\n{self.log(command)}")
+
+    def log(self, command: str) -> str:
+        return (self.directory / f"{command}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for process, _ in self.started:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, log in self.started:
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        backend_unavailable(f"{CHROMIUM} is not installed (scripts/ensure-chromium.sh installs it)")
+    return CHROMIUM
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    ingest_port, status_port = free_port(), free_port()
+    environ = {
+        **os.environ,
+        "SCANQ_DATABASE_URL": f"sqlite:///{tmp_path / 'scanq.db'}",
+        "SCANQ_INGEST_PORT": str(ingest_port),
+        "SCANQ_STATUS_PORT": str(status_port),
+        "SCANQ_INGEST_URL": f"http://127.0.0.1:{ingest_port}",
+        "SCANQ_STATUS_URL": f"http://127.0.0.1:{status_port}",
+        "SCANQ_MOCK_MIN_SLEEP": "0.3",
+        "SCANQ_MOCK_MAX_SLEEP": "0.6",
+        "SCANQ_MOCK_FAILURE_RATE": "0",
+        "SCANQ_SHUTDOWN_SECONDS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    started = Processes(directory=tmp_path, environ=environ)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+def test_dashboard_submits_cancels_and_follows_scans_live_without_reloading(
+    processes: Processes, chromium_path: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ingest_url = processes.environ["SCANQ_INGEST_URL"]
+    status_url = processes.environ["SCANQ_STATUS_URL"]
+    processes.start("ingest", ready_url=f"{ingest_url}/readyz")
+    processes.start("status", ready_url=f"{status_url}/readyz")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            errors: list[Any] = []
+            page.on("pageerror", errors.append)
+            page.goto(f"{status_url}/")
+            expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            page.evaluate("window.__notReloaded = true")
+
+            # No worker yet: the scan stays Accepted, and the detail's button cancels it through ingest (CORS).
+            page.fill("#submit-target", "cancel-me.example")
+            page.click("#submit-button")
+            expect(page.locator("#submit-result")).to_have_text(re.compile(r"^submitted "))
+            cancelled_id = page.locator("#submit-result").get_attribute("data-scan-id")
+            assert cancelled_id
+            cancelled_row = page.locator(f'#scan-rows tr[data-scan-id="{cancelled_id}"]')
+            expect(cancelled_row).to_have_attribute("data-status", "Accepted")
+            expect(page.locator("#detail-id")).to_have_text(cancelled_id)
+            page.click("#detail-cancel")
+            expect(page.locator("#detail-status")).to_have_text("Cancelled")
+            expect(cancelled_row).to_have_attribute("data-status", "Cancelled")
+            expect(page.locator('[data-count="Cancelled"]')).to_have_text("1")
+
+            processes.start("worker")
+            page.fill("#submit-target", "example.com")
+            page.click("#submit-button")
+            expect(page.locator("#submit-result")).not_to_have_text(f"submitted {cancelled_id}")
+            scan_id = page.locator("#submit-result").get_attribute("data-scan-id")
+            assert scan_id and scan_id != cancelled_id
+            row = page.locator(f'#scan-rows tr[data-scan-id="{scan_id}"]')
+            expect(row).to_be_visible()
+            expect(row).to_have_attribute("data-status", TERMINAL, timeout=30_000)
+            expect(row).to_have_attribute("data-status", "Complete")
+            expect(page.locator('[data-count="Complete"]')).to_have_text("1")
+
+            # Its detail, with the attempt history.
+            page.click("#detail-close")
+            expect(page.locator("#detail")).to_be_hidden()
+            row.click()
+            expect(page.locator("#detail")).to_be_visible()
+            expect(page.locator("#detail-id")).to_have_text(scan_id)
+            expect(page.locator("#detail-status")).to_have_text("Complete")
+            history = page.locator("#detail-history tbody tr")
+            expect(history).to_have_count(1)
+            expect(history.first).to_have_attribute("data-outcome", "Complete")
+            expect(history.first.locator("td").nth(1)).not_to_be_empty()
+            expect(page.locator("#detail-result pre")).to_contain_text('"slept_s"')
+
+            # Filter by status and look up by ID.
+            page.select_option("#status-filter", "Cancelled")
+            expect(page.locator("#scan-rows tr")).to_have_count(1)
+            expect(page.locator("#scan-rows tr").first).to_have_attribute("data-scan-id", cancelled_id)
+            page.fill("#lookup-id", cancelled_id)
+            page.click("#lookup-button")
+            expect(page.locator("#detail-id")).to_have_text(cancelled_id)
+            expect(page.locator("#detail-status")).to_have_text("Cancelled")
+            expect(page.locator("#detail-history tbody tr")).to_have_text(["not started yet"])
+
+            assert page.evaluate("window.__notReloaded") is True
+            screenshot = tmp_path / "dashboard.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 10_000
+            assert errors == []
+        finally:
+            browser.close()
