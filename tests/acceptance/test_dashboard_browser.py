@@ -13,6 +13,7 @@ fails under ``CI=true``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -210,5 +211,90 @@ def test_dashboard_submits_cancels_and_follows_scans_live_without_reloading(
             page.screenshot(path=str(screenshot), full_page=True)
             assert screenshot.stat().st_size > 10_000
             assert errors == []
+        finally:
+            browser.close()
+
+
+FAKE_ID = "01a22030-0000-7000-8000-000000000001"
+HOSTILE = '<img src=x onerror="window.__owned = true">'
+
+
+def scan_with_findings() -> dict[str, Any]:
+    finding = {
+        "plugin": "tls",
+        "asset": {"host": "example.com", "ip": "192.0.2.1", "port": 443},
+        "evidence": {"expected": "valid", "actual": "expired"},
+        "remediation": "Renew the certificate",
+    }
+    return {
+        "scan_id": FAKE_ID,
+        "status": "Complete",
+        "target": "example.com",
+        "scanner": "tls",
+        "options": {},
+        "priority": 0,
+        "attempt": 1,
+        "max_attempts": 3,
+        "created_at": "2025-01-01T00:00:00Z",
+        "updated_at": "2025-01-01T00:00:02Z",
+        "available_at": "2025-01-01T00:00:00Z",
+        "started_at": "2025-01-01T00:00:01Z",
+        "finished_at": "2025-01-01T00:00:02Z",
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "error": None,
+        "idempotency_key": None,
+        "cancel_requested": False,
+        "history": [
+            {
+                "attempt": 1,
+                "worker": "host:1:abc",
+                "started_at": "2025-01-01T00:00:01Z",
+                "finished_at": "2025-01-01T00:00:02Z",
+                "outcome": "Complete",
+                "error": None,
+            }
+        ],
+        "result": {
+            "summary": {"pass": 1, "fail": 2},
+            "findings": [
+                {**finding, "check_id": "tls.protocol", "status": "pass", "severity": "medium", "title": "TLS 1.2+"},
+                {**finding, "check_id": "tls.hsts", "status": "fail", "severity": "low", "title": HOSTILE},
+                {**finding, "check_id": "tls.cert.expired", "status": "fail", "severity": "high", "title": "Expired"},
+            ],
+        },
+    }
+
+
+def test_dashboard_renders_findings_as_a_table_worst_first_and_never_as_html(
+    processes: Processes, chromium_path: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import Route, expect, sync_playwright
+
+    status_url = processes.environ["SCANQ_STATUS_URL"]
+    processes.start("status", ready_url=f"{status_url}/readyz")
+
+    def fulfil(route: Route) -> None:
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(scan_with_findings()))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            page.route(f"**/scans/{FAKE_ID}", fulfil)
+            page.goto(f"{status_url}/")
+            page.fill("#lookup-id", FAKE_ID)
+            page.click("#lookup-button")
+            rows = page.locator("#findings tbody tr")
+            expect(rows).to_have_count(3)
+            expect(rows.locator("td:nth-child(3) code")).to_have_text(["tls.cert.expired", "tls.hsts", "tls.protocol"])
+            expect(rows.nth(1).locator(".title")).to_have_text(HOSTILE)
+            expect(rows.first.locator("td").nth(3)).to_have_text("example.com:443 (192.0.2.1)")
+            expect(rows.first.locator("td").nth(4)).to_contain_text("Fix: Renew the certificate")
+            expect(page.locator("#detail-result p")).to_have_text("1 passed, 2 failed")
+            assert page.locator("#detail img").count() == 0
+            assert page.evaluate("window.__owned === undefined") is True
+            page.screenshot(path=str(tmp_path / "findings.png"), full_page=True)
         finally:
             browser.close()

@@ -60,6 +60,15 @@
     return el("span", { class: "badge", "data-status": status, text: status });
   }
 
+  // "2025-01-01T00:00:01.123456Z" -> "2025-01-01 00:00:01.123 UTC" (the title keeps the exact value).
+  function formatTime(value) {
+    if (!value) return "–";
+    const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d{1,3})?\d*(Z|[+-]\d{2}:\d{2})$/.exec(value);
+    if (!match) return value;
+    const zone = match[4] === "Z" || match[4] === "+00:00" ? "UTC" : match[4];
+    return `${match[1]} ${match[2]}${match[3] || ""} ${zone}`;
+  }
+
   function parseTime(value) {
     return value ? new Date(value) : null;
   }
@@ -293,11 +302,11 @@
       ["Scanner", scan.scanner],
       ["Priority", String(scan.priority)],
       ["Attempt", `${scan.attempt} of ${scan.max_attempts}`],
-      ["Created", scan.created_at],
-      ["Started", scan.started_at || "–"],
-      ["Finished", scan.finished_at || "–"],
+      ["Created", formatTime(scan.created_at)],
+      ["Started", formatTime(scan.started_at)],
+      ["Finished", formatTime(scan.finished_at)],
       ["Took", took(scan)],
-      ["Lease", scan.lease_owner ? `${scan.lease_owner} until ${scan.lease_expires_at}` : "–"],
+      ["Lease", scan.lease_owner ? `${scan.lease_owner} until ${formatTime(scan.lease_expires_at)}` : "–"],
       ["Options", JSON.stringify(scan.options || {})],
     ];
     if (scan.error) fields.push(["Error", scan.error]);
@@ -314,8 +323,8 @@
           { "data-outcome": entry.outcome || "running" },
           el("td", { text: String(entry.attempt) }),
           el("td", {}, el("code", { text: entry.worker })),
-          el("td", { text: entry.started_at }),
-          el("td", { text: entry.finished_at || "–" }),
+          el("td", { text: formatTime(entry.started_at), title: entry.started_at }),
+          el("td", { text: formatTime(entry.finished_at), title: entry.finished_at || "" }),
           el("td", { text: entry.outcome || "running" }),
           el("td", { text: entry.error || "" }),
         ),
@@ -350,30 +359,30 @@
         (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0) ||
         String(a.check_id).localeCompare(String(b.check_id)),
     );
-    const asset = (a) => (a ? [a.host, a.ip && a.ip !== a.host ? `(${a.ip})` : "", a.port ? `:${a.port}` : ""].join(" ").trim() : "");
+    const asset = (a) =>
+      a ? `${a.host}${a.port ? `:${a.port}` : ""}${a.ip && a.ip !== a.host ? ` (${a.ip})` : ""}` : "";
     const evidence = (e) => (e ? `expected ${e.expected}; got ${e.actual}` : "");
     return el(
       "table",
       { id: "findings", class: "findings" },
-      el(
-        "thead",
-        {},
-        el("tr", {}, ...["Severity", "Status", "Check", "Title", "Asset", "Evidence", "Remediation"].map((h) => el("th", { text: h }))),
-      ),
+      el("thead", {}, el("tr", {}, ...["Severity", "Result", "Finding", "Asset", "Evidence"].map((h) => el("th", { text: h })))),
       el(
         "tbody",
         {},
         ...sorted.map((f) =>
           el(
             "tr",
-            {},
+            { "data-check": f.check_id || "" },
             el("td", { class: `sev sev-${f.severity}`, text: f.severity || "" }),
             el("td", { class: f.status === "fail" ? "fail" : "pass", text: f.status || "" }),
-            el("td", {}, el("code", { text: f.check_id || "" })),
-            el("td", { text: f.title || "" }),
+            el("td", {}, el("code", { text: f.check_id || "" }), el("div", { class: "title", text: f.title || "" })),
             el("td", { text: asset(f.asset) }),
-            el("td", { text: evidence(f.evidence) }),
-            el("td", { text: f.status === "fail" ? f.remediation || "" : "" }),
+            el(
+              "td",
+              {},
+              el("div", { text: evidence(f.evidence) }),
+              f.status === "fail" && f.remediation ? el("div", { class: "muted", text: `Fix: ${f.remediation}` }) : null,
+            ),
           ),
         ),
       ),
