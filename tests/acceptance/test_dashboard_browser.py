@@ -16,19 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import httpx
 import pytest
 
+from tests.acceptance.conftest import Spawn, free_port, wait_http_ready
 from tests.servers.availability import backend_unavailable
 
 pytestmark = pytest.mark.slow
@@ -43,67 +36,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 10.0
 UI_TIMEOUT_MS = 15_000
 TERMINAL = re.compile(r"^(Complete|Error|Cancelled)$")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Processes:
-    """scanq processes started by one test, stopped (SIGTERM, then SIGKILL) at teardown."""
-
-    directory: Path
-    environ: dict[str, str]
-    started: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
-
-    def start(self, command: str, *, ready_url: str | None = None) -> subprocess.Popen[bytes]:
-        log = (self.directory / f"{command}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "scanq", command],
-            env=self.environ,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.started.append((process, log))
-        if ready_url is not None:
-            self._wait_ready(command, process, ready_url)
-        return process
-
-    def _wait_ready(self, command: str, process: subprocess.Popen[bytes], url: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"scanq {command} exited with {process.returncode}:\n{self.log(command)}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"scanq {command} not ready after {START_TIMEOUT_S}s:\n{self.log(command)}")
-
-    def log(self, command: str) -> str:
-        return (self.directory / f"{command}.log").read_text(errors="replace")
-
-    def stop_all(self) -> None:
-        for process, _ in self.started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process, log in self.started:
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            log.close()
 
 
 @pytest.fixture
@@ -114,10 +48,10 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
+def scanq_env(tmp_path: Path) -> dict[str, str]:
+    """Settings shared by every process of one test: one SQLite file, free ports, short mock scans."""
     ingest_port, status_port = free_port(), free_port()
-    environ = {
-        **os.environ,
+    return {
         "SCANQ_DATABASE_URL": f"sqlite:///{tmp_path / 'scanq.db'}",
         "SCANQ_INGEST_PORT": str(ingest_port),
         "SCANQ_STATUS_PORT": str(status_port),
@@ -127,24 +61,23 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         "SCANQ_MOCK_MAX_SLEEP": "0.6",
         "SCANQ_MOCK_FAILURE_RATE": "0",
         "SCANQ_SHUTDOWN_SECONDS": "1",
-        "PYTHONUNBUFFERED": "1",
     }
-    started = Processes(directory=tmp_path, environ=environ)
-    try:
-        yield started
-    finally:
-        started.stop_all()
+
+
+def start_service(spawn: Spawn, env: dict[str, str], command: str) -> str:
+    """Start ``scanq ingest`` or ``scanq status`` and wait until it is ready; return its URL."""
+    url = env[f"SCANQ_{command.upper()}_URL"]
+    wait_http_ready(f"{url}/readyz", process=spawn(command, env=env))
+    return url
 
 
 def test_dashboard_submits_cancels_and_follows_scans_live_without_reloading(
-    processes: Processes, chromium_path: str, tmp_path: Path
+    spawn: Spawn, scanq_env: dict[str, str], chromium_path: str, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    ingest_url = processes.environ["SCANQ_INGEST_URL"]
-    status_url = processes.environ["SCANQ_STATUS_URL"]
-    processes.start("ingest", ready_url=f"{ingest_url}/readyz")
-    processes.start("status", ready_url=f"{status_url}/readyz")
+    start_service(spawn, scanq_env, "ingest")
+    status_url = start_service(spawn, scanq_env, "status")
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
@@ -171,7 +104,7 @@ def test_dashboard_submits_cancels_and_follows_scans_live_without_reloading(
             expect(cancelled_row).to_have_attribute("data-status", "Cancelled")
             expect(page.locator('[data-count="Cancelled"]')).to_have_text("1")
 
-            processes.start("worker")
+            spawn("worker", env=scanq_env)
             page.fill("#submit-target", "example.com")
             page.click("#submit-button")
             expect(page.locator("#submit-result")).not_to_have_text(f"submitted {cancelled_id}")
@@ -267,12 +200,11 @@ def scan_with_findings() -> dict[str, Any]:
 
 
 def test_dashboard_renders_findings_as_a_table_worst_first_and_never_as_html(
-    processes: Processes, chromium_path: str, tmp_path: Path
+    spawn: Spawn, scanq_env: dict[str, str], chromium_path: str, tmp_path: Path
 ) -> None:
     from playwright.sync_api import Route, expect, sync_playwright
 
-    status_url = processes.environ["SCANQ_STATUS_URL"]
-    processes.start("status", ready_url=f"{status_url}/readyz")
+    status_url = start_service(spawn, scanq_env, "status")
 
     def fulfil(route: Route) -> None:
         route.fulfill(status=200, content_type="application/json", body=json.dumps(scan_with_findings()))
