@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
+import socket
 import ssl
 import warnings
 from collections.abc import Callable, Iterable
@@ -45,8 +47,6 @@ def write_self_signed(
     key = rsa.generate_private_key(65537, rsa_bits) if rsa_bits else ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = dt.datetime.now(dt.UTC)
-    import ipaddress
-
     san: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
     san += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     builder = (
@@ -201,8 +201,6 @@ class Servers:
 
 def closed_port() -> int:
     """A port nothing listens on (bound, then released)."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
@@ -225,8 +223,6 @@ def a(address: str) -> A:
 
 
 def aaaa(address: str) -> AAAA:
-    import ipaddress
-
     return AAAA(list(ipaddress.IPv6Address(address).packed))
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from scanq.exceptions import ScannerError, TransientScanError
 from scanq.scanners.dnscheck import DnsScanner
-from tests.integration.scanners.servers import ds, mx, soa, txt
+from tests.integration.scanners.servers import closed_port, ds, mx, soa, txt
 
 SCAN_ID = "0190c0de-0000-7000-8000-000000000004"
 
@@ -153,8 +153,6 @@ async def test_ip_target_is_refused(make_settings):
 
 
 async def test_unreachable_resolver_is_transient(make_settings):
-    from tests.integration.scanners.servers import closed_port
-
     scanner = DnsScanner(
         make_settings(scanner_nameservers=(f"127.0.0.1:{closed_port()}",), scanner_connect_timeout_seconds=0.3)
     )

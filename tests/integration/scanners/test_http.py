@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from typing import Any
 
 import pytest
@@ -33,8 +34,6 @@ BAD_HEADERS = [
 
 @pytest.fixture
 def tls_context(ca: trustme.CA):
-    import ssl
-
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert(HOST, "127.0.0.1").configure_cert(ctx)
     return ctx

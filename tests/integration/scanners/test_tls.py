@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 
 from scanq.exceptions import ScannerError
 from scanq.scanners.tls import TlsScanner
-from tests.integration.scanners.servers import CertFiles, HttpReply, a, server_context, write_self_signed
+from tests.integration.scanners.servers import CertFiles, HttpReply, a, closed_port, server_context, write_self_signed
 
 HOST = "www.shop.test"
 SCAN_ID = "0190c0de-0000-7000-8000-000000000001"
@@ -150,8 +150,6 @@ async def test_tls11_accepted_is_reported(scan, ca, tmp_path):
 
 
 async def test_closed_port_is_a_permanent_error(make_settings):
-    from tests.integration.scanners.servers import closed_port
-
     scanner = TlsScanner(make_settings())
     with pytest.raises(ScannerError, match="refused"):
         await scanner.run(scan_id=SCAN_ID, target="127.0.0.1", options={"port": closed_port()})

@@ -7,6 +7,8 @@ import ipaddress
 
 import pytest
 import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from scanq.scanners.certs import CertFacts, days_left, matches_host, read_certificate
 
@@ -54,9 +56,6 @@ def test_ip_targets_match_ip_sans_only():
 def test_read_certificate_from_der():
     ca = trustme.CA()
     leaf = ca.issue_cert("www.example.com", "10.0.0.1", not_after=dt.datetime.now(dt.UTC) + dt.timedelta(days=5))
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
     der = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes()).public_bytes(serialization.Encoding.DER)
     got = read_certificate(der)
     assert got.dns_names == ("www.example.com",)

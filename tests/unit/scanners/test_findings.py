@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from scanq.scanners.findings import (
     Asset,
     Check,
@@ -57,8 +59,6 @@ def test_fingerprint_is_pinned():
     assert fingerprint(check_id="x", asset=Asset(host="h", port=1)) == fingerprint(
         check_id="x", asset=Asset(host="h", port=1)
     )
-    import hashlib
-
     assert fingerprint(check_id="x", asset=Asset(host="h", port=1)) == hashlib.sha256(b"1|x|h|1").hexdigest()[:32]
 
 
