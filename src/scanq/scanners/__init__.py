@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from importlib.metadata import entry_points
 
@@ -11,13 +12,24 @@ from scanq.scanners.base import Scanner
 
 ENTRY_POINT_GROUP = "scanq.scanners"
 
+logger = logging.getLogger(__name__)
+
 
 @cache
 def available_scanners() -> dict[str, type[Scanner]]:
-    """Every installed plugin class by name."""
+    """Every installed plugin class by name.
+
+    A plugin whose module cannot be imported (say the real scanners without the
+    ``scanners`` extra's libraries) is left out with a warning, so it cannot take
+    the other plugins down with it.
+    """
     found: dict[str, type[Scanner]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except ImportError as exc:
+            logger.warning("scanner plugin %s not available: %s", ep.name, exc)
+            continue
         if not (isinstance(cls, type) and issubclass(cls, Scanner)):
             raise TypeError(f"entry point {ep.name!r} in {ENTRY_POINT_GROUP} is not a Scanner subclass")
         found[ep.name] = cls
