@@ -1,0 +1,30 @@
+"""Fixtures for the store contract suite: a fresh store on each backend, and more stores on the same database."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from scanq.store import Store, open_store
+
+StoreFactory = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """An open store on an empty database of the backend under test."""
+    async with open_store(database_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def open_another(database_url: str) -> AsyncIterator[StoreFactory]:
+    """Open more stores on the same database, as other processes would; all are closed at teardown."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def factory() -> Store:
+            return await stack.enter_async_context(open_store(database_url))
+
+        yield factory
