@@ -139,15 +139,18 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = exc.code if isinstance(exc, ApiError) else HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail
+    headers = exc.headers
     if not isinstance(exc, ApiError):
         if exc.status_code == 404:
             message = f"no route for {request.method} {request.url.path}"
         elif exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow", "")
+            # Starlette builds Allow from a set; sort it so the answer is the same every time.
+            allowed = ", ".join(sorted(m.strip() for m in (headers or {}).get("Allow", "").split(",") if m.strip()))
+            headers = {**(headers or {}), "Allow": allowed}
             message = f"method {request.method} is not allowed on {request.url.path} (allowed: {allowed})"
         else:
             message = message or http.HTTPStatus(exc.status_code).phrase
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 async def handle_client_disconnect(request: Request, exc: Exception) -> Response:

@@ -72,9 +72,23 @@ def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
+        # msgspec stops at the first problem, so `[1` reads as "expected object"; on this cold path,
+        # parse again untyped so a body that is not JSON at all is always the 400.
+        _check_well_formed(body)
         raise ValidationError(f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from None
+        raise _malformed(exc) from None
+
+
+def _check_well_formed(body: bytes) -> None:
+    try:
+        msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise _malformed(exc) from None
+
+
+def _malformed(exc: msgspec.DecodeError) -> ApiError:
+    return ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}")
 
 
 def _too_large(max_bytes: int) -> ApiError:
