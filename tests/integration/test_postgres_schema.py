@@ -224,10 +224,12 @@ async def test_concurrent_opens_from_processes_and_pools_all_succeed(postgres_em
 async def test_table_storage_settings_and_indexes(postgres_database_url: str) -> None:
     conn = await asyncpg.connect(postgres_database_url)
     try:
-        options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE relname = 'scans'")
+        options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = 'scans'::regclass")
         indexes = {
             row["indexname"]: row["indexdef"]
-            for row in await conn.fetch("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'scans'")
+            for row in await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'scans'"
+            )
         }
     finally:
         await conn.close()

@@ -1,8 +1,8 @@
 """Wake-up on PostgreSQL: an idle worker starts a new scan at once, long before its fallback poll.
 
 The poll interval is 5 s and the pickup must be well under 0.5 s, so only a
-notification (LISTEN/NOTIFY) can explain it; the test also checks that a
-connection really is LISTENing.
+notification (LISTEN/NOTIFY) can explain it; another test listens itself and
+counts the notifications (one per inserting transaction).
 """
 
 from __future__ import annotations
@@ -26,14 +26,19 @@ SUBMISSIONS = 3
 IDLE_BEFORE_SUBMIT_S = 0.3
 
 
-async def _listening_backends(url: str) -> int:
+async def _notifications_for_one_create(url: str) -> int:
+    """LISTEN like a worker would, create one scan from a store, and count the notifications that arrive."""
+    received: list[str] = []
     conn = await asyncpg.connect(url)
     try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = $1",
-            f'LISTEN "{WORK_CHANNEL}"',
-        )
-        return count
+        await conn.add_listener(WORK_CHANNEL, lambda *args: received.append(args[-1]))
+        async with PostgresStore(url) as store:
+            await store.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)))
+            await store.create_many(
+                scans=[NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)) for _ in range(10)]
+            )
+        await asyncio.sleep(0.2)
+        return len(received)
     finally:
         await conn.close()
 
@@ -54,7 +59,7 @@ async def test_idle_store_wakes_on_insert_from_another_process_store(postgres_da
         PostgresStore(postgres_database_url, poll_interval_s=POLL_S) as waiter,
         PostgresStore(postgres_database_url) as submitter,
     ):
-        await waiter.wait_for_work(timeout_s=POLL_S)  # first call starts listening, then wakes once
+        await waiter.wait_for_work(timeout_s=0.01)  # starts listening
         loop = asyncio.get_running_loop()
         for _ in range(SUBMISSIONS):
             waiting = asyncio.create_task(waiter.wait_for_work(timeout_s=POLL_S))
@@ -64,7 +69,10 @@ async def test_idle_store_wakes_on_insert_from_another_process_store(postgres_da
             await submitter.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)))
             await asyncio.wait_for(waiting, POLL_S)
             assert loop.time() - started < PICKUP_LIMIT_S
-        assert await _listening_backends(postgres_database_url) == 1
+
+
+async def test_each_inserting_transaction_notifies_once(postgres_database_url: str) -> None:
+    assert await _notifications_for_one_create(postgres_database_url) == 2  # a create, then a batch of ten
 
 
 async def test_delayed_scan_does_not_wake_the_worker(postgres_database_url: str) -> None:
@@ -72,7 +80,7 @@ async def test_delayed_scan_does_not_wake_the_worker(postgres_database_url: str)
         PostgresStore(postgres_database_url, poll_interval_s=POLL_S) as waiter,
         PostgresStore(postgres_database_url) as submitter,
     ):
-        await waiter.wait_for_work(timeout_s=POLL_S)
+        await waiter.wait_for_work(timeout_s=0.01)  # starts listening
         waiting = asyncio.create_task(waiter.wait_for_work(timeout_s=1.0))
         await asyncio.sleep(0.1)
         later = datetime.now(UTC) + timedelta(hours=1)
@@ -108,7 +116,6 @@ async def test_idle_worker_starts_a_submitted_scan_well_before_the_fallback_poll
                 )
                 started_at = await _wait_until_started(ingest_store, created.scan.scan_id, deadline_s=POLL_S)
                 assert (started_at - submitted_at).total_seconds() < PICKUP_LIMIT_S
-            assert await _listening_backends(postgres_database_url) == 1
         finally:
             worker.stop()
             await asyncio.wait_for(running, 10)

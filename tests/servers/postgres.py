@@ -9,9 +9,10 @@ Where the server comes from, first match wins:
    server refuses to run as root);
 4. none: skip locally, fail under ``CI=true``.
 
-The schema is applied once to a session template database; each test gets
-``CREATE DATABASE … TEMPLATE`` (a file copy, far cheaper than migrating) and
-the database is dropped at teardown. ``pg_cluster`` gives a test a cluster of
+The session creates one database; each test gets its own uuid-named schema
+in it (``?search_path=`` in the URL), migrated, and dropped at teardown. That
+costs about a tenth of ``CREATE DATABASE … TEMPLATE``, which copies the
+template's catalog through the WAL. ``pg_cluster`` gives a test a cluster of
 its own that it may stop and start (restart tests).
 """
 
@@ -44,6 +45,7 @@ LOCAL_USERS = ("root", "postgres")
 CONNECT_TIMEOUT_S = 3.0
 PG_CTL_TIMEOUT_S = 60
 SERVER_USER = "postgres"
+DROP_LOCK_TIMEOUT_MS = 10_000
 # Searched after $PATH for initdb/pg_ctl (Debian keeps them out of PATH).
 BINARY_DIRS = (
     "/usr/local/bin",
@@ -156,20 +158,31 @@ class PostgresCluster:
 
 @dataclass(frozen=True)
 class PostgresServer:
-    """A server the test session may create databases on, and the template with scanq's schema."""
+    """A server the test session may use, and the session's own database on it.
+
+    Each test gets a uuid-named schema in that database, chosen by the URL's
+    ``search_path`` parameter (asyncpg sends unknown URL parameters as server
+    settings), so every scanq process started with the URL lands in it.
+    """
 
     admin_url: str
-    template: str
+    database: str
 
-    def create_database(self, *, with_schema: bool = True) -> str:
-        """A new database: a copy of the schema template, or empty (``template0``) to test migrations."""
+    def create_schema(self, *, with_tables: bool = True) -> tuple[str, str]:
+        """A new schema, migrated or empty (migration tests); returns its name and its store URL."""
         name = f"scanq_t_{uuid.uuid4().hex[:16]}"
-        template = self.template if with_schema else "template0"
-        run_async(lambda: _execute(self.admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-        return name
+        url = f"{with_database(self.admin_url, self.database)}?search_path={name}"
+        run_async(lambda: _create_schema(url, name, with_tables=with_tables))
+        return name, url
 
-    def drop_database(self, name: str) -> None:
-        run_async(lambda: _execute(self.admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    def drop_schema(self, name: str) -> None:
+        run_async(lambda: _execute(with_database(self.admin_url, self.database), _drop_schema_sql(name)))
+
+
+def _drop_schema_sql(name: str) -> str:
+    # A process a test left behind may still hold a lock; never hang teardown on it
+    # (the whole session database is dropped WITH (FORCE) at the end anyway).
+    return f"SET lock_timeout = '{DROP_LOCK_TIMEOUT_MS}ms'; DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
 
 
 async def _execute(url: str, sql: str) -> None:
@@ -180,10 +193,12 @@ async def _execute(url: str, sql: str) -> None:
         await conn.close()
 
 
-async def _migrate(url: str) -> None:
+async def _create_schema(url: str, name: str, *, with_tables: bool) -> None:
     conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
     try:
-        await migrate(conn)
+        await conn.execute(f'CREATE SCHEMA "{name}"')
+        if with_tables:
+            await migrate(conn)
     finally:
         await conn.close()
 
@@ -202,7 +217,7 @@ async def _reachable_local_url() -> str | None:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """The session's PostgreSQL server (see the module docstring for where it comes from)."""
+    """The session's PostgreSQL server and database (see the module docstring for where they come from)."""
     cluster: PostgresCluster | None = None
     admin_url = os.environ.get("SCANQ_TEST_POSTGRES_URL") or run_async(_reachable_local_url)
     if admin_url is None:
@@ -214,35 +229,34 @@ def postgres_server() -> Iterator[PostgresServer]:
                 cluster.remove()
             backend_unavailable(f"no PostgreSQL server and cannot start one: {exc}")
         admin_url = cluster.url
-    template = f"scanq_tpl_{uuid.uuid4().hex[:16]}"
+    database = f"scanq_s_{uuid.uuid4().hex[:16]}"
     try:
-        run_async(lambda: _execute(admin_url, f'CREATE DATABASE "{template}"'))
-        run_async(lambda: _migrate(with_database(admin_url, template)))
-        yield PostgresServer(admin_url=admin_url, template=template)
+        run_async(lambda: _execute(admin_url, f'CREATE DATABASE "{database}"'))
+        yield PostgresServer(admin_url=admin_url, database=database)
     finally:
-        run_async(lambda: _execute(admin_url, f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)'))
+        run_async(lambda: _execute(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         if cluster is not None:
             cluster.remove()
 
 
 @pytest.fixture
 def postgres_database_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh database with scanq's schema, dropped after the test."""
-    name = postgres_server.create_database()
+    """A store URL on a fresh schema with scanq's tables, dropped after the test."""
+    name, url = postgres_server.create_schema()
     try:
-        yield with_database(postgres_server.admin_url, name)
+        yield url
     finally:
-        postgres_server.drop_database(name)
+        postgres_server.drop_schema(name)
 
 
 @pytest.fixture
 def postgres_empty_database_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh database without scanq's schema (migration tests), dropped after the test."""
-    name = postgres_server.create_database(with_schema=False)
+    """A store URL on a fresh empty schema (migration tests), dropped after the test."""
+    name, url = postgres_server.create_schema(with_tables=False)
     try:
-        yield with_database(postgres_server.admin_url, name)
+        yield url
     finally:
-        postgres_server.drop_database(name)
+        postgres_server.drop_schema(name)
 
 
 @pytest.fixture

@@ -122,6 +122,7 @@ RELEASE = _QUERIES["release"]
 REQUEUE_EXPIRED = _QUERIES["requeue_expired"]
 CANCEL = _QUERIES["cancel"]
 DURABILITY_SETTINGS = _QUERIES["durability_settings"]
+HAS_CLAIMABLE = _QUERIES["has_claimable"]
 
 
 MIGRATION_TABLE = """
@@ -319,7 +320,7 @@ class _WorkListener:
         self._connect = connect
         self._work = work
         self._task: asyncio.Task[None] | None = None
-        self.is_listening = False
+        self.is_listening = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -351,16 +352,17 @@ class _WorkListener:
             except _DATABASE_ERRORS as exc:
                 logger.info("LISTEN connection lost (%s); reconnecting", exc)
             finally:
-                self.is_listening = False
+                self.is_listening.clear()
                 conn.terminate()
 
     async def _listen(self, conn: asyncpg.Connection[Any]) -> None:
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(WORK_CHANNEL, self._on_notify)
-        self.is_listening = True
-        # Work may have arrived while nobody listened: let the worker look once.
-        self._work.set()
+        # Work may have been queued while nobody listened (before the first LISTEN, or during an outage).
+        if await conn.fetchval(HAS_CLAIMABLE, timeout=PING_TIMEOUT_S):
+            self._work.set()
+        self.is_listening.set()
         while not lost.is_set():
             try:
                 await asyncio.wait_for(lost.wait(), LISTEN_PROBE_S)
@@ -627,11 +629,19 @@ class PostgresStore:
         raise ScanFinished(scan_id, scan.status)
 
     async def wait_for_work(self, *, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         self._listener.start()
-        # Without a LISTEN connection (database down, reconnecting), look often instead.
-        fallback_s = self._poll_interval_s if self._listener.is_listening else UNLISTENED_POLL_S
+        if not self._listener.is_listening.is_set():
+            # First call, or reconnecting: wait briefly for LISTEN so a wake-up from now on is not
+            # missed (the listener flags work queued while nobody listened).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._listener.is_listening.wait(), min(timeout_s, UNLISTENED_POLL_S))
+        # Without a LISTEN connection (database down), look often instead.
+        fallback_s = self._poll_interval_s if self._listener.is_listening.is_set() else UNLISTENED_POLL_S
+        wait_s = min(timeout_s, fallback_s) - (loop.time() - started)
         try:
-            await asyncio.wait_for(self._work.wait(), max(0.0, min(timeout_s, fallback_s)))
+            await asyncio.wait_for(self._work.wait(), max(0.0, wait_s))
         except TimeoutError:
             return
         finally:

@@ -215,3 +215,7 @@ SELECT * FROM cancelled;
 
 -- name: durability_settings
 SELECT current_setting('synchronous_commit') AS sync, current_setting('fsync') AS fsync;
+
+-- name: has_claimable
+-- Asked once LISTEN is (re-)established: was work queued while nobody listened?
+SELECT EXISTS (SELECT 1 FROM scans WHERE status = 'Accepted' AND available_at <= now());
