@@ -209,7 +209,8 @@ def _assemble(
     the_store = open_store(settings.database_url) if store is None else store
     service = ScanService(the_store, scanners or ScannerRegistry(settings), settings)
     health = HealthEndpoints(store=the_store)
-    ops = [*health.operations(), *operations(service)]
+    # Fixed paths before templated ones (stable otherwise), so /healthz never reads as a scan id.
+    ops = sorted([*operations(service), *health.operations()], key=lambda op: "{" in op.path)
     document = build_openapi(title=title, version=__version__, description=description, operations=ops)
     health.document = encoder.encode(document)
 

@@ -9,11 +9,10 @@ objects holding pre-encoded bytes (no middleware, no second serialisation).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import aclosing
 from typing import Any, TypeVar
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from scanq.api.errors import JSON_MEDIA_TYPE, ApiError
@@ -49,15 +48,24 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
             raise ApiError(400, "bad_request", f"invalid Content-Length {declared!r}") from None
         if length > max_bytes:
             raise _too_large(max_bytes)
+    # The ASGI receive channel directly: cheaper than Request.stream() on the hot path, and it stops
+    # at the limit instead of buffering whatever a chunked upload sends.
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    async with aclosing(request.stream()) as stream:
-        async for chunk in stream:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
+        if chunk:
             size += len(chunk)
             if size > max_bytes:
                 raise _too_large(max_bytes)
             chunks.append(chunk)
-    body = b"".join(chunks)
+        if not message.get("more_body", False):
+            break
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if body:
         content_type = request.headers.get("content-type")
         if content_type is not None and not is_json_media_type(content_type):
