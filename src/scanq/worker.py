@@ -12,7 +12,8 @@ One asyncio task per running scan, plus four long-lived tasks next to the claim 
 - flusher: outcomes of finished scans are collected and written in one
   ``store.finish`` call; a flush starts as soon as the flusher is idle and
   outcomes arriving during a flush are coalesced into the next one;
-- summary: one INFO line every ``SUMMARY_INTERVAL_S`` with what finished.
+- summary: one INFO line every ``SUMMARY_INTERVAL_S`` with what finished;
+- timeouts: one sweep cancels scans running past ``scan_timeout_seconds``.
 
 Logging: a failed, retried or cancelled scan is logged one line each; a
 successful scan only at DEBUG, because at thousands of scans per second one
@@ -62,11 +63,15 @@ FINAL_FLUSH_TIMEOUT_S = 10.0
 RELEASE_TIMEOUT_S = 10.0
 # A retry becomes claimable at ``retry_at`` by the store's clock; wake a little after it.
 RETRY_WAKE_SLACK_S = 0.01
+# Scan timeouts are enforced by one sweep at this interval (at most; a quarter of the timeout when shorter)
+# instead of a timer per scan: a timer costs more than a no-op scan itself.
+TIMEOUT_SWEEP_MAX_S = 1.0
 
 
 class _StopReason(enum.Enum):
     CANCEL_REQUESTED = "cancel requested"
     LEASE_LOST = "lease lost"
+    TIMED_OUT = "timed out"
     SHUTDOWN = "shutdown"
 
 
@@ -75,6 +80,7 @@ class _Running:
     scan: Scan
     lease: Lease
     task: asyncio.Task[Finish]
+    started: float
     reason: _StopReason | None = None
 
 
@@ -137,6 +143,7 @@ class Worker:
         self._progress = asyncio.Event()  # a scan task ended or a flush completed
         self._finish_ready = asyncio.Event()
         self._next_retry_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def running(self) -> int:
@@ -161,9 +168,11 @@ class Worker:
             self.settings.heartbeat_seconds,
             extra={"worker": self.worker_id},
         )
+        self._loop = asyncio.get_running_loop()
         flusher = asyncio.create_task(self._flush_loop(), name="scanq-flush")
         helpers = [
             asyncio.create_task(self._heartbeat_loop(), name="scanq-heartbeat"),
+            asyncio.create_task(self._timeout_loop(), name="scanq-timeouts"),
             asyncio.create_task(self._reaper_loop(), name="scanq-reaper"),
             asyncio.create_task(self._summary_loop(), name="scanq-summary"),
         ]
@@ -253,6 +262,8 @@ class Worker:
     # -- running one scan ---------------------------------------------------------------------------
 
     def _start(self, scan: Scan) -> None:
+        loop = self._loop
+        assert loop is not None
         lease = _lease_of(scan, self.worker_id)
         old = self._running.get(scan.scan_id)
         if old is not None:
@@ -260,24 +271,23 @@ class Worker:
             old.reason = _StopReason.LEASE_LOST
             old.task.cancel()
         self._held[scan.scan_id] = lease
-        task = asyncio.get_running_loop().create_task(self._execute(scan, lease))
-        run = _Running(scan=scan, lease=lease, task=task)
+        task = loop.create_task(self._execute(scan, lease))
+        run = _Running(scan=scan, lease=lease, task=task, started=loop.time())
         self._running[scan.scan_id] = run
         task.add_done_callback(functools.partial(self._on_done, run))
 
     async def _execute(self, scan: Scan, lease: Lease) -> Finish:
-        """Run the scanner; turn every outcome except cancellation into a ``Finish``."""
-        timeout_s = self.settings.scan_timeout_seconds
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        """Run the scanner; turn every outcome except cancellation into a ``Finish``.
+
+        The scan timeout is not enforced here but by ``_timeout_loop``.
+        """
         try:
             scanner = self.scanners.get(scan.scanner)
-            async with asyncio.timeout(timeout_s):
-                result = await scanner.run(scan_id=scan.scan_id, target=scan.target, options=scan.options)
+            result = await scanner.run(scan_id=scan.scan_id, target=scan.target, options=scan.options)
         except TransientScanError as exc:
             return self._transient_failure(scan, lease, str(exc) or type(exc).__name__)
-        except TimeoutError as exc:
-            return self._transient_failure(scan, lease, str(exc) or f"scan timed out after {timeout_s:g}s")
+        except TimeoutError as exc:  # the scanner's own timeout (a connect, a read): may pass too
+            return self._transient_failure(scan, lease, str(exc) or "timed out")
         except (ScannerError, UnknownScanner) as exc:
             return Finish(lease=lease, outcome=Outcome.ERROR, error=str(exc) or type(exc).__name__)
         except Exception as exc:
@@ -289,9 +299,6 @@ class Worker:
                 extra={"scan_id": scan.scan_id, "worker": self.worker_id, "attempt": lease.attempt},
             )
             return Finish(lease=lease, outcome=Outcome.ERROR, error=f"{type(exc).__name__}: {exc}")
-        finally:
-            if self.metrics is not None:
-                self.metrics.record_run_time(loop.time() - started)
         return Finish(lease=lease, outcome=Outcome.COMPLETE, result=result)
 
     def _transient_failure(self, scan: Scan, lease: Lease, error: str) -> Finish:
@@ -300,7 +307,8 @@ class Worker:
         delay = backoff_delay(
             lease.attempt, base_s=self.settings.retry_base_seconds, max_s=self.settings.retry_max_seconds
         )
-        due = asyncio.get_running_loop().time() + delay
+        assert self._loop is not None
+        due = self._loop.time() + delay
         if self._next_retry_at is None or due < self._next_retry_at:
             self._next_retry_at = due
         return Finish(
@@ -315,6 +323,8 @@ class Worker:
         if self._running.get(scan_id) is run:
             del self._running[scan_id]
         self._progress.set()
+        if self.metrics is not None and self._loop is not None:
+            self.metrics.record_run_time(self._loop.time() - run.started)
         if run.reason is _StopReason.LEASE_LOST:
             if self._held.get(scan_id) == run.lease:
                 del self._held[scan_id]
@@ -322,6 +332,9 @@ class Worker:
         if task.cancelled():
             if run.reason is _StopReason.CANCEL_REQUESTED:
                 self._queue_finish(Finish(lease=run.lease, outcome=Outcome.CANCELLED))
+            elif run.reason is _StopReason.TIMED_OUT:
+                error = f"scan timed out after {self.settings.scan_timeout_seconds:g}s"
+                self._queue_finish(self._transient_failure(run.scan, run.lease, error))
             # Otherwise (shutdown) the lease stays held and is released at the end of the shutdown.
             return
         exc = task.exception()
@@ -364,9 +377,17 @@ class Worker:
         is_debug = logger.isEnabledFor(logging.DEBUG)
         for finish, ok in zip(batch, applied, strict=True):
             lease = finish.lease
-            if self._held.get(lease.scan_id) == lease:
+            held = self._held.get(lease.scan_id)
+            if held is lease or held == lease:
                 del self._held[lease.scan_id]
-            extra = {"scan_id": lease.scan_id, "worker": self.worker_id, "attempt": lease.attempt}
+            if ok and finish.outcome is Outcome.COMPLETE:
+                self.counts[Outcome.COMPLETE] += 1
+                if self.metrics is not None:
+                    self.metrics.record_finished(Outcome.COMPLETE)
+                if is_debug:
+                    logger.debug("scan %s complete", lease.scan_id, extra=self._extra(lease))
+                continue
+            extra = self._extra(lease)
             if not ok:
                 logger.warning(
                     "scan %s attempt %d: lease lost, outcome %s discarded",
@@ -379,10 +400,7 @@ class Worker:
             self.counts[finish.outcome] += 1
             if self.metrics is not None:
                 self.metrics.record_finished(finish.outcome)
-            if finish.outcome is Outcome.COMPLETE:
-                if is_debug:
-                    logger.debug("scan %s complete", lease.scan_id, extra=extra)
-            elif finish.outcome is Outcome.RETRY:
+            if finish.outcome is Outcome.RETRY:
                 logger.info(
                     "scan %s attempt %d failed, will retry: %s", lease.scan_id, lease.attempt, finish.error, extra=extra
                 )
@@ -390,6 +408,9 @@ class Worker:
                 logger.info("scan %s cancelled", lease.scan_id, extra=extra)
             else:
                 logger.warning("scan %s failed: %s", lease.scan_id, finish.error, extra=extra)
+
+    def _extra(self, lease: Lease) -> dict[str, object]:
+        return {"scan_id": lease.scan_id, "worker": self.worker_id, "attempt": lease.attempt}
 
     async def _heartbeat_loop(self) -> None:
         interval = self.settings.heartbeat_seconds
@@ -426,6 +447,18 @@ class Worker:
                 run = self._running.get(scan_id)
                 if run is not None and run.reason is None and run.lease == sent.get(scan_id):
                     run.reason = _StopReason.CANCEL_REQUESTED
+                    run.task.cancel()
+
+    async def _timeout_loop(self) -> None:
+        timeout_s = self.settings.scan_timeout_seconds
+        interval = min(TIMEOUT_SWEEP_MAX_S, timeout_s / 4)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            overdue = loop.time() - timeout_s
+            for run in list(self._running.values()):
+                if run.reason is None and run.started <= overdue:
+                    run.reason = _StopReason.TIMED_OUT
                     run.task.cancel()
 
     async def _reaper_loop(self) -> None:
