@@ -1,7 +1,8 @@
 """PostgreSQL goes away and comes back: nothing acknowledged is lost and nobody needs a restart.
 
 Each test owns its cluster (``pg_cluster``) and stops it with ``pg_ctl stop -m
-fast`` (clients are disconnected) in the middle of the traffic.
+fast`` (clients are disconnected) in the middle of the traffic: real ``scanq
+ingest`` and ``scanq worker`` processes keep running throughout.
 """
 
 from __future__ import annotations
@@ -13,24 +14,27 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from subprocess import DEVNULL, STDOUT
 
 import asyncpg
+import httpx
 import pytest
 
 from scanq.exceptions import StoreUnavailable
 from scanq.ids import new_scan_id
 from scanq.models import NewScan, ScanStatus
 from scanq.store.postgres import PostgresStore
-from tests.servers.postgres import PostgresCluster
+from tests.servers.postgres import PostgresCluster, free_port
 
 SUBMITTERS = 4
 BEFORE_OUTAGE = 60
 AFTER_OUTAGE = 60
 OUTAGE_S = 1.0
 DRAIN_DEADLINE_S = 30.0
-WORKER_START_S = 20.0
+SERVICE_START_S = 20.0
+HTTP_TIMEOUT_S = 10.0
 WAKE_LIMIT_S = 0.5
-WORKER_ENV = {
+SERVICE_ENV = {
     "SCANQ_CONCURRENCY": "16",
     "SCANQ_LEASE_SECONDS": "2",
     "SCANQ_HEARTBEAT_SECONDS": "0.5",
@@ -48,13 +52,14 @@ def _new_scan() -> NewScan:
     return NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC), scanner="mock")
 
 
-class Submitter:
-    """Several concurrent submit loops, like clients hammering ingest: ids returned, and refusals."""
+class HttpSubmitter:
+    """Concurrent clients of a real ingest process (``GET /``): the ids it returned, and its 503s."""
 
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
+    def __init__(self, base_url: str) -> None:
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=HTTP_TIMEOUT_S)
         self.accepted: list[str] = []
-        self.refused = 0
+        self.unavailable = 0
+        self.other_answers: list[int] = []
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -64,6 +69,7 @@ class Submitter:
     async def stop(self) -> None:
         self._stopping.set()
         await asyncio.gather(*self._tasks)
+        await self.client.aclose()
 
     async def wait_for(self, count: int, *, timeout_s: float = 20.0) -> None:
         target = len(self.accepted) + count
@@ -73,44 +79,77 @@ class Submitter:
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
-            try:
-                created = await self.store.create(scan=_new_scan())
-            except StoreUnavailable:
-                self.refused += 1  # ingest answers 503 here; the client retries
+            answer = await self.client.get("/")
+            if answer.status_code == 200:
+                self.accepted.append(answer.text.strip())
+                await asyncio.sleep(0.005)
+            elif answer.status_code == 503:
+                self.unavailable += 1  # the client would retry later
                 await asyncio.sleep(0.02)
-                continue
-            self.accepted.append(created.scan.scan_id)
-            await asyncio.sleep(0.005)
+            else:
+                self.other_answers.append(answer.status_code)
 
 
-@pytest.fixture
-async def worker_process(pg_cluster: PostgresCluster, tmp_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A real ``scanq worker`` process on the cluster (started and running), stopped at teardown."""
-    log_path = tmp_path / "worker.log"
-    log = log_path.open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "scanq", "worker"),
-        env={**os.environ, **WORKER_ENV, "SCANQ_DATABASE_URL": pg_cluster.url, "PYTHONUNBUFFERED": "1"},
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=log,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(WORKER_START_S):
-            while "started" not in log_path.read_text(errors="replace"):
-                assert process.returncode is None, log_path.read_text(errors="replace")
+class Services:
+    """Real ``scanq ingest`` and ``scanq worker`` processes; each logs to a file, all stopped at teardown."""
+
+    def __init__(self, database_url: str, directory: Path) -> None:
+        self.database_url = database_url
+        self.directory = directory
+        self.ingest_port = free_port()
+        self.processes: dict[str, asyncio.subprocess.Process] = {}
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingest_port}"
+
+    def log(self, name: str) -> str:
+        return (self.directory / f"{name}.log").read_text(errors="replace")
+
+    async def start(self, name: str, *, ready: str) -> None:
+        env = {
+            **os.environ,
+            **SERVICE_ENV,
+            "SCANQ_DATABASE_URL": self.database_url,
+            "SCANQ_INGEST_PORT": str(self.ingest_port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        with (self.directory / f"{name}.log").open("wb") as log:
+            self.processes[name] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "scanq", name, env=env, stdin=DEVNULL, stdout=log, stderr=STDOUT
+            )
+        async with asyncio.timeout(SERVICE_START_S):
+            while ready not in self.log(name):
+                assert self.processes[name].returncode is None, self.log(name)
                 await asyncio.sleep(0.05)
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
+
+    def are_running(self) -> bool:
+        return all(process.returncode is None for process in self.processes.values())
+
+    async def stop(self) -> None:
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
             try:
                 await asyncio.wait_for(process.wait(), 10)
             except TimeoutError:
                 process.kill()
                 await process.wait()
-        log.close()
+
+
+@pytest.fixture
+async def services(pg_cluster: PostgresCluster, tmp_path: Path) -> AsyncIterator[Services]:
+    """``scanq ingest`` and ``scanq worker`` on the test's own cluster, both up and ready."""
+    async with PostgresStore(pg_cluster.url):  # migrate before the services race to do it
+        pass
+    running = Services(pg_cluster.url, tmp_path)
+    try:
+        await running.start("ingest", ready="Uvicorn running")
+        await running.start("worker", ready="started")
+        yield running
+    finally:
+        await running.stop()
 
 
 async def _unfinished(url: str, scan_ids: list[str]) -> int:
@@ -137,38 +176,37 @@ async def _start(cluster: PostgresCluster) -> None:
 
 @pytest.mark.slow
 async def test_every_acknowledged_scan_survives_a_restart_and_finishes(
-    pg_cluster: PostgresCluster, worker_process: asyncio.subprocess.Process, tmp_path: Path
+    pg_cluster: PostgresCluster, services: Services
 ) -> None:
-    async with PostgresStore(pg_cluster.url) as ingest:
-        submitter = Submitter(ingest)
-        submitter.start()
+    submitter = HttpSubmitter(services.ingest_url)
+    submitter.start()
+    async with PostgresStore(pg_cluster.url) as store:
         await submitter.wait_for(BEFORE_OUTAGE)
         async with asyncio.timeout(DRAIN_DEADLINE_S):  # the worker is busy when the database goes
-            while (await ingest.stats()).counts[ScanStatus.COMPLETE] == 0:
+            while (await store.stats()).counts[ScanStatus.COMPLETE] == 0:
                 await asyncio.sleep(0.05)
 
         await _stop(pg_cluster)
-        with pytest.raises(StoreUnavailable):
-            await ingest.ping()
-        refused_before = submitter.refused
+        unavailable_before = submitter.unavailable
         accepted_during = len(submitter.accepted)
         await asyncio.sleep(OUTAGE_S)
-        assert submitter.refused > refused_before, "submissions were not refused while the database was down"
-        assert len(submitter.accepted) == accepted_during, "an id was returned while the database was down"
+        assert (await submitter.client.get("/readyz")).status_code == 503
+        assert submitter.unavailable > unavailable_before, "ingest did not answer 503 while the database was down"
+        assert len(submitter.accepted) == accepted_during, "ingest returned an id while the database was down"
 
         await _start(pg_cluster)
-        await submitter.wait_for(AFTER_OUTAGE)  # the same store recovers by itself
-        await ingest.ping()
+        await submitter.wait_for(AFTER_OUTAGE)  # the same ingest process recovers by itself
+        assert (await submitter.client.get("/readyz")).status_code == 200
         await submitter.stop()
+        assert submitter.other_answers == []
 
         async with asyncio.timeout(DRAIN_DEADLINE_S):
             while await _unfinished(pg_cluster.url, submitter.accepted):
                 await asyncio.sleep(0.2)
-        assert worker_process.returncode is None, "the worker died instead of riding out the outage"
+        assert services.are_running(), "a service died instead of riding out the outage"
         for scan_id in submitter.accepted:
-            assert (await ingest.get(scan_id=scan_id)).status.is_terminal
-        stats = await ingest.stats()
-        assert stats.counts[ScanStatus.COMPLETE] >= len(submitter.accepted)
+            assert (await store.get(scan_id=scan_id)).status.is_terminal
+        stats = await store.stats()
         assert stats.counts[ScanStatus.ACCEPTED] == stats.counts[ScanStatus.RUNNING] == 0
 
 
