@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -165,7 +166,7 @@ class Supervisor:
                 pass
 
     async def _pump(self, name: str, reader: asyncio.StreamReader) -> None:
-        prefix = f"[{name}] ".encode()
+        is_json = self.settings.log_format == "json"
         while True:
             try:
                 line = await reader.readline()
@@ -173,7 +174,7 @@ class Supervisor:
                 line = await reader.read(LINE_LIMIT_BYTES)
             if not line:
                 return
-            self._write(prefix + (line if line.endswith(b"\n") else line + b"\n"))
+            self._write(label_line(name, line, is_json=is_json))
 
     async def _terminate_all(self) -> None:
         self._signal_all(signal.SIGTERM)
@@ -201,6 +202,21 @@ class Supervisor:
             self._out.flush()
         except (BrokenPipeError, ValueError):  # our own output is gone; keep supervising
             pass
+
+
+def label_line(name: str, line: bytes, *, is_json: bool) -> bytes:
+    """Mark one line of a child's output with the child's name, ending in a newline.
+
+    Text lines get a ``[name] `` prefix. With ``--log-format json`` a JSON
+    object gets a ``"process"`` key instead, so every line stays valid JSON.
+    """
+    if not line.endswith(b"\n"):
+        line += b"\n"
+    if is_json and line.startswith(b"{") and line.rstrip().endswith(b"}"):
+        rest = line[1:]
+        separator = b"" if rest.lstrip().startswith(b"}") else b", "
+        return b'{"process": ' + json.dumps(name).encode() + separator + rest
+    return b"[" + name.encode() + b"] " + line
 
 
 def _worker_env(settings: Settings, number: int) -> dict[str, str]:

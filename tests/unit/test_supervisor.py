@@ -1,0 +1,55 @@
+"""The parts of ``scanq up`` that need no process: settings handed to children, output labels, redaction."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scanq.config import Settings
+from scanq.exceptions import ConfigError
+from scanq.supervisor import _redact, _worker_env, label_line, prepare_store, settings_environ
+
+
+def test_children_rebuild_exactly_the_settings_of_the_supervisor() -> None:
+    settings = Settings(
+        lease_seconds=12.5,
+        workers=3,
+        mock_failure_rate=0.25,
+        target_allowlist=("10.0.0.0/8", "192.168.0.0/16"),
+        database_url="sqlite:////tmp/x.db",
+    )
+    environ = settings_environ(settings)
+    assert all(name.startswith("SCANQ_") for name in environ)
+    assert Settings.from_env(environ) == settings
+    # The child's own SCANQ_* win over the legacy names the user may also have exported.
+    assert Settings.from_env({**environ, "INGEST_PORT": "1"}) == settings
+
+
+def test_each_worker_gets_its_own_metrics_port() -> None:
+    assert _worker_env(Settings(), 1) == {}
+    settings = Settings(metrics_port=9100)
+    assert [_worker_env(settings, n) for n in (1, 2)] == [
+        {"SCANQ_METRICS_PORT": "9100"},
+        {"SCANQ_METRICS_PORT": "9101"},
+    ]
+
+
+def test_text_lines_get_a_prefix_and_json_lines_a_process_key() -> None:
+    assert label_line("worker-1", b"hello\n", is_json=False) == b"[worker-1] hello\n"
+    assert label_line("ingest", b"no newline", is_json=False) == b"[ingest] no newline\n"
+    labelled = label_line("worker-2", b'{"level": "INFO", "message": "x"}\n', is_json=True)
+    assert json.loads(labelled) == {"process": "worker-2", "level": "INFO", "message": "x"}
+    assert json.loads(label_line("status", b"{}\n", is_json=True)) == {"process": "status"}
+    assert label_line("status", b"Traceback (most recent call last):\n", is_json=True).startswith(b"[status] ")
+
+
+def test_printed_urls_hide_passwords() -> None:
+    assert _redact("postgresql://scanq:secret@db:5432/scanq") == "postgresql://scanq:***@db:5432/scanq"
+    assert _redact("postgresql://scanq@db/scanq") == "postgresql://scanq@db/scanq"
+    assert _redact("sqlite:///data/scanq.db") == "sqlite:///data/scanq.db"
+
+
+async def test_an_in_process_store_cannot_back_several_processes() -> None:
+    with pytest.raises(ConfigError, match="SCANQ_DATABASE_URL"):
+        await prepare_store(Settings(database_url="memory://x"))
