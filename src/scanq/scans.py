@@ -29,6 +29,10 @@ MAX_ATTEMPTS_LIMIT = 100
 MAX_TARGET_LENGTH = 2048
 MAX_SCANNER_NAME_LENGTH = 64
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# Plugins read flat options; deep nesting only serves to exhaust a recursive encoder downstream.
+MAX_OPTIONS_DEPTH = 16
+MIN_INT64 = -(2**63)
+MAX_INT64 = 2**63 - 1
 DEFAULT_PAGE_SIZE = 50
 STATUS_NAMES = ", ".join(s.value for s in ScanStatus)
 
@@ -195,8 +199,11 @@ class ScanService:
 
 def check_bounds(submission: Submission) -> None:
     """Raise ``ValidationError`` for a field out of its bounds (the HTTP schema checks the same, callers may not)."""
-    if submission.target is not None and not 0 < len(submission.target) <= MAX_TARGET_LENGTH:
-        raise ValidationError(f"target must be 1 to {MAX_TARGET_LENGTH} characters long")
+    if submission.target is not None:
+        if not 0 < len(submission.target) <= MAX_TARGET_LENGTH:
+            raise ValidationError(f"target must be 1 to {MAX_TARGET_LENGTH} characters long")
+        if "\x00" in submission.target:
+            raise ValidationError("target must not contain the NUL character (\\u0000)")
     if submission.scanner is not None and not 0 < len(submission.scanner) <= MAX_SCANNER_NAME_LENGTH:
         raise ValidationError(f"scanner must be 1 to {MAX_SCANNER_NAME_LENGTH} characters long")
     if not MIN_PRIORITY <= submission.priority <= MAX_PRIORITY:
@@ -207,12 +214,42 @@ def check_bounds(submission: Submission) -> None:
         )
     if not isinstance(submission.options, Mapping):
         raise ValidationError("options must be a JSON object")
+    if submission.options:
+        check_options(submission.options)
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Raise ``ValidationError`` unless ``options`` is JSON every backend stores as sent.
+
+    That is: nested at most ``MAX_OPTIONS_DEPTH`` deep (deeper only serves to exhaust a
+    recursive encoder), no NUL character in a key or string (PostgreSQL cannot store one),
+    and integers within 64 bits (MongoDB's limit). Walks without recursing.
+    """
+    stack: list[tuple[object, int]] = [(options, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                raise ValidationError("options must not contain the NUL character (\\u0000)")
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if not MIN_INT64 <= node <= MAX_INT64:
+                raise ValidationError("options integers must fit in 64 bits")
+        elif isinstance(node, Mapping | list | tuple):
+            if depth >= MAX_OPTIONS_DEPTH:
+                raise ValidationError(f"options nest deeper than {MAX_OPTIONS_DEPTH} levels")
+            if isinstance(node, Mapping):
+                stack.extend((key, depth) for key in node)
+                stack.extend((child, depth + 1) for child in node.values())
+            else:
+                stack.extend((child, depth + 1) for child in node)
 
 
 def check_idempotency_key(key: str) -> None:
     """Raise ``ValidationError`` for an empty or overlong key."""
     if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
         raise ValidationError(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters long")
+    if "\x00" in key:
+        raise ValidationError("Idempotency-Key must not contain the NUL character")
 
 
 def parse_status(value: str) -> ScanStatus:
@@ -239,6 +276,7 @@ __all__ = [
     "DEFAULT_SUBMISSION",
     "MAX_ATTEMPTS_LIMIT",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
+    "MAX_OPTIONS_DEPTH",
     "MAX_PRIORITY",
     "MAX_SCANNER_NAME_LENGTH",
     "MAX_TARGET_LENGTH",

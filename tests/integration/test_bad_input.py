@@ -76,6 +76,20 @@ CASES: list[tuple[str, Case]] = [
     ("priority-type", post_scans(b'{"priority": "high"}', 422, "invalid_request", "`$.priority`")),
     ("options-type", post_scans(b'{"options": [1]}', 422, "invalid_request", "`$.options`")),
     ("target-type", post_scans(b'{"target": 5}', 422, "invalid_request", "Expected `str | null`")),
+    (
+        "options-too-deep",
+        post_scans(
+            b'{"options": {"a": ' + b"[" * 20 + b"]" * 20 + b"}}",
+            422,
+            "invalid_request",
+            "options nest deeper than 16 levels",
+        ),
+    ),
+    # values some backend cannot store as sent: refused for all, before any store sees them
+    ("target-nul", post_scans(b'{"target": "a\\u0000b"}', 422, "invalid_request", "target must not contain the NUL")),
+    ("option-key-nul", post_scans(b'{"options": {"a\\u0000": 1}}', 422, "invalid_request", "NUL character")),
+    ("option-value-nul", post_scans(b'{"options": {"a": ["\\u0000"]}}', 422, "invalid_request", "NUL character")),
+    ("option-int-64", post_scans(b'{"options": {"n": 9223372036854775808}}', 422, "invalid_request", "64 bits")),
     ("unknown-field", post_scans(b'{"tagret": "a"}', 422, "invalid_request", "unknown field `tagret`")),
     # bounds
     ("priority-high", post_scans(b'{"priority": 1001}', 422, "invalid_request", "<= 1000")),
@@ -225,6 +239,19 @@ async def test_an_overlong_target_is_refused(database_url: str) -> None:
 
         assert response.status_code == 422
         assert f"length <= {MAX_TARGET_LENGTH}" in response.json()["error"]["message"]
+        assert await snapshot(api.store) == before
+
+
+async def test_json_nested_past_the_decoder_recursion_limit_is_refused(database_url: str) -> None:
+    depth = 100_000  # 200 kB: within the default body limit, far past Python's recursion limit
+    body = b'{"options": {"a": ' + b"[" * depth + b"]" * depth + b"}}"
+    async with services(database_url) as api:
+        before = await snapshot(api.store)
+
+        response = await api.ingest.post("/scans", content=body, headers=JSON)
+
+        assert response.status_code == 422
+        assert "nested too deeply" in response.json()["error"]["message"]
         assert await snapshot(api.store) == before
 
 

@@ -26,6 +26,7 @@ from scanq.scanners.base import Scanner
 from scanq.scans import (
     MAX_ATTEMPTS_LIMIT,
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_OPTIONS_DEPTH,
     MAX_PRIORITY,
     MAX_SCANNER_NAME_LENGTH,
     MAX_TARGET_LENGTH,
@@ -115,6 +116,12 @@ async def test_submit_keeps_explicit_fields_and_the_plugin_normalises_the_target
         (SubmitRequest(scanner=""), "scanner must be"),
         (SubmitRequest(scanner="s" * (MAX_SCANNER_NAME_LENGTH + 1)), "scanner must be"),
         (SubmitRequest(options=[1]), "options must be a JSON object"),  # type: ignore[arg-type]
+        (SubmitRequest(options={"a": [[{"b": [[[[[[[[[[[[[[1]]]]]]]]]]]]]]}]]}), "options nest deeper than 16 levels"),
+        (SubmitRequest(target="a\x00"), "target must not contain the NUL character"),
+        (SubmitRequest(options={"k\x00": 1}), "options must not contain the NUL character"),
+        (SubmitRequest(options={"k": {"j": "\x00"}}), "options must not contain the NUL character"),
+        (SubmitRequest(options={"n": [2**63]}), "options integers must fit in 64 bits"),
+        (SubmitRequest(options={"n": [-(2**63) - 1]}), "options integers must fit in 64 bits"),
         (SubmitRequest(scanner="host"), "needs a target"),
         (SubmitRequest(scanner="host", target="a.example", options={"depth": 1}), "unknown host option(s): depth"),
     ],
@@ -135,6 +142,19 @@ async def test_a_refused_target_and_an_unknown_scanner_write_nothing(service: Sc
         await service.submit(SubmitRequest(scanner="nope"))
 
     assert await stored_ids(store) == []
+
+
+async def test_options_at_the_limits_are_accepted(service: ScanService) -> None:
+    deepest: dict[str, Any] = {}
+    node = deepest
+    for _ in range(MAX_OPTIONS_DEPTH - 1):
+        node["d"] = {}
+        node = node["d"]
+    options = {"ints": [2**63 - 1, -(2**63)], "flag": True, "deep": deepest["d"]}
+
+    scan = (await service.submit(SubmitRequest(options=options))).scan
+
+    assert scan.options == options
 
 
 async def test_the_same_key_and_request_answers_the_stored_scan(service: ScanService, store: MemoryStore) -> None:

@@ -86,6 +86,8 @@ def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
         raise ValidationError(f"invalid request body: {exc}") from None
     except msgspec.DecodeError as exc:
         raise _malformed(exc) from None
+    except RecursionError:
+        raise ValidationError("invalid request body: nested too deeply") from None
 
 
 def _check_well_formed(body: bytes) -> None:
@@ -93,6 +95,8 @@ def _check_well_formed(body: bytes) -> None:
         msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise _malformed(exc) from None
+    except RecursionError:
+        pass  # well-formed as far as it goes; the typed error stands
 
 
 def _malformed(exc: msgspec.DecodeError) -> ApiError:
