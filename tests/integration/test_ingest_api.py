@@ -124,6 +124,8 @@ async def test_a_replayed_idempotency_key_answers_the_same_scan(api: Services) -
     assert again.status_code == 200
     assert again.json() == first.json()
     assert again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
     assert first.json()["idempotency_key"] == "order-42"
     assert await snapshot(api.store) == after_first
 

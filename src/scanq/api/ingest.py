@@ -14,6 +14,7 @@ from scanq.exceptions import ValidationError
 from scanq.scans import DEFAULT_SUBMISSION, MAX_IDEMPOTENCY_KEY_LENGTH, ScanService
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"  # set on a replay's answer, as Stripe does
 TAG = "ingest"
 
 
@@ -47,11 +48,9 @@ class IngestEndpoints:
         submission = decode_json(body, self._scan_decoder) if body else DEFAULT_SUBMISSION
         created = await self._scans.submit(submission, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER))
         scan = created.scan
-        return json_response(
-            scan_out(scan),
-            status_code=202 if created.is_new else 200,
-            headers={"Location": scan_location(scan.scan_id)},
-        )
+        if created.is_new:
+            return json_response(scan_out(scan), status_code=202, headers={"Location": scan_location(scan.scan_id)})
+        return json_response(scan_out(scan), headers={"Location": scan_location(scan.scan_id), REPLAYED_HEADER: "true"})
 
     async def submit_batch(self, request: Request) -> Response:
         """``POST /scans/batch``: store every scan or none (one transaction)."""
@@ -99,7 +98,10 @@ class IngestEndpoints:
                     200: Reply(
                         description="The scan stored earlier under this Idempotency-Key",
                         body=ScanOut,
-                        headers={"Location": "The scan's path on the status service"},
+                        headers={
+                            "Location": "The scan's path on the status service",
+                            REPLAYED_HEADER: "Always true: this answer replays an earlier submission",
+                        },
                     ),
                     **BODY_ERRORS,
                     409: error_reply("The Idempotency-Key was used for a different request"),
