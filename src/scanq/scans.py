@@ -212,10 +212,12 @@ def check_bounds(submission: Submission) -> None:
         raise ValidationError(
             f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT} (got {submission.max_attempts})"
         )
-    if not isinstance(submission.options, Mapping):
+    options = submission.options
+    # The exact-type test first: an ABC isinstance costs a microsecond on the hot path.
+    if type(options) is not dict and not isinstance(options, Mapping):
         raise ValidationError("options must be a JSON object")
-    if submission.options:
-        check_options(submission.options)
+    if options:
+        check_options(options)
 
 
 def check_options(options: Mapping[str, Any]) -> None:
