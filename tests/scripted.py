@@ -5,6 +5,7 @@ Options:
     fail: ``transient``, ``permanent`` or ``crash`` (a plain ValueError).
     fail_times: fail only the first N runs of this scan (default: every run).
     block: wait on the scanner's ``release`` event (never set unless a test sets it).
+    bad_result: ``object`` (a value JSON cannot hold) or ``list`` (not a JSON object) instead of a result.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ class ScriptedScanner(Scanner):
             if fail == "permanent":
                 raise ScannerError("permanent failure")
             raise ValueError("boom")
+        if options.get("bad_result") == "object":
+            return {"value": object()}
+        if options.get("bad_result") == "list":
+            return [1, 2]  # type: ignore[return-value]
         return {"scanner": "scripted", "runs": self.runs[scan_id]}
 
 

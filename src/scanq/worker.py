@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import enum
 import functools
+import heapq
 import logging
 import os
 import random
@@ -38,10 +39,12 @@ import secrets
 import signal
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
+
+import msgspec
 
 from scanq.config import Settings
 from scanq.exceptions import ScannerError, StoreError, TransientScanError, UnknownScanner
@@ -142,7 +145,8 @@ class Worker:
         self._stop_event = asyncio.Event()
         self._progress = asyncio.Event()  # a scan task ended or a flush completed
         self._finish_ready = asyncio.Event()
-        self._next_retry_at: float | None = None
+        # Loop times at which retries this worker scheduled become claimable (a heap): the idle wait ends then.
+        self._retry_dues: list[float] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -224,14 +228,14 @@ class Worker:
 
     async def _idle(self) -> None:
         """Wait for new work, a stop, or (burst mode) a scan ending; at most poll_seconds or until a retry is due."""
-        loop = asyncio.get_running_loop()
+        now = asyncio.get_running_loop().time()
         timeout = self.settings.poll_seconds
-        if self._next_retry_at is not None:
-            due = self._next_retry_at - loop.time()
-            if due <= 0:
-                self._next_retry_at = None
+        if self._retry_dues:
+            if self._retry_dues[0] <= now:
+                while self._retry_dues and self._retry_dues[0] <= now:
+                    heapq.heappop(self._retry_dues)
                 return
-            timeout = min(timeout, due + RETRY_WAKE_SLACK_S)
+            timeout = min(timeout, self._retry_dues[0] - now + RETRY_WAKE_SLACK_S)
         waiters: list[asyncio.Future[object]] = [
             asyncio.ensure_future(self.store.wait_for_work(timeout_s=timeout)),
             asyncio.ensure_future(self._stop_event.wait()),
@@ -299,6 +303,15 @@ class Worker:
                 extra={"scan_id": scan.scan_id, "worker": self.worker_id, "attempt": lease.attempt},
             )
             return Finish(lease=lease, outcome=Outcome.ERROR, error=f"{type(exc).__name__}: {exc}")
+        # Checked here, per scan: a result the store cannot encode would otherwise fail a whole finish batch.
+        try:
+            if not isinstance(result, Mapping):
+                raise TypeError(f"expected a JSON object, got {type(result).__name__}")
+            msgspec.json.encode(result)
+        except (TypeError, msgspec.EncodeError) as exc:
+            return Finish(
+                lease=lease, outcome=Outcome.ERROR, error=f"scanner {scan.scanner} returned an invalid result: {exc}"
+            )
         return Finish(lease=lease, outcome=Outcome.COMPLETE, result=result)
 
     def _transient_failure(self, scan: Scan, lease: Lease, error: str) -> Finish:
@@ -308,9 +321,7 @@ class Worker:
             lease.attempt, base_s=self.settings.retry_base_seconds, max_s=self.settings.retry_max_seconds
         )
         assert self._loop is not None
-        due = self._loop.time() + delay
-        if self._next_retry_at is None or due < self._next_retry_at:
-            self._next_retry_at = due
+        heapq.heappush(self._retry_dues, self._loop.time() + delay)
         return Finish(
             lease=lease,
             outcome=Outcome.RETRY,
@@ -362,16 +373,55 @@ class Worker:
             batch, self._pending = self._pending, []
             try:
                 applied = await self.store.finish(finishes=batch)
-            except Exception as exc:
+            except StoreError as exc:
                 self._pending[:0] = batch
                 failures += 1
                 delay = backoff_delay(failures, base_s=STORE_RETRY_BASE_S, max_s=STORE_RETRY_MAX_S, full_jitter=False)
                 _log_store_failure("finish", exc, delay)
                 await asyncio.sleep(delay)
                 continue
+            except Exception:
+                logger.error("store finish failed on a batch of %d; writing them one by one", len(batch), exc_info=True)
+                await self._finish_one_by_one(batch)
+                continue
             failures = 0
             self._record(batch, applied)
             self._progress.set()
+
+    async def _finish_one_by_one(self, batch: list[Finish]) -> None:
+        """Isolate the outcome the store refuses (not an outage: bad data or a bug) so the others get written.
+
+        A refused Complete is recorded as Error instead; anything still refused is
+        dropped, and its lease expires and the reaper requeues the scan.
+        """
+        for index, finish in enumerate(batch):
+            candidates = [finish]
+            if finish.outcome is Outcome.COMPLETE:
+                candidates.append(
+                    Finish(lease=finish.lease, outcome=Outcome.ERROR, error="the store refused the result")
+                )
+            for candidate in candidates:
+                try:
+                    applied = await self.store.finish(finishes=[candidate])
+                except StoreError:  # an outage after all: the flush loop retries the rest with backoff
+                    self._pending[:0] = batch[index:]
+                    return
+                except Exception:
+                    logger.error(
+                        "store refused outcome %s of scan %s",
+                        candidate.outcome,
+                        candidate.lease.scan_id,
+                        exc_info=True,
+                        extra=self._extra(candidate.lease),
+                    )
+                    continue
+                self._record([candidate], applied)
+                break
+            else:
+                held = self._held.get(finish.lease.scan_id)
+                if held is finish.lease or held == finish.lease:
+                    del self._held[finish.lease.scan_id]
+        self._progress.set()
 
     def _record(self, batch: list[Finish], applied: list[bool]) -> None:
         is_debug = logger.isEnabledFor(logging.DEBUG)

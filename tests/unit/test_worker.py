@@ -167,6 +167,44 @@ async def test_cancelling_run_releases_what_it_holds(store: RecordingStore) -> N
     assert (await store.get(scan_id=created.scan.scan_id)).status == ScanStatus.ACCEPTED
 
 
+async def test_a_result_that_is_not_a_json_object_is_an_error(store: RecordingStore) -> None:
+    cfg = settings()
+    bad = [await store.create(scan=new_scan(bad_result=kind)) for kind in ("object", "list")]
+    good = await store.create(scan=new_scan())
+
+    await asyncio.wait_for(Worker(store, scripted_registry(cfg)[0], cfg, burst=True).run(), 5)
+
+    for created in bad:
+        scan = await store.get(scan_id=created.scan.scan_id)
+        assert scan.status == ScanStatus.ERROR
+        assert scan.error is not None and "scanner scripted returned an invalid result" in scan.error
+    assert (await store.get(scan_id=good.scan.scan_id)).status == ScanStatus.COMPLETE
+
+
+class RefusingStore(RecordingStore):
+    """Refuses (as a bug or bad data would, not an outage) any batch that completes one chosen scan."""
+
+    refused: str = ""
+
+    async def finish(self, *, finishes: Sequence[Finish]) -> list[bool]:
+        if any(f.lease.scan_id == self.refused and f.outcome == Outcome.COMPLETE for f in finishes):
+            raise ValueError("cannot store this result")
+        return await super().finish(finishes=finishes)
+
+
+async def test_an_outcome_the_store_refuses_does_not_block_the_others() -> None:
+    cfg = settings(concurrency=10)
+    async with RefusingStore(f"memory://{uuid.uuid4()}") as store:
+        created = await store.create_many(scans=[new_scan() for _ in range(10)])
+        store.refused = created[3].scan.scan_id
+
+        await asyncio.wait_for(Worker(store, scripted_registry(cfg)[0], cfg, burst=True).run(), 5)
+
+        scans = [await store.get(scan_id=c.scan.scan_id) for c in created]
+    assert [s.status for s in scans] == [ScanStatus.COMPLETE] * 3 + [ScanStatus.ERROR] + [ScanStatus.COMPLETE] * 6
+    assert scans[3].error == "the store refused the result"
+
+
 def test_worker_id_names_host_and_process() -> None:
     host, pid, suffix = make_worker_id().rsplit(":", 2)
     assert host == socket.gethostname()
