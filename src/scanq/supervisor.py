@@ -134,18 +134,25 @@ class Supervisor:
         failures = 0
         while not self._stop_event.is_set():
             started = loop.time()
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "scanq",
-                child.command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env={**self._environ, **child.env},
-                start_new_session=True,
-                limit=LINE_LIMIT_BYTES,
-            )
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "scanq",
+                    child.command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env={**self._environ, **child.env},
+                    start_new_session=True,
+                    limit=LINE_LIMIT_BYTES,
+                )
+            except OSError as exc:  # out of processes or memory: try again later, like a crash
+                failures += 1
+                delay = backoff_delay(failures, base_s=RESTART_BASE_S, max_s=RESTART_MAX_S, full_jitter=False)
+                self._emit("up", f"cannot start {child.name}: {exc}; retrying in {delay:.1f}s")
+                await _wait(self._stop_event, delay)
+                continue
             child.process = process
             if self._stop_event.is_set():  # stopped while it was starting
                 _signal_group(process, signal.SIGTERM)
@@ -160,10 +167,7 @@ class Supervisor:
             failures = 1 if loop.time() - started > STABLE_AFTER_S else failures + 1
             delay = backoff_delay(failures, base_s=RESTART_BASE_S, max_s=RESTART_MAX_S, full_jitter=False)
             self._emit("up", f"{child.name} (pid {process.pid}) exited with code {code}; restarting in {delay:.1f}s")
-            try:
-                await asyncio.wait_for(self._stop_event.wait(), delay)
-            except TimeoutError:
-                pass
+            await _wait(self._stop_event, delay)
 
     async def _pump(self, name: str, reader: asyncio.StreamReader) -> None:
         is_json = self.settings.log_format == "json"
@@ -224,6 +228,13 @@ def _worker_env(settings: Settings, number: int) -> dict[str, str]:
     if not settings.metrics_port:
         return {}
     return {f"{ENV_PREFIX}METRICS_PORT": str(settings.metrics_port + number - 1)}
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except TimeoutError:
+        pass
 
 
 def _signal_group(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
