@@ -14,10 +14,12 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from scanq.exceptions import StoreError
 from scanq.ids import new_scan_id
 from scanq.models import Finish, Lease, NewScan, Outcome, ScanStatus
 from scanq.store.postgres import (
@@ -240,3 +242,17 @@ async def test_table_storage_settings_and_indexes(postgres_database_url: str) ->
     assert "WHERE (idempotency_key IS NOT NULL)" in indexes["scans_idempotency_key"]
     assert "UNIQUE" in indexes["scans_idempotency_key"]
     assert "(status, scan_id)" in indexes["scans_by_status"]
+
+
+async def test_a_read_only_session_opens_and_reads(postgres_database_url: str) -> None:
+    """What a read replica allows: a status service opens (no migration write) and reads; writes are refused."""
+    async with PostgresStore(postgres_database_url) as primary:
+        created = await primary.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)))
+    parts = urlsplit(postgres_database_url)
+    read_only = urlunsplit(parts._replace(query=f"{parts.query}&default_transaction_read_only=on"))
+    async with PostgresStore(read_only) as replica:
+        assert (await replica.get(scan_id=created.scan.scan_id)).status == ScanStatus.ACCEPTED
+        assert (await replica.stats()).counts[ScanStatus.ACCEPTED] == 1
+        assert [scan.scan_id for scan in (await replica.list_scans()).scans] == [created.scan.scan_id]
+        with pytest.raises(StoreError):
+            await replica.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)))

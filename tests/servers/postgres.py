@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -70,10 +70,11 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(asyncio.run, main()).result()
 
 
-def with_database(url: str, database: str) -> str:
-    """``url`` pointing at another database on the same server."""
+def with_database(url: str, database: str, **params: str) -> str:
+    """``url`` pointing at another database on the same server, with extra query parameters."""
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
+    query = urlencode([*parse_qsl(parts.query), *params.items()])
+    return urlunsplit(parts._replace(path=f"/{database}", query=query))
 
 
 def free_port() -> int:
@@ -171,7 +172,7 @@ class PostgresServer:
     def create_schema(self, *, with_tables: bool = True) -> tuple[str, str]:
         """A new schema, migrated or empty (migration tests); returns its name and its store URL."""
         name = f"scanq_t_{uuid.uuid4().hex[:16]}"
-        url = f"{with_database(self.admin_url, self.database)}?search_path={name}"
+        url = with_database(self.admin_url, self.database, search_path=name)
         run_async(lambda: _create_schema(url, name, with_tables=with_tables))
         return name, url
 

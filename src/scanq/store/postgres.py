@@ -185,25 +185,35 @@ def migrations() -> list[tuple[int, str, str]]:
 async def migrate(conn: asyncpg.Connection[Any]) -> int:
     """Apply missing migrations under an advisory lock; return the schema version.
 
-    The lock is transaction-scoped: processes that start together queue on it,
-    and each one after the first finds the migrations already recorded.
+    An up-to-date schema is recognised without the lock or any write (so a
+    read replica opens too). Otherwise the lock is transaction-scoped:
+    processes that start together queue on it, and each one after the first
+    finds the migrations already recorded.
     """
     known = migrations()
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
-        await conn.execute(MIGRATION_TABLE)
-        applied = {row["version"] for row in await conn.fetch("SELECT version FROM scanq_migrations")}
-        for version, name, sql in known:
-            if version in applied:
-                continue
-            logger.info("applying PostgreSQL migration %s", name)
-            await conn.execute(sql)
-            await conn.execute("INSERT INTO scanq_migrations (version, name) VALUES ($1, $2)", version, name)
-            applied.add(version)
+    applied = await _applied_versions(conn)
+    if not {version for version, _, _ in known} <= applied:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+            await conn.execute(MIGRATION_TABLE)
+            applied = await _applied_versions(conn)
+            for version, name, sql in known:
+                if version in applied:
+                    continue
+                logger.info("applying PostgreSQL migration %s", name)
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO scanq_migrations (version, name) VALUES ($1, $2)", version, name)
+                applied.add(version)
     newest_known = known[-1][0] if known else 0
     if max(applied, default=0) > newest_known:
         logger.warning("the database schema (version %s) is newer than this scanq (%s)", max(applied), newest_known)
     return max(applied, default=0)
+
+
+async def _applied_versions(conn: asyncpg.Connection[Any]) -> set[int]:
+    if await conn.fetchval("SELECT to_regclass('scanq_migrations')") is None:
+        return set()
+    return {row["version"] for row in await conn.fetch("SELECT version FROM scanq_migrations")}
 
 
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -559,7 +569,9 @@ class PostgresStore:
         for status, count in row["counts"].items():
             counts[ScanStatus(status)] = int(count)
         if row["deltas"] >= COUNT_FOLD_THRESHOLD:
-            await self._fold_counts()
+            # Best effort: on a read replica (status service) the fold is refused; the primary folds.
+            with contextlib.suppress(StoreError):
+                await self._fold_counts()
         return Stats(counts=counts, oldest_accepted_at=row["oldest_accepted_at"])
 
     async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
