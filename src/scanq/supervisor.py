@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import BinaryIO
 
 from scanq.config import ENV_PREFIX, Settings
@@ -198,7 +199,12 @@ class Supervisor:
                 _signal_group(child.process, signum)
 
     def _emit(self, name: str, message: str) -> None:
-        self._write(f"[{name}] {message}\n".encode())
+        if self.settings.log_format == "json":
+            entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "INFO"}
+            entry |= {"logger": __name__, "process": name, "message": message}
+            self._write(json.dumps(entry).encode() + b"\n")
+        else:
+            self._write(f"[{name}] {message}\n".encode())
 
     def _write(self, data: bytes) -> None:
         try:

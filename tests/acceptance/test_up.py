@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -151,11 +152,11 @@ def test_up_runs_the_pipeline_and_stops_cleanly(database_url: str, spawn: Spawn)
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_up_restarts_a_crashed_child_and_its_children_die_with_it(database_url: str, spawn: Spawn) -> None:
-    up, _, _ = start_up(spawn, database_url, "--workers", "1")
+    up, _, _ = start_up(spawn, database_url, "--workers", "1", "--log-format", "json")
     children = children_of(up, workers=1)
     [worker_pid] = [pid for pid, line in children.items() if line.endswith("scanq worker")]
 
-    up.wait_for_output("[worker-1]")
+    up.wait_for_output('{"process": "worker-1"')
     os.kill(worker_pid, signal.SIGKILL)
     up.wait_for_output(f"worker-1 (pid {worker_pid}) exited with code -9; restarting")
     restarted = children_of(up, workers=1)
@@ -169,3 +170,7 @@ def test_up_restarts_a_crashed_child_and_its_children_die_with_it(database_url: 
     while any(is_alive(pid) for pid in restarted) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [pid for pid in restarted if is_alive(pid)] == []
+    # With --log-format json every line, the supervisor's and each child's, is one JSON object naming its process.
+    entries = [json.loads(line) for line in up.output().splitlines()]
+    assert {"up", "ingest", "status", "worker-1"} <= {entry.get("process") for entry in entries}
+    assert all("message" in entry and "level" in entry for entry in entries)
