@@ -256,3 +256,16 @@ async def test_a_read_only_session_opens_and_reads(postgres_database_url: str) -
         assert [scan.scan_id for scan in (await replica.list_scans()).scans] == [created.scan.scan_id]
         with pytest.raises(StoreError):
             await replica.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)))
+
+
+async def test_sessions_commit_durably_even_when_the_database_says_otherwise(
+    postgres_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    parts = urlsplit(postgres_database_url)
+    weakened = urlunsplit(parts._replace(query=f"{parts.query}&synchronous_commit=off"))
+    async with PostgresStore(weakened) as store:
+        pool = store._pool  # the setting is per session: ask one of the store's own connections
+        assert pool is not None
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+    assert "synchronous_commit is off" in caplog.text

@@ -641,6 +641,7 @@ class PostgresStore:
         raise ScanFinished(scan_id, scan.status)
 
     async def wait_for_work(self, *, timeout_s: float) -> None:
+        self._require_pool()
         loop = asyncio.get_running_loop()
         started = loop.time()
         self._listener.start()
