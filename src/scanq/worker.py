@@ -47,7 +47,7 @@ from typing import TypeVar
 import msgspec
 
 from scanq.config import Settings
-from scanq.exceptions import ScannerError, StoreError, TransientScanError, UnknownScanner
+from scanq.exceptions import ScannerError, StoreError, StoreUnavailable, TransientScanError, UnknownScanner
 from scanq.metrics import WorkerMetrics, make_registry, serve_metrics
 from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus
 from scanq.scanners import ScannerRegistry
@@ -630,31 +630,68 @@ async def _retry_until(operation: Callable[[], Awaitable[_T]], *, timeout_s: flo
             await asyncio.sleep(delay)
 
 
-async def run_worker(settings: Settings, *, burst: bool = False) -> Worker:
+async def run_worker(settings: Settings, *, burst: bool = False) -> Worker | None:
     """Open the store and run one worker until SIGINT/SIGTERM (or drained, with ``burst``); return it.
+
+    A store that cannot be reached at start is retried with backoff (a worker
+    may well start before its database); a signal meanwhile returns None.
 
     Args:
         settings: the process settings.
         burst: drain the queue and return instead of waiting for more work.
     """
-    async with contextlib.AsyncExitStack() as stack:
-        store = await stack.enter_async_context(open_store(settings.database_url))
-        worker_id = make_worker_id()
-        metrics = None
-        if settings.metrics_port:
-            registry = make_registry()
-            metrics = WorkerMetrics(registry, worker_id=worker_id, in_flight=lambda: worker.running)
-            await stack.enter_async_context(serve_metrics(registry, host=settings.host, port=settings.metrics_port))
-        worker = Worker(store, ScannerRegistry(settings), settings, worker_id=worker_id, burst=burst, metrics=metrics)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, worker.stop)
-        try:
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    worker: Worker | None = None
+
+    def on_signal() -> None:
+        stopped.set()
+        if worker is not None:
+            worker.stop()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        store = await _open_store_patiently(settings.database_url, stopped=stopped)
+        if store is None:
+            return None
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(store.aclose)
+            worker_id = make_worker_id()
+            metrics = None
+            if settings.metrics_port:
+                registry = make_registry()
+                metrics = WorkerMetrics(
+                    registry, worker_id=worker_id, in_flight=lambda: worker.running if worker else 0
+                )
+                await stack.enter_async_context(serve_metrics(registry, host=settings.host, port=settings.metrics_port))
+            worker = Worker(
+                store, ScannerRegistry(settings), settings, worker_id=worker_id, burst=burst, metrics=metrics
+            )
+            if stopped.is_set():
+                worker.stop()
             await worker.run()
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
-        return worker
+            return worker
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _open_store_patiently(url: str, *, stopped: asyncio.Event) -> Store | None:
+    """An open store for ``url``, retrying while it is unavailable; None if ``stopped`` is set first."""
+    failures = 0
+    while not stopped.is_set():
+        store = open_store(url)
+        try:
+            await store.open()
+        except StoreUnavailable as exc:
+            failures += 1
+            delay = backoff_delay(failures, base_s=STORE_RETRY_BASE_S, max_s=STORE_RETRY_MAX_S, full_jitter=False)
+            _log_store_failure("open", exc, delay)
+            await _wait_event(stopped, delay)
+            continue
+        return store
+    return None
 
 
 async def check_store(settings: Settings) -> bool:

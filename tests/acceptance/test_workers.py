@@ -13,7 +13,7 @@ import pytest
 from scanq.ids import new_scan_id
 from scanq.models import NewScan, Outcome, Scan, ScanStatus
 from scanq.store import Store, open_store
-from tests.acceptance.conftest import Spawn
+from tests.acceptance.conftest import Spawn, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -104,3 +104,13 @@ async def test_scans_of_a_killed_worker_run_again_elsewhere(database_url: str, s
         assert [entry.outcome for entry in s.history] == [Outcome.LEASE_EXPIRED, Outcome.COMPLETE]
         assert s.history[0].worker.split(":")[1] == str(victim.pid)
         assert s.history[1].worker.split(":")[1] == str(survivor.pid)
+
+
+def test_a_worker_waits_for_an_unreachable_store_and_still_stops_on_sigterm(spawn: Spawn) -> None:
+    port = free_port()  # nothing listens there
+    worker = spawn("worker", env=worker_env(f"postgresql://nobody@127.0.0.1:{port}/scanq"))
+    worker.wait_for_output("store open failed")
+    assert worker.popen.poll() is None  # still trying, not crashed
+
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(5) == 0, worker.output()
