@@ -160,7 +160,7 @@ def wrap_errors() -> Iterator[None]:
     """
     try:
         yield
-    except (asyncpg.DataError, asyncpg.exceptions.CharacterNotInRepertoireError) as exc:
+    except asyncpg.DataError as exc:  # SQLSTATE class 22: e.g. a NUL byte in text, a number out of range
         raise ValidationError(f"the database refused a value: {exc}") from exc
     except asyncpg.InterfaceError as exc:
         if isinstance(exc, ValueError):  # the driver could not encode an argument
@@ -267,12 +267,10 @@ def _timestamp(value: str | None) -> datetime | None:
 
 def _attempt(entry: dict[str, Any]) -> Attempt:
     outcome = entry.get("outcome")
-    started_at = _timestamp(entry["started_at"])
-    assert started_at is not None
     return Attempt(
         attempt=entry["attempt"],
         worker=entry["worker"],
-        started_at=started_at,
+        started_at=datetime.fromisoformat(entry["started_at"]),
         finished_at=_timestamp(entry.get("finished_at")),
         outcome=Outcome(outcome) if outcome is not None else None,
         error=entry.get("error"),
