@@ -29,15 +29,16 @@ from tests.servers.postgres import PostgresCluster, free_port
 SUBMITTERS = 4
 BEFORE_OUTAGE = 60
 AFTER_OUTAGE = 60
-OUTAGE_S = 1.0
+# Longer than the lease: scans held during the outage lose their leases and are requeued.
+OUTAGE_S = 1.5
 DRAIN_DEADLINE_S = 30.0
 SERVICE_START_S = 20.0
 HTTP_TIMEOUT_S = 10.0
 WAKE_LIMIT_S = 0.5
 SERVICE_ENV = {
     "SCANQ_CONCURRENCY": "16",
-    "SCANQ_LEASE_SECONDS": "2",
-    "SCANQ_HEARTBEAT_SECONDS": "0.5",
+    "SCANQ_LEASE_SECONDS": "1",
+    "SCANQ_HEARTBEAT_SECONDS": "0.3",
     "SCANQ_REAPER_SECONDS": "0.5",
     "SCANQ_POLL_SECONDS": "2",
     "SCANQ_MOCK_MIN_SLEEP": "0.01",
@@ -166,6 +167,18 @@ async def _unfinished(url: str, scan_ids: list[str]) -> int:
         await conn.close()
 
 
+async def _completed_more_than_once(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM scans WHERE (SELECT count(*) FROM jsonb_array_elements(history) AS h "
+            "WHERE h ->> 'outcome' = 'Complete') > 1"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
 async def _stop(cluster: PostgresCluster) -> None:
     await asyncio.to_thread(cluster.stop, mode="fast")
 
@@ -208,6 +221,7 @@ async def test_every_acknowledged_scan_survives_a_restart_and_finishes(
             assert (await store.get(scan_id=scan_id)).status.is_terminal
         stats = await store.stats()
         assert stats.counts[ScanStatus.ACCEPTED] == stats.counts[ScanStatus.RUNNING] == 0
+        assert await _completed_more_than_once(pg_cluster.url) == 0
 
 
 async def test_store_reports_outage_then_recovers_with_wakeups(pg_cluster: PostgresCluster) -> None:
