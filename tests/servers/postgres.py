@@ -1,8 +1,9 @@
-"""PostgreSQL for tests: a real server, one fresh database per test.
+"""PostgreSQL for tests: a real server, a fresh schema per test.
 
 Where the server comes from, first match wins:
 
-1. ``SCANQ_TEST_POSTGRES_URL`` (CI sets it): a role that may ``CREATE DATABASE``;
+1. ``SCANQ_TEST_POSTGRES_URL`` (CI sets it); with ``CREATEDB`` the session makes
+   its own database, without it the tests share the URL's database;
 2. a server at 127.0.0.1:5432 with trust auth for ``root`` or ``postgres``;
 3. a throwaway cluster started from the installed binaries (``initdb``/``pg_ctl``)
    in a temp dir, as the ``postgres`` user when the tests run as root (the
@@ -233,6 +234,14 @@ def postgres_server() -> Iterator[PostgresServer]:
     database = f"scanq_s_{uuid.uuid4().hex[:16]}"
     try:
         run_async(lambda: _execute(admin_url, f'CREATE DATABASE "{database}"'))
+    except asyncpg.InsufficientPrivilegeError:
+        # A role without CREATEDB: share the URL's own database (tests still get a schema each).
+        database = urlsplit(admin_url).path.lstrip("/") or "postgres"
+        yield PostgresServer(admin_url=admin_url, database=database)
+        if cluster is not None:
+            cluster.remove()
+        return
+    try:
         yield PostgresServer(admin_url=admin_url, database=database)
     finally:
         run_async(lambda: _execute(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
