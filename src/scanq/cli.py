@@ -14,12 +14,11 @@ Commands stay thin: parse, build Settings, configure logging, call one function.
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import fields
-from typing import Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 import click
 from click.core import ParameterSource
@@ -29,6 +28,9 @@ from scanq import client
 from scanq.config import ENV_PREFIX, Settings, parse_value
 from scanq.exceptions import ConfigError, ScanqError
 from scanq.logs import configure_logging
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 _T = TypeVar("_T")
 
@@ -162,21 +164,27 @@ def up(settings: Settings) -> None:
 @with_settings(SERVICE_SETTINGS)
 def ingest(settings: Settings) -> None:
     """Run the ingest service (submit, cancel) on --ingest-port."""
-    _serve(settings, factory="create_ingest_app", port=settings.ingest_port)
+    from scanq.api.app import create_ingest_app
+
+    _serve(create_ingest_app(settings), settings=settings, port=settings.ingest_port)
 
 
 @cli.command()
 @with_settings(SERVICE_SETTINGS)
 def status(settings: Settings) -> None:
     """Run the status service (scans, pages, stats, dashboard) on --status-port."""
-    _serve(settings, factory="create_status_app", port=settings.status_port)
+    from scanq.api.app import create_status_app
+
+    _serve(create_status_app(settings), settings=settings, port=settings.status_port)
 
 
 @cli.command()
 @with_settings(SERVICE_SETTINGS)
 def api(settings: Settings) -> None:
     """Run ingest and status routes in one process on --ingest-port."""
-    _serve(settings, factory="create_api_app", port=settings.ingest_port)
+    from scanq.api.app import create_api_app
+
+    _serve(create_api_app(settings), settings=settings, port=settings.ingest_port)
 
 
 @cli.command()
@@ -254,17 +262,18 @@ def cancel(settings: Settings, *, scan_id: str) -> None:
     run_async(client.cancel(settings, scan_id=scan_id))
 
 
-def _serve(settings: Settings, *, factory: str, port: int) -> None:
-    """Serve one of ``scanq.api.app``'s app factories with uvicorn (uvloop, httptools, no access log)."""
+def _serve(app: Starlette, *, settings: Settings, port: int) -> None:
+    """Serve an app with uvicorn (uvloop, httptools, no access log) until SIGINT/SIGTERM.
+
+    The HTTP stack is imported by the command that needs it, not by the worker or the client commands.
+    """
     import uvicorn
 
     from scanq.supervisor import follow_supervisor
 
     follow_supervisor()
-    # Imported here: the HTTP stack is not needed by the worker or the client commands.
-    create_app = getattr(importlib.import_module("scanq.api.app"), factory)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=port,
         loop="uvloop",

@@ -73,9 +73,11 @@ def wait_until_all_finished(client: httpx.Client, status: str) -> dict[str, Any]
 def children_of(up: ScanqProcess, *, workers: int) -> dict[int, str]:
     """The supervisor's live children (pid → command line), once all of them (ingest, status, workers) run."""
     deadline = time.monotonic() + DEADLINE_S
+    expected = sorted(["ingest", "status"] + ["worker"] * workers)
     while True:
         children = {pid: cmdline(pid) for pid in child_pids(up.pid)}
-        if len(children) == 2 + workers:
+        # A child just forked still shows the supervisor's command line until it execs.
+        if sorted(line.rsplit(" ", 1)[-1] for line in children.values()) == expected:
             return children
         assert time.monotonic() < deadline, children
         time.sleep(0.1)
