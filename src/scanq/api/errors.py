@@ -126,6 +126,10 @@ async def handle_scanq_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ScanNotFound):
         return not_found_response(exc.scan_id)
     status_code, code = classify(exc)
+    if isinstance(exc, StoreUnavailable):
+        # An outage answers every request with 503; one traceback per request would flood the log.
+        logger.warning("%s %s: store unavailable: %s", request.method, request.url.path, exc)
+        return error_response(status_code, code, exc.message)
     if status_code >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
         message = exc.message if isinstance(exc, StoreError) else INTERNAL_ERROR_MESSAGE
