@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scanq.config import Settings
 from scanq.exceptions import IdempotencyConflict, ScanNotFound, UnknownScanner, ValidationError
@@ -20,6 +20,9 @@ from scanq.ids import is_scan_id, new_scan_id
 from scanq.models import Created, NewScan, Page, Scan, ScanStatus
 from scanq.scanners import ScannerRegistry
 from scanq.store.base import MAX_PAGE_SIZE, Store
+
+if TYPE_CHECKING:
+    from scanq.metrics import ScanCounters
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +92,16 @@ class ScanService:
         store: an open store.
         scanners: the plugins that validate targets at submit time.
         settings: defaults (scanner, max_attempts) and limits (max_batch).
+        counters: Prometheus counters of new scans and accepted cancels (None: count nothing).
     """
 
-    def __init__(self, store: Store, scanners: ScannerRegistry, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, scanners: ScannerRegistry, settings: Settings, *, counters: ScanCounters | None = None
+    ) -> None:
         self._store = store
         self._scanners = scanners
         self._settings = settings
+        self._counters = counters
 
     async def submit(self, submission: Submission, *, idempotency_key: str | None = None) -> Created:
         """Validate and store one scan; ``is_new`` is False when ``idempotency_key`` matched an earlier one.
@@ -112,6 +119,8 @@ class ScanService:
                 f"(scan {created.scan.scan_id})",
                 scan_id=created.scan.scan_id,
             )
+        if created.is_new and self._counters is not None:
+            self._counters.record_submitted()
         return created
 
     async def submit_many(self, submissions: Sequence[Submission]) -> list[Scan]:
@@ -132,6 +141,8 @@ class ScanService:
                 # Name the item: in a batch of 1,000 a bare message is no help.
                 raise type(exc)(f"scans[{index}]: {exc.message}") from None
         created = await self._store.create_many(scans=prepared)
+        if self._counters is not None:
+            self._counters.record_submitted(sum(1 for c in created if c.is_new))
         return [c.scan for c in created]
 
     async def cancel(self, scan_id: str) -> Scan:
@@ -142,6 +153,8 @@ class ScanService:
         if not is_scan_id(scan_id):
             raise ScanNotFound(scan_id)
         scan = await self._store.cancel(scan_id=scan_id)
+        if self._counters is not None:
+            self._counters.record_cancelled()
         logger.info("scan %s cancel: now %s", scan_id, scan.status, extra={"action": "scan_cancel", "scan_id": scan_id})
         return scan
 

@@ -85,7 +85,7 @@ def test_dashboard_submits_cancels_and_follows_scans_live_without_reloading(
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(UI_TIMEOUT_MS)
             errors: list[Any] = []
-            page.on("pageerror", errors.append)
+            page.on("pageerror", lambda error: errors.append(error))
             page.goto(f"{status_url}/")
             expect(page.locator("#live")).to_have_attribute("data-state", "live")
             page.evaluate("window.__notReloaded = true")

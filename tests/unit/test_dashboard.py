@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from scanq.api.dashboard import STATIC_DIR, Dashboard, cors_middleware, dashboard_origins, dashboard_routes
+from scanq.api.dashboard import STATIC_DIR, Dashboard, cors_middleware, dashboard_origins, static_mount
 from scanq.config import Settings
 
 ORIGIN = "http://127.0.0.1:10551"
@@ -39,7 +39,8 @@ def test_assets_are_packaged_and_served() -> None:
 
 
 async def test_dashboard_routes_serve_the_page_and_the_assets() -> None:
-    app = Starlette(routes=dashboard_routes(Dashboard(Settings())))
+    dashboard = Dashboard(Settings())
+    app = Starlette(routes=[Route("/dashboard", dashboard.endpoint), static_mount()])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scanq") as client:
         page = await client.get("/dashboard")
         script = await client.get("/static/dashboard.js")

@@ -2,9 +2,11 @@
 
 Each composes explicitly: a store (opened and closed by the lifespan unless
 the caller passes an open one), the scan service over it, the service's
-operations plus ``/healthz``, ``/readyz`` and ``/openapi.json``, and the
-exception handlers of ``errors.py``. No middleware: every request goes
-straight from the router to its handler.
+operations plus ``/healthz``, ``/readyz``, ``/openapi.json`` and ``/metrics``,
+and the exception handlers of ``errors.py``. Each app has its own Prometheus
+registry. Middleware is plain ASGI only: the request-latency histogram on
+every app, and on ingest the CORS policy that lets the dashboard (served by
+status, another origin) submit and cancel.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 from scanq import __version__
+from scanq.api.dashboard import Dashboard, cors_middleware, static_mount
 from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
 from scanq.api.http import encoder
 from scanq.api.ingest import IngestEndpoints
@@ -25,6 +31,7 @@ from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_op
 from scanq.api.schemas import HealthResponse, ReadyResponse
 from scanq.api.status import StatusEndpoints, wants_html
 from scanq.config import Settings
+from scanq.metrics import HttpMetrics, HttpMetricsMiddleware, QueueStats, ScanCounters, make_registry, metrics_endpoint
 from scanq.scanners import ScannerRegistry
 from scanq.scans import ScanService
 from scanq.store import Store, open_store
@@ -111,7 +118,13 @@ def create_ingest_app(
         return IngestEndpoints(scans=service, settings=settings).operations()
 
     return _assemble(
-        "scanq ingest", INGEST_DESCRIPTION, settings=settings, store=store, scanners=scanners, operations=operations
+        "scanq ingest",
+        INGEST_DESCRIPTION,
+        settings=settings,
+        store=store,
+        scanners=scanners,
+        operations=operations,
+        middleware=[cors_middleware(settings)],
     )
 
 
@@ -128,14 +141,22 @@ def create_status_app(
         settings: limits and (when ``store`` is None) the database URL.
         store: an open store to use; None opens ``settings.database_url`` for the app's lifetime.
         scanners: the plugin registry; None builds one from the installed plugins.
-        dashboard: the dashboard hook: answers a browser's ``GET /``; None serves it the JSON list.
+        dashboard: what answers a browser's ``GET /``; None: the built-in dashboard (also at ``/dashboard``).
     """
+    page = Dashboard(settings)
+    browser_root = dashboard or page.endpoint
 
     def operations(service: ScanService) -> list[Operation]:
-        return StatusEndpoints(scans=service, dashboard=dashboard).operations()
+        return [*StatusEndpoints(scans=service, dashboard=browser_root).operations(), page.operation()]
 
     return _assemble(
-        "scanq status", STATUS_DESCRIPTION, settings=settings, store=store, scanners=scanners, operations=operations
+        "scanq status",
+        STATUS_DESCRIPTION,
+        settings=settings,
+        store=store,
+        scanners=scanners,
+        operations=operations,
+        mounts=[static_mount()],
     )
 
 
@@ -157,20 +178,27 @@ def create_api_app(
         settings: limits, defaults and (when ``store`` is None) the database URL.
         store: an open store to use; None opens ``settings.database_url`` for the app's lifetime.
         scanners: the plugin registry; None builds one from the installed plugins.
-        dashboard: the dashboard hook for a browser's ``GET /``.
+        dashboard: what answers a browser's ``GET /``; None: the built-in dashboard (also at ``/dashboard``).
     """
+    page = Dashboard(settings)
+    browser_root = dashboard or page.endpoint
 
     def operations(service: ScanService) -> list[Operation]:
         ingest = IngestEndpoints(scans=service, settings=settings)
         status = StatusEndpoints(scans=service)
-        root = ingest.root_operation()
-        if dashboard is not None:
-            root = _with_dashboard(root, dashboard)
+        root = _with_dashboard(ingest.root_operation(), browser_root)
         # Status's GET /{scan_id} comes last, after every fixed path.
-        return [root, *ingest.operations(with_root=False), *status.operations(with_root=False)]
+        return [root, *ingest.operations(with_root=False), *status.operations(with_root=False), page.operation()]
 
     return _assemble(
-        "scanq api", API_DESCRIPTION, settings=settings, store=store, scanners=scanners, operations=operations
+        "scanq api",
+        API_DESCRIPTION,
+        settings=settings,
+        store=store,
+        scanners=scanners,
+        operations=operations,
+        mounts=[static_mount()],
+        middleware=[cors_middleware(settings)],
     )
 
 
@@ -196,6 +224,21 @@ def _with_dashboard(op: Operation, dashboard: Endpoint) -> Operation:
     )
 
 
+def _metrics_operation(registry: CollectorRegistry, queue: QueueStats) -> Operation:
+    """``GET /metrics``: this process's registry; the queue gauges come from the store at most every few seconds."""
+    return Operation(
+        method="GET",
+        path="/metrics",
+        endpoint=metrics_endpoint(registry, queue=queue),
+        operation_id="metrics",
+        summary="Prometheus metrics of this process",
+        tag=TAG,
+        replies={
+            200: Reply(description="Prometheus text format", schema={"type": "string"}, media_type=CONTENT_TYPE_LATEST)
+        },
+    )
+
+
 def _assemble(
     title: str,
     description: str,
@@ -204,13 +247,17 @@ def _assemble(
     store: Store | None,
     scanners: ScannerRegistry | None,
     operations: Callable[[ScanService], Sequence[Operation]],
+    mounts: Sequence[BaseRoute] = (),
+    middleware: Sequence[Middleware] = (),
 ) -> Starlette:
     is_owned = store is None
     the_store = open_store(settings.database_url) if store is None else store
-    service = ScanService(the_store, scanners or ScannerRegistry(settings), settings)
+    registry = make_registry()
+    service = ScanService(the_store, scanners or ScannerRegistry(settings), settings, counters=ScanCounters(registry))
     health = HealthEndpoints(store=the_store)
+    metrics = _metrics_operation(registry, QueueStats(the_store.stats, registry=registry))
     # Fixed paths before templated ones (stable otherwise), so /healthz never reads as a scan id.
-    ops = sorted([*operations(service), *health.operations()], key=lambda op: "{" in op.path)
+    ops = sorted([*operations(service), *health.operations(), metrics], key=lambda op: "{" in op.path)
     document = build_openapi(title=title, version=__version__, description=description, operations=ops)
     health.document = encoder.encode(document)
 
@@ -223,8 +270,15 @@ def _assemble(
             logger.info("%s: store open", title, extra={"action": "store_open"})
             yield
 
-    app = Starlette(routes=build_routes(ops), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(
+        routes=[*mounts, *build_routes(ops)],
+        # Outermost, so the latency covers CORS answers too.
+        middleware=[Middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry)), *middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
     app.state.store = the_store
+    app.state.metrics = registry
     app.state.scans = service
     app.state.openapi = document
     return app

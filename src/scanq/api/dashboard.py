@@ -21,14 +21,17 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from scanq.api.openapi import Operation, Reply
 from scanq.config import Settings
 
 STATIC_DIR = Path(__file__).with_name("static")
 STATIC_PATH = "/static"
 DASHBOARD_PATH = "/dashboard"
+HTML_MEDIA = "text/html; charset=utf-8"
+TAG = "dashboard"
 INGEST_URL_PLACEHOLDER = "__SCANQ_INGEST_URL__"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 # Browsers cache the preflight answer this long (seconds), so a busy dashboard does not double its requests.
@@ -59,19 +62,28 @@ class Dashboard:
 
     def response(self) -> Response:
         """The page as an HTML response."""
-        return Response(self.body, media_type="text/html; charset=utf-8", headers=self.headers)
+        return Response(self.body, media_type=HTML_MEDIA, headers=self.headers)
 
     async def endpoint(self, request: Request) -> Response:
         """``GET /dashboard``: the page whatever the ``Accept`` header."""
         return self.response()
 
+    def operation(self) -> Operation:
+        """``GET /dashboard`` as a documented operation of the service."""
+        return Operation(
+            method="GET",
+            path=DASHBOARD_PATH,
+            endpoint=self.endpoint,
+            operation_id="dashboard",
+            summary="The live dashboard (a browser asking GET / gets it too)",
+            tag=TAG,
+            replies={200: Reply(description="The dashboard page", schema={"type": "string"}, media_type=HTML_MEDIA)},
+        )
 
-def dashboard_routes(dashboard: Dashboard) -> list[BaseRoute]:
-    """``GET /dashboard`` and the assets under ``/static``; put them before a catch-all ``/{scan_id}`` route."""
-    return [
-        Route(DASHBOARD_PATH, dashboard.endpoint, methods=["GET"], name="dashboard"),
-        Mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static"),
-    ]
+
+def static_mount() -> Mount:
+    """The dashboard's script and stylesheet under ``/static`` (ETag and Last-Modified come with StaticFiles)."""
+    return Mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
 
 
 def dashboard_origins(settings: Settings) -> list[str]:
@@ -114,5 +126,5 @@ __all__ = [
     "Dashboard",
     "cors_middleware",
     "dashboard_origins",
-    "dashboard_routes",
+    "static_mount",
 ]
