@@ -31,10 +31,10 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+from scanq.backoff import backoff_delay
 from scanq.config import ENV_PREFIX, Settings
 from scanq.exceptions import ConfigError
 from scanq.store import open_store
-from scanq.worker import backoff_delay
 
 logger = logging.getLogger(__name__)
 

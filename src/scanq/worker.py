@@ -1,6 +1,6 @@
 """The worker: claims scans in batches, runs them concurrently through scanner plugins, records outcomes.
 
-One asyncio task per running scan, plus four long-lived tasks next to the claim loop:
+One asyncio task per running scan, plus five long-lived tasks next to the claim loop:
 
 - claim loop (``run``): claims as many scans as there are free slots, in one
   call; when the queue is empty it sleeps in ``store.wait_for_work`` (woken by
@@ -46,6 +46,7 @@ from typing import TypeVar
 
 import msgspec
 
+from scanq.backoff import backoff_delay
 from scanq.config import Settings
 from scanq.exceptions import ScannerError, StoreError, StoreUnavailable, TransientScanError, UnknownScanner
 from scanq.metrics import WorkerMetrics, make_registry, serve_metrics
@@ -90,20 +91,6 @@ class _Running:
 def make_worker_id() -> str:
     """``hostname:pid:random``: unique per process, and says where to look when a lease goes stale."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def backoff_delay(failures: int, *, base_s: float, max_s: float, full_jitter: bool = True) -> float:
-    """Exponential backoff: ``base_s * 2**(failures-1)`` capped at ``max_s``, randomised.
-
-    Args:
-        failures: how many times in a row it failed (1 for the first failure).
-        base_s: the first delay's ceiling.
-        max_s: the largest delay.
-        full_jitter: uniform in [0, ceiling] (AWS "full jitter", spreads retries best);
-            else uniform in [ceiling/2, ceiling] (never retries at once, for store outages).
-    """
-    ceiling = min(max_s, base_s * 2.0 ** min(max(failures - 1, 0), 62))
-    return random.uniform(0.0 if full_jitter else ceiling / 2, ceiling)
 
 
 class Worker:

@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from prometheus_client import generate_latest
 
+from scanq.backoff import backoff_delay
 from scanq.config import Settings
 from scanq.metrics import WorkerMetrics, make_registry
 from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus
 from scanq.store.memory import MemoryStore
-from scanq.worker import Worker, backoff_delay, make_worker_id
+from scanq.worker import Worker, make_worker_id
 from tests.prometheus import sample_value
 from tests.scripted import new_scan, scripted_registry
 
