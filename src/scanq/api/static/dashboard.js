@@ -239,7 +239,7 @@
       { "data-scan-id": scan.scan_id, "data-status": scan.status, onclick: () => openDetail(scan.scan_id) },
       el("td", {}, el("code", { text: scan.scan_id, title: scan.scan_id })),
       el("td", {}, badge(scan.status)),
-      el("td", { text: scan.target || "–" }),
+      el("td", { text: scan.target || "–", title: scan.target || "" }),
       el("td", { text: scan.scanner }),
       el("td", { text: `${scan.attempt}/${scan.max_attempts}` }),
       el("td", { text: ago(scan.created_at), title: scan.created_at }),
