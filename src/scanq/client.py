@@ -19,6 +19,7 @@ import click
 import httpx
 
 from scanq.config import Settings
+from scanq.scanners.findings import format_findings_table
 
 REQUEST_TIMEOUT_S = 10.0
 WAIT_POLL_S = 0.25
@@ -26,6 +27,8 @@ WAIT_POLL_S = 0.25
 WAIT_WINDOW = 200
 WAIT_PARALLEL_REQUESTS = 16
 CLIENT_MAX_BATCH = 1000
+# Up to this many submitted scans, --wait prints each one's outcome (findings table or error).
+DETAIL_MAX_SCANS = 10
 TERMINAL = frozenset({"Complete", "Error", "Cancelled"})
 LIST_COLUMNS = ("scan_id", "status", "scanner", "target", "attempt", "created_at")
 
@@ -68,25 +71,40 @@ async def submit(
             click.echo(scan_id)
         if wait:
             finished = await _wait_for(client, settings, ids)
-            click.echo(_table(["status", "scans"], sorted(Counter(finished.values()).items())), err=True)
+            if len(ids) <= DETAIL_MAX_SCANS:
+                for scan_id in ids:
+                    click.echo(_describe_outcome(finished[scan_id]))
+            statuses = Counter(str(scan["status"]) for scan in finished.values())
+            click.echo(_table(["status", "scans"], sorted(statuses.items())), err=True)
 
 
-async def _wait_for(client: httpx.AsyncClient, settings: Settings, ids: Sequence[str]) -> dict[str, str]:
-    """Poll the status service until every id is terminal; return id → final status."""
+def _describe_outcome(scan: Mapping[str, Any]) -> str:
+    """One finished scan for a terminal: its status, then its findings table or its error."""
+    head = f"\nscan {scan['scan_id']}: {scan['status']}"
+    if scan.get("error"):
+        return f"{head}\nerror: {scan['error']}"
+    result = scan.get("result")
+    if isinstance(result, Mapping) and "findings" in result:
+        return f"{head}\n{format_findings_table(result)}"
+    return head
+
+
+async def _wait_for(client: httpx.AsyncClient, settings: Settings, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Poll the status service until every id is terminal; return id → the finished scan."""
     pending = list(ids)
-    finished: dict[str, str] = {}
+    finished: dict[str, dict[str, Any]] = {}
     limiter = asyncio.Semaphore(WAIT_PARALLEL_REQUESTS)
 
-    async def status_of(scan_id: str) -> str:
+    async def status_of(scan_id: str) -> dict[str, Any]:
         async with limiter:
-            scan = _expect(await _call(client, "GET", f"{settings.status_url}/scans/{scan_id}"))
-            return str(scan["status"])
+            scan: dict[str, Any] = _expect(await _call(client, "GET", f"{settings.status_url}/scans/{scan_id}"))
+            return scan
 
     with click.progressbar(length=len(ids), label="scans finished", file=sys.stderr) as bar:
         while pending:
             window = pending[:WAIT_WINDOW]
-            statuses = await asyncio.gather(*(status_of(scan_id) for scan_id in window))
-            done = {scan_id: status for scan_id, status in zip(window, statuses, strict=True) if status in TERMINAL}
+            scans = await asyncio.gather(*(status_of(scan_id) for scan_id in window))
+            done = {scan["scan_id"]: scan for scan in scans if scan["status"] in TERMINAL}
             finished.update(done)
             pending = [scan_id for scan_id in pending if scan_id not in done]
             bar.update(len(done))
