@@ -28,6 +28,7 @@ from scanq import client
 from scanq.config import ENV_PREFIX, Settings, parse_value
 from scanq.exceptions import ConfigError, ScanqError
 from scanq.logs import configure_logging
+from scanq.watch import DEFAULT_WATCH_S, watch
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -248,10 +249,23 @@ def list_command(settings: Settings, *, scan_status: str | None, limit: int, cur
 
 
 @cli.command()
+@click.option(
+    "--watch",
+    "watch_s",
+    type=click.FloatRange(min=0.1),
+    is_flag=False,
+    flag_value=DEFAULT_WATCH_S,
+    default=None,
+    metavar="[SECONDS]",
+    help=f"Refresh in place every SECONDS (default {DEFAULT_WATCH_S:g}) until Ctrl-C.",
+)
 @with_settings(CLIENT)
-def stats(settings: Settings) -> None:
-    """Print the number of scans in each status."""
-    run_async(client.stats(settings))
+def stats(settings: Settings, *, watch_s: float | None) -> None:
+    """Print the number of scans in each status (--watch: keep refreshing)."""
+    if watch_s is None:
+        run_async(client.stats(settings))
+        return
+    run_async(watch(lambda: client.stats(settings), interval_s=watch_s, title=f"scanq stats {settings.status_url}"))
 
 
 @cli.command()

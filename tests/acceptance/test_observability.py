@@ -9,6 +9,7 @@ lines carry their scan ID, worker and attempt.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 
@@ -100,3 +101,21 @@ def test_up_serves_each_workers_metrics_and_json_logs_carry_scan_ids(tmp_path, s
         [entry] = [e for e in entries if e.get("scan_id") == scan_id and e.get("logger") == "scanq.worker"]
         assert entry["level"] == "WARNING" and entry["attempt"] == 1
         assert entry["process"].startswith("worker-") and entry["worker"]
+
+
+def test_stats_watch_refreshes_until_ctrl_c(tmp_path, spawn: Spawn) -> None:
+    status_port = free_port()
+    status_url = f"http://127.0.0.1:{status_port}"
+    env = {"SCANQ_DATABASE_URL": f"sqlite:///{tmp_path / 'scanq.db'}", "SCANQ_STATUS_PORT": str(status_port)}
+    wait_http_ready(f"{status_url}/readyz", process=spawn("status", env=env))
+
+    watching = spawn("stats", "--watch", "0.2", "--status-url", status_url)
+    deadline = time.monotonic() + DEADLINE_S
+    while watching.output().count("scanq stats ") < 3:
+        assert watching.popen.poll() is None and time.monotonic() < deadline, watching.output()
+        time.sleep(0.05)
+    watching.signal(signal.SIGINT)
+    assert watching.wait(5) == 0, watching.output()
+    frames = [frame for frame in watching.output().split("\n\n") if frame.strip()]
+    assert len(frames) >= 3
+    assert all("Accepted" in frame and "Complete" in frame for frame in frames[:3])
