@@ -12,7 +12,7 @@ status, another origin) submit and cancel.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute
 from scanq import __version__
 from scanq.api.dashboard import Dashboard, cors_middleware, static_mount
 from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
+from scanq.api.hotpath import HotPathMiddleware
 from scanq.api.http import encoder
 from scanq.api.ingest import IngestEndpoints
 from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes
@@ -42,6 +43,9 @@ TAG = "health"
 INGEST_DESCRIPTION = "Queue scans (default port 10550). Scans are stored durably before the answer."
 STATUS_DESCRIPTION = "Read scans (default port 10551): one by id, pages, counts by status."
 API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest); GET /scans lists them."
+
+# Served by HotPathMiddleware, past routing: the submissions, where requests per second matter most.
+HOT_INGEST_ROUTES = frozenset({("POST", "/scans"), ("POST", "/scans/batch")})
 
 _HEALTHY = encoder.encode(HealthResponse())
 _READY = encoder.encode(ReadyResponse())
@@ -125,6 +129,7 @@ def create_ingest_app(
         scanners=scanners,
         operations=operations,
         middleware=[cors_middleware(settings)],
+        hot_routes=HOT_INGEST_ROUTES,
     )
 
 
@@ -199,6 +204,7 @@ def create_api_app(
         operations=operations,
         mounts=[static_mount()],
         middleware=[cors_middleware(settings)],
+        hot_routes=HOT_INGEST_ROUTES,
     )
 
 
@@ -249,6 +255,7 @@ def _assemble(
     operations: Callable[[ScanService], Sequence[Operation]],
     mounts: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
+    hot_routes: Collection[tuple[str, str]] = (),
 ) -> Starlette:
     is_owned = store is None
     the_store = open_store(settings.database_url) if store is None else store
@@ -270,10 +277,16 @@ def _assemble(
             logger.info("%s: store open", title, extra={"action": "store_open"})
             yield
 
+    routes = build_routes(ops)
+    hot = [route for route in routes if any((method, route.path) in hot_routes for method in route.methods or ())]
     app = Starlette(
-        routes=[*mounts, *build_routes(ops)],
-        # Outermost, so the latency covers CORS answers too.
-        middleware=[Middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry)), *middleware],
+        routes=[*mounts, *routes],
+        # Metrics outermost, so the latency covers CORS answers too; the hot path skips routing and CORS.
+        middleware=[
+            Middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry)),
+            Middleware(HotPathMiddleware, routes=hot, handlers=EXCEPTION_HANDLERS),
+            *middleware,
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
