@@ -16,7 +16,8 @@ from scanq.config import Settings
 from scanq.models import Outcome, ScanStatus
 from scanq.scanners import ScannerRegistry
 from scanq.store import open_store
-from scanq.store.mongo import LEGACY_OWNER, split_url
+from scanq.store.mongo import split_url
+from scanq.store.mongo_documents import LEGACY_OWNER
 from scanq.worker import Worker
 
 Document = dict[str, Any]

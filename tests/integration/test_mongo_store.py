@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -187,9 +189,16 @@ async def test_fencing_rejects_a_stale_attempt(mongo_database_url: str, raw: Asy
 async def test_unreachable_server_is_reported_quickly() -> None:
     store = MongoStore(f"mongodb://127.0.0.1:{free_port()}/scanq?serverSelectionTimeoutMS=300")
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable):
-        await store.open()
-    assert time.monotonic() - started < 3.0
+    with warnings.catch_warnings():
+        # PyMongo's async client sometimes drops the socket of a refused connection without closing it
+        # (upstream PYTHON-5867); collect it here so its ResourceWarning does not land in a later test.
+        warnings.simplefilter("ignore", ResourceWarning)
+        with pytest.raises(StoreUnavailable):
+            await store.open()
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(0.1)
+        gc.collect()
+    assert elapsed < 3.0
 
 
 async def test_reads_fill_in_what_a_partial_document_lacks(

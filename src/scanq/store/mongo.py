@@ -1,10 +1,7 @@
 """MongoDB backend: one document per scan, atomic claims with ``find_one_and_update``, change-stream wake-ups.
 
-Documents: ``_id`` is the scan id string; the other fields are named as in the
-scan record (DESIGN.md), datetimes are BSON dates (UTC, millisecond precision:
-every time this store writes is truncated to the millisecond first, so what
-``create`` answers equals what ``get`` reads back). An idempotency key is only
-stored when given, so the unique index on it can be partial.
+Documents (``mongo_documents``): ``_id`` is the scan id string, the other fields are
+named as in the scan record (DESIGN.md), datetimes are BSON dates (UTC, milliseconds).
 
 Durability: every write uses ``w="majority", j=True`` and retryable writes.
 Concurrent ``create`` calls are group-committed into one unordered
@@ -19,10 +16,11 @@ two workers unable to take the same scan (the original system's find-then-update
 Documents written by the original system (``{_id, status}`` only) are *adopted*:
 on open and on every reaper pass one ``update_many`` fills in the missing fields
 (priority 0, attempt 0, scanner ``mock``, ``created_at``/``available_at`` = the
-time scanq first saw the document). Until then reads fill in the same defaults.
-A legacy ``Running`` document gets a lease owned by ``legacy`` that expires
-``LEGACY_LEASE_S`` after adoption, so the reaper requeues it unless the original
-processor finishes it first.
+time scanq first saw the document). Until then reads fill in the same defaults,
+except that an unknown ``created_at`` reads as ``updated_at`` or else the Unix epoch.
+A legacy ``Running`` document gets a lease owned by ``legacy`` that expires five
+minutes after adoption, so the reaper requeues it unless the original processor
+finishes it first.
 
 Wake-up: on a replica set or sharded cluster a change stream on inserts (and updates
 that make a scan Accepted or move its ``available_at``) wakes idle workers; it resumes
@@ -41,13 +39,12 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, ReturnDocument, WriteConcern
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, OperationFailure, PyMongoError
 
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable, ValidationError
 from scanq.models import (
-    Attempt,
     Created,
     Finish,
     HeartbeatResult,
@@ -60,10 +57,26 @@ from scanq.models import (
     Stats,
 )
 from scanq.store.base import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from scanq.store.mongo_documents import (
+    CLAIM_SORT,
+    EPOCH,
+    INDEXES,
+    LEGACY_MAX_ATTEMPTS,
+    WATCH_PIPELINE,
+    Document,
+    as_utc,
+    claim_update,
+    close_attempt_update,
+    held_filter,
+    holds,
+    is_key_conflict,
+    legacy_adoption,
+    new_document,
+    scan_from_document,
+    to_bson_time,
+)
 
 logger = logging.getLogger(__name__)
-
-Document = dict[str, Any]
 
 DEFAULT_DATABASE = "scanq"
 DEFAULT_COLLECTION = "scans"
@@ -80,45 +93,10 @@ WATCH_RETRY_MAX_S = 5.0
 # plus half a round trip of error), so a smaller difference is noise: the local clock is used.
 CLOCK_SKEW_IGNORED_S = 0.5
 LEASE_EXPIRED_ERROR = "lease expired"
-LEGACY_OWNER = "legacy"
-LEGACY_LEASE_S = 300.0
-# Defaults for fields a document of the original system lacks (NewScan's defaults).
-LEGACY_SCANNER = "mock"
-LEGACY_MAX_ATTEMPTS = 3
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DUPLICATE_KEY = 11000
 # Resuming a change stream from a token the server no longer has: start a fresh stream instead.
 CHANGE_STREAM_HISTORY_LOST = 286
 INVALID_RESUME_TOKEN = 260
-
-# ESR order (equality, sort, range): status, then the claim sort (priority desc, _id asc), then the
-# available_at range, so the claim walks the index in claim order and stops at the first match.
-CLAIM_INDEX = IndexModel(
-    [("status", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING), ("available_at", ASCENDING)], name="claim"
-)
-LIST_INDEX = IndexModel([("status", ASCENDING), ("_id", DESCENDING)], name="list_by_status")
-OLDEST_INDEX = IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="oldest_by_status")
-IDEMPOTENCY_INDEX = IndexModel(
-    [("idempotency_key", ASCENDING)],
-    name="idempotency_key",
-    unique=True,
-    partialFilterExpression={"idempotency_key": {"$type": "string"}},
-)
-INDEXES = [CLAIM_INDEX, LIST_INDEX, OLDEST_INDEX, IDEMPOTENCY_INDEX]
-CLAIM_SORT = [("priority", DESCENDING), ("_id", ASCENDING)]
-
-# Change events that may mean new claimable work.
-WATCH_PIPELINE: list[Document] = [
-    {
-        "$match": {
-            "$or": [
-                {"operationType": {"$in": ["insert", "replace"]}},
-                {"operationType": "update", "updateDescription.updatedFields.status": ScanStatus.ACCEPTED.value},
-                {"operationType": "update", "updateDescription.updatedFields.available_at": {"$exists": True}},
-            ]
-        }
-    }
-]
 
 
 @contextlib.contextmanager
@@ -139,15 +117,6 @@ def split_url(url: str) -> tuple[str, str | None]:
     collection = next((value for key, value in query if key.lower() == COLLECTION_OPTION), None)
     kept = [(key, value) for key, value in query if key.lower() != COLLECTION_OPTION]
     return urlunsplit(parts._replace(query=urlencode(kept))), collection or None
-
-
-def _ms(moment: datetime) -> datetime:
-    """Truncate to what a BSON date holds, so a written time reads back equal."""
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
-
-
-def _utc(value: Any) -> datetime | None:
-    return value.astimezone(UTC) if isinstance(value, datetime) else None
 
 
 class MongoStore:
@@ -243,7 +212,7 @@ class MongoStore:
         hello = await self._client.admin.command("hello")
         round_trip_s = loop.time() - sent
         self.has_change_streams = "setName" in hello or hello.get("msg") == "isdbgrid"
-        server_time = _utc(hello.get("localTime"))
+        server_time = as_utc(hello.get("localTime"))
         if server_time is not None:
             offset = server_time - (datetime.now(UTC) - timedelta(seconds=round_trip_s / 2))
             if abs(offset.total_seconds()) > CLOCK_SKEW_IGNORED_S:
@@ -271,7 +240,7 @@ class MongoStore:
 
     def _now(self) -> datetime:
         """The server's clock as far as it can be known (see ``CLOCK_SKEW_IGNORED_S``), to the millisecond."""
-        return _ms(datetime.now(UTC) + self._clock_offset)
+        return to_bson_time(datetime.now(UTC) + self._clock_offset)
 
     # -- creating -----------------------------------------------------------------------------------
 
@@ -306,7 +275,7 @@ class MongoStore:
     async def _insert_unordered(self, scans: Sequence[NewScan]) -> list[Created | Exception]:
         """One ``insert_many(ordered=False)``; a duplicate key answers with the stored scan or a ValidationError."""
         now = self._now()
-        docs = [_new_document(new, now) for new in scans]
+        docs = [new_document(new, now) for new in scans]
         failed: dict[int, Document] = {}
         with wrap_errors():
             try:
@@ -318,17 +287,17 @@ class MongoStore:
             lost_keys = [
                 new.idempotency_key
                 for index, new in enumerate(scans)
-                if index in failed and new.idempotency_key is not None and _is_key_conflict(failed[index])
+                if index in failed and new.idempotency_key is not None and is_key_conflict(failed[index])
             ]
             existing = await self._find_by_keys(lost_keys)
         answers: list[Created | Exception] = []
         for index, (new, doc) in enumerate(zip(scans, docs, strict=True)):
             error = failed.get(index)
             if error is None:
-                answers.append(Created(scan=_scan_from_document(doc), is_new=True))
+                answers.append(Created(scan=scan_from_document(doc), is_new=True))
             elif error.get("code") == DUPLICATE_KEY and new.idempotency_key in existing:
                 answers.append(Created(scan=existing[new.idempotency_key], is_new=False))
-            elif error.get("code") == DUPLICATE_KEY and not _is_key_conflict(error):
+            elif error.get("code") == DUPLICATE_KEY and not is_key_conflict(error):
                 answers.append(ValidationError(f"duplicate scan id {new.scan_id}"))
             else:
                 answers.append(StoreError(f"MongoDB insert failed: {error.get('errmsg', error)}"))
@@ -365,9 +334,9 @@ class MongoStore:
             if new.scan_id in seen_ids:
                 raise ValidationError(f"duplicate scan id {new.scan_id}")
             seen_ids.add(new.scan_id)
-            doc = _new_document(new, now)
+            doc = new_document(new, now)
             docs.append(doc)
-            scan = _scan_from_document(doc)
+            scan = scan_from_document(doc)
             if key is not None:
                 batch_keys[key] = scan
             answers.append(Created(scan=scan, is_new=True))
@@ -379,11 +348,11 @@ class MongoStore:
             errors = exc.details.get("writeErrors", [])
             if not errors or errors[0].get("code") != DUPLICATE_KEY:
                 raise
-            if _is_key_conflict(errors[0]):
+            if is_key_conflict(errors[0]):
                 return None
             raise ValidationError(f"duplicate scan id {docs[errors[0]['index']]['_id']}") from None
         except DuplicateKeyError as exc:
-            if _is_key_conflict(exc.details or {}):
+            if is_key_conflict(exc.details or {}):
                 return None
             raise ValidationError("duplicate scan id") from None
         return answers
@@ -417,7 +386,7 @@ class MongoStore:
         if not keys:
             return {}
         cursor = self.collection.find({"idempotency_key": {"$in": list(set(keys))}})
-        return {doc["idempotency_key"]: _scan_from_document(doc) async for doc in cursor}
+        return {doc["idempotency_key"]: scan_from_document(doc) async for doc in cursor}
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -426,7 +395,7 @@ class MongoStore:
             doc = await self.collection.find_one({"_id": scan_id})
         if doc is None:
             raise ScanNotFound(scan_id)
-        return _scan_from_document(doc)
+        return scan_from_document(doc)
 
     async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
         limit = max(1, min(limit, MAX_PAGE_SIZE))
@@ -437,7 +406,7 @@ class MongoStore:
             query["_id"] = {"$lt": decode_cursor(cursor)}
         with wrap_errors():
             docs = await self.collection.find(query).sort("_id", DESCENDING).limit(limit + 1).to_list()
-        scans = [_scan_from_document(doc) for doc in docs[:limit]]
+        scans = [scan_from_document(doc) for doc in docs[:limit]]
         has_more = len(docs) > limit
         return Page(scans=scans, next_cursor=encode_cursor(scans[-1].scan_id) if has_more else None)
 
@@ -457,7 +426,7 @@ class MongoStore:
                 projection={"created_at": True},
                 sort=[("created_at", ASCENDING)],
             )
-        oldest_at = _utc(oldest.get("created_at")) if oldest is not None else None
+        oldest_at = as_utc(oldest.get("created_at")) if oldest is not None else None
         if oldest is not None and oldest_at is None:
             oldest_at = EPOCH
         return Stats(counts=dict(zip(ScanStatus, counts, strict=True)), oldest_accepted_at=oldest_at)
@@ -473,13 +442,13 @@ class MongoStore:
                 now = self._now()
                 doc = await collection.find_one_and_update(
                     {"status": ScanStatus.ACCEPTED.value, "available_at": {"$lte": now}},
-                    _claim_update(worker_id=worker_id, now=now, lease_s=lease_s),
+                    claim_update(worker_id=worker_id, now=now, lease_s=lease_s),
                     sort=CLAIM_SORT,
                     return_document=ReturnDocument.AFTER,
                 )
                 if doc is None:
                     break
-                claimed.append(_scan_from_document(doc))
+                claimed.append(scan_from_document(doc))
         return claimed
 
     async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
@@ -487,12 +456,12 @@ class MongoStore:
             return HeartbeatResult()
         now = self._now()
         ids = [lease.scan_id for lease in leases]
-        held = [_held_filter(lease) for lease in leases]
+        held = [held_filter(lease) for lease in leases]
         collection = self.collection
         with wrap_errors():
             await collection.update_many(
                 {"_id": {"$in": ids}, "$or": held},
-                {"$set": {"lease_expires_at": _ms(now + timedelta(seconds=lease_s)), "updated_at": now}},
+                {"$set": {"lease_expires_at": to_bson_time(now + timedelta(seconds=lease_s)), "updated_at": now}},
             )
             projection = {"status": True, "lease_owner": True, "attempt": True, "cancel_requested": True}
             docs = {doc["_id"]: doc async for doc in collection.find({"_id": {"$in": ids}}, projection=projection)}
@@ -500,7 +469,7 @@ class MongoStore:
         cancels: set[str] = set()
         for lease in leases:
             doc = docs.get(lease.scan_id)
-            if doc is None or not _holds(doc, lease):
+            if doc is None or not holds(doc, lease):
                 lost.add(lease.scan_id)
             elif doc.get("cancel_requested"):
                 cancels.add(lease.scan_id)
@@ -518,7 +487,7 @@ class MongoStore:
     async def _finish_one(self, fin: Finish, *, now: datetime) -> bool:
         changes: Document = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
         if fin.outcome == Outcome.RETRY:
-            changes |= {"status": ScanStatus.ACCEPTED.value, "available_at": _ms(fin.retry_at or now)}
+            changes |= {"status": ScanStatus.ACCEPTED.value, "available_at": to_bson_time(fin.retry_at or now)}
             changes["error"] = fin.error
         else:
             status = {
@@ -563,20 +532,13 @@ class MongoStore:
         extra_filter: Document | None = None,
     ) -> bool:
         """Apply ``changes`` if ``lease`` still holds the scan, closing its open history entry; True if it did."""
-        # ``outcome`` goes last: SecantusDB re-checks the array filter after each path it sets
-        # (mongod checks it once, against the document before the update).
-        entry = {
-            "history.$[open].finished_at": at,
-            "history.$[open].error": error,
-            "history.$[open].outcome": outcome.value,
-        }
-        update: Document = {"$set": {**changes, **entry}}
-        if inc_attempt:
-            update["$inc"] = {"attempt": inc_attempt}
+        update, array_filters = close_attempt_update(
+            changes, attempt=lease.attempt, outcome=outcome, at=at, error=error, inc_attempt=inc_attempt
+        )
         result = await self.collection.update_one(
-            {**_held_filter(lease), **(extra_filter or {})},
+            {**held_filter(lease), **(extra_filter or {})},
             update,
-            array_filters=[{"open.attempt": lease.attempt, "open.outcome": None}],
+            array_filters=array_filters,
         )
         return result.modified_count == 1
 
@@ -633,7 +595,7 @@ class MongoStore:
                         return_document=ReturnDocument.AFTER,
                     )
             if doc is not None:
-                return _scan_from_document(doc)
+                return scan_from_document(doc)
             scan = await self.get(scan_id=scan_id)
             if scan.status.is_terminal:
                 raise ScanFinished(scan_id, scan.status)
@@ -701,159 +663,11 @@ class MongoStore:
         self._work.set()
         await asyncio.sleep(delay)
 
-    # -- documents of the original system ----------------------------------------------------------
-
     async def _adopt_legacy(self) -> int:
-        """Fill in scanq's fields on documents that lack them (see the module docstring).
-
-        ``priority: null`` also matches a missing field; with the status equality it is a
-        tight range of the claim index, so the check costs almost nothing when there is
-        nothing to adopt.
-        """
-        now = self._now()
-        statuses = [status.value for status in ScanStatus]
-        is_running = {"$eq": ["$status", ScanStatus.RUNNING.value]}
-        defaults: Document = {
-            "scanner": LEGACY_SCANNER,
-            "options": {"$literal": {}},
-            "priority": 0,
-            "attempt": {"$cond": [is_running, 1, 0]},
-            "max_attempts": LEGACY_MAX_ATTEMPTS,
-            "created_at": now,
-            "updated_at": now,
-            "available_at": now,
-            "cancel_requested": False,
-            "history": {"$literal": []},
-            "lease_owner": {"$cond": [is_running, LEGACY_OWNER, None]},
-            "lease_expires_at": {"$cond": [is_running, _ms(now + timedelta(seconds=LEGACY_LEASE_S)), None]},
-        }
-        fill = {field: {"$ifNull": [f"${field}", value]} for field, value in defaults.items()}
-        result = await self.collection.update_many({"status": {"$in": statuses}, "priority": None}, [{"$set": fill}])
+        """Fill in scanq's fields on documents of the original system (see ``legacy_adoption``)."""
+        query, update = legacy_adoption(self._now())
+        result = await self.collection.update_many(query, update)
         return result.modified_count
-
-
-def _is_key_conflict(error: Mapping[str, Any]) -> bool:
-    """True when a duplicate-key error is about the idempotency key (not ``_id``)."""
-    key_value = error.get("keyValue") or error.get("keyPattern")
-    if isinstance(key_value, Mapping):
-        return "idempotency_key" in key_value
-    return "idempotency_key" in str(error.get("errmsg", ""))
-
-
-def _held_filter(lease: Lease) -> Document:
-    """The fencing filter: the scan is Running under this owner and attempt."""
-    return {
-        "_id": lease.scan_id,
-        "status": ScanStatus.RUNNING.value,
-        "lease_owner": lease.worker_id,
-        "attempt": lease.attempt,
-    }
-
-
-def _holds(doc: Mapping[str, Any], lease: Lease) -> bool:
-    return (
-        doc.get("status") == ScanStatus.RUNNING.value
-        and doc.get("lease_owner") == lease.worker_id
-        and doc.get("attempt") == lease.attempt
-    )
-
-
-def _claim_update(*, worker_id: str, now: datetime, lease_s: float) -> list[Document]:
-    """A pipeline update, so the new history entry can carry the incremented attempt number."""
-    attempt = {"$add": [{"$ifNull": ["$attempt", 0]}, 1]}
-    entry = {
-        "attempt": attempt,
-        "worker": {"$literal": worker_id},
-        "started_at": now,
-        "finished_at": None,
-        "outcome": None,
-        "error": None,
-    }
-    return [
-        {
-            "$set": {
-                "status": ScanStatus.RUNNING.value,
-                "attempt": attempt,
-                "lease_owner": {"$literal": worker_id},
-                "lease_expires_at": _ms(now + timedelta(seconds=lease_s)),
-                "started_at": now,
-                "updated_at": now,
-                "history": {"$concatArrays": [{"$ifNull": ["$history", []]}, [entry]]},
-            }
-        }
-    ]
-
-
-def _new_document(new: NewScan, now: datetime) -> Document:
-    created_at = _ms(new.created_at)
-    doc: Document = {
-        "_id": new.scan_id,
-        "status": ScanStatus.ACCEPTED.value,
-        "target": new.target,
-        "scanner": new.scanner,
-        "options": dict(new.options),
-        "priority": new.priority,
-        "attempt": 0,
-        "max_attempts": new.max_attempts,
-        "created_at": created_at,
-        "updated_at": now,
-        "available_at": _ms(new.available_at) if new.available_at is not None else created_at,
-        "started_at": None,
-        "finished_at": None,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "error": None,
-        "result": None,
-        "cancel_requested": False,
-        "history": [],
-    }
-    if new.idempotency_key is not None:
-        # Absent rather than null: the unique index is partial on string keys.
-        doc["idempotency_key"] = new.idempotency_key
-    return doc
-
-
-def _scan_from_document(doc: Mapping[str, Any]) -> Scan:
-    """Build a Scan; fields a document of the original system lacks get the adoption defaults."""
-    try:
-        status = ScanStatus(str(doc.get("status")))
-    except ValueError:
-        raise StoreError(f"scan {doc.get('_id')} has an unknown status {doc.get('status')!r}") from None
-    created_at = _utc(doc.get("created_at")) or _utc(doc.get("updated_at")) or EPOCH
-    return Scan(
-        scan_id=str(doc["_id"]),
-        status=status,
-        target=doc.get("target"),
-        scanner=doc.get("scanner") or LEGACY_SCANNER,
-        options=doc.get("options") or {},
-        priority=doc.get("priority") or 0,
-        attempt=doc.get("attempt") or 0,
-        max_attempts=doc.get("max_attempts") or LEGACY_MAX_ATTEMPTS,
-        created_at=created_at,
-        updated_at=_utc(doc.get("updated_at")) or created_at,
-        available_at=_utc(doc.get("available_at")) or created_at,
-        started_at=_utc(doc.get("started_at")),
-        finished_at=_utc(doc.get("finished_at")),
-        lease_owner=doc.get("lease_owner"),
-        lease_expires_at=_utc(doc.get("lease_expires_at")),
-        error=doc.get("error"),
-        result=doc.get("result"),
-        idempotency_key=doc.get("idempotency_key"),
-        cancel_requested=bool(doc.get("cancel_requested")),
-        history=tuple(_attempt_from_entry(entry) for entry in doc.get("history") or ()),
-    )
-
-
-def _attempt_from_entry(entry: Mapping[str, Any]) -> Attempt:
-    outcome = entry.get("outcome")
-    return Attempt(
-        attempt=entry.get("attempt") or 0,
-        worker=entry.get("worker") or "",
-        started_at=_utc(entry.get("started_at")) or EPOCH,
-        finished_at=_utc(entry.get("finished_at")),
-        outcome=Outcome(outcome) if outcome is not None else None,
-        error=entry.get("error"),
-    )
 
 
 __all__ = ["MongoStore", "split_url", "wrap_errors"]
