@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.databases import backend_of
 from scanq.ids import new_scan_id
 from scanq.models import Finish, Lease, NewScan, Outcome
 from scanq.store import Store
@@ -103,3 +104,22 @@ async def mix_statuses(store: Store, *, count: int, mix: Mapping[str, float] = S
         if finishes:
             await store.finish(finishes=finishes)
     return done
+
+
+async def settle(url: str) -> str | None:
+    """Let the database catch up after a bulk load, as it would on its own shortly; say what was done.
+
+    PostgreSQL: ``VACUUM (ANALYZE)`` the scans table (what autovacuum does soon after a million
+    updates: until then every index walk steps over the dead versions the load left behind).
+    SQLite and MongoDB have no such debt: nothing to do.
+    """
+    if backend_of(url) != "postgres":
+        return None
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("VACUUM (ANALYZE) scans")
+    finally:
+        await conn.close()
+    return "VACUUM (ANALYZE) scans"
