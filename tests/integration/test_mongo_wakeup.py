@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,8 @@ from scanq.store import open_store
 from scanq.store.mongo import MongoStore
 from scanq.worker import Worker
 from tests.scripted import new_scan, scripted_registry
+from tests.servers.availability import backend_unavailable
+from tests.servers.mongo import free_port, run_secantus
 
 LONG_POLL_S = 30.0
 WOKEN_WITHIN_S = 2.0
@@ -97,3 +101,34 @@ async def test_standalone_server_falls_back_to_polling(standalone_mongo_url: str
     finally:
         await waiter.aclose()
         await submitter.aclose()
+
+
+async def test_change_stream_comes_back_after_the_server_restarts(tmp_path: Path) -> None:
+    if importlib.util.find_spec("secantus") is None:
+        backend_unavailable("SecantusDB is not installed (pip install secantusdb)")
+    port = free_port()
+    url = f"mongodb://127.0.0.1:{port}/scanq?collection=scans"
+    with run_secantus(tmp_path, port=port):
+        waiter = await open_mongo(url, poll_interval_s=LONG_POLL_S)
+        await waiter.wait_for_work(timeout_s=DEADLINE_S)  # the stream is open
+    try:
+        await asyncio.sleep(0.5)  # the stream fails while the server is down
+        with run_secantus(tmp_path, port=port):
+            # Wake-ups caused by the failure and the reconnection: wait until the stream is quiet again.
+            async with asyncio.timeout(DEADLINE_S):
+                while True:
+                    started = asyncio.get_running_loop().time()
+                    await waiter.wait_for_work(timeout_s=1.0)
+                    if asyncio.get_running_loop().time() - started >= 0.9:
+                        break
+            waiting = asyncio.create_task(waiter.wait_for_work(timeout_s=LONG_POLL_S))
+            await asyncio.sleep(0.2)
+            submitter = await open_mongo(url)
+            try:
+                await submitter.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)))
+            finally:
+                await submitter.aclose()
+            await asyncio.wait_for(waiting, WOKEN_WITHIN_S)
+            await waiter.aclose()
+    finally:
+        await waiter.aclose()

@@ -82,15 +82,16 @@ def secantus_version() -> str:
 
 
 @contextlib.contextmanager
-def run_secantus(directory: Path, *, standalone: bool = False) -> Iterator[MongoServer]:
+def run_secantus(directory: Path, *, standalone: bool = False, port: int | None = None) -> Iterator[MongoServer]:
     """Start SecantusDB on a free port with its data in ``directory``; stop it on exit.
 
     Args:
         directory: an empty directory for the data files, the (empty) config file and the log.
         standalone: advertise a standalone server (no change streams, no transactions) instead
             of a one-node replica set.
+        port: the port to listen on (a restart reuses it); default a free one.
     """
-    port = free_port()
+    port = port or free_port()
     config = directory / "secantusd.toml"
     config.write_text("")  # an explicit (empty) config turns off the search of ~/.secantus and /etc
     command = [
