@@ -56,6 +56,25 @@ from scanq.models import (
     Stats,
 )
 from scanq.store.base import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from scanq.store.sqlite_queries import (
+    CANCEL,
+    CLAIM,
+    CLAIMABLE_EXISTS,
+    COUNTS,
+    FINISH,
+    HEARTBEAT,
+    INSERT_SCAN,
+    LIST_ALL,
+    LIST_BY_STATUS,
+    MIGRATIONS,
+    OLDEST_ACCEPTED,
+    RELEASE,
+    REQUEUE_EXPIRED,
+    SCHEMA_VERSION,
+    SELECT_BY_KEY,
+    SELECT_SCAN,
+    SELECT_STATUS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,165 +95,6 @@ LEASE_EXPIRED_ERROR = "lease expired"
 URL_PREFIX = "sqlite:///"
 # Greater than every scan id: the first page of a keyset list.
 _AFTER_EVERY_ID = "~"
-
-# -- schema ---------------------------------------------------------------------------------------
-# Numbered migrations; PRAGMA user_version is the number applied. Append, never edit.
-
-MIGRATION_1 = (
-    """
-    CREATE TABLE scans (
-        scan_id TEXT PRIMARY KEY,
-        status TEXT NOT NULL CHECK (status IN ('Accepted', 'Running', 'Complete', 'Error', 'Cancelled')),
-        target TEXT,
-        scanner TEXT NOT NULL,
-        options TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        attempt INTEGER NOT NULL DEFAULT 0,
-        max_attempts INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        available_at REAL NOT NULL,
-        started_at REAL,
-        finished_at REAL,
-        lease_owner TEXT,
-        lease_expires_at REAL,
-        error TEXT,
-        result TEXT,
-        idempotency_key TEXT,
-        cancel_requested INTEGER NOT NULL DEFAULT 0,
-        history TEXT NOT NULL DEFAULT '[]'
-    )
-    """,
-    # Claim order is (priority DESC, scan_id); available_at rides along so the claim
-    # query filters future scans from the index alone and stops at LIMIT.
-    "CREATE INDEX scans_claimable ON scans (priority DESC, scan_id, available_at) WHERE status = 'Accepted'",
-    "CREATE INDEX scans_by_status ON scans (status, scan_id DESC)",
-    "CREATE INDEX scans_expiring ON scans (lease_expires_at) WHERE status = 'Running'",
-    "CREATE UNIQUE INDEX scans_idempotency_key ON scans (idempotency_key) WHERE idempotency_key IS NOT NULL",
-    "CREATE TABLE scan_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID",
-    "INSERT INTO scan_counts VALUES ('Accepted', 0), ('Running', 0), ('Complete', 0), ('Error', 0), ('Cancelled', 0)",
-    """
-    CREATE TRIGGER scans_count_insert AFTER INSERT ON scans BEGIN
-        UPDATE scan_counts SET n = n + 1 WHERE status = NEW.status;
-    END
-    """,
-    """
-    CREATE TRIGGER scans_count_update AFTER UPDATE OF status ON scans WHEN OLD.status <> NEW.status BEGIN
-        UPDATE scan_counts SET n = n - 1 WHERE status = OLD.status;
-        UPDATE scan_counts SET n = n + 1 WHERE status = NEW.status;
-    END
-    """,
-    """
-    CREATE TRIGGER scans_count_delete AFTER DELETE ON scans BEGIN
-        UPDATE scan_counts SET n = n - 1 WHERE status = OLD.status;
-    END
-    """,
-)
-MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1,)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-# -- queries --------------------------------------------------------------------------------------
-
-COLUMNS = (
-    "scan_id, status, target, scanner, options, priority, attempt, max_attempts, created_at, updated_at,"
-    " available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result, idempotency_key,"
-    " cancel_requested, history"
-)
-INSERT_SCAN = (
-    "INSERT INTO scans (scan_id, status, target, scanner, options, priority, max_attempts, created_at,"
-    " available_at, idempotency_key, updated_at) VALUES (?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-SELECT_SCAN = f"SELECT {COLUMNS} FROM scans WHERE scan_id = ?"
-SELECT_BY_KEY = f"SELECT {COLUMNS} FROM scans WHERE idempotency_key = ?"
-SELECT_STATUS = "SELECT status FROM scans WHERE scan_id = ?"
-LIST_ALL = f"SELECT {COLUMNS} FROM scans WHERE scan_id < ? ORDER BY scan_id DESC LIMIT ?"
-LIST_BY_STATUS = f"SELECT {COLUMNS} FROM scans WHERE status = ? AND scan_id < ? ORDER BY scan_id DESC LIMIT ?"
-COUNTS = "SELECT status, n FROM scan_counts"
-# scan_id is time-ordered like created_at, and (status, scan_id) is indexed: O(log n).
-OLDEST_ACCEPTED = "SELECT created_at FROM scans WHERE status = 'Accepted' ORDER BY scan_id LIMIT 1"
-CLAIMABLE_EXISTS = "SELECT EXISTS (SELECT 1 FROM scans WHERE status = 'Accepted' AND available_at <= ?)"
-
-CLAIM = f"""
-UPDATE scans SET
-    status = 'Running', attempt = attempt + 1, lease_owner = :worker, lease_expires_at = :expires,
-    started_at = :now, updated_at = :now,
-    history = json_insert(history, '$[#]', json_object(
-        'attempt', attempt + 1, 'worker', :worker, 'started_at', json(:now_json),
-        'finished_at', NULL, 'outcome', NULL, 'error', NULL))
-WHERE scan_id IN (
-    SELECT scan_id FROM scans WHERE status = 'Accepted' AND available_at <= :now
-    ORDER BY priority DESC, scan_id LIMIT :limit)
-RETURNING {COLUMNS}
-"""
-
-# Fenced statements take their leases as one JSON array, so a batch is one set-based UPDATE.
-_HELD = "WITH held(scan_id, worker, attempt) AS (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(:leases))"
-_IS_HELD = (
-    "scans.scan_id = held.scan_id AND scans.status = 'Running'"
-    " AND scans.lease_owner = held.worker AND scans.attempt = held.attempt"
-)
-HEARTBEAT = f"""
-{_HELD}
-UPDATE scans SET lease_expires_at = :expires, updated_at = :now
-FROM held WHERE {_IS_HELD}
-RETURNING scans.scan_id, scans.cancel_requested
-"""
-
-FINISH = f"""
-WITH held(scan_id, worker, attempt, outcome, result, error, retry_at) AS (
-    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6
-    FROM json_each(:finishes))
-UPDATE scans SET
-    status = CASE held.outcome
-        WHEN 'Retry' THEN 'Accepted' WHEN 'Complete' THEN 'Complete' WHEN 'Cancelled' THEN 'Cancelled'
-        ELSE 'Error' END,
-    result = CASE held.outcome WHEN 'Complete' THEN held.result END,
-    error = CASE held.outcome WHEN 'Complete' THEN NULL ELSE held.error END,
-    finished_at = CASE held.outcome WHEN 'Retry' THEN NULL ELSE :now END,
-    available_at = CASE held.outcome WHEN 'Retry' THEN coalesce(held.retry_at, :now) ELSE scans.available_at END,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
-    history = json_set(scans.history, '$[#-1].finished_at', json(:now_json), '$[#-1].outcome', held.outcome,
-                       '$[#-1].error', held.error)
-FROM held WHERE {_IS_HELD}
-RETURNING scans.scan_id
-"""
-
-RELEASE = f"""
-{_HELD}
-UPDATE scans SET
-    status = 'Accepted', attempt = scans.attempt - 1, available_at = :now,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
-    history = json_set(scans.history, '$[#-1].finished_at', json(:now_json), '$[#-1].outcome', 'Released',
-                       '$[#-1].error', NULL)
-FROM held WHERE {_IS_HELD}
-RETURNING scans.scan_id
-"""
-
-REQUEUE_EXPIRED = """
-UPDATE scans SET
-    status = CASE WHEN cancel_requested THEN 'Cancelled' WHEN attempt < max_attempts THEN 'Accepted' ELSE 'Error' END,
-    error = CASE WHEN NOT cancel_requested AND attempt >= max_attempts THEN :error ELSE error END,
-    finished_at = CASE WHEN NOT cancel_requested AND attempt < max_attempts THEN NULL ELSE :now END,
-    available_at = CASE WHEN NOT cancel_requested AND attempt < max_attempts THEN :now ELSE available_at END,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
-    history = json_set(history, '$[#-1].finished_at', json(:now_json), '$[#-1].outcome', 'LeaseExpired',
-                       '$[#-1].error', :error)
-WHERE scan_id IN (
-    SELECT scan_id FROM scans WHERE status = 'Running' AND lease_expires_at <= :now
-    ORDER BY lease_expires_at LIMIT :limit)
-RETURNING status
-"""
-
-CANCEL = f"""
-UPDATE scans SET
-    status = CASE status WHEN 'Accepted' THEN 'Cancelled' ELSE status END,
-    finished_at = CASE status WHEN 'Accepted' THEN :now ELSE finished_at END,
-    cancel_requested = CASE status WHEN 'Running' THEN 1 ELSE cancel_requested END,
-    updated_at = :now
-WHERE scan_id = :scan_id AND status IN ('Accepted', 'Running')
-RETURNING {COLUMNS}
-"""
-
 
 # -- errors and conversions -----------------------------------------------------------------------
 
@@ -476,9 +336,12 @@ class SQLiteStore:
         self._reader_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._watch_wanted = threading.Event()
+        self._watch_stop = threading.Event()
         self._waiters: set[asyncio.Future[None]] = set()
         self._is_open = False
         self._is_closing = False
+        # Write transactions this store committed; fewer than the writes asked for is group commit at work.
+        self.transactions = 0
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -497,6 +360,8 @@ class SQLiteStore:
         if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
             raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old; scanq needs 3.38 or newer")
         self._loop = asyncio.get_running_loop()
+        self._is_closing = False
+        self._watch_stop.clear()
         await asyncio.to_thread(self._open_writer_conn)
         self._writer = threading.Thread(
             target=self._write_forever, name=f"scanq-sqlite-writer:{self.path}", daemon=True
@@ -511,14 +376,18 @@ class SQLiteStore:
         logger.debug("SQLite store open at %s", self.path)
 
     def _open_writer_conn(self) -> None:
-        with wrap_errors():
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # The writer takes the lock itself (``_begin_immediate``); statements inside a held
-            # write transaction never wait, so SQLite's sleeping busy handler is not needed.
-            conn = _connect(self.path, busy_timeout_s=0.0, is_reader=False)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the SQLite directory {self.path.parent}: {exc}") from exc
+        with wrap_errors():
+            conn = _connect(self.path, busy_timeout_s=self.busy_timeout_s, is_reader=False)
             try:
                 _set_wal(conn, timeout_s=self.busy_timeout_s)
                 _migrate(conn, timeout_s=self.busy_timeout_s)
+                # From now on the writer takes the lock itself (``_begin_immediate``) and statements
+                # inside a held write transaction never wait: SQLite's sleeping busy handler is off.
+                conn.execute("PRAGMA busy_timeout = 0")
             except BaseException:
                 conn.close()
                 raise
@@ -529,6 +398,7 @@ class SQLiteStore:
             return
         self._is_closing = True
         self._jobs.put(_STOP)  # after every queued job: pending group commits are flushed first
+        self._watch_stop.set()
         self._watch_wanted.set()
         for thread in (self._writer, self._watcher):
             if thread is not None:
@@ -596,6 +466,7 @@ class SQLiteStore:
                                 answers.items.append((job.future, result, None))
                                 answers.wakes |= wakes
                     conn.execute("COMMIT")
+                    self.transactions += 1
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
@@ -716,7 +587,7 @@ class SQLiteStore:
                             self._deliver(_Answers(wakes=True))
                 except sqlite3.Error as exc:
                     logger.debug("SQLite wake-up check failed: %s", exc)
-                time.sleep(self.wake_interval_s)
+                self._watch_stop.wait(self.wake_interval_s)
         finally:
             if conn is not None:
                 conn.close()
@@ -746,6 +617,15 @@ class SQLiteStore:
                 self._watch_wanted.clear()
 
     # -- operations ---------------------------------------------------------------------------------
+
+    async def pragmas(self) -> dict[str, Any]:
+        """The settings the writing connection runs with (diagnostics: journal mode, sync level, schema version)."""
+
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[dict[str, Any], bool]:
+            names = ("journal_mode", "synchronous", "user_version", "busy_timeout", "temp_store")
+            return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}, False
+
+        return await self._write(apply)
 
     async def ping(self) -> None:
         def query(conn: sqlite3.Connection) -> None:
