@@ -1,17 +1,17 @@
 """Every error scanq raises on purpose.
 
-    ScanqError
-     ├── ConfigError            a setting is missing or invalid
-     ├── ValidationError        a request is malformed (HTTP 4xx, nothing written)
-     │    └── TargetRefused     a scan target is not allowed (SSRF rules)
-     ├── ScanNotFound           no scan with that id (HTTP 404)
-     ├── ScanFinished           the scan already reached a terminal state (HTTP 409)
-     ├── UnknownScanner         no plugin of that name (HTTP 422)
-     ├── IdempotencyConflict    a key was replayed with a different request (HTTP 409)
-     ├── StoreError             the store failed (HTTP 503)
-     │    └── StoreUnavailable  the store cannot be reached right now
-     └── ScannerError           a scanner plugin failed a scan
-          └── TransientScanError  the failure may pass: the worker retries with backoff
+ScanqError
+ ├── ConfigError            a setting is missing or invalid
+ ├── ValidationError        a request is malformed (HTTP 4xx, nothing written)
+ │    └── TargetRefused     a scan target is not allowed (SSRF rules)
+ ├── ScanNotFound           no scan with that id (HTTP 404)
+ ├── ScanFinished           the scan already reached a terminal state (HTTP 409)
+ ├── UnknownScanner         no plugin of that name (HTTP 422)
+ ├── IdempotencyConflict    a key was replayed with a different request (HTTP 409)
+ ├── StoreError             the store failed (HTTP 503)
+ │    └── StoreUnavailable  the store cannot be reached right now
+ └── ScannerError           a scanner plugin failed a scan
+      └── TransientScanError  the failure may pass: the worker retries with backoff
 """
 
 from __future__ import annotations
