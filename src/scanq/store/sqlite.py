@@ -34,7 +34,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -43,7 +43,6 @@ import msgspec
 
 from scanq.exceptions import ConfigError, ScanFinished, ScanNotFound, StoreError, StoreUnavailable, ValidationError
 from scanq.models import (
-    Attempt,
     Created,
     Finish,
     HeartbeatResult,
@@ -74,6 +73,12 @@ from scanq.store.sqlite_queries import (
     SELECT_BY_KEY,
     SELECT_SCAN,
     SELECT_STATUS,
+    created_scan,
+    insert_row,
+    leases_json,
+    scan_from_row,
+    to_datetime,
+    to_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -125,89 +130,6 @@ def sqlite_path(url: str) -> Path:
     if not raw or raw.startswith(":memory:"):
         raise ConfigError(f"SCANQ_DATABASE_URL: {url!r} names no database file")
     return Path(raw)
-
-
-def _dt(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def _opt_dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
-
-
-def _attempt(entry: dict[str, Any]) -> Attempt:
-    outcome = entry.get("outcome")
-    return Attempt(
-        attempt=entry["attempt"],
-        worker=entry["worker"],
-        started_at=_dt(entry["started_at"]),
-        finished_at=_opt_dt(entry.get("finished_at")),
-        outcome=None if outcome is None else Outcome(outcome),
-        error=entry.get("error"),
-    )
-
-
-def _scan(row: tuple[Any, ...]) -> Scan:
-    """A ``Scan`` from a row selected (or returned) in ``COLUMNS`` order."""
-    return Scan(
-        scan_id=row[0],
-        status=ScanStatus(row[1]),
-        target=row[2],
-        scanner=row[3],
-        options=msgspec.json.decode(row[4]),
-        priority=row[5],
-        attempt=row[6],
-        max_attempts=row[7],
-        created_at=_dt(row[8]),
-        updated_at=_dt(row[9]),
-        available_at=_dt(row[10]),
-        started_at=_opt_dt(row[11]),
-        finished_at=_opt_dt(row[12]),
-        lease_owner=row[13],
-        lease_expires_at=_opt_dt(row[14]),
-        error=row[15],
-        result=None if row[16] is None else msgspec.json.decode(row[16]),
-        idempotency_key=row[17],
-        cancel_requested=bool(row[18]),
-        history=tuple(_attempt(entry) for entry in msgspec.json.decode(row[19])),
-    )
-
-
-def _encode(value: Any, *, what: str) -> str:
-    try:
-        return msgspec.json.encode(value).decode()
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise ValidationError(f"{what} must be JSON: {exc}") from exc
-
-
-def _insert_row(new: NewScan) -> tuple[Any, ...]:
-    """INSERT_SCAN parameters except the trailing ``updated_at``, which the writer adds."""
-    created_at = new.created_at.timestamp()
-    available_at = created_at if new.available_at is None else new.available_at.timestamp()
-    options = _encode(dict(new.options), what="options")
-    return (new.scan_id, new.target, new.scanner, options, new.priority, new.max_attempts, created_at, available_at,
-            new.idempotency_key)  # fmt: skip
-
-
-def _created_scan(new: NewScan, *, updated_at: datetime) -> Scan:
-    return Scan(
-        scan_id=new.scan_id,
-        status=ScanStatus.ACCEPTED,
-        target=new.target,
-        scanner=new.scanner,
-        options=dict(new.options),
-        priority=new.priority,
-        attempt=0,
-        max_attempts=new.max_attempts,
-        created_at=new.created_at,
-        updated_at=updated_at,
-        available_at=new.available_at or new.created_at,
-        idempotency_key=new.idempotency_key,
-    )
-
-
-def _lease_json(leases: Sequence[Lease]) -> str:
-    return msgspec.json.encode([(lease.scan_id, lease.worker_id, lease.attempt) for lease in leases]).decode()
 
 
 # -- connections ----------------------------------------------------------------------------------
@@ -478,7 +400,7 @@ class SQLiteStore:
 
     def _apply_creates(self, conn: sqlite3.Connection, jobs: list[_CreateJob], now: float, answers: _Answers) -> bool:
         """Insert every create job; the common keyless jobs in one executemany, the rest one by one."""
-        updated_at = _dt(now)
+        updated_at = to_datetime(now)
         simple = [job for job in jobs if not job.is_keyed]
         one_by_one = [job for job in jobs if job.is_keyed]
         if simple:
@@ -491,9 +413,7 @@ class SQLiteStore:
                 one_by_one = jobs
             else:
                 for job in simple:
-                    created = [
-                        Created(scan=_created_scan(new, updated_at=updated_at), is_new=True) for new in job.scans
-                    ]
+                    created = [Created(scan=created_scan(new, updated_at=updated_at), is_new=True) for new in job.scans]
                     answers.items.append((job.future, created, None))
             conn.execute("RELEASE creates")
         for job in one_by_one:
@@ -510,13 +430,13 @@ class SQLiteStore:
                 if new.idempotency_key is not None:
                     existing = conn.execute(SELECT_BY_KEY, (new.idempotency_key,)).fetchone()
                     if existing is not None:
-                        created.append(Created(scan=_scan(existing), is_new=False))
+                        created.append(Created(scan=scan_from_row(existing), is_new=False))
                         continue
                 try:
                     conn.execute(INSERT_SCAN, (*row, now))
                 except sqlite3.IntegrityError as exc:
                     raise ValidationError(f"duplicate scan id {new.scan_id}") from exc
-                created.append(Created(scan=_created_scan(new, updated_at=updated_at), is_new=True))
+                created.append(Created(scan=created_scan(new, updated_at=updated_at), is_new=True))
         except ValidationError as exc:
             conn.execute("ROLLBACK TO create_job")
             conn.execute("RELEASE create_job")
@@ -644,7 +564,7 @@ class SQLiteStore:
         if not scans:
             return []
         assert self._loop is not None
-        rows = [_insert_row(new) for new in scans]
+        rows = [insert_row(new) for new in scans]
         is_keyed = any(new.idempotency_key is not None for new in scans)
         future: asyncio.Future[list[Created]] = self._loop.create_future()
         self._jobs.put(_CreateJob(scans=scans, rows=rows, future=future, is_keyed=is_keyed))
@@ -654,7 +574,7 @@ class SQLiteStore:
         row = await self._read(lambda conn: conn.execute(SELECT_SCAN, (scan_id,)).fetchone())
         if row is None:
             raise ScanNotFound(scan_id)
-        return _scan(row)
+        return scan_from_row(row)
 
     async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
         limit = max(1, min(limit, MAX_PAGE_SIZE))
@@ -663,7 +583,7 @@ class SQLiteStore:
             (LIST_ALL, [after, limit + 1]) if status is None else (LIST_BY_STATUS, [str(status), after, limit + 1])
         )
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
-        scans = [_scan(row) for row in rows[:limit]]
+        scans = [scan_from_row(row) for row in rows[:limit]]
         next_cursor = encode_cursor(scans[-1].scan_id) if len(rows) > limit else None
         return Page(scans=scans, next_cursor=next_cursor)
 
@@ -681,7 +601,7 @@ class SQLiteStore:
         by_status = dict.fromkeys(ScanStatus, 0)
         for status, n in counts:
             by_status[ScanStatus(status)] = n
-        return Stats(counts=by_status, oldest_accepted_at=None if oldest is None else _dt(oldest[0]))
+        return Stats(counts=by_status, oldest_accepted_at=None if oldest is None else to_datetime(oldest[0]))
 
     async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
         if limit <= 0:
@@ -690,7 +610,7 @@ class SQLiteStore:
         def apply(conn: sqlite3.Connection, now: float) -> tuple[list[Scan], bool]:
             params = {"worker": worker_id, "expires": now + lease_s, "now": now, "now_json": repr(now), "limit": limit}
             rows = conn.execute(CLAIM, params).fetchall()
-            return [_scan(row) for row in rows], False
+            return [scan_from_row(row) for row in rows], False
 
         scans = await self._write(apply)
         scans.sort(key=lambda scan: (-scan.priority, scan.scan_id))  # RETURNING has no order
@@ -699,7 +619,7 @@ class SQLiteStore:
     async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
         if not leases:
             return HeartbeatResult()
-        payload = _lease_json(leases)
+        payload = leases_json(leases)
 
         def apply(conn: sqlite3.Connection, now: float) -> tuple[list[tuple[str, int]], bool]:
             params = {"leases": payload, "expires": now + lease_s, "now": now}
@@ -722,7 +642,7 @@ class SQLiteStore:
             if fin.lease.scan_id in firsts:
                 continue
             firsts[fin.lease.scan_id] = index
-            result = None if fin.result is None else _encode(dict(fin.result), what="result")
+            result = None if fin.result is None else to_json(dict(fin.result), what="result")
             retry_at = None if fin.retry_at is None else fin.retry_at.timestamp()
             lease = fin.lease
             items.append((lease.scan_id, lease.worker_id, lease.attempt, str(fin.outcome), result, fin.error, retry_at))
@@ -741,7 +661,7 @@ class SQLiteStore:
     async def release(self, *, leases: Sequence[Lease]) -> int:
         if not leases:
             return 0
-        payload = _lease_json(leases)
+        payload = leases_json(leases)
 
         def apply(conn: sqlite3.Connection, now: float) -> tuple[int, bool]:
             rows = conn.execute(RELEASE, {"leases": payload, "now": now, "now_json": repr(now)}).fetchall()
@@ -765,7 +685,7 @@ class SQLiteStore:
                 if found is None:
                     raise ScanNotFound(scan_id)
                 raise ScanFinished(scan_id, found[0])
-            return _scan(row), False
+            return scan_from_row(row), False
 
         return await self._write(apply)
 

@@ -1,4 +1,4 @@
-"""Schema migrations and statements of the SQLite store (``sqlite.py``), as named constants.
+"""The SQLite store's schema migrations and statements (named constants), and its row <-> model mapping.
 
 Migrations are numbered: ``PRAGMA user_version`` holds how many are applied.
 Append a new one, never edit an old one. Statements use the column order of
@@ -6,6 +6,15 @@ Append a new one, never edit an old one. Statements use the column order of
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from scanq.exceptions import ValidationError
+from scanq.models import Attempt, Lease, NewScan, Outcome, Scan, ScanStatus
 
 # -- schema ---------------------------------------------------------------------------------------
 # Numbered migrations; PRAGMA user_version is the number applied. Append, never edit.
@@ -169,3 +178,95 @@ UPDATE scans SET
 WHERE scan_id = :scan_id AND status IN ('Accepted', 'Running')
 RETURNING {COLUMNS}
 """
+
+
+# -- rows <-> models ------------------------------------------------------------------------------
+
+
+def to_datetime(epoch: float) -> datetime:
+    """A stored REAL epoch as an aware UTC datetime (exact to the microsecond)."""
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def to_optional_datetime(epoch: float | None) -> datetime | None:
+    """``to_datetime`` for a nullable column."""
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def attempt_from_json(entry: dict[str, Any]) -> Attempt:
+    """One decoded ``history`` entry as an ``Attempt``."""
+    outcome = entry.get("outcome")
+    return Attempt(
+        attempt=entry["attempt"],
+        worker=entry["worker"],
+        started_at=to_datetime(entry["started_at"]),
+        finished_at=to_optional_datetime(entry.get("finished_at")),
+        outcome=None if outcome is None else Outcome(outcome),
+        error=entry.get("error"),
+    )
+
+
+def scan_from_row(row: tuple[Any, ...]) -> Scan:
+    """A ``Scan`` from a row selected (or returned) in ``COLUMNS`` order."""
+    return Scan(
+        scan_id=row[0],
+        status=ScanStatus(row[1]),
+        target=row[2],
+        scanner=row[3],
+        options=msgspec.json.decode(row[4]),
+        priority=row[5],
+        attempt=row[6],
+        max_attempts=row[7],
+        created_at=to_datetime(row[8]),
+        updated_at=to_datetime(row[9]),
+        available_at=to_datetime(row[10]),
+        started_at=to_optional_datetime(row[11]),
+        finished_at=to_optional_datetime(row[12]),
+        lease_owner=row[13],
+        lease_expires_at=to_optional_datetime(row[14]),
+        error=row[15],
+        result=None if row[16] is None else msgspec.json.decode(row[16]),
+        idempotency_key=row[17],
+        cancel_requested=bool(row[18]),
+        history=tuple(attempt_from_json(entry) for entry in msgspec.json.decode(row[19])),
+    )
+
+
+def to_json(value: Any, *, what: str) -> str:
+    """JSON text for a column; ``ValidationError`` naming ``what`` if the value is not JSON."""
+    try:
+        return msgspec.json.encode(value).decode()
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise ValidationError(f"{what} must be JSON: {exc}") from exc
+
+
+def insert_row(new: NewScan) -> tuple[Any, ...]:
+    """INSERT_SCAN parameters except the trailing ``updated_at``, which the writer adds."""
+    created_at = new.created_at.timestamp()
+    available_at = created_at if new.available_at is None else new.available_at.timestamp()
+    options = to_json(dict(new.options), what="options")
+    return (new.scan_id, new.target, new.scanner, options, new.priority, new.max_attempts, created_at, available_at,
+            new.idempotency_key)  # fmt: skip
+
+
+def created_scan(new: NewScan, *, updated_at: datetime) -> Scan:
+    """The ``Scan`` an ``INSERT_SCAN`` of ``new`` stored, built without reading it back."""
+    return Scan(
+        scan_id=new.scan_id,
+        status=ScanStatus.ACCEPTED,
+        target=new.target,
+        scanner=new.scanner,
+        options=dict(new.options),
+        priority=new.priority,
+        attempt=0,
+        max_attempts=new.max_attempts,
+        created_at=new.created_at,
+        updated_at=updated_at,
+        available_at=new.available_at or new.created_at,
+        idempotency_key=new.idempotency_key,
+    )
+
+
+def leases_json(leases: Sequence[Lease]) -> str:
+    """The ``:leases`` parameter of the fenced statements: ``[[scan_id, worker, attempt], ...]``."""
+    return msgspec.json.encode([(lease.scan_id, lease.worker_id, lease.attempt) for lease in leases]).decode()
