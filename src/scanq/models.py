@@ -149,7 +149,7 @@ class Page:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Stats:
-    """Counts by status (every status present, zero when none) and the oldest claimable scan's creation time."""
+    """Counts by status (every status present, zero when none) and the oldest Accepted scan's creation time."""
 
     counts: Mapping[ScanStatus, int]
     oldest_accepted_at: datetime | None

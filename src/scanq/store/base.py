@@ -116,7 +116,11 @@ class Store(Protocol):
         """
 
     async def wait_for_work(self, *, timeout_s: float) -> None:
-        """Sleep until new claimable work may exist, or ``timeout_s`` passed (rule 5)."""
+        """Sleep until new claimable work may exist, or ``timeout_s`` passed (rule 5).
+
+        An early return without new work is allowed (a backend may return once
+        while it sets up its notification channel); callers simply claim and wait again.
+        """
 
 
 def encode_cursor(scan_id: str) -> str:
