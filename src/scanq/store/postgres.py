@@ -302,6 +302,24 @@ def _scan(row: asyncpg.Record) -> Scan:
     )
 
 
+def _created_scan(new: NewScan, row: asyncpg.Record) -> Scan:
+    """The scan just inserted: the submission plus what the server set (``updated_at``, ``available_at``)."""
+    return Scan(
+        scan_id=new.scan_id,
+        status=ScanStatus.ACCEPTED,
+        target=new.target,
+        scanner=new.scanner,
+        options=dict(new.options),
+        priority=new.priority,
+        attempt=0,
+        max_attempts=new.max_attempts,
+        created_at=new.created_at,
+        updated_at=row["updated_at"],
+        available_at=row["available_at"],
+        idempotency_key=new.idempotency_key,
+    )
+
+
 def _held_leases(leases: Sequence[Lease]) -> list[Lease]:
     """Leases worth sending, in scan_id order (one lock order for every batch, so batches cannot deadlock)."""
     unique = {lease.scan_id: lease for lease in reversed(leases) if is_scan_id(lease.scan_id)}
@@ -680,7 +698,8 @@ class PostgresStore:
             if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
                 raise ValidationError("duplicate scan id") from exc.__cause__
             raise
-        inserted = {str(row["scan_id"]): _scan(row) for row in rows}
+        stored = {str(row["scan_id"]): row for row in rows}
+        inserted = {new.scan_id: _created_scan(new, stored[new.scan_id]) for new in scans if new.scan_id in stored}
         by_key = {scan.idempotency_key: scan for scan in inserted.values() if scan.idempotency_key is not None}
         missing = [s.idempotency_key for s in scans if s.scan_id not in inserted and s.idempotency_key not in by_key]
         if missing:

@@ -20,7 +20,8 @@ WITH inserted AS (
                 $7::timestamptz[], $8::timestamptz[], $9::text[])
          AS n(scan_id, target, scanner, options, priority, max_attempts, created_at, available_at, idempotency_key)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING s.*
+    -- Only what the server decided: the caller has the rest (decoding whole rows cost more than the insert).
+    RETURNING s.scan_id, s.updated_at, s.available_at
 ),
 counted AS (
     INSERT INTO scan_count_deltas (status, delta)
