@@ -114,7 +114,8 @@ def parse_value(name: str, annotation: Any, raw: str, *, source: str) -> Any:
             return tuple(part.strip() for part in raw.split(",") if part.strip())
         return raw
     except ValueError:
-        raise ConfigError(f"{source}: invalid value {raw!r} for {name} (expected {getattr(base, '__name__', base)})") from None
+        expected = getattr(base, "__name__", base)
+        raise ConfigError(f"{source}: invalid value {raw!r} for {name} (expected {expected})") from None
 
 
 def _unwrap_optional(annotation: Any) -> Any:
