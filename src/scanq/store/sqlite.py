@@ -62,6 +62,7 @@ from scanq.store.sqlite_queries import (
     COUNTS,
     FINISH,
     HEARTBEAT,
+    INSERT_COLUMNS,
     INSERT_SCAN,
     LIST_ALL,
     LIST_BY_STATUS,
@@ -75,6 +76,7 @@ from scanq.store.sqlite_queries import (
     SELECT_STATUS,
     created_scan,
     insert_row,
+    insert_scans,
     leases_json,
     scan_from_row,
     to_datetime,
@@ -202,7 +204,9 @@ def _set_wal(conn: sqlite3.Connection, *, timeout_s: float) -> None:
 class _CreateJob:
     scans: Sequence[NewScan]
     rows: list[tuple[Any, ...]]
-    future: asyncio.Future[list[Created]]
+    # Keyless jobs are answered with the commit's ``now`` (the caller builds its scans on the loop,
+    # not in the writer thread); keyed ones with their ``Created`` list.
+    future: asyncio.Future[list[Created] | float]
     is_keyed: bool
 
 
@@ -399,23 +403,30 @@ class SQLiteStore:
         return answers
 
     def _apply_creates(self, conn: sqlite3.Connection, jobs: list[_CreateJob], now: float, answers: _Answers) -> bool:
-        """Insert every create job; the common keyless jobs in one executemany, the rest one by one."""
+        """Insert every create job: the common keyless ones in one multi-row INSERT, the rest one by one."""
         updated_at = to_datetime(now)
         simple = [job for job in jobs if not job.is_keyed]
         one_by_one = [job for job in jobs if job.is_keyed]
         if simple:
-            conn.execute("SAVEPOINT creates")
+            rows = [(*row, now) for job in simple for row in job.rows]
+            per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // INSERT_COLUMNS)
+            # One statement fails atomically; several need a savepoint to undo the ones before.
+            is_chunked = len(rows) > per_statement
+            if is_chunked:
+                conn.execute("SAVEPOINT creates")
             try:
-                conn.executemany(INSERT_SCAN, [(*row, now) for job in simple for row in job.rows])
+                for start in range(0, len(rows), per_statement):
+                    chunk = rows[start : start + per_statement]
+                    conn.execute(insert_scans(len(chunk)), [value for row in chunk for value in row])
             except sqlite3.IntegrityError:
                 # A duplicate id somewhere: find whose, without failing the others.
-                conn.execute("ROLLBACK TO creates")
+                if is_chunked:
+                    conn.execute("ROLLBACK TO creates")
                 one_by_one = jobs
             else:
-                for job in simple:
-                    created = [Created(scan=created_scan(new, updated_at=updated_at), is_new=True) for new in job.scans]
-                    answers.items.append((job.future, created, None))
-            conn.execute("RELEASE creates")
+                answers.items.extend((job.future, now, None) for job in simple)
+            if is_chunked:
+                conn.execute("RELEASE creates")
         for job in one_by_one:
             answers.items.append(self._create_one_job(conn, job, now, updated_at))
         return True
@@ -566,9 +577,13 @@ class SQLiteStore:
         assert self._loop is not None
         rows = [insert_row(new) for new in scans]
         is_keyed = any(new.idempotency_key is not None for new in scans)
-        future: asyncio.Future[list[Created]] = self._loop.create_future()
+        future: asyncio.Future[list[Created] | float] = self._loop.create_future()
         self._jobs.put(_CreateJob(scans=scans, rows=rows, future=future, is_keyed=is_keyed))
-        return await future
+        answer = await future
+        if isinstance(answer, float):
+            updated_at = to_datetime(answer)
+            return [Created(scan=created_scan(new, updated_at=updated_at), is_new=True) for new in scans]
+        return answer
 
     async def get(self, *, scan_id: str) -> Scan:
         row = await self._read(lambda conn: conn.execute(SELECT_SCAN, (scan_id,)).fetchone())
