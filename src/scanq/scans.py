@@ -111,7 +111,7 @@ class ScanService:
         """
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
-        new = self._prepare(submission, idempotency_key=idempotency_key, now=datetime.now(UTC))
+        new = await self._prepare(submission, idempotency_key=idempotency_key, now=datetime.now(UTC))
         created = await self._store.create(scan=new)
         if not created.is_new and not is_same_request(created.scan, new):
             raise IdempotencyConflict(
@@ -136,7 +136,7 @@ class ScanService:
         prepared: list[NewScan] = []
         for index, submission in enumerate(submissions):
             try:
-                prepared.append(self._prepare(submission, idempotency_key=None, now=now))
+                prepared.append(await self._prepare(submission, idempotency_key=None, now=now))
             except (ValidationError, UnknownScanner) as exc:
                 # Name the item: in a batch of 1,000 a bare message is no help.
                 raise type(exc)(f"scans[{index}]: {exc.message}") from None
@@ -190,13 +190,13 @@ class ScanService:
         counts = {status: stats.counts.get(status, 0) for status in ScanStatus}
         return QueueStats(counts=counts, oldest_accepted_age_s=age)
 
-    def _prepare(self, submission: Submission, *, idempotency_key: str | None, now: datetime) -> NewScan:
+    async def _prepare(self, submission: Submission, *, idempotency_key: str | None, now: datetime) -> NewScan:
         """Apply defaults and bounds and let the plugin normalise the target; raise before anything is written."""
         check_bounds(submission)
         scanner = submission.scanner or self._settings.default_scanner
         options = dict(submission.options)
         # The plugin may refuse the target (TargetRefused) or the options (ValidationError).
-        target = self._scanners.get(scanner).validate(target=submission.target, options=options)
+        target = await self._scanners.get(scanner).validate(target=submission.target, options=options)
         max_attempts = submission.max_attempts
         return NewScan(
             scan_id=new_scan_id(),

@@ -26,7 +26,7 @@ class PickyScanner(Scanner):
 
     name = "picky"
 
-    def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
+    async def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
         if target is None:
             raise ValidationError("the picky scanner needs a target")
         if target == "forbidden.example":

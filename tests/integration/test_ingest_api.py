@@ -22,7 +22,7 @@ class StrictScanner(Scanner):
 
     name = "strict"
 
-    def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
+    async def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
         if target is None:
             raise ValidationError("the strict scanner needs a target")
         if target.lower() == "forbidden.example":

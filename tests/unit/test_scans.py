@@ -44,7 +44,7 @@ class HostScanner(Scanner):
 
     name = "host"
 
-    def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
+    async def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
         if target is None:
             raise ValidationError("the host scanner needs a target")
         if set(options) - {"ports"}:

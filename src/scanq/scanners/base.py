@@ -1,7 +1,7 @@
 """The scanner plugin interface.
 
 A plugin is a class registered under the ``scanq.scanners`` entry-point group.
-scanq builds one instance per process with the process's ``Settings``, calls
+scanq builds one instance per process with the process's ``Settings``, awaits
 ``validate`` at submit time (ingest) and ``run`` in the worker.
 """
 
@@ -26,11 +26,13 @@ class Scanner(abc.ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
+    async def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
         """Check a submission before it is stored; return the normalised target.
 
         Raise ``ValidationError`` (or ``TargetRefused``) to refuse it with a 422.
-        The default accepts anything.
+        It is a coroutine so a plugin may do I/O (the real scanners resolve the
+        target); it runs on ingest's hot path, so a plugin that needs none should
+        not suspend. The default accepts anything without suspending.
         """
         return target
 

@@ -67,7 +67,7 @@ class TargetScanner(Scanner, Generic[OptionsT]):
             raise ValidationError(f"the {self.name} scanner needs a domain name, not an IP address")
         return parsed
 
-    def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
+    async def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
         parsed = self.parse(target)
         self.parse_options(options)
         return str(parsed)

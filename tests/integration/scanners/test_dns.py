@@ -147,7 +147,7 @@ async def test_spf_include_loop_is_bounded(scan):
 async def test_ip_target_is_refused(make_settings):
     scanner = DnsScanner(make_settings())
     with pytest.raises(Exception, match="needs a domain name"):
-        scanner.validate(target="127.0.0.1", options={})
+        await scanner.validate(target="127.0.0.1", options={})
     with pytest.raises(ScannerError, match="needs a domain name"):
         await scanner.run(scan_id=SCAN_ID, target="127.0.0.1", options={})
 

@@ -84,17 +84,16 @@ async def test_system_resolver_localhost_refused_by_default_allowed_by_allow_lis
     assert addresses and all(address.is_loopback for address in addresses)
 
 
-def test_submit_time_refusal_reaches_the_plugins():
+async def test_submit_time_refusal_reaches_the_plugins():
     scanner = TlsScanner(Settings())
     with pytest.raises(TargetRefused, match="loopback"):
-        scanner.validate(target="127.0.0.1", options={})
+        await scanner.validate(target="127.0.0.1", options={})
     with pytest.raises(TargetRefused, match="IPv4-mapped"):
-        scanner.validate(target="::ffff:127.0.0.1", options={})
+        await scanner.validate(target="::ffff:127.0.0.1", options={})
     with pytest.raises(TargetRefused, match="metadata"):
-        TlsScanner(Settings(target_allowlist=("169.254.0.0/16",))).validate(target="169.254.169.254", options={})
-    assert TlsScanner(Settings(target_allowlist=("127.0.0.0/8",))).validate(target="127.0.0.1", options={}) == (
-        "127.0.0.1"
-    )
+        await TlsScanner(Settings(target_allowlist=("169.254.0.0/16",))).validate(target="169.254.169.254", options={})
+    allowed = TlsScanner(Settings(target_allowlist=("127.0.0.0/8",)))
+    assert await allowed.validate(target="127.0.0.1", options={}) == "127.0.0.1"
 
 
 async def test_run_time_refusal_is_a_permanent_scan_error(make_settings, nameserver):
@@ -104,7 +103,7 @@ async def test_run_time_refusal_is_a_permanent_scan_error(make_settings, nameser
 
 
 async def test_allow_list_removed_after_submit_refuses_at_run_time():
-    submitted = TlsScanner(Settings(target_allowlist=("127.0.0.0/8",))).validate(target="127.0.0.1", options={})
+    submitted = await TlsScanner(Settings(target_allowlist=("127.0.0.0/8",))).validate(target="127.0.0.1", options={})
     with pytest.raises(ScannerError, match="loopback"):
         await TlsScanner(Settings()).run(scan_id=SCAN_ID, target=submitted, options={"port": closed_port()})
 

@@ -87,14 +87,14 @@ async def test_ip_target_skips_dns_and_subset_of_plugins(site):
 async def test_refused_target_fails_the_whole_scan(make_settings):
     scanner = SurfaceScanner(make_settings(target_allowlist=()))
     with pytest.raises(ValidationError, match="loopback"):
-        scanner.validate(target="127.0.0.1", options={})
+        await scanner.validate(target="127.0.0.1", options={})
     with pytest.raises(ScannerError, match="loopback"):
         await scanner.run(scan_id=SCAN_ID, target="127.0.0.1", options={})
 
 
-def test_options_are_checked_at_submit_time(make_settings):
+async def test_options_are_checked_at_submit_time(make_settings):
     scanner = SurfaceScanner(make_settings())
-    assert scanner.validate(target="HTTPS://Www.Shop.Test./", options={}) == "https://www.shop.test/"
+    assert str(scanner.parse("HTTPS://Www.Shop.Test./")) == "https://www.shop.test/"
     for bad in (
         {"plugins": ["nmap"]},
         {"ports": {"ports": [0]}},
@@ -103,7 +103,7 @@ def test_options_are_checked_at_submit_time(make_settings):
         {"colour": "red"},
     ):
         with pytest.raises(ValidationError):
-            scanner.validate(target=HOST, options=bad)
+            await scanner.validate(target=HOST, options=bad)
 
 
 def test_plugins_are_registered_as_entry_points(make_settings):
