@@ -2,7 +2,8 @@
 
 It asks a recursive resolver (``scanner_nameservers``, else the system's) and
 never connects to the target, so the target is not resolved against the
-address rules; it must still be a well-formed, non-internal domain name.
+address rules, neither at submit time nor at run time; it must still be a
+well-formed, non-internal domain name.
 DMARC is read at ``_dmarc.<domain>`` only (no organisational-domain fallback).
 """
 

@@ -2,9 +2,10 @@
 
 A ``TargetScanner`` subclass says which targets it takes and how to read its
 options, and implements ``check`` on an already checked target. This base does
-the rest the same way for every plugin: submit-time validation, re-validation
-and resolution at run time, the per-plugin timeout, and the mapping of
-failures to ``ScannerError`` (permanent) or ``TransientScanError`` (retried).
+the rest the same way for every plugin: submit-time validation (resolving the
+target when the plugin connects to it), re-validation and resolution at run
+time, the per-plugin timeout, and the mapping of failures to ``ScannerError``
+(permanent) or ``TransientScanError`` (retried).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from scanq.scanners.addresses import AddressPolicy
 from scanq.scanners.base import Scanner
 from scanq.scanners.connect import Session, open_session
 from scanq.scanners.findings import PluginReport, ScanReport
-from scanq.scanners.targets import Target, parse_target
+from scanq.scanners.targets import Target, check_resolution, parse_target
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,27 @@ class TargetScanner(Scanner, Generic[OptionsT]):
 
     async def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
         parsed = self.parse(target)
-        self.parse_options(options)
+        opts = self.parse_options(options)
+        await self.check_addresses(parsed, opts)  # last: the only step with I/O
         return str(parsed)
+
+    async def check_addresses(self, target: Target, options: OptionsT) -> None:
+        """Submit time: resolve the target and check every address, when this plugin connects to it.
+
+        Raise ``TargetRefused`` or ``ValidationError`` with the reason (see ``targets.check_resolution``).
+        """
+        if self.connects:
+            await self.check_target_resolution(target)
+
+    async def check_target_resolution(self, target: Target, *, allow_unresolvable: bool = False) -> None:
+        """``targets.check_resolution`` with this process's rules, name servers and connect timeout."""
+        await check_resolution(
+            target,
+            policy=self.policy,
+            nameservers=self.settings.scanner_nameservers,
+            timeout_s=self.settings.scanner_connect_timeout_seconds,
+            allow_unresolvable=allow_unresolvable,
+        )
 
     async def run(self, *, scan_id: str, target: str | None, options: Mapping[str, Any]) -> Mapping[str, Any]:
         parsed, opts = self._revalidate(target, options)

@@ -84,6 +84,13 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
             per_plugin[name] = self.plugins[name].parse_options(sub)
         return SurfaceOptions(plugins=tuple(dict.fromkeys(chosen)), per_plugin=per_plugin)
 
+    async def check_addresses(self, target: Target, options: SurfaceOptions) -> None:
+        # As in run(): a name without an address still gets the dns checks (a mail-only domain),
+        # so it is refused only when every chosen plugin connects; a refused address always is.
+        needs_address = [self.plugins[name].connects for name in options.plugins]
+        if any(needs_address):
+            await self.check_target_resolution(target, allow_unresolvable=not all(needs_address))
+
     async def check(self, *, target: Target, session: Session | None, options: SurfaceOptions) -> PluginReport:
         raise NotImplementedError("surface runs its plugins itself; see run()")
 

@@ -1,17 +1,21 @@
 """Scan targets: parse and normalise what a user typed, then resolve it to checked addresses.
 
-Two steps, because ``Scanner.validate`` runs in ingest without I/O:
+Two steps, both taken at submit time (``Scanner.validate``) and again at run time:
 
-- ``parse_target`` (submit time, no I/O): a hostname or an IP literal, or an
-  http(s) URL where the plugin takes one. Names are lowercased, IDNA-encoded,
-  stripped of a trailing dot; names that are internal by definition
-  (``.local``, ``.internal``, ``.arpa``, single labels, numeric forms such as
-  ``127.1``) are refused, and IP literals and ``localhost`` are judged by the
-  address policy at once.
-- ``resolve_target`` (run time): every address the name resolves to must pass
-  the policy, else the whole target is refused. The scan then connects only
-  to those addresses (``connect.Session``), never resolving again, so a DNS
-  answer that changes between check and use (rebinding) cannot redirect it.
+- ``parse_target`` (no I/O): a hostname or an IP literal, or an http(s) URL
+  where the plugin takes one. Names are lowercased, IDNA-encoded, stripped of
+  a trailing dot; names that are internal by definition (``.local``,
+  ``.internal``, ``.arpa``, single labels, numeric forms such as ``127.1``)
+  are refused, and IP literals and ``localhost`` are judged by the address
+  policy at once.
+- ``resolve_target``: every address the name resolves to must pass the
+  policy, else the whole target is refused. At submit time
+  (``check_resolution``) this turns a name that resolves to a refused address,
+  or does not resolve, into a 422 with the reason. At run time the scan
+  resolves again and connects only to the addresses it checked then
+  (``connect.Session``), never resolving again, so a DNS answer that changes
+  between check and use (rebinding) cannot redirect it: the submit-time answer
+  is a courtesy to the user, the run-time one is what protects the network.
 """
 
 from __future__ import annotations
@@ -227,6 +231,42 @@ async def resolve_target(
             raise TargetRefused(f"target {target.host} resolves to a refused address: {why}", address=str(address))
     logger.debug("resolved %s to %s", target.host, addresses)
     return addresses
+
+
+async def check_resolution(
+    target: Target,
+    *,
+    policy: AddressPolicy,
+    nameservers: tuple[str, ...] = (),
+    timeout_s: float = RESOLVE_TIMEOUT_S,
+    allow_unresolvable: bool = False,
+) -> None:
+    """Submit time: ``resolve_target`` with every failure turned into a refusal of the request (a 422).
+
+    A name that does not resolve now is refused too, rather than stored to fail
+    when the scan runs; so is one the resolver could not answer for in time
+    (the message says to try again), since nothing about it could be checked.
+
+    Args:
+        target: from ``parse_target``.
+        policy: the address rules.
+        nameservers: as for ``resolve_target``.
+        timeout_s: how long resolution may take.
+        allow_unresolvable: accept a name that does not exist or has no address
+            (``surface`` with the ``dns`` plugin, which needs no address); a refused
+            address and a resolver failure are still refused.
+
+    Raises:
+        TargetRefused: the name (or one of its addresses) is not allowed.
+        ValidationError: the name does not resolve, or resolving it failed.
+    """
+    try:
+        await resolve_target(target, policy=policy, nameservers=nameservers, timeout_s=timeout_s)
+    except TransientScanError as exc:
+        raise ValidationError(f"target could not be checked: {exc.message}; try again later") from None
+    except ScannerError as exc:
+        if not allow_unresolvable:
+            raise ValidationError(f"target {exc.message}") from None
 
 
 async def _resolve_with_system(host: str) -> list[IPAddress]:
