@@ -81,16 +81,29 @@ class Settings:
             overrides: field values already typed, e.g. from CLI flags; None means "not given".
         """
         values: dict[str, Any] = {}
+        legacy_sources: dict[str, str] = {}
         hints = get_type_hints(cls)
         for legacy, name in LEGACY_ENV.items():
             if legacy in environ:
                 values[name] = parse_value(name, hints[name], environ[legacy], source=legacy)
+                legacy_sources[name] = legacy
         for f in fields(cls):
             env_name = ENV_PREFIX + f.name.upper()
             if env_name in environ:
                 values[f.name] = parse_value(f.name, hints[f.name], environ[env_name], source=env_name)
+                legacy_sources.pop(f.name, None)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        for name in overrides.keys() & legacy_sources.keys():
+            if overrides[name] is not None:
+                del legacy_sources[name]
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            # A range check names the SCANQ_ variable; the user may have set the original name instead.
+            original = legacy_sources.get(getattr(exc, "setting", ""))
+            if original is None:
+                raise
+            raise ConfigError(f"{original}: {exc.message.split(': ', 1)[1]}", setting=exc.setting) from None
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (None values ignored)."""
@@ -127,7 +140,7 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 def _check(s: Settings) -> None:
     def fail(name: str, why: str) -> None:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {why} (got {getattr(s, name)!r})")
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {why} (got {getattr(s, name)!r})", setting=name)
 
     for name in ("ingest_port", "status_port"):
         if not 0 <= getattr(s, name) <= 65535:

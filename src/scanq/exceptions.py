@@ -36,6 +36,8 @@ class ScanqError(Exception):
 class ConfigError(ScanqError):
     """A setting is missing or invalid."""
 
+    setting: str
+
 
 class ValidationError(ScanqError):
     """The request is invalid."""

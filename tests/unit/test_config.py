@@ -62,7 +62,7 @@ def test_lists_are_comma_separated() -> None:
         ({"SCANQ_INGEST_PORT": "70000"}, "SCANQ_INGEST_PORT"),
         ({"SCANQ_CONCURRENCY": "0"}, "SCANQ_CONCURRENCY"),
         ({"SCANQ_HEARTBEAT_SECONDS": "60"}, "SCANQ_HEARTBEAT_SECONDS"),
-        ({"MIN_SLEEP": "3", "MAX_SLEEP": "1"}, "SCANQ_MOCK_MAX_SLEEP"),
+        ({"MIN_SLEEP": "3", "MAX_SLEEP": "1"}, "MAX_SLEEP"),
         ({"SCANQ_LOG_FORMAT": "xml"}, "SCANQ_LOG_FORMAT"),
         ({"SCANQ_LOG_LEVEL": "loud"}, "SCANQ_LOG_LEVEL"),
         ({"SCANQ_TARGET_ALLOWLIST": "not-a-cidr"}, "SCANQ_TARGET_ALLOWLIST"),
@@ -84,3 +84,10 @@ def test_replace_ignores_none() -> None:
 
 def test_unknown_scanq_variables_do_not_leak_into_settings() -> None:
     assert Settings.from_env({ENV_PREFIX + "SUPERVISOR_PID": "123"}) == Settings()
+
+
+def test_a_bad_original_variable_is_named_in_the_message() -> None:
+    with pytest.raises(ConfigError, match=r"^CHANCE_OF_FAILURE: must be a probability"):
+        Settings.from_env({"CHANCE_OF_FAILURE": "2"})
+    with pytest.raises(ConfigError, match=r"^SCANQ_MOCK_FAILURE_RATE: must be a probability"):
+        Settings.from_env({"CHANCE_OF_FAILURE": "0.5", "SCANQ_MOCK_FAILURE_RATE": "2"})
