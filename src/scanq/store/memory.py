@@ -240,22 +240,23 @@ class MemoryStore:
     async def release(self, *, leases: Sequence[Lease]) -> int:
         now = _now()
         released = 0
+        requeued = False
         for lease in leases:
             scan = self._held(lease)
             if scan is None:
                 continue
-            self._put(
-                scan,
-                status=ScanStatus.ACCEPTED,
-                attempt=scan.attempt - 1,
-                available_at=now,
-                lease_owner=None,
-                lease_expires_at=None,
-                updated_at=now,
-                history=_close(scan.history, outcome=Outcome.RELEASED, at=now, error=None),
-            )
             released += 1
-        if released:
+            common = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+            if scan.cancel_requested:
+                history = _close(scan.history, outcome=Outcome.CANCELLED, at=now, error=None)
+                self._put(scan, status=ScanStatus.CANCELLED, finished_at=now, history=history, **common)
+                continue
+            history = _close(scan.history, outcome=Outcome.RELEASED, at=now, error=None)
+            self._put(
+                scan, status=ScanStatus.ACCEPTED, attempt=scan.attempt - 1, available_at=now, history=history, **common
+            )
+            requeued = True
+        if requeued:
             self._shared.notify()
         return released
 

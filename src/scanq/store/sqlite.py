@@ -680,7 +680,7 @@ class SQLiteStore:
 
         def apply(conn: sqlite3.Connection, now: float) -> tuple[int, bool]:
             rows = conn.execute(RELEASE, {"leases": payload, "now": now, "now_json": repr(now)}).fetchall()
-            return len(rows), bool(rows)
+            return len(rows), any(status == ScanStatus.ACCEPTED for (status,) in rows)
 
         return await self._write(apply)
 

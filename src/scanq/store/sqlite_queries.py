@@ -159,15 +159,20 @@ FROM held WHERE {_IS_HELD}
 RETURNING scans.scan_id
 """
 
+# A released scan whose cancel was requested is Cancelled (its attempt ends), not run again.
 RELEASE = f"""
 {_HELD}
 UPDATE scans SET
-    status = 'Accepted', attempt = scans.attempt - 1, available_at = :now,
+    status = CASE WHEN scans.cancel_requested THEN 'Cancelled' ELSE 'Accepted' END,
+    attempt = CASE WHEN scans.cancel_requested THEN scans.attempt ELSE scans.attempt - 1 END,
+    available_at = CASE WHEN scans.cancel_requested THEN scans.available_at ELSE :now END,
+    finished_at = CASE WHEN scans.cancel_requested THEN :now END,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
-    history = json_set(scans.history, '$[#-1].finished_at', json(:now_json), '$[#-1].outcome', 'Released',
+    history = json_set(scans.history, '$[#-1].finished_at', json(:now_json),
+                       '$[#-1].outcome', CASE WHEN scans.cancel_requested THEN 'Cancelled' ELSE 'Released' END,
                        '$[#-1].error', NULL)
 FROM held WHERE {_IS_HELD}
-RETURNING scans.scan_id
+RETURNING scans.status
 """
 
 REQUEUE_EXPIRED = """
