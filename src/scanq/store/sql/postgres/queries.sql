@@ -135,23 +135,27 @@ notified AS (
 SELECT scan_id, (SELECT count(*) FROM notified) AS notified FROM done;
 
 -- name: release
--- Graceful shutdown: back to Accepted at once, and the attempt does not count.
+-- Graceful shutdown: back to Accepted at once, and the attempt does not count. A scan whose
+-- cancel was requested is Cancelled instead (its attempt ends), as the reaper does.
 WITH released AS (
     UPDATE scans AS s SET
-        status = 'Accepted', attempt = s.attempt - 1, available_at = now(),
+        status = CASE WHEN s.cancel_requested THEN 'Cancelled' ELSE 'Accepted' END,
+        attempt = CASE WHEN s.cancel_requested THEN s.attempt ELSE s.attempt - 1 END,
+        available_at = CASE WHEN s.cancel_requested THEN s.available_at ELSE now() END,
+        finished_at = CASE WHEN s.cancel_requested THEN now() ELSE s.finished_at END,
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-        history = scanq_close_attempt(s.history, 'Released', NULL)
+        history = scanq_close_attempt(s.history, CASE WHEN s.cancel_requested THEN 'Cancelled' ELSE 'Released' END,
+                                      NULL)
     FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
-    RETURNING s.scan_id
+    RETURNING s.scan_id, s.status
 ),
 counted AS (
     INSERT INTO scan_count_deltas (status, delta)
-    SELECT v.status, v.sign * c.n FROM (SELECT count(*) AS n FROM released) AS c,
-           (VALUES ('Running', -1), ('Accepted', 1)) AS v(status, sign)
-    WHERE c.n > 0
+    SELECT status, count(*) FROM released GROUP BY status
+    UNION ALL SELECT 'Running', -count(*) FROM released HAVING count(*) > 0
 ),
-notified AS (SELECT pg_notify('scanq_work', '') FROM released LIMIT 1)
+notified AS (SELECT pg_notify('scanq_work', '') FROM released WHERE status = 'Accepted' LIMIT 1)
 SELECT count(*) AS released, (SELECT count(*) FROM notified) AS notified FROM released;
 
 -- name: requeue_expired
