@@ -502,23 +502,36 @@ class MongoStore:
 
     async def release(self, *, leases: Sequence[Lease]) -> int:
         now = self._now()
-        changes: Document = {
-            "status": ScanStatus.ACCEPTED.value,
-            "available_at": now,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "updated_at": now,
-        }
         with wrap_errors():
-            released = await asyncio.gather(
-                *(
-                    self._close_attempt(lease, changes, outcome=Outcome.RELEASED, at=now, error=None, inc_attempt=-1)
-                    for lease in leases
-                )
-            )
-        if any(released):
+            released = await asyncio.gather(*(self._release_one(lease, now=now) for lease in leases))
+        if any(status == ScanStatus.ACCEPTED for status in released):
             self._work.set()
-        return sum(released)
+        return sum(1 for status in released if status is not None)
+
+    async def _release_one(self, lease: Lease, *, now: datetime) -> ScanStatus | None:
+        """Return the held scan to Accepted, or make it Cancelled if its cancel was requested.
+
+        Two fenced updates, no read: ``cancel_requested`` only ever turns on while the
+        scan is Running, so a scan the first update skips for it is taken by the second.
+        """
+        common: Document = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
+        requeue: Document = {**common, "status": ScanStatus.ACCEPTED.value, "available_at": now}
+        if await self._close_attempt(
+            lease,
+            requeue,
+            outcome=Outcome.RELEASED,
+            at=now,
+            error=None,
+            inc_attempt=-1,
+            extra_filter={"cancel_requested": {"$ne": True}},
+        ):
+            return ScanStatus.ACCEPTED
+        cancelled: Document = {**common, "status": ScanStatus.CANCELLED.value, "finished_at": now}
+        if await self._close_attempt(
+            lease, cancelled, outcome=Outcome.CANCELLED, at=now, error=None, extra_filter={"cancel_requested": True}
+        ):
+            return ScanStatus.CANCELLED
+        return None
 
     async def _close_attempt(
         self,
