@@ -531,6 +531,35 @@ async def test_release_returns_scans_without_counting_the_attempt(store: Store) 
     assert await store.release(leases=[lease_of(scan)]) == 0
 
 
+async def test_release_cancels_a_scan_whose_cancel_was_requested(store: Store) -> None:
+    await store.create_many(scans=[new_scan(), new_scan()])
+    wanted, unwanted = await store.claim(worker_id="w1", limit=2, lease_s=LONG_LEASE_S)
+    await store.cancel(scan_id=unwanted.scan_id)
+
+    released = await store.release(leases=[lease_of(wanted), lease_of(unwanted)])
+    back = await store.get(scan_id=wanted.scan_id)
+    cancelled = await store.get(scan_id=unwanted.scan_id)
+    stats = await store.stats()
+    claimed = await store.claim(worker_id="w2", limit=5, lease_s=LONG_LEASE_S)
+
+    assert released == 2
+    assert (back.status, back.attempt, back.history[-1].outcome) == (ScanStatus.ACCEPTED, 0, Outcome.RELEASED)
+    assert (cancelled.status, cancelled.attempt, cancelled.lease_owner, cancelled.lease_expires_at) == (
+        ScanStatus.CANCELLED,
+        1,
+        None,
+        None,
+    )
+    assert_near(cancelled.finished_at, datetime.now(UTC))
+    assert [(e.worker, e.outcome) for e in cancelled.history] == [("w1", Outcome.CANCELLED)]
+    assert cancelled.history[-1].finished_at is not None
+    assert (stats.counts[ScanStatus.CANCELLED], stats.counts[ScanStatus.RUNNING]) == (1, 0)
+    assert stats.counts[ScanStatus.ACCEPTED] == 1
+    assert [s.scan_id for s in claimed] == [wanted.scan_id]
+    assert (await store.stats()).counts[ScanStatus.ACCEPTED] == 0
+    assert await store.release(leases=[lease_of(unwanted)]) == 0
+
+
 # -- cancel ---------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,9 @@ Rules every backend keeps (``tests/contract`` checks each, on every backend):
    moves Running scans whose lease has expired back to ``Accepted`` (history
    outcome ``LeaseExpired``) while attempts are left, else to ``Error`` with
    error ``"lease expired"``; a scan whose cancel was requested goes to
-   ``Cancelled`` instead.
+   ``Cancelled`` instead. ``release`` (graceful shutdown) likewise returns a
+   held scan to ``Accepted`` without counting the attempt, or makes it
+   ``Cancelled`` if its cancel was requested.
 3. Fencing: ``heartbeat``/``finish``/``release`` touch a scan only while it is
    ``Running`` with the same ``lease_owner`` and ``attempt``; anything else is
    refused silently (reported as lost / False). A scan completes at most once.
@@ -102,7 +104,14 @@ class Store(Protocol):
         """
 
     async def release(self, *, leases: Sequence[Lease]) -> int:
-        """Graceful shutdown: return held scans to Accepted without counting the attempt; history says Released."""
+        """Graceful shutdown: hand back the scans ``leases`` still hold; return how many (rules 2, 3).
+
+        Each goes back to Accepted, due now, without counting the attempt
+        (history outcome Released). A scan whose cancel was requested is not run
+        again: it becomes Cancelled (``finished_at`` set, attempt kept, history
+        outcome Cancelled), as ``requeue_expired`` does. Either way the lease is
+        cleared. Only scans made Accepted wake ``wait_for_work``.
+        """
 
     async def requeue_expired(self, *, limit: int = 1000) -> int:
         """The reaper (rule 2): handle up to ``limit`` Running scans whose lease expired; return how many."""
