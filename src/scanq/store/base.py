@@ -48,11 +48,16 @@ MAX_PAGE_SIZE = 1000
 class Store(Protocol):
     """The storage backend: one implementation per database, chosen by URL in ``open_store``."""
 
-    async def __aenter__(self) -> Self: ...
+    async def __aenter__(self) -> Self:
+        # Backends subclass Store explicitly and inherit these two; the rest they must implement
+        # (mypy refuses to instantiate a backend that leaves a trivial protocol method in place).
+        await self.open()
+        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
+    ) -> None:
+        await self.aclose()
 
     async def open(self) -> None:
         """Connect and create or migrate the schema. ``__aenter__`` calls it."""

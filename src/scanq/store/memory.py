@@ -10,8 +10,6 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Self
 
 from scanq.exceptions import ScanFinished, ScanNotFound, ValidationError
 from scanq.models import (
@@ -27,7 +25,7 @@ from scanq.models import (
     ScanStatus,
     Stats,
 )
-from scanq.store.base import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
 
 LEASE_EXPIRED_ERROR = "lease expired"
 
@@ -54,7 +52,7 @@ class _Shared:
 _SHARED: dict[str, _Shared] = {}
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """A dict of scans guarded by the event loop (every method runs to completion without awaiting).
 
     Args:
@@ -68,15 +66,6 @@ class MemoryStore:
         self._by_key = self._shared.by_key
         self._work = asyncio.Event()
         self._shared.waiters.add(self._work)
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def open(self) -> None:
         return None

@@ -35,8 +35,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, WriteConcern
@@ -56,7 +55,7 @@ from scanq.models import (
     ScanStatus,
     Stats,
 )
-from scanq.store.base import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
 from scanq.store.mongo_documents import (
     CLAIM_SORT,
     EPOCH,
@@ -119,7 +118,7 @@ def split_url(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=urlencode(kept))), collection or None
 
 
-class MongoStore:
+class MongoStore(Store):
     """The Store Protocol on a MongoDB collection (replica set, sharded cluster or standalone).
 
     Args:
@@ -154,15 +153,6 @@ class MongoStore:
         self._watcher: asyncio.Task[None] | None = None
         self._pending: list[tuple[NewScan, asyncio.Future[Created]]] = []
         self._flusher: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     @property
     def collection(self) -> AsyncCollection[Document]:

@@ -24,8 +24,7 @@ import zlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from importlib import resources
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -46,7 +45,7 @@ from scanq.models import (
     ScanStatus,
     Stats,
 )
-from scanq.store.base import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -473,7 +472,7 @@ def _settle(
         future.set_result(answer)
 
 
-class PostgresStore:
+class PostgresStore(Store):
     """The Store on PostgreSQL (asyncpg, a bounded pool); see the module docstring and ``docs/postgres.md``.
 
     Args:
@@ -504,15 +503,6 @@ class PostgresStore:
         self._listener = _WorkListener(connect=self._connect, work=self._work)
         self._group = _GroupCommit(insert=self._insert)
         self.schema_version = 0
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def open(self) -> None:
         with wrap_errors():

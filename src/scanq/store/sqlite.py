@@ -36,8 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -54,7 +53,7 @@ from scanq.models import (
     ScanStatus,
     Stats,
 )
-from scanq.store.base import MAX_PAGE_SIZE, decode_cursor, encode_cursor
+from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
 from scanq.store.sqlite_queries import (
     CANCEL,
     CLAIM,
@@ -229,7 +228,7 @@ class _Answers:
 _STOP = object()
 
 
-class SQLiteStore:
+class SQLiteStore(Store):
     """The embedded store: a SQLite file in WAL mode; safe for many processes on one machine.
 
     Args:
@@ -268,15 +267,6 @@ class SQLiteStore:
         self._is_closing = False
         # Write transactions this store committed; fewer than the writes asked for is group commit at work.
         self.transactions = 0
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
