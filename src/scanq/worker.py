@@ -569,7 +569,11 @@ class Worker:
         released = await _retry_until(attempt, timeout_s=RELEASE_TIMEOUT_S, what="release")
         if released is not None:
             self._held.clear()
-            logger.info("handed back %d unfinished scans (to the queue, or Cancelled where a cancel was pending)", released, extra={"worker": self.worker_id})
+            logger.info(
+                "handed back %d unfinished scans (to the queue, or Cancelled where a cancel was pending)",
+                released,
+                extra={"worker": self.worker_id},
+            )
 
     async def _sleep_unless_stopped(self, delay_s: float) -> None:
         await _wait_event(self._stop_event, delay_s)
