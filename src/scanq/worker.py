@@ -70,6 +70,9 @@ RETRY_WAKE_SLACK_S = 0.01
 # Scan timeouts are enforced by one sweep at this interval (at most; a quarter of the timeout when shorter)
 # instead of a timer per scan: a timer costs more than a no-op scan itself.
 TIMEOUT_SWEEP_MAX_S = 1.0
+# Outcomes written per store call. Bounded so that on a slow store one write cannot outlast the
+# leases it is finishing: heartbeats (which keep renewing leases of unwritten outcomes) get in between.
+FINISH_BATCH_MAX = 500
 
 
 class _StopReason(enum.Enum):
@@ -357,7 +360,7 @@ class Worker:
                 self._finish_ready.clear()
                 await self._finish_ready.wait()
                 continue
-            batch, self._pending = self._pending, []
+            batch, self._pending = self._pending[:FINISH_BATCH_MAX], self._pending[FINISH_BATCH_MAX:]
             try:
                 applied = await self.store.finish(finishes=batch)
             except StoreError as exc:
