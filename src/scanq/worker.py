@@ -72,7 +72,7 @@ RETRY_WAKE_SLACK_S = 0.01
 TIMEOUT_SWEEP_MAX_S = 1.0
 # Outcomes written per store call. Bounded so that on a slow store one write cannot outlast the
 # leases it is finishing: heartbeats (which keep renewing leases of unwritten outcomes) get in between.
-FINISH_BATCH_MAX = 500
+FINISH_BATCH_MAX = 1000
 
 
 class _StopReason(enum.Enum):
