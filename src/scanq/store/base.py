@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -137,6 +138,30 @@ class Store(Protocol):
         """
 
 
+def accepted_scan(new: NewScan, *, updated_at: datetime, available_at: datetime | None = None) -> Scan:
+    """The record a backend just stored for ``new``, built from the submission instead of read back.
+
+    Args:
+        new: the submission.
+        updated_at: the store's clock at the insert.
+        available_at: when the store set it itself (else the submission's, or its creation time).
+    """
+    return Scan(
+        scan_id=new.scan_id,
+        status=ScanStatus.ACCEPTED,
+        target=new.target,
+        scanner=new.scanner,
+        options=dict(new.options),
+        priority=new.priority,
+        attempt=0,
+        max_attempts=new.max_attempts,
+        created_at=new.created_at,
+        updated_at=updated_at,
+        available_at=available_at or new.available_at or new.created_at,
+        idempotency_key=new.idempotency_key,
+    )
+
+
 def encode_cursor(scan_id: str) -> str:
     """Make the opaque ``next_cursor`` that continues a list after ``scan_id``."""
     return base64.urlsafe_b64encode(scan_id.encode()).decode().rstrip("=")
@@ -156,4 +181,4 @@ def decode_cursor(cursor: str) -> str:
     return scan_id
 
 
-__all__ = ["MAX_PAGE_SIZE", "Store", "decode_cursor", "encode_cursor"]
+__all__ = ["MAX_PAGE_SIZE", "Store", "accepted_scan", "decode_cursor", "encode_cursor"]

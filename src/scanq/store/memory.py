@@ -25,7 +25,7 @@ from scanq.models import (
     ScanStatus,
     Stats,
 )
-from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
+from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
 
 LEASE_EXPIRED_ERROR = "lease expired"
 
@@ -92,20 +92,7 @@ class MemoryStore(Store):
                 continue
             if new.scan_id in self._scans or new.scan_id in staged:
                 raise ValidationError(f"duplicate scan id {new.scan_id}")
-            scan = Scan(
-                scan_id=new.scan_id,
-                status=ScanStatus.ACCEPTED,
-                target=new.target,
-                scanner=new.scanner,
-                options=dict(new.options),
-                priority=new.priority,
-                attempt=0,
-                max_attempts=new.max_attempts,
-                created_at=new.created_at,
-                updated_at=now,
-                available_at=new.available_at or new.created_at,
-                idempotency_key=key,
-            )
+            scan = accepted_scan(new, updated_at=now)
             staged[scan.scan_id] = scan
             if key is not None:
                 keys[key] = scan.scan_id

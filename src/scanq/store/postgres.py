@@ -45,7 +45,7 @@ from scanq.models import (
     ScanStatus,
     Stats,
 )
-from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
+from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -298,24 +298,6 @@ def _scan(row: asyncpg.Record) -> Scan:
         idempotency_key=row["idempotency_key"],
         cancel_requested=row["cancel_requested"],
         history=tuple(_attempt(entry) for entry in row["history"]),
-    )
-
-
-def _created_scan(new: NewScan, row: asyncpg.Record) -> Scan:
-    """The scan just inserted: the submission plus what the server set (``updated_at``, ``available_at``)."""
-    return Scan(
-        scan_id=new.scan_id,
-        status=ScanStatus.ACCEPTED,
-        target=new.target,
-        scanner=new.scanner,
-        options=dict(new.options),
-        priority=new.priority,
-        attempt=0,
-        max_attempts=new.max_attempts,
-        created_at=new.created_at,
-        updated_at=row["updated_at"],
-        available_at=row["available_at"],
-        idempotency_key=new.idempotency_key,
     )
 
 
@@ -689,7 +671,13 @@ class PostgresStore(Store):
                 raise ValidationError("duplicate scan id") from exc.__cause__
             raise
         stored = {str(row["scan_id"]): row for row in rows}
-        inserted = {new.scan_id: _created_scan(new, stored[new.scan_id]) for new in scans if new.scan_id in stored}
+        inserted = {
+            new.scan_id: accepted_scan(
+                new, updated_at=stored[new.scan_id]["updated_at"], available_at=stored[new.scan_id]["available_at"]
+            )
+            for new in scans
+            if new.scan_id in stored
+        }
         by_key = {scan.idempotency_key: scan for scan in inserted.values() if scan.idempotency_key is not None}
         missing = [s.idempotency_key for s in scans if s.scan_id not in inserted and s.idempotency_key not in by_key]
         if missing:

@@ -53,7 +53,7 @@ from scanq.models import (
     ScanStatus,
     Stats,
 )
-from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
+from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
 from scanq.store.sqlite_queries import (
     CANCEL,
     CLAIM,
@@ -73,7 +73,6 @@ from scanq.store.sqlite_queries import (
     SELECT_BY_KEY,
     SELECT_SCAN,
     SELECT_STATUS,
-    created_scan,
     insert_row,
     insert_scans,
     leases_json,
@@ -437,7 +436,7 @@ class SQLiteStore(Store):
                     conn.execute(INSERT_SCAN, (*row, now))
                 except sqlite3.IntegrityError as exc:
                     raise ValidationError(f"duplicate scan id {new.scan_id}") from exc
-                created.append(Created(scan=created_scan(new, updated_at=updated_at), is_new=True))
+                created.append(Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True))
         except ValidationError as exc:
             conn.execute("ROLLBACK TO create_job")
             conn.execute("RELEASE create_job")
@@ -572,7 +571,7 @@ class SQLiteStore(Store):
         answer = await future
         if isinstance(answer, float):
             updated_at = to_datetime(answer)
-            return [Created(scan=created_scan(new, updated_at=updated_at), is_new=True) for new in scans]
+            return [Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True) for new in scans]
         return answer
 
     async def get(self, *, scan_id: str) -> Scan:

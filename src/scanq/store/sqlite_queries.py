@@ -270,24 +270,6 @@ def insert_row(new: NewScan) -> tuple[Any, ...]:
             new.idempotency_key)  # fmt: skip
 
 
-def created_scan(new: NewScan, *, updated_at: datetime) -> Scan:
-    """The ``Scan`` an ``INSERT_SCAN`` of ``new`` stored, built without reading it back."""
-    return Scan(
-        scan_id=new.scan_id,
-        status=ScanStatus.ACCEPTED,
-        target=new.target,
-        scanner=new.scanner,
-        options=dict(new.options),
-        priority=new.priority,
-        attempt=0,
-        max_attempts=new.max_attempts,
-        created_at=new.created_at,
-        updated_at=updated_at,
-        available_at=new.available_at or new.created_at,
-        idempotency_key=new.idempotency_key,
-    )
-
-
 def leases_json(leases: Sequence[Lease]) -> str:
     """The ``:leases`` parameter of the fenced statements: ``[[scan_id, worker, attempt], ...]``."""
     return msgspec.json.encode([(lease.scan_id, lease.worker_id, lease.attempt) for lease in leases]).decode()
