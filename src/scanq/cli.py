@@ -14,6 +14,7 @@ Commands stay thin: parse, build Settings, configure logging, call one function.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
@@ -25,7 +26,7 @@ from click.core import ParameterSource
 from click.decorators import FC
 
 from scanq import client
-from scanq.config import ENV_PREFIX, Settings, parse_value
+from scanq.config import ENV_PREFIX, Settings, parse_value, unknown_env_names
 from scanq.exceptions import ConfigError, ScanqError
 from scanq.logs import configure_logging
 from scanq.watch import DEFAULT_WATCH_S, watch
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger(__name__)
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _HINTS = get_type_hints(Settings)
@@ -128,6 +131,8 @@ def with_settings(names: Iterable[str]) -> Callable[[Callable[..., _T]], Callabl
             raw = {name: kwargs.pop(name) for name in names}
             settings = build_settings(click.get_current_context(), raw)
             configure_logging(settings)
+            for unknown in unknown_env_names(os.environ):
+                logger.warning("%s is not a scanq setting and is ignored (see scanq --help)", unknown)
             return command(settings, **kwargs)
 
         for name in reversed(names):

@@ -110,6 +110,20 @@ class Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+# SCANQ_* names that are not settings but are expected in the environment.
+NON_SETTING_ENV_PREFIXES = ("SCANQ_TEST_", "SCANQ_SUPERVISOR_")
+
+
+def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
+    """``SCANQ_*`` variables that name no setting: most likely typos, which would otherwise do nothing."""
+    known = {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(NON_SETTING_ENV_PREFIXES)
+    )
+
+
 def parse_value(name: str, annotation: Any, raw: str, *, source: str) -> Any:
     """Cast one environment string to the setting's type; raise ``ConfigError`` naming ``source``."""
     base = _unwrap_optional(annotation)

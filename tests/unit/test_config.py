@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from scanq.config import ENV_PREFIX, LEGACY_ENV, Settings
+from scanq.config import ENV_PREFIX, LEGACY_ENV, Settings, unknown_env_names
 from scanq.exceptions import ConfigError
 
 
@@ -91,3 +91,14 @@ def test_a_bad_original_variable_is_named_in_the_message() -> None:
         Settings.from_env({"CHANCE_OF_FAILURE": "2"})
     with pytest.raises(ConfigError, match=r"^SCANQ_MOCK_FAILURE_RATE: must be a probability"):
         Settings.from_env({"CHANCE_OF_FAILURE": "0.5", "SCANQ_MOCK_FAILURE_RATE": "2"})
+
+
+def test_unknown_scanq_variables_are_reported_as_likely_typos() -> None:
+    environ = {
+        "SCANQ_LEASE_SECOND": "5",
+        "SCANQ_LEASE_SECONDS": "5",
+        "SCANQ_TEST_POSTGRES_URL": "x",
+        "SCANQ_SUPERVISOR_PID": "1",
+        "HOME": "/root",
+    }
+    assert unknown_env_names(environ) == ["SCANQ_LEASE_SECOND"]
