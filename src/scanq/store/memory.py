@@ -10,8 +10,11 @@ import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from scanq import lifecycle
 from scanq.exceptions import ScanFinished, ScanNotFound, ValidationError
+from scanq.lifecycle import CancelAction
 from scanq.models import (
     Attempt,
     Created,
@@ -19,15 +22,12 @@ from scanq.models import (
     HeartbeatResult,
     Lease,
     NewScan,
-    Outcome,
     Page,
     Scan,
     ScanStatus,
     Stats,
 )
 from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
-
-LEASE_EXPIRED_ERROR = "lease expired"
 
 
 def _now() -> datetime:
@@ -180,60 +180,20 @@ class MemoryStore(Store):
             if scan is None:
                 applied.append(False)
                 continue
-            history = _close(scan.history, outcome=fin.outcome, at=now, error=fin.error)
-            if fin.outcome == Outcome.RETRY:
-                self._put(
-                    scan,
-                    status=ScanStatus.ACCEPTED,
-                    available_at=fin.retry_at or now,
-                    error=fin.error,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    updated_at=now,
-                    history=history,
-                )
-                self._shared.notify()
-            else:
-                status = {
-                    Outcome.COMPLETE: ScanStatus.COMPLETE,
-                    Outcome.ERROR: ScanStatus.ERROR,
-                    Outcome.CANCELLED: ScanStatus.CANCELLED,
-                }[fin.outcome]
-                self._put(
-                    scan,
-                    status=status,
-                    result=fin.result if fin.outcome == Outcome.COMPLETE else None,
-                    error=fin.error if fin.outcome != Outcome.COMPLETE else None,
-                    finished_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    updated_at=now,
-                    history=history,
-                )
+            transition = lifecycle.FINISH[fin.outcome]
+            self._transit(scan, transition, now=now, error=fin.error, result=fin.result, retry_at=fin.retry_at)
             applied.append(True)
         return applied
 
     async def release(self, *, leases: Sequence[Lease]) -> int:
         now = _now()
         released = 0
-        requeued = False
         for lease in leases:
             scan = self._held(lease)
             if scan is None:
                 continue
             released += 1
-            common = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
-            if scan.cancel_requested:
-                history = _close(scan.history, outcome=Outcome.CANCELLED, at=now, error=None)
-                self._put(scan, status=ScanStatus.CANCELLED, finished_at=now, history=history, **common)
-                continue
-            history = _close(scan.history, outcome=Outcome.RELEASED, at=now, error=None)
-            self._put(
-                scan, status=ScanStatus.ACCEPTED, attempt=scan.attempt - 1, available_at=now, history=history, **common
-            )
-            requeued = True
-        if requeued:
-            self._shared.notify()
+            self._transit(scan, lifecycle.choose(lifecycle.RELEASE, scan), now=now)
         return released
 
     async def requeue_expired(self, *, limit: int = 1000) -> int:
@@ -244,23 +204,16 @@ class MemoryStore(Store):
             if s.status == ScanStatus.RUNNING and s.lease_expires_at is not None and s.lease_expires_at <= now
         ][:limit]
         for scan in expired:
-            history = _close(scan.history, outcome=Outcome.LEASE_EXPIRED, at=now, error=LEASE_EXPIRED_ERROR)
-            common = {"lease_owner": None, "lease_expires_at": None, "updated_at": now, "history": history}
-            if scan.cancel_requested:
-                self._put(scan, status=ScanStatus.CANCELLED, finished_at=now, **common)
-            elif scan.attempt < scan.max_attempts:
-                self._put(scan, status=ScanStatus.ACCEPTED, available_at=now, **common)
-                self._shared.notify()
-            else:
-                self._put(scan, status=ScanStatus.ERROR, error=LEASE_EXPIRED_ERROR, finished_at=now, **common)
+            self._transit(scan, lifecycle.choose(lifecycle.LEASE_EXPIRED, scan), now=now)
         return len(expired)
 
     async def cancel(self, *, scan_id: str) -> Scan:
         scan = await self.get(scan_id=scan_id)
         now = _now()
-        if scan.status.is_terminal:
+        action = lifecycle.cancel_action(scan.status)
+        if action is CancelAction.REFUSE:
             raise ScanFinished(scan_id, scan.status)
-        if scan.status == ScanStatus.ACCEPTED:
+        if action is CancelAction.CANCEL_NOW:
             return self._put(scan, status=ScanStatus.CANCELLED, finished_at=now, updated_at=now)
         return self._put(scan, cancel_requested=True, updated_at=now)
 
@@ -283,14 +236,13 @@ class MemoryStore(Store):
             return None
         return scan
 
+    def _transit(self, scan: Scan, transition: lifecycle.Transition, *, now: datetime, **given: Any) -> None:
+        """Carry ``transition`` out on a held scan; wake waiters when it made the scan claimable."""
+        self._scans[scan.scan_id] = lifecycle.apply(scan, transition, now=now, **given)
+        if transition.status is ScanStatus.ACCEPTED:
+            self._shared.notify()
+
     def _put(self, scan: Scan, **changes: object) -> Scan:
         updated = dataclasses.replace(scan, **changes)  # type: ignore[arg-type]
         self._scans[scan.scan_id] = updated
         return updated
-
-
-def _close(history: tuple[Attempt, ...], *, outcome: Outcome, at: datetime, error: str | None) -> tuple[Attempt, ...]:
-    if not history:
-        return history
-    last = dataclasses.replace(history[-1], finished_at=at, outcome=outcome, error=error)
-    return (*history[:-1], last)
