@@ -12,20 +12,18 @@ import pytest
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
-from scanq.config import Settings
+from scanq.config import PluginSettings, Settings
 from scanq.models import Outcome, ScanStatus
 from scanq.scanners import ScannerRegistry
+from scanq.scanners.mock import MockSettings
 from scanq.store import open_store
-from scanq.store.mongo import split_url
-from scanq.store.mongo_documents import LEGACY_OWNER
+from scanq.store.mongo import LEGACY_OWNER, split_url
 from scanq.worker import Worker
 
 Document = dict[str, Any]
 DEADLINE_S = 20.0
 FAST_MOCK: dict[str, Any] = {
-    "mock_min_sleep": 0.0,
-    "mock_max_sleep": 0.02,
-    "mock_failure_rate": 0.0,
+    "plugins": PluginSettings(MockSettings(min_sleep=0.0, max_sleep=0.02, failure_rate=0.0)),
     "lease_seconds": 2.0,
     "heartbeat_seconds": 0.2,
     "reaper_seconds": 0.1,

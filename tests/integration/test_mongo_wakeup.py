@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -25,7 +26,9 @@ DEADLINE_S = 20.0
 
 
 async def open_mongo(url: str, **options: float) -> MongoStore:
-    store = open_store(url, **options)
+    if options:
+        url += ("&" if "?" in url else "?") + urlencode(options)
+    store = open_store(url)
     assert isinstance(store, MongoStore)
     await store.open()
     return store

@@ -20,7 +20,7 @@ from scanq.ids import new_scan_id
 from scanq.models import NewScan, ScanStatus
 from scanq.store import open_store
 from scanq.store import postgres as postgres_store
-from scanq.store import sqlite_queries as sqlite_store
+from scanq.store.sqlite import statements as sqlite_store
 
 # A plan line that reads every row of ``scans`` (not the small counter tables, not an index search).
 SQLITE_FULL_SCAN = re.compile(r"^SCAN scans\b(?! USING (COVERING )?INDEX)")

@@ -22,8 +22,7 @@ from scanq.exceptions import ConfigError, StoreError, StoreUnavailable
 from scanq.ids import new_scan_id
 from scanq.models import Finish, Lease, NewScan, Outcome, ScanStatus
 from scanq.store import open_store
-from scanq.store.sqlite import SCHEMA_VERSION, SQLiteStore, sqlite_path
-from scanq.store.sqlite_queries import MIGRATIONS
+from scanq.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, sqlite_path
 
 SYNCHRONOUS_FULL = 2
 

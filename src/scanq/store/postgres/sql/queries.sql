@@ -1,4 +1,8 @@
--- Every statement PostgresStore runs, one per "-- name:" section (loaded by store/postgres.py).
+-- Every statement PostgresStore runs, one per "-- name:" section (loaded by statements.py).
+--
+-- Each {placeholder} is filled when the file is loaded: {work_channel} is the NOTIFY channel,
+-- and the statements that carry out a lifecycle transition (finish, release, requeue_expired)
+-- take every column value they set from scanq.lifecycle, rendered by scanq.store.sql_rules.
 --
 -- Each is one round trip and one implicit transaction. Statements that move scans between
 -- statuses also append to scan_count_deltas (the counts `stats` reads) and, when they make
@@ -28,7 +32,7 @@ counted AS (
     SELECT 'Accepted', count(*) FROM inserted HAVING count(*) > 0
 ),
 notified AS (
-    SELECT pg_notify('scanq_work', '') FROM inserted WHERE available_at <= now() LIMIT 1
+    SELECT pg_notify({work_channel}, '') FROM inserted WHERE available_at <= now() LIMIT 1
 )
 SELECT inserted.*, (SELECT count(*) FROM notified) AS notified FROM inserted;
 
@@ -108,17 +112,14 @@ WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worke
 RETURNING s.scan_id, s.cancel_requested;
 
 -- name: finish
--- Fenced outcomes of many scans at once. Outcome names equal the terminal statuses; Retry
--- goes back to Accepted at retry_at.
+-- Fenced outcomes of many scans at once: lifecycle.FINISH, chosen by each row's outcome (a
+-- Retry goes back to Accepted at retry_at).
 WITH done AS (
     UPDATE scans AS s SET
-        status = CASE l.outcome WHEN 'Retry' THEN 'Accepted' ELSE l.outcome END,
-        result = CASE WHEN l.outcome = 'Complete' THEN l.result END,
-        error = CASE WHEN l.outcome = 'Complete' THEN NULL ELSE l.error END,
-        available_at = CASE WHEN l.outcome = 'Retry' THEN coalesce(l.retry_at, now()) ELSE s.available_at END,
-        finished_at = CASE WHEN l.outcome = 'Retry' THEN s.finished_at ELSE now() END,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-        history = scanq_close_attempt(s.history, l.outcome, l.error)
+        status = {status}, attempt = {attempt}, error = {error}, result = {result},
+        finished_at = {finished_at}, available_at = {available_at},
+        history = scanq_close_attempt(s.history, {history_outcome}, {history_error}),
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::timestamptz[])
          AS l(scan_id, worker_id, attempt, outcome, result, error, retry_at)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
@@ -130,22 +131,19 @@ counted AS (
     UNION ALL SELECT 'Running', -count(*) FROM done HAVING count(*) > 0
 ),
 notified AS (
-    SELECT pg_notify('scanq_work', '') FROM done WHERE status = 'Accepted' AND available_at <= now() LIMIT 1
+    SELECT pg_notify({work_channel}, '') FROM done WHERE status = 'Accepted' AND available_at <= now() LIMIT 1
 )
 SELECT scan_id, (SELECT count(*) FROM notified) AS notified FROM done;
 
 -- name: release
--- Graceful shutdown: back to Accepted at once, and the attempt does not count. A scan whose
--- cancel was requested is Cancelled instead (its attempt ends), as the reaper does.
+-- Graceful shutdown, lifecycle.RELEASE: back to Accepted at once, and the attempt does not
+-- count. A scan whose cancel was requested is Cancelled instead (its attempt ends).
 WITH released AS (
     UPDATE scans AS s SET
-        status = CASE WHEN s.cancel_requested THEN 'Cancelled' ELSE 'Accepted' END,
-        attempt = CASE WHEN s.cancel_requested THEN s.attempt ELSE s.attempt - 1 END,
-        available_at = CASE WHEN s.cancel_requested THEN s.available_at ELSE now() END,
-        finished_at = CASE WHEN s.cancel_requested THEN now() ELSE s.finished_at END,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-        history = scanq_close_attempt(s.history, CASE WHEN s.cancel_requested THEN 'Cancelled' ELSE 'Released' END,
-                                      NULL)
+        status = {status}, attempt = {attempt}, error = {error}, result = {result},
+        finished_at = {finished_at}, available_at = {available_at},
+        history = scanq_close_attempt(s.history, {history_outcome}, {history_error}),
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
     RETURNING s.scan_id, s.status
@@ -155,13 +153,13 @@ counted AS (
     SELECT status, count(*) FROM released GROUP BY status
     UNION ALL SELECT 'Running', -count(*) FROM released HAVING count(*) > 0
 ),
-notified AS (SELECT pg_notify('scanq_work', '') FROM released WHERE status = 'Accepted' LIMIT 1)
+notified AS (SELECT pg_notify({work_channel}, '') FROM released WHERE status = 'Accepted' LIMIT 1)
 SELECT count(*) AS released, (SELECT count(*) FROM notified) AS notified FROM released;
 
 -- name: requeue_expired
--- The reaper. There is no index on lease_expires_at (it would make heartbeats non-HOT):
--- Running scans are few, and scans_by_status walks just them. SKIP LOCKED lets every
--- worker run it at once; a lease renewed meanwhile is re-checked and left alone.
+-- The reaper, lifecycle.LEASE_EXPIRED. There is no index on lease_expires_at (it would make
+-- heartbeats non-HOT): Running scans are few, and scans_by_status walks just them. SKIP LOCKED
+-- lets every worker run it at once; a lease renewed meanwhile is re-checked and left alone.
 WITH expired AS (
     SELECT scan_id FROM scans
     WHERE status = 'Running' AND lease_expires_at <= now()
@@ -171,16 +169,10 @@ WITH expired AS (
 ),
 requeued AS (
     UPDATE scans AS s SET
-        status = CASE WHEN s.cancel_requested THEN 'Cancelled'
-                      WHEN s.attempt < s.max_attempts THEN 'Accepted' ELSE 'Error' END,
-        error = CASE WHEN NOT s.cancel_requested AND s.attempt >= s.max_attempts
-                     THEN 'lease expired' ELSE s.error END,
-        available_at = CASE WHEN NOT s.cancel_requested AND s.attempt < s.max_attempts
-                            THEN now() ELSE s.available_at END,
-        finished_at = CASE WHEN NOT s.cancel_requested AND s.attempt < s.max_attempts
-                           THEN s.finished_at ELSE now() END,
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now(),
-        history = scanq_close_attempt(s.history, 'LeaseExpired', 'lease expired')
+        status = {status}, attempt = {attempt}, error = {error}, result = {result},
+        finished_at = {finished_at}, available_at = {available_at},
+        history = scanq_close_attempt(s.history, {history_outcome}, {history_error}),
+        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM expired
     WHERE s.scan_id = expired.scan_id
     RETURNING s.scan_id, s.status
@@ -190,7 +182,7 @@ counted AS (
     SELECT status, count(*) FROM requeued GROUP BY status
     UNION ALL SELECT 'Running', -count(*) FROM requeued HAVING count(*) > 0
 ),
-notified AS (SELECT pg_notify('scanq_work', '') FROM requeued WHERE status = 'Accepted' LIMIT 1)
+notified AS (SELECT pg_notify({work_channel}, '') FROM requeued WHERE status = 'Accepted' LIMIT 1)
 SELECT count(*) AS requeued, (SELECT count(*) FROM notified) AS notified FROM requeued;
 
 -- name: cancel

@@ -1,0 +1,20 @@
+"""The MongoDB backend (``mongodb://`` and ``mongodb+srv://`` URLs).
+
+- ``store``: ``MongoStore``, the domain operations;
+- ``options``: ``MongoOptions``, scanq's options of the URL query string;
+- ``statements``: indexes, filters and updates, the lifecycle's transitions among them;
+- ``rows``: a scan as a document and back;
+- ``inserts``: the group commit's insert and the all-or-none batch;
+- ``wakeup``: the change stream, or polling on a standalone server;
+- ``legacy``: adopting the original system's documents;
+- ``errors``: PyMongo errors as scanq errors.
+"""
+
+from __future__ import annotations
+
+from scanq.store.mongo.errors import wrap_errors
+from scanq.store.mongo.legacy import LEGACY_OWNER
+from scanq.store.mongo.options import MongoOptions, split_url
+from scanq.store.mongo.store import MongoStore
+
+__all__ = ["LEGACY_OWNER", "MongoOptions", "MongoStore", "split_url", "wrap_errors"]

@@ -1,0 +1,218 @@
+"""What the MongoDB store sends: indexes, filters and update documents (no I/O here).
+
+The transitions of ``finish``, ``release`` and ``requeue_expired`` are the
+lifecycle's (``scanq.lifecycle``): ``transition_update`` turns one
+``Transition`` into an update, ``rule_filters`` turns a rules table into one
+filter per rule, so no rule is restated here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from scanq import lifecycle
+from scanq.lifecycle import AvailableChange, CancelAction, Condition, ErrorChange, Rule, Transition
+from scanq.models import Lease, ScanStatus
+from scanq.store.mongo.rows import LEGACY_MAX_ATTEMPTS, Document, to_bson_time
+
+# ESR order (equality, sort, range): status, then the claim sort (priority desc, _id asc), then the
+# available_at range, so the claim walks the index in claim order and stops at the first match.
+CLAIM_INDEX = IndexModel(
+    [("status", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING), ("available_at", ASCENDING)], name="claim"
+)
+LIST_INDEX = IndexModel([("status", ASCENDING), ("_id", DESCENDING)], name="list_by_status")
+OLDEST_INDEX = IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="oldest_by_status")
+IDEMPOTENCY_INDEX = IndexModel(
+    [("idempotency_key", ASCENDING)],
+    name="idempotency_key",
+    unique=True,
+    partialFilterExpression={"idempotency_key": {"$type": "string"}},
+)
+INDEXES = [CLAIM_INDEX, LIST_INDEX, OLDEST_INDEX, IDEMPOTENCY_INDEX]
+CLAIM_SORT = [("priority", DESCENDING), ("_id", ASCENDING)]
+
+HEARTBEAT_PROJECTION = {"status": True, "lease_owner": True, "attempt": True, "cancel_requested": True}
+# What ``lifecycle.choose`` reads of an expired scan (and the lease that fences its update).
+EXPIRED_PROJECTION = {**HEARTBEAT_PROJECTION, "max_attempts": True}
+
+# Change events that may mean new claimable work.
+WATCH_PIPELINE: list[Document] = [
+    {
+        "$match": {
+            "$or": [
+                {"operationType": {"$in": ["insert", "replace"]}},
+                {"operationType": "update", "updateDescription.updatedFields.status": ScanStatus.ACCEPTED.value},
+                {"operationType": "update", "updateDescription.updatedFields.available_at": {"$exists": True}},
+            ]
+        }
+    }
+]
+
+
+def claimable_filter(now: datetime) -> Document:
+    """Accepted scans that are due."""
+    return {"status": ScanStatus.ACCEPTED.value, "available_at": {"$lte": now}}
+
+
+def expired_filter(now: datetime) -> Document:
+    """Running scans whose lease has expired."""
+    return {"status": ScanStatus.RUNNING.value, "lease_expires_at": {"$lte": now}}
+
+
+def held_filter(lease: Lease) -> Document:
+    """The fencing filter: the scan is Running under this owner and attempt."""
+    return {
+        "_id": lease.scan_id,
+        "status": ScanStatus.RUNNING.value,
+        "lease_owner": lease.worker_id,
+        "attempt": lease.attempt,
+    }
+
+
+def holds(doc: Mapping[str, Any], lease: Lease) -> bool:
+    """Whether ``doc`` matches ``held_filter(lease)``."""
+    return (
+        doc.get("status") == ScanStatus.RUNNING.value
+        and doc.get("lease_owner") == lease.worker_id
+        and doc.get("attempt") == lease.attempt
+    )
+
+
+def claim_update(*, worker_id: str, now: datetime, lease_s: float) -> list[Document]:
+    """A pipeline update, so the new history entry can carry the incremented attempt number."""
+    attempt = {"$add": [{"$ifNull": ["$attempt", 0]}, 1]}
+    entry = {
+        "attempt": attempt,
+        "worker": {"$literal": worker_id},
+        "started_at": now,
+        "finished_at": None,
+        "outcome": None,
+        "error": None,
+    }
+    return [
+        {
+            "$set": {
+                "status": ScanStatus.RUNNING.value,
+                "attempt": attempt,
+                "lease_owner": {"$literal": worker_id},
+                "lease_expires_at": to_bson_time(now + timedelta(seconds=lease_s)),
+                "started_at": now,
+                "updated_at": now,
+                "history": {"$concatArrays": [{"$ifNull": ["$history", []]}, [entry]]},
+            }
+        }
+    ]
+
+
+def heartbeat_filter(leases: Sequence[Lease]) -> Document:
+    """The scans of ``leases`` that are still held."""
+    return {"_id": {"$in": [lease.scan_id for lease in leases]}, "$or": [held_filter(lease) for lease in leases]}
+
+
+def extend_lease_update(*, now: datetime, lease_s: float) -> Document:
+    """A heartbeat: the lease runs ``lease_s`` from ``now``."""
+    return {"$set": {"lease_expires_at": to_bson_time(now + timedelta(seconds=lease_s)), "updated_at": now}}
+
+
+def transition_update(
+    transition: Transition,
+    *,
+    attempt: int,
+    now: datetime,
+    error: str | None = None,
+    result: Mapping[str, Any] | None = None,
+    retry_at: datetime | None = None,
+) -> tuple[Document, list[Document]]:
+    """The update (and its array filter) that carries ``transition`` out on a scan held at ``attempt``.
+
+    The lease is cleared and the open history entry of ``attempt`` closed.
+
+    Args:
+        error: the error the worker reported with its outcome.
+        result: the worker's result.
+        retry_at: when a retried scan becomes claimable again.
+    """
+    changes: Document = {
+        "status": transition.status.value,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+        "result": dict(result or {}) if transition.keeps_result else None,
+    }
+    if transition.error is not ErrorChange.KEEP:
+        changes["error"] = lifecycle.error_value(transition.error, error)
+    if transition.is_finished:
+        changes["finished_at"] = now
+    if transition.available is AvailableChange.NOW:
+        changes["available_at"] = now
+    elif transition.available is AvailableChange.RETRY_AT:
+        changes["available_at"] = to_bson_time(retry_at or now)
+    # ``outcome`` goes last: SecantusDB re-checks the array filter after each path it sets
+    # (mongod checks it once, against the document before the update).
+    changes |= {
+        "history.$[open].finished_at": now,
+        "history.$[open].error": lifecycle.history_error(transition.history_error, error),
+        "history.$[open].outcome": transition.outcome.value,
+    }
+    update: Document = {"$set": changes}
+    if transition.attempt_delta:
+        update["$inc"] = {"attempt": transition.attempt_delta}
+    return update, [{"open.attempt": attempt, "open.outcome": None}]
+
+
+def condition_filter(condition: Condition, *, is_met: bool = True) -> Document:
+    """The documents where ``condition`` is met (or, with ``is_met=False``, is not)."""
+    if condition is Condition.CANCEL_REQUESTED:
+        return {"cancel_requested": True} if is_met else {"cancel_requested": {"$ne": True}}
+    if condition is Condition.ATTEMPTS_LEFT:
+        compare = "$lt" if is_met else "$gte"
+        attempts = [{"$ifNull": ["$attempt", 0]}, {"$ifNull": ["$max_attempts", LEGACY_MAX_ATTEMPTS]}]
+        return {"$expr": {compare: attempts}}
+    if is_met:
+        return {}
+    raise ValueError("no document fails Condition.ALWAYS")
+
+
+def rule_filters(rules: Sequence[Rule]) -> list[tuple[Transition, Document]]:
+    """Each rule's transition with the filter of the documents it applies to: its condition met, no earlier one's."""
+    filters: list[tuple[Transition, Document]] = []
+    for index, rule in enumerate(rules):
+        parts = [condition_filter(earlier.when, is_met=False) for earlier in rules[:index]]
+        parts = [part for part in (*parts, condition_filter(rule.when)) if part]
+        filters.append((rule.then, {"$and": parts} if len(parts) > 1 else (parts[0] if parts else {})))
+        if rule.when is Condition.ALWAYS:
+            break
+    return filters
+
+
+def cancel_update(action: CancelAction, *, now: datetime) -> Document:
+    """What ``action`` sets on a scan (``lifecycle.CANCEL`` says which action a status gets)."""
+    if action is CancelAction.CANCEL_NOW:
+        return {"$set": {"status": ScanStatus.CANCELLED.value, "finished_at": now, "updated_at": now}}
+    if action is CancelAction.REQUEST:
+        return {"$set": {"cancel_requested": True, "updated_at": now}}
+    raise ValueError(f"cancel action {action} changes nothing")
+
+
+__all__ = [
+    "CLAIM_SORT",
+    "EXPIRED_PROJECTION",
+    "HEARTBEAT_PROJECTION",
+    "INDEXES",
+    "WATCH_PIPELINE",
+    "cancel_update",
+    "claim_update",
+    "claimable_filter",
+    "condition_filter",
+    "expired_filter",
+    "extend_lease_update",
+    "heartbeat_filter",
+    "held_filter",
+    "holds",
+    "rule_filters",
+    "transition_update",
+]

@@ -1,0 +1,361 @@
+"""MongoDB backend: one document per scan, atomic claims with ``find_one_and_update``, change-stream wake-ups.
+
+Durability: every write uses ``w="majority", j=True`` and retryable writes.
+Concurrent ``create`` calls are group-committed into one unordered
+``insert_many`` (``inserts``); the unique indexes (``_id``, idempotency key) decide races.
+
+Claiming: MongoDB has no "update up to N documents and return them" (``update_many``
+has no sort/limit and returns no documents; ``findAndModify`` touches one), so
+``claim(limit=n)`` repeats an atomic ``find_one_and_update`` until it has ``n`` scans
+or none is left. Each one is a single-document atomic update, which is what makes
+two workers unable to take the same scan (the original system's find-then-update could).
+
+The documents are described in ``rows``, the statements in ``statements``, the
+adoption of the original system's documents in ``legacy`` and the wake-up in ``wakeup``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+
+from scanq import lifecycle
+from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable
+from scanq.lifecycle import CancelAction
+from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Outcome, Page, Scan, ScanStatus, Stats
+from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
+from scanq.store.group_commit import GroupCommit
+from scanq.store.mongo import statements as st
+from scanq.store.mongo.errors import wrap_errors
+from scanq.store.mongo.inserts import DURABLE, insert_all_or_none, insert_unordered
+from scanq.store.mongo.legacy import adopt_legacy
+from scanq.store.mongo.options import DEFAULT_DATABASE, parse_url
+from scanq.store.mongo.rows import EPOCH, Document, as_utc, scan_from_document, to_bson_time
+from scanq.store.mongo.wakeup import ChangeStreamWatcher
+
+logger = logging.getLogger(__name__)
+
+SERVER_SELECTION_TIMEOUT_MS = 3000
+CONNECT_TIMEOUT_MS = 3000
+GROUP_COMMIT_MAX = 1000
+CREATE_RETRIES = 5
+CANCEL_RETRIES = 5
+# The offset to the server clock is measured from ``hello.localTime`` (millisecond precision,
+# plus half a round trip of error), so a smaller difference is noise: the local clock is used.
+CLOCK_SKEW_IGNORED_S = 0.5
+
+
+class MongoStore(Store):
+    """The Store Protocol on a MongoDB collection (replica set, sharded cluster or standalone).
+
+    Args:
+        url: ``mongodb://host:port/DATABASE?collection=NAME&poll_interval_s=S&…``; the database defaults
+            to ``scanq``; scanq's options are ``MongoOptions``, every other one goes to PyMongo unchanged.
+        database: database name (overrides the URL path).
+        collection: collection name (overrides ``?collection=``).
+        client_options: more keyword arguments for ``AsyncMongoClient`` (TLS files, ``event_listeners``, …).
+        poll_interval_s: overrides ``?poll_interval_s=``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        database: str | None = None,
+        collection: str | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        poll_interval_s: float | None = None,
+    ) -> None:
+        self.url = url
+        self._client_url, self.options = parse_url(url, collection=collection or None, poll_interval_s=poll_interval_s)
+        self._database_name = database
+        self._client_options = dict(client_options or {})
+        self._client: AsyncMongoClient[Document] | None = None
+        self._coll: AsyncCollection[Document] | None = None
+        self._clock_offset = timedelta(0)
+        self.has_change_streams = False
+        self._wakeup = ChangeStreamWatcher(poll_interval_s=self.options.poll_interval_s)
+        self._group = GroupCommit[Created](
+            self._insert_unordered, max_batch=GROUP_COMMIT_MAX, in_flight=1, split_on_error=False
+        )
+
+    @property
+    def collection(self) -> AsyncCollection[Document]:
+        """The collection of scans; ``StoreError`` while the store is not open."""
+        if self._coll is None:
+            raise StoreError("the MongoDB store is not open")
+        return self._coll
+
+    async def open(self) -> None:
+        options = dict(self._client_options)
+        lowered = self._client_url.lower()
+        if "serverselectiontimeoutms" not in lowered:
+            options.setdefault("serverSelectionTimeoutMS", SERVER_SELECTION_TIMEOUT_MS)
+        if "connecttimeoutms" not in lowered:
+            options.setdefault("connectTimeoutMS", CONNECT_TIMEOUT_MS)
+        client: AsyncMongoClient[Document] = AsyncMongoClient(
+            self._client_url, tz_aware=True, tzinfo=UTC, retryWrites=True, appname="scanq", **options
+        )
+        self._client = client
+        if self._database_name is not None:
+            database = client.get_database(self._database_name, write_concern=DURABLE)
+        else:
+            database = client.get_default_database(DEFAULT_DATABASE, write_concern=DURABLE)
+        self._coll = database.get_collection(self.options.collection)
+        try:
+            with wrap_errors():
+                await self._inspect_server()
+                await self._coll.create_indexes(st.INDEXES)
+                adopted = await adopt_legacy(self._coll, now=self._now())
+        except BaseException:
+            await self.aclose()
+            raise
+        self._wakeup.start(self._coll, is_watching=self.has_change_streams, now=self._now)
+        if adopted:
+            logger.info("adopted %d documents written without scanq's fields", adopted)
+        logger.info(
+            "MongoDB store %s.%s open (%s)",
+            database.name,
+            self.options.collection,
+            "replica set: change streams, transactions" if self.has_change_streams else "standalone: polling",
+        )
+
+    async def _inspect_server(self) -> None:
+        """Learn the topology (change streams and transactions need a replica set or mongos) and the clock offset."""
+        assert self._client is not None
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        hello = await self._client.admin.command("hello")
+        round_trip_s = loop.time() - sent
+        self.has_change_streams = "setName" in hello or hello.get("msg") == "isdbgrid"
+        server_time = as_utc(hello.get("localTime"))
+        if server_time is not None:
+            offset = server_time - (datetime.now(UTC) - timedelta(seconds=round_trip_s / 2))
+            if abs(offset.total_seconds()) > CLOCK_SKEW_IGNORED_S:
+                logger.warning("MongoDB server clock differs by %.3fs: using the server's time", offset.total_seconds())
+                self._clock_offset = offset
+
+    async def aclose(self) -> None:
+        await self._group.drain()
+        await self._wakeup.aclose()
+        if self._client is not None:
+            client, self._client, self._coll = self._client, None, None
+            await client.close()
+
+    async def ping(self) -> None:
+        if self._client is None:
+            raise StoreUnavailable("the MongoDB store is not open")
+        with wrap_errors():
+            await self._client.admin.command("ping")
+
+    def _now(self) -> datetime:
+        """The server's clock as far as it can be known (see ``CLOCK_SKEW_IGNORED_S``), to the millisecond."""
+        return to_bson_time(datetime.now(UTC) + self._clock_offset)
+
+    # -- creating -----------------------------------------------------------------------------------
+
+    async def create(self, *, scan: NewScan) -> Created:
+        return await self._group.submit(scan)
+
+    async def _insert_unordered(self, scans: Sequence[NewScan]) -> list[Created | Exception]:
+        answers = await insert_unordered(self.collection, scans, now=self._now())
+        if any(isinstance(answer, Created) and answer.is_new for answer in answers):
+            self._wakeup.wake()
+        return answers
+
+    async def create_many(self, *, scans: Sequence[NewScan]) -> list[Created]:
+        if not scans:
+            return []
+        # Transactions need a replica set or mongos, as change streams do.
+        client = self._client if self.has_change_streams else None
+        for _ in range(CREATE_RETRIES):
+            with wrap_errors():
+                answers = await insert_all_or_none(self.collection, scans, now=self._now(), client=client)
+            if answers is not None:
+                if any(answer.is_new for answer in answers):
+                    self._wakeup.wake()
+                return answers
+        raise StoreError("create_many kept racing with concurrent submissions of the same idempotency keys")
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    async def get(self, *, scan_id: str) -> Scan:
+        with wrap_errors():
+            doc = await self.collection.find_one({"_id": scan_id})
+        if doc is None:
+            raise ScanNotFound(scan_id)
+        return scan_from_document(doc)
+
+    async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        query: Document = {}
+        if status is not None:
+            query["status"] = status.value
+        if cursor:
+            query["_id"] = {"$lt": decode_cursor(cursor)}
+        with wrap_errors():
+            docs = await self.collection.find(query).sort("_id", DESCENDING).limit(limit + 1).to_list()
+        scans = [scan_from_document(doc) for doc in docs[:limit]]
+        has_more = len(docs) > limit
+        return Page(scans=scans, next_cursor=encode_cursor(scans[-1].scan_id) if has_more else None)
+
+    async def stats(self) -> Stats:
+        """Counts by status: one ``count_documents({status: s})`` per status, run concurrently.
+
+        Each is answered from the ``status``-prefixed indexes alone (a covered count of index
+        keys, no document is fetched), so it costs one index range per status instead of a
+        scan of the collection that a ``$group`` over every document would be. The oldest
+        Accepted scan is the first key of the (status, created_at) index.
+        """
+        collection = self.collection
+        with wrap_errors():
+            counts = await asyncio.gather(*(collection.count_documents({"status": s.value}) for s in ScanStatus))
+            oldest = await collection.find_one(
+                {"status": ScanStatus.ACCEPTED.value},
+                projection={"created_at": True},
+                sort=[("created_at", ASCENDING)],
+            )
+        oldest_at = as_utc(oldest.get("created_at")) if oldest is not None else None
+        if oldest is not None and oldest_at is None:
+            oldest_at = EPOCH
+        return Stats(counts=dict(zip(ScanStatus, counts, strict=True)), oldest_accepted_at=oldest_at)
+
+    # -- working ------------------------------------------------------------------------------------
+
+    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
+        """Repeat one atomic ``find_one_and_update`` per scan (see the module docstring for why)."""
+        claimed: list[Scan] = []
+        collection = self.collection
+        with wrap_errors():
+            for _ in range(limit):
+                now = self._now()
+                doc = await collection.find_one_and_update(
+                    st.claimable_filter(now),
+                    st.claim_update(worker_id=worker_id, now=now, lease_s=lease_s),
+                    sort=st.CLAIM_SORT,
+                    return_document=ReturnDocument.AFTER,
+                )
+                if doc is None:
+                    break
+                claimed.append(scan_from_document(doc))
+        return claimed
+
+    async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
+        if not leases:
+            return HeartbeatResult()
+        now = self._now()
+        collection = self.collection
+        with wrap_errors():
+            await collection.update_many(st.heartbeat_filter(leases), st.extend_lease_update(now=now, lease_s=lease_s))
+            found = collection.find({"_id": {"$in": [lease.scan_id for lease in leases]}}, st.HEARTBEAT_PROJECTION)
+            docs = {doc["_id"]: doc async for doc in found}
+        lost: set[str] = set()
+        cancels: set[str] = set()
+        for lease in leases:
+            doc = docs.get(lease.scan_id)
+            if doc is None or not st.holds(doc, lease):
+                lost.add(lease.scan_id)
+            elif doc.get("cancel_requested"):
+                cancels.add(lease.scan_id)
+        return HeartbeatResult(lost=frozenset(lost), cancel_requested=frozenset(cancels))
+
+    async def finish(self, *, finishes: Sequence[Finish]) -> list[bool]:
+        """One fenced ``update_one`` per outcome, sent concurrently (the result must say which ones applied)."""
+        now = self._now()
+        with wrap_errors():
+            applied = await asyncio.gather(*(self._finish_one(fin, now=now) for fin in finishes))
+        if any(a and fin.outcome == Outcome.RETRY for a, fin in zip(applied, finishes, strict=True)):
+            self._wakeup.wake()
+        return list(applied)
+
+    async def _finish_one(self, fin: Finish, *, now: datetime) -> bool:
+        update, array_filters = st.transition_update(
+            lifecycle.FINISH[fin.outcome],
+            attempt=fin.lease.attempt,
+            now=now,
+            error=fin.error,
+            result=fin.result,
+            retry_at=fin.retry_at,
+        )
+        return await self._update_held(fin.lease, update, array_filters)
+
+    async def release(self, *, leases: Sequence[Lease]) -> int:
+        now = self._now()
+        with wrap_errors():
+            released = await asyncio.gather(*(self._release_one(lease, now=now) for lease in leases))
+        if any(status == ScanStatus.ACCEPTED for status in released):
+            self._wakeup.wake()
+        return sum(1 for status in released if status is not None)
+
+    async def _release_one(self, lease: Lease, *, now: datetime) -> ScanStatus | None:
+        """Carry out the first ``lifecycle.RELEASE`` rule whose condition the held scan meets; no read.
+
+        One fenced update per rule, each filtered by its condition, tried from the last rule to
+        the first: a condition only ever turns on while the scan is held (``cancel_requested``),
+        so a scan that slips past a later rule's update meanwhile is taken by an earlier rule's.
+        """
+        for transition, condition in reversed(st.rule_filters(lifecycle.RELEASE)):
+            update, array_filters = st.transition_update(transition, attempt=lease.attempt, now=now)
+            if await self._update_held(lease, update, array_filters, condition):
+                return transition.status
+        return None
+
+    async def requeue_expired(self, *, limit: int = 1000) -> int:
+        now = self._now()
+        with wrap_errors():
+            await adopt_legacy(self.collection, now=now)
+            cursor = self.collection.find(st.expired_filter(now), projection=st.EXPIRED_PROJECTION).limit(limit)
+            expired = await cursor.to_list()
+            handled = await asyncio.gather(*(self._requeue_one(doc, now=now) for doc in expired))
+        if any(requeued == ScanStatus.ACCEPTED for requeued in handled):
+            self._wakeup.wake()
+        return sum(1 for status in handled if status is not None)
+
+    async def _requeue_one(self, doc: Document, *, now: datetime) -> ScanStatus | None:
+        lease = Lease(scan_id=doc["_id"], worker_id=doc.get("lease_owner") or "", attempt=doc.get("attempt", 0))
+        transition = lifecycle.choose(lifecycle.LEASE_EXPIRED, scan_from_document(doc))
+        update, array_filters = st.transition_update(transition, attempt=lease.attempt, now=now)
+        is_applied = await self._update_held(lease, update, array_filters, st.expired_filter(now))
+        return transition.status if is_applied else None
+
+    async def _update_held(
+        self, lease: Lease, update: Document, array_filters: list[Document], condition: Document | None = None
+    ) -> bool:
+        """Apply ``update`` if ``lease`` still holds the scan (and it meets ``condition``); True if it did."""
+        result = await self.collection.update_one(
+            {**st.held_filter(lease), **(condition or {})}, update, array_filters=array_filters
+        )
+        return result.modified_count == 1
+
+    async def cancel(self, *, scan_id: str) -> Scan:
+        collection = self.collection
+        for _ in range(CANCEL_RETRIES):
+            now = self._now()
+            doc: Document | None = None
+            with wrap_errors():
+                for status in lifecycle.CANCELLABLE_STATUSES:
+                    update = st.cancel_update(lifecycle.cancel_action(status), now=now)
+                    doc = await collection.find_one_and_update(
+                        {"_id": scan_id, "status": status.value}, update, return_document=ReturnDocument.AFTER
+                    )
+                    if doc is not None:
+                        return scan_from_document(doc)
+            scan = await self.get(scan_id=scan_id)
+            if lifecycle.cancel_action(scan.status) is CancelAction.REFUSE:
+                raise ScanFinished(scan_id, scan.status)
+            # It moved between Accepted and Running while we looked: try again.
+        raise StoreError(f"scan {scan_id} kept changing state while being cancelled")
+
+    # -- wake-up ------------------------------------------------------------------------------------
+
+    async def wait_for_work(self, *, timeout_s: float) -> None:
+        await self._wakeup.wait(timeout_s=timeout_s)
+
+
+__all__ = ["MongoStore"]

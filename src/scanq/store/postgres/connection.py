@@ -1,0 +1,155 @@
+"""Talking to the server: connections, the pool, one statement per round trip, and driver errors translated."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeAlias
+
+import asyncpg
+import msgspec
+
+from scanq.exceptions import StoreError, StoreUnavailable, ValidationError
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+ACQUIRE_TIMEOUT_S = 10.0
+COMMAND_TIMEOUT_S = 30.0
+PING_TIMEOUT_S = 2.0
+DEADLOCK_RETRIES = 3
+
+SERVER_SETTINGS: Mapping[str, str] = {
+    "application_name": "scanq",
+    # History timestamps are rendered into jsonb as text; keep them in UTC.
+    "TimeZone": "UTC",
+    # Every query here is short and index-driven; JIT compilation only adds latency.
+    "jit": "off",
+}
+
+# asyncpg's classes are generic only in its stubs: spell the aliases as strings.
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+Connection: TypeAlias = "asyncpg.Connection[Any]"
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    # A connection torn down mid-operation can leave the protocol in a state it reports this way.
+    asyncpg.InternalClientError,
+)
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, asyncpg.PostgresError)
+"""Anything the driver raises about the database or the connection to it."""
+
+
+@contextlib.contextmanager
+def wrap_errors() -> Iterator[None]:
+    """Translate driver errors at the store boundary.
+
+    Connection trouble becomes ``StoreUnavailable`` (HTTP 503, workers back off);
+    bad data the server or driver refused becomes ``ValidationError``; anything
+    else from the database is a ``StoreError``.
+    """
+    try:
+        yield
+    except asyncpg.DataError as exc:  # SQLSTATE class 22: e.g. a NUL byte in text, a number out of range
+        raise ValidationError(f"the database refused a value: {exc}") from exc
+    except asyncpg.InterfaceError as exc:
+        if isinstance(exc, ValueError):  # the driver could not encode an argument
+            raise ValidationError(f"the database refused a value: {exc}") from exc
+        raise StoreUnavailable(f"PostgreSQL connection failed: {exc}") from exc
+    except UNAVAILABLE_ERRORS as exc:
+        raise StoreUnavailable(f"PostgreSQL unavailable: {exc or type(exc).__name__}") from exc
+    except asyncpg.PostgresError as exc:
+        raise StoreError(f"PostgreSQL error: {exc}") from exc
+
+
+def _json_encode(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+async def _init_connection(conn: Connection) -> None:
+    """Exchange jsonb as Python objects (msgspec is several times faster than the json module)."""
+    await conn.set_type_codec(
+        "jsonb", encoder=_json_encode, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
+    )
+
+
+async def _keep_session(conn: Connection) -> None:
+    """Pool reset hook: nothing to undo (no SET, no LISTEN, only transaction-scoped locks on pool connections).
+
+    asyncpg's default reset sends a query on every release; a rollback of an open
+    transaction still happens before this hook.
+    """
+    del conn
+
+
+async def connect(dsn: str, server_settings: Mapping[str, str]) -> Connection:
+    """A connection of its own (migrations, ``LISTEN``), not from the pool: a pooled one is reset on release."""
+    return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S, server_settings=dict(server_settings))
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int, server_settings: Mapping[str, str]) -> Pool:
+    """The bounded pool every domain operation borrows a connection from."""
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=CONNECT_TIMEOUT_S,
+        command_timeout=COMMAND_TIMEOUT_S,
+        server_settings=dict(server_settings),
+        init=_init_connection,
+        reset=_keep_session,
+    )
+
+
+async def close_pool(pool: Pool) -> None:
+    """Close gracefully, or tear down when the server does not answer in time."""
+    try:
+        await asyncio.wait_for(pool.close(), CONNECT_TIMEOUT_S)
+    except DATABASE_ERRORS:
+        pool.terminate()
+
+
+async def ping(pool: Pool) -> None:
+    """One trivial round trip, with a short timeout (health checks)."""
+    with wrap_errors():
+        async with pool.acquire(timeout=PING_TIMEOUT_S) as conn:
+            await conn.fetchval("SELECT 1", timeout=PING_TIMEOUT_S)
+
+
+async def fetch(pool: Pool, query: str, *args: Any) -> list[asyncpg.Record]:
+    """Run one statement on a pooled connection; a deadlock (aborted, nothing applied) is retried."""
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            with wrap_errors():
+                async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+                    return await conn.fetch(query, *args)
+        except StoreError as exc:
+            if attempt == DEADLOCK_RETRIES or not isinstance(exc.__cause__, asyncpg.DeadlockDetectedError):
+                raise
+            logger.debug("deadlock on attempt %d; retrying", attempt)
+    raise AssertionError("unreachable")
+
+
+__all__ = [
+    "DATABASE_ERRORS",
+    "SERVER_SETTINGS",
+    "UNAVAILABLE_ERRORS",
+    "Connection",
+    "Pool",
+    "close_pool",
+    "connect",
+    "create_pool",
+    "fetch",
+    "ping",
+    "wrap_errors",
+]

@@ -1,0 +1,134 @@
+"""Every statement the PostgreSQL store runs, loaded by name from ``sql/queries.sql``.
+
+A ``-- name: x`` header starts the statement named ``x``. Each ``{placeholder}``
+in a statement is filled once, at import: ``{work_channel}`` with the NOTIFY
+channel, and the column values of the three statements that carry out a
+lifecycle transition (finish, release, requeue_expired) with the rules of
+``scanq.lifecycle`` rendered by ``scanq.store.sql_rules``. The SQL text asyncpg
+prepares is therefore fixed for the life of the process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import zlib
+from collections.abc import Mapping
+from importlib import resources
+from importlib.resources.abc import Traversable
+
+from scanq import lifecycle
+from scanq.store.sql_rules import RenderedTransition, SqlNames, literal, render, render_by_outcome
+
+PACKAGE = "scanq.store.postgres"
+# The NOTIFY channel statements signal when they make work claimable, and the LISTEN connection hears.
+WORK_CHANNEL = "scanq_work"
+# Advisory lock key of the count fold: a stable number derived from a name, so it does not collide by accident.
+COUNT_FOLD_LOCK_KEY = zlib.crc32(b"scanq.count_fold")
+
+SQL_DIR = "sql"
+QUERIES_FILE = "queries.sql"
+QUERY_NAME_PREFIX = "-- name:"
+# Only {identifier}: a jsonb literal such as '{}' is left alone.
+PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+# The scan row is ``s``; a fenced batch's reported values come from the unnest row ``l``.
+_STORED = SqlNames(now="now()", column="s.{}".format)
+_REPORTED = dataclasses.replace(
+    _STORED, given_error="l.error", given_result="l.result", retry_at="l.retry_at", outcome="l.outcome"
+)
+
+TRANSITIONS: Mapping[str, RenderedTransition] = {
+    "finish": render_by_outcome(lifecycle.FINISH, _REPORTED),
+    "release": render(lifecycle.RELEASE, _STORED),
+    "requeue_expired": render(lifecycle.LEASE_EXPIRED, _STORED),
+}
+"""The statements that carry out a lifecycle transition, and the column values they set."""
+
+
+def sql_dir() -> Traversable:
+    """The directory shipped inside the package with ``queries.sql`` and the numbered migrations."""
+    return resources.files(PACKAGE).joinpath(SQL_DIR)
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    """Split ``text`` into statements by their ``-- name:`` headers (placeholders not yet filled)."""
+    queries: dict[str, str] = {}
+    name: str | None = None
+    for line in text.splitlines():
+        if line.startswith(QUERY_NAME_PREFIX):
+            name = line.removeprefix(QUERY_NAME_PREFIX).strip()
+            queries[name] = ""
+        elif name is not None:
+            queries[name] += line + "\n"
+    return {key: sql.strip().removesuffix(";") for key, sql in queries.items()}
+
+
+def fill(name: str, sql: str, values: Mapping[str, str]) -> str:
+    """``sql`` with each ``{placeholder}`` replaced from ``values``; an unknown one is a bug in queries.sql."""
+
+    def value(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise KeyError(f"{QUERIES_FILE}: statement {name!r} uses unknown placeholder {{{key}}}")
+        return values[key]
+
+    return PLACEHOLDER.sub(value, sql)
+
+
+def load_queries() -> dict[str, str]:
+    """Every statement of ``queries.sql`` by name, placeholders filled."""
+    text = sql_dir().joinpath(QUERIES_FILE).read_text(encoding="utf-8")
+    common = {"work_channel": literal(WORK_CHANNEL)}
+    filled: dict[str, str] = {}
+    for name, sql in parse_queries(text).items():
+        transition = TRANSITIONS.get(name)
+        values = {**common, **dataclasses.asdict(transition)} if transition is not None else common
+        filled[name] = fill(name, sql, values)
+    return filled
+
+
+_QUERIES = load_queries()
+INSERT_SCANS = _QUERIES["insert_scans"]
+SELECT_BY_KEYS = _QUERIES["select_by_keys"]
+SELECT_SCAN = _QUERIES["select_scan"]
+LIST_ALL = _QUERIES["list_all"]
+LIST_ALL_AFTER = _QUERIES["list_all_after"]
+LIST_STATUS = _QUERIES["list_status"]
+LIST_STATUS_AFTER = _QUERIES["list_status_after"]
+STATS = _QUERIES["stats"]
+FOLD_COUNTS = _QUERIES["fold_counts"]
+CLAIM = _QUERIES["claim"]
+HEARTBEAT = _QUERIES["heartbeat"]
+FINISH = _QUERIES["finish"]
+RELEASE = _QUERIES["release"]
+REQUEUE_EXPIRED = _QUERIES["requeue_expired"]
+CANCEL = _QUERIES["cancel"]
+DURABILITY_SETTINGS = _QUERIES["durability_settings"]
+HAS_CLAIMABLE = _QUERIES["has_claimable"]
+
+
+__all__ = [
+    "CANCEL",
+    "CLAIM",
+    "COUNT_FOLD_LOCK_KEY",
+    "DURABILITY_SETTINGS",
+    "FINISH",
+    "FOLD_COUNTS",
+    "HAS_CLAIMABLE",
+    "HEARTBEAT",
+    "INSERT_SCANS",
+    "LIST_ALL",
+    "LIST_ALL_AFTER",
+    "LIST_STATUS",
+    "LIST_STATUS_AFTER",
+    "RELEASE",
+    "REQUEUE_EXPIRED",
+    "SELECT_BY_KEYS",
+    "SELECT_SCAN",
+    "STATS",
+    "TRANSITIONS",
+    "WORK_CHANNEL",
+    "load_queries",
+    "sql_dir",
+]

@@ -1,0 +1,189 @@
+"""The SQLite store's statements, as named constants.
+
+Statements read and return rows in the column order of ``COLUMNS`` (see
+``rows.scan_from_row``). What FINISH, RELEASE and REQUEUE_EXPIRED do to a scan
+is not written here: their SET lists are rendered from ``scanq.lifecycle`` by
+``scanq.store.sql_rules``; this module only says where the rows come from.
+
+Plans matter more than text: hot statements name their partial index
+(``INDEXED BY``) so a plan never depends on ANALYZE, and fenced statements take
+their leases as one JSON array (``json_each``), so a batch is one set-based UPDATE.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from scanq import lifecycle
+from scanq.models import ScanStatus
+from scanq.store.sql_rules import RenderedTransition, SqlNames, literal, render, render_by_outcome
+
+COLUMNS = (
+    "scan_id, status, target, scanner, options, priority, attempt, max_attempts, created_at, updated_at,"
+    " available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result, idempotency_key,"
+    " cancel_requested, history"
+)
+INSERT_SCAN = (
+    "INSERT INTO scans (scan_id, status, target, scanner, options, priority, max_attempts, created_at,"
+    " available_at, idempotency_key, updated_at) VALUES (?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_COLUMNS = 10  # parameters per row of INSERT_SCAN
+
+
+@functools.lru_cache(maxsize=64)
+def insert_scans(rows: int) -> str:
+    """INSERT_SCAN for ``rows`` rows in one statement.
+
+    One statement is one ``sqlite3_step``: the writer thread gives up and retakes the GIL
+    once per batch instead of once per row, and each retake can wait a whole switch
+    interval (5 ms) behind a busy event loop.
+    """
+    values = ", ".join(["(?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return INSERT_SCAN.split(" VALUES ", 1)[0] + " VALUES " + values
+
+
+SELECT_SCAN = f"SELECT {COLUMNS} FROM scans WHERE scan_id = ?"
+SELECT_BY_KEY = f"SELECT {COLUMNS} FROM scans WHERE idempotency_key = ?"
+SELECT_STATUS = "SELECT status FROM scans WHERE scan_id = ?"
+LIST_ALL = f"SELECT {COLUMNS} FROM scans WHERE scan_id < ? ORDER BY scan_id DESC LIMIT ?"
+LIST_BY_STATUS = f"SELECT {COLUMNS} FROM scans WHERE status = ? AND scan_id < ? ORDER BY scan_id DESC LIMIT ?"
+COUNTS = "SELECT status, n FROM scan_counts"
+# scan_id is time-ordered like created_at, and (status, scan_id) is indexed: O(log n).
+OLDEST_ACCEPTED = "SELECT created_at FROM scans WHERE status = 'Accepted' ORDER BY scan_id LIMIT 1"
+CLAIMABLE_EXISTS = (
+    "SELECT EXISTS (SELECT 1 FROM scans INDEXED BY scans_claimable WHERE status = 'Accepted' AND available_at <= ?)"
+)
+
+CLAIM = f"""
+UPDATE scans SET
+    status = 'Running', attempt = attempt + 1, lease_owner = :worker, lease_expires_at = :expires,
+    started_at = :now, updated_at = :now,
+    history = json_insert(history, '$[#]', json_object(
+        'attempt', attempt + 1, 'worker', :worker, 'started_at', json(:now_json),
+        'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+WHERE scan_id IN (
+    SELECT scan_id FROM scans INDEXED BY scans_claimable WHERE status = 'Accepted' AND available_at <= :now
+    ORDER BY priority DESC, scan_id LIMIT :limit)
+RETURNING {COLUMNS}
+"""
+
+# -- transitions, rendered from scanq.lifecycle ---------------------------------------------------
+
+
+def _column(name: str) -> str:
+    return f"scans.{name}"
+
+
+def _sets(transition: RenderedTransition, names: SqlNames) -> str:
+    """The SET list that carries ``transition`` out: lease cleared, last history entry closed.
+
+    A column the transition keeps is left out (``x = scans.x`` would cost a write for nothing).
+    History times are bound as text (``json(:now_json)``): a bound REAL would keep 15 digits, not 17.
+    """
+    columns = {
+        "status": transition.status,
+        "attempt": transition.attempt,
+        "error": transition.error,
+        "result": transition.result,
+        "finished_at": transition.finished_at,
+        "available_at": transition.available_at,
+    }
+    sets = [f"{name} = {value}" for name, value in columns.items() if value != names.column(name)]
+    sets += ["lease_owner = NULL", "lease_expires_at = NULL", "updated_at = :now"]
+    sets.append(
+        f"history = json_set({names.column('history')}, '$[#-1].finished_at', json(:now_json),"
+        f" '$[#-1].outcome', {transition.history_outcome}, '$[#-1].error', {transition.history_error})"
+    )
+    return ",\n    ".join(sets)
+
+
+# The planner must walk the leases and look each scan up by id: ``+status`` keeps it off the
+# status index (with a million finished rows that plan scans every Running row per lease).
+_HELD = "WITH held(scan_id, worker, attempt) AS (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(:leases))"
+_IS_HELD = (
+    "scans.scan_id = held.scan_id AND +scans.status = 'Running'"
+    " AND scans.lease_owner = held.worker AND scans.attempt = held.attempt"
+)
+HEARTBEAT = f"""
+{_HELD}
+UPDATE scans SET lease_expires_at = :expires, updated_at = :now
+FROM held WHERE {_IS_HELD}
+RETURNING scans.scan_id, scans.cancel_requested
+"""
+
+_FINISH_NAMES = SqlNames(
+    now=":now",
+    column=_column,
+    given_error="held.error",
+    given_result="held.result",
+    retry_at="held.retry_at",
+    outcome="held.outcome",
+)
+FINISH = f"""
+WITH held(scan_id, worker, attempt, outcome, result, error, retry_at) AS (
+    SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6
+    FROM json_each(:finishes))
+UPDATE scans SET
+    {_sets(render_by_outcome(lifecycle.FINISH, _FINISH_NAMES), _FINISH_NAMES)}
+FROM held WHERE {_IS_HELD}
+RETURNING scans.scan_id
+"""
+
+_NAMES = SqlNames(now=":now", column=_column)
+RELEASE = f"""
+{_HELD}
+UPDATE scans SET
+    {_sets(render(lifecycle.RELEASE, _NAMES), _NAMES)}
+FROM held WHERE {_IS_HELD}
+RETURNING scans.status
+"""
+
+REQUEUE_EXPIRED = f"""
+UPDATE scans SET
+    {_sets(render(lifecycle.LEASE_EXPIRED, _NAMES), _NAMES)}
+WHERE scan_id IN (
+    SELECT scan_id FROM scans INDEXED BY scans_expiring WHERE status = 'Running' AND lease_expires_at <= :now
+    ORDER BY lease_expires_at LIMIT :limit)
+RETURNING status
+"""
+
+# -- cancel, by lifecycle.CANCEL --------------------------------------------------------------------
+
+
+def _by_cancel_action(action: lifecycle.CancelAction, then: str, otherwise: str) -> str:
+    """``CASE status WHEN <each status whose cancel is action> THEN then ELSE otherwise END``."""
+    statuses = [status for status, found in lifecycle.CANCEL.items() if found is action]
+    branches = " ".join(f"WHEN {literal(status)} THEN {then}" for status in statuses)
+    return f"CASE status {branches} ELSE {otherwise} END"
+
+
+CANCEL = f"""
+UPDATE scans SET
+    status = {_by_cancel_action(lifecycle.CancelAction.CANCEL_NOW, literal(ScanStatus.CANCELLED), "status")},
+    finished_at = {_by_cancel_action(lifecycle.CancelAction.CANCEL_NOW, ":now", "finished_at")},
+    cancel_requested = {_by_cancel_action(lifecycle.CancelAction.REQUEST, "1", "cancel_requested")},
+    updated_at = :now
+WHERE scan_id = :scan_id AND status IN ({", ".join(literal(status) for status in lifecycle.CANCELLABLE_STATUSES)})
+RETURNING {COLUMNS}
+"""
+
+__all__ = [
+    "CANCEL",
+    "CLAIM",
+    "CLAIMABLE_EXISTS",
+    "COLUMNS",
+    "COUNTS",
+    "FINISH",
+    "HEARTBEAT",
+    "INSERT_COLUMNS",
+    "INSERT_SCAN",
+    "LIST_ALL",
+    "LIST_BY_STATUS",
+    "OLDEST_ACCEPTED",
+    "RELEASE",
+    "REQUEUE_EXPIRED",
+    "SELECT_BY_KEY",
+    "SELECT_SCAN",
+    "SELECT_STATUS",
+    "insert_scans",
+]

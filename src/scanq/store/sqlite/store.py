@@ -1,0 +1,279 @@
+"""The embedded backend: one SQLite file in WAL mode, shared by every scanq process on a machine.
+
+Threads, so the event loop never waits on disk: one writer (``writer.Writer``,
+group commit), a few readers (``readers.Readers``) and one ``PRAGMA
+data_version`` watcher for ``wait_for_work`` (``wakeup.DataVersionWatcher``).
+This module holds the domain operations; each write is a function of
+``(connection, now)`` the writer runs inside its batch transaction.
+
+Timestamps are REAL epoch seconds from this process's clock (history entries
+keep the exact same value: ``json(repr(now))`` keeps all 17 digits, where a
+bound REAL would be printed with 15). ``stats`` reads a five-row counts table
+kept by triggers, so it costs the same at 1M rows as at 10.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable
+from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Outcome, Page, Scan, ScanStatus, Stats
+from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
+from scanq.store.sqlite.options import parse_url
+from scanq.store.sqlite.readers import Readers
+from scanq.store.sqlite.rows import finishes_json, insert_row, leases_json, scan_from_row, to_datetime
+from scanq.store.sqlite.schema import check_sqlite_version
+from scanq.store.sqlite.statements import (
+    CANCEL,
+    CLAIM,
+    COUNTS,
+    FINISH,
+    HEARTBEAT,
+    LIST_ALL,
+    LIST_BY_STATUS,
+    OLDEST_ACCEPTED,
+    RELEASE,
+    REQUEUE_EXPIRED,
+    SELECT_SCAN,
+    SELECT_STATUS,
+)
+from scanq.store.sqlite.wakeup import DataVersionWatcher
+from scanq.store.sqlite.writer import Apply, Writer
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Greater than every scan id: the first page of a keyset list.
+_AFTER_EVERY_ID = "~"
+
+
+class SQLiteStore(Store):
+    """The embedded store: a SQLite file in WAL mode; safe for many processes on one machine.
+
+    Args:
+        url: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``; the parent directory is created.
+            Options may go in its query string (``?busy_timeout_s=5``): see ``SQLiteOptions``.
+        wake_interval_s: overrides the URL's ``wake_interval_s``.
+        busy_timeout_s: overrides the URL's ``busy_timeout_s``.
+        readers: overrides the URL's ``readers``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        wake_interval_s: float | None = None,
+        busy_timeout_s: float | None = None,
+        readers: int | None = None,
+    ) -> None:
+        self.url = url
+        self.path, self.options = parse_url(
+            url, wake_interval_s=wake_interval_s, busy_timeout_s=busy_timeout_s, readers=readers
+        )
+        self._writer: Writer | None = None
+        self._readers: Readers | None = None
+        self._watcher: DataVersionWatcher | None = None
+        self._is_open = False
+        self._is_closing = False
+
+    @property
+    def transactions(self) -> int:
+        """Write transactions committed since open; fewer than the writes asked for is group commit at work."""
+        return 0 if self._writer is None else self._writer.transactions
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._is_open:
+            return
+        check_sqlite_version()
+        self._is_closing = False
+        path, busy_timeout_s = self.path, self.options.busy_timeout_s
+        watcher = DataVersionWatcher(path, busy_timeout_s=busy_timeout_s, interval_s=self.options.wake_interval_s)
+        writer = Writer(path, busy_timeout_s=busy_timeout_s, on_wake=watcher.wake_all)
+        await writer.start()
+        self._writer, self._watcher = writer, watcher
+        self._readers = Readers(path, busy_timeout_s=busy_timeout_s, count=self.options.readers)
+        watcher.start()
+        self._is_open = True
+        logger.debug("SQLite store open at %s", self.path)
+
+    async def aclose(self) -> None:
+        if not self._is_open or self._is_closing:
+            return
+        self._is_closing = True
+        assert self._writer is not None and self._readers is not None and self._watcher is not None
+        await asyncio.gather(self._writer.close(), self._watcher.close())
+        await self._readers.close()
+        self._is_open = False
+        logger.debug("SQLite store closed at %s", self.path)
+
+    def _open_writer(self) -> Writer:
+        if not self._is_open or self._is_closing or self._writer is None:
+            raise StoreError("the SQLite store is not open")
+        return self._writer
+
+    async def _write(self, apply: Apply[T]) -> T:
+        return await self._open_writer().submit_write(apply)
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._is_open or self._is_closing or self._readers is None:
+            raise StoreError("the SQLite store is not open")
+        return await self._readers.submit(query)
+
+    async def wait_for_work(self, *, timeout_s: float) -> None:
+        if not self._is_open or self._is_closing or self._watcher is None:
+            return
+        await self._watcher.wait(timeout_s=timeout_s)
+
+    # -- operations ---------------------------------------------------------------------------------
+
+    async def pragmas(self) -> dict[str, Any]:
+        """The settings the writing connection runs with (diagnostics: journal mode, sync level, schema version)."""
+
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[dict[str, Any], bool]:
+            names = ("journal_mode", "synchronous", "user_version", "busy_timeout", "temp_store")
+            return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}, False
+
+        return await self._write(apply)
+
+    async def ping(self) -> None:
+        def query(conn: sqlite3.Connection) -> None:
+            conn.execute("SELECT 1").fetchone()
+
+        try:
+            await self._read(query)
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def create(self, *, scan: NewScan) -> Created:
+        return (await self.create_many(scans=[scan]))[0]
+
+    async def create_many(self, *, scans: Sequence[NewScan]) -> list[Created]:
+        writer = self._open_writer()
+        if not scans:
+            return []
+        answer = await writer.submit_create(scans, [insert_row(new) for new in scans])
+        if isinstance(answer, float):
+            updated_at = to_datetime(answer)
+            return [Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True) for new in scans]
+        return answer
+
+    async def get(self, *, scan_id: str) -> Scan:
+        row = await self._read(lambda conn: conn.execute(SELECT_SCAN, (scan_id,)).fetchone())
+        if row is None:
+            raise ScanNotFound(scan_id)
+        return scan_from_row(row)
+
+    async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        after = decode_cursor(cursor) if cursor else _AFTER_EVERY_ID
+        sql, params = (
+            (LIST_ALL, [after, limit + 1]) if status is None else (LIST_BY_STATUS, [str(status), after, limit + 1])
+        )
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        scans = [scan_from_row(row) for row in rows[:limit]]
+        next_cursor = encode_cursor(scans[-1].scan_id) if len(rows) > limit else None
+        return Page(scans=scans, next_cursor=next_cursor)
+
+    async def stats(self) -> Stats:
+        def query(conn: sqlite3.Connection) -> tuple[list[tuple[str, int]], Any]:
+            conn.execute("BEGIN")  # one snapshot for both reads
+            try:
+                counts = conn.execute(COUNTS).fetchall()
+                oldest = conn.execute(OLDEST_ACCEPTED).fetchone()
+            finally:
+                conn.execute("COMMIT")
+            return counts, oldest
+
+        counts, oldest = await self._read(query)
+        by_status = dict.fromkeys(ScanStatus, 0)
+        for status, n in counts:
+            by_status[ScanStatus(status)] = n
+        return Stats(counts=by_status, oldest_accepted_at=None if oldest is None else to_datetime(oldest[0]))
+
+    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
+        if limit <= 0:
+            return []
+
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[list[Scan], bool]:
+            params = {"worker": worker_id, "expires": now + lease_s, "now": now, "now_json": repr(now), "limit": limit}
+            rows = conn.execute(CLAIM, params).fetchall()
+            return [scan_from_row(row) for row in rows], False
+
+        scans = await self._write(apply)
+        scans.sort(key=lambda scan: (-scan.priority, scan.scan_id))  # RETURNING has no order
+        return scans
+
+    async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
+        if not leases:
+            return HeartbeatResult()
+        payload = leases_json(leases)
+
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[list[tuple[str, int]], bool]:
+            params = {"leases": payload, "expires": now + lease_s, "now": now}
+            return conn.execute(HEARTBEAT, params).fetchall(), False
+
+        rows = await self._write(apply)
+        held = {scan_id for scan_id, _ in rows}
+        return HeartbeatResult(
+            lost=frozenset(lease.scan_id for lease in leases if lease.scan_id not in held),
+            cancel_requested=frozenset(scan_id for scan_id, is_cancel in rows if is_cancel),
+        )
+
+    async def finish(self, *, finishes: Sequence[Finish]) -> list[bool]:
+        if not finishes:
+            return []
+        # One outcome per scan per call: a repeat in the same batch is a second finish, refused.
+        firsts: dict[str, int] = {}
+        for index, fin in enumerate(finishes):
+            firsts.setdefault(fin.lease.scan_id, index)
+        payload = finishes_json([finishes[index] for index in firsts.values()])
+        is_retry = any(fin.outcome == Outcome.RETRY for fin in finishes)
+
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[set[str], bool]:
+            rows = conn.execute(FINISH, {"finishes": payload, "now": now, "now_json": repr(now)}).fetchall()
+            return {row[0] for row in rows}, is_retry and bool(rows)
+
+        applied = await self._write(apply)
+        return [
+            firsts[fin.lease.scan_id] == index and fin.lease.scan_id in applied for index, fin in enumerate(finishes)
+        ]
+
+    async def release(self, *, leases: Sequence[Lease]) -> int:
+        if not leases:
+            return 0
+        payload = leases_json(leases)
+
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[int, bool]:
+            rows = conn.execute(RELEASE, {"leases": payload, "now": now, "now_json": repr(now)}).fetchall()
+            return len(rows), any(status == ScanStatus.ACCEPTED for (status,) in rows)
+
+        return await self._write(apply)
+
+    async def requeue_expired(self, *, limit: int = 1000) -> int:
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[int, bool]:
+            rows = conn.execute(REQUEUE_EXPIRED, {"now": now, "now_json": repr(now), "limit": limit}).fetchall()
+            return len(rows), any(status == ScanStatus.ACCEPTED for (status,) in rows)
+
+        return await self._write(apply)
+
+    async def cancel(self, *, scan_id: str) -> Scan:
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[Scan, bool]:
+            row = conn.execute(CANCEL, {"scan_id": scan_id, "now": now}).fetchone()
+            if row is None:
+                found = conn.execute(SELECT_STATUS, (scan_id,)).fetchone()
+                if found is None:
+                    raise ScanNotFound(scan_id)
+                raise ScanFinished(scan_id, found[0])
+            return scan_from_row(row), False
+
+        return await self._write(apply)
+
+
+__all__ = ["SQLiteStore"]

@@ -1,0 +1,283 @@
+"""The single writer thread: every write of the store, group-committed.
+
+One thread owns the only writing connection. Callers queue jobs; the writer
+takes every job queued while it was busy and runs them in ONE ``BEGIN
+IMMEDIATE`` transaction (one fsync for many creates, claims and finishes).
+The answers go back to the event loop in one callback per batch, which settles
+each caller's future (``group_commit.settle``). The PostgreSQL and MongoDB
+stores gather their batches on the event loop instead; SQLite's driver blocks,
+so here the batching lives in the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from scanq.exceptions import ScanFinished, ScanNotFound, StoreUnavailable, ValidationError
+from scanq.models import Created, NewScan
+from scanq.store.base import accepted_scan
+from scanq.store.group_commit import settle
+from scanq.store.sqlite.connection import begin_immediate, connect, wrap_errors
+from scanq.store.sqlite.rows import scan_from_row, to_datetime
+from scanq.store.sqlite.schema import migrate, set_wal
+from scanq.store.sqlite.statements import INSERT_COLUMNS, INSERT_SCAN, SELECT_BY_KEY, insert_scans
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Jobs folded into one transaction; bounds the latency one batch adds to the next.
+MAX_BATCH_JOBS = 1000
+
+Apply = Callable[[sqlite3.Connection, float], tuple[T, bool]]
+"""A write run inside the batch transaction at ``now``: returns (answer, whether it wakes ``wait_for_work``)."""
+
+_Answer = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+@dataclass(slots=True)
+class _CreateJob:
+    scans: Sequence[NewScan]
+    rows: list[tuple[Any, ...]]
+    # Keyless jobs are answered with the commit's ``now`` (the caller builds its scans on the loop,
+    # not in the writer thread); keyed ones with their ``Created`` list.
+    future: asyncio.Future[list[Created] | float]
+    is_keyed: bool
+
+
+@dataclass(slots=True)
+class _WriteJob:
+    apply: Apply[Any]
+    future: asyncio.Future[Any]
+
+
+@dataclass(slots=True)
+class _Answers:
+    """What one batch hands back to the loop: (future, result, exception) triples."""
+
+    items: list[_Answer] = field(default_factory=list)
+    wakes: bool = False
+
+
+_STOP = object()
+
+
+def open_writer_connection(path: Path, *, busy_timeout_s: float) -> sqlite3.Connection:
+    """Create the file's directory, connect, switch to WAL and migrate the schema."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot create the SQLite directory {path.parent}: {exc}") from exc
+    with wrap_errors():
+        conn = connect(path, busy_timeout_s=busy_timeout_s, is_reader=False)
+        try:
+            set_wal(conn, timeout_s=busy_timeout_s)
+            migrate(conn, timeout_s=busy_timeout_s)
+            # From now on the writer takes the lock itself (``begin_immediate``) and statements
+            # inside a held write transaction never wait: SQLite's sleeping busy handler is off.
+            conn.execute("PRAGMA busy_timeout = 0")
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+class Writer:
+    """The writer thread and its job queue.
+
+    Args:
+        path: the database file.
+        busy_timeout_s: how long a batch waits for another process's write lock before ``StoreUnavailable``.
+        on_wake: called on the event loop after a batch that made work claimable.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_s: float, on_wake: Callable[[], None]) -> None:
+        self.path = path
+        self.busy_timeout_s = busy_timeout_s
+        self._on_wake = on_wake
+        self._jobs: queue.SimpleQueue[_CreateJob | _WriteJob | object] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        # Write transactions committed; fewer than the writes asked for is group commit at work.
+        self.transactions = 0
+
+    async def start(self) -> None:
+        """Open the writing connection (creating or migrating the schema) and start the thread."""
+        self._loop = asyncio.get_running_loop()
+        conn = await asyncio.to_thread(open_writer_connection, self.path, busy_timeout_s=self.busy_timeout_s)
+        self._thread = threading.Thread(
+            target=self._write_forever, args=(conn,), name=f"scanq-sqlite-writer:{self.path}", daemon=True
+        )
+        self._thread.start()
+
+    async def close(self) -> None:
+        """Stop after every job queued so far (pending group commits are flushed first)."""
+        self._jobs.put(_STOP)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    # The two submits return the future itself (no coroutine of their own): they are on every write's path.
+
+    def submit_write(self, apply: Apply[T]) -> asyncio.Future[T]:
+        """Run ``apply`` in the next batch; the future answers once the batch is committed."""
+        assert self._loop is not None
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put(_WriteJob(apply=apply, future=future))
+        return future
+
+    def submit_create(
+        self, scans: Sequence[NewScan], rows: list[tuple[Any, ...]]
+    ) -> asyncio.Future[list[Created] | float]:
+        """Insert ``scans`` (their INSERT_SCAN ``rows``) in the next batch.
+
+        The future answers with the commit's ``now`` when no scan has an idempotency key
+        (the caller builds the scans), else with the ``Created`` of each.
+        """
+        assert self._loop is not None
+        is_keyed = any(new.idempotency_key is not None for new in scans)
+        future: asyncio.Future[list[Created] | float] = self._loop.create_future()
+        self._jobs.put(_CreateJob(scans=scans, rows=rows, future=future, is_keyed=is_keyed))
+        return future
+
+    # -- in the thread --------------------------------------------------------------------------------
+
+    def _write_forever(self, conn: sqlite3.Connection) -> None:
+        try:
+            is_stopping = False
+            while not is_stopping:
+                batch: list[_CreateJob | _WriteJob] = []
+                job = self._jobs.get()
+                while True:
+                    if job is _STOP:
+                        is_stopping = True
+                        break
+                    assert isinstance(job, _CreateJob | _WriteJob)
+                    batch.append(job)
+                    if len(batch) >= MAX_BATCH_JOBS:
+                        break
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._deliver(self._run_batch(conn, batch))
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_CreateJob | _WriteJob]) -> _Answers:
+        """Run every job of ``batch`` in one transaction; a job's own domain error fails only that job."""
+        answers = _Answers()
+        try:
+            with wrap_errors():
+                begin_immediate(conn, timeout_s=self.busy_timeout_s)
+                try:
+                    now = time.time()
+                    creates = [job for job in batch if isinstance(job, _CreateJob)]
+                    if creates:
+                        answers.wakes |= _apply_creates(conn, creates, now, answers)
+                    for job in batch:
+                        if isinstance(job, _WriteJob):
+                            try:
+                                result, wakes = job.apply(conn, now)
+                            except (ScanFinished, ScanNotFound) as exc:
+                                # Raised before anything was written: nothing to undo.
+                                answers.items.append((job.future, None, exc))
+                            else:
+                                answers.items.append((job.future, result, None))
+                                answers.wakes |= wakes
+                    conn.execute("COMMIT")
+                    self.transactions += 1
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except Exception as exc:
+            logger.warning("SQLite write batch of %d jobs failed: %s", len(batch), exc)
+            return _Answers(items=[(job.future, None, exc) for job in batch])
+        return answers
+
+    def _deliver(self, answers: _Answers) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            loop.call_soon_threadsafe(self._settle, answers)
+        except RuntimeError:
+            logger.debug("event loop closed; %d SQLite answers dropped", len(answers.items))
+
+    # -- on the loop ----------------------------------------------------------------------------------
+
+    def _settle(self, answers: _Answers) -> None:
+        for future, result, exc in answers.items:
+            settle(future, result=result, exc=exc)
+        if answers.wakes:
+            self._on_wake()
+
+
+# -- creates --------------------------------------------------------------------------------------
+
+
+def _apply_creates(conn: sqlite3.Connection, jobs: list[_CreateJob], now: float, answers: _Answers) -> bool:
+    """Insert every create job: the common keyless ones in one multi-row INSERT, the rest one by one."""
+    updated_at = to_datetime(now)
+    simple = [job for job in jobs if not job.is_keyed]
+    one_by_one = [job for job in jobs if job.is_keyed]
+    if simple:
+        rows = [(*row, now) for job in simple for row in job.rows]
+        per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // INSERT_COLUMNS)
+        # One statement fails atomically; several need a savepoint to undo the ones before.
+        is_chunked = len(rows) > per_statement
+        if is_chunked:
+            conn.execute("SAVEPOINT creates")
+        try:
+            for start in range(0, len(rows), per_statement):
+                chunk = rows[start : start + per_statement]
+                conn.execute(insert_scans(len(chunk)), [value for row in chunk for value in row])
+        except sqlite3.IntegrityError:
+            # A duplicate id somewhere: find whose, without failing the others.
+            if is_chunked:
+                conn.execute("ROLLBACK TO creates")
+            one_by_one = jobs
+        else:
+            answers.items.extend((job.future, now, None) for job in simple)
+        if is_chunked:
+            conn.execute("RELEASE creates")
+    for job in one_by_one:
+        answers.items.append(_create_one_job(conn, job, now, updated_at))
+    return True
+
+
+def _create_one_job(conn: sqlite3.Connection, job: _CreateJob, now: float, updated_at: datetime) -> _Answer:
+    """Insert one job's scans in a savepoint: an existing idempotency key answers with its scan."""
+    conn.execute("SAVEPOINT create_job")
+    created: list[Created] = []
+    try:
+        for new, row in zip(job.scans, job.rows, strict=True):
+            if new.idempotency_key is not None:
+                existing = conn.execute(SELECT_BY_KEY, (new.idempotency_key,)).fetchone()
+                if existing is not None:
+                    created.append(Created(scan=scan_from_row(existing), is_new=False))
+                    continue
+            try:
+                conn.execute(INSERT_SCAN, (*row, now))
+            except sqlite3.IntegrityError as exc:
+                raise ValidationError(f"duplicate scan id {new.scan_id}") from exc
+            created.append(Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True))
+    except ValidationError as exc:
+        conn.execute("ROLLBACK TO create_job")
+        conn.execute("RELEASE create_job")
+        return (job.future, None, exc)
+    conn.execute("RELEASE create_job")
+    return (job.future, created, None)
+
+
+__all__ = ["MAX_BATCH_JOBS", "Apply", "Writer", "open_writer_connection"]
