@@ -1,4 +1,4 @@
-"""Prometheus metrics: what each scanq process counts, and how it is exposed.
+"""Prometheus metrics: what each scanq process counts, and how a worker exposes it.
 
 Every process builds its own ``CollectorRegistry`` (``make_registry``) and
 passes it to the metric groups it updates; nothing registers on the global
@@ -7,16 +7,14 @@ default registry, so tests can build any number of apps in one process.
 - ``ScanCounters`` (ingest): scans submitted, cancel requests accepted.
 - ``WorkerMetrics`` (each worker): claimed, finished by status, retried,
   lease-expired, run time and pickup delay histograms, scans in flight.
-- ``QueueStats`` (ingest and status): counts by status, queue depth and the
-  age of the oldest Accepted scan, read from ``Store.stats()`` (cheap by
-  contract) at most once per ``QUEUE_STATS_TTL_S`` however often it is scraped.
-- ``HttpMetrics`` + ``HttpMetricsMiddleware`` (ingest and status): request
-  latency by method, route template and status code, from a pure ASGI
-  middleware (no ``BaseHTTPMiddleware``: it would cost a task per request).
+- ``QueueStatsCollector`` (ingest and status): counts by status, queue depth
+  and the age of the oldest Accepted scan, read from ``Store.stats()`` (cheap
+  by contract) at most once per ``QUEUE_STATS_TTL_S`` however often it is scraped.
 
 Hot-path updates are O(1): label children are resolved once and cached.
-``metrics_endpoint`` serves ``GET /metrics``; ``serve_metrics`` serves a
-worker's registry on ``--metrics-port``.
+``serve_metrics`` serves a worker's registry on ``--metrics-port``. The HTTP
+side (request latency middleware, ``GET /metrics``) is ``scanq.api.metrics``:
+this module does not import Starlette, so neither does a worker.
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from datetime import UTC, datetime
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -37,14 +34,10 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scanq.models import Outcome, Scan, ScanStatus, Stats
 
@@ -73,10 +66,6 @@ PICKUP_SECONDS_BUCKETS = (
     900.0,
     3600.0,
 )
-HTTP_SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-UNMATCHED_ROUTE = "unmatched"
-OTHER_METHOD = "OTHER"
 
 
 def make_registry(*, process_metrics: bool = True) -> CollectorRegistry:
@@ -199,11 +188,11 @@ class WorkerMetrics:
             self.lease_expired.inc(count)
 
 
-class QueueStats(Collector):
+class QueueStatsCollector(Collector):
     """Counts by status, queue depth and oldest Accepted age, from a ``Store.stats()`` cached for ``ttl_s``.
 
     Prometheus collectors are synchronous, so the async ``refresh()`` runs
-    first (``metrics_endpoint`` does it) and ``collect()`` reads the cache.
+    first (``scanq.api.metrics.metrics_endpoint`` does it) and ``collect()`` reads the cache.
     Concurrent refreshes share one store call. The age is computed at collect
     time from the cached ``oldest_accepted_at``, so it keeps growing between
     refreshes. When the store fails, the queue metrics are left out of the
@@ -280,100 +269,6 @@ class QueueStats(Collector):
         return [by_status, depth, age]
 
 
-class HttpMetrics:
-    """Request latency by method, route template and status code.
-
-    Label values are bounded: the route is the matched route's path template
-    (``/scans/{scan_id}``, never the raw path) or ``unmatched``, and unusual
-    methods are folded into ``OTHER``.
-
-    Args:
-        registry: where the histogram is registered.
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.duration = Histogram(
-            f"{PREFIX}_http_request_duration_seconds",
-            "HTTP request latency in seconds, by method, route template and status code",
-            ["method", "route", "code"],
-            buckets=HTTP_SECONDS_BUCKETS,
-            registry=registry,
-        )
-        self._children: dict[tuple[str, str, int], Histogram] = {}
-
-    def observe(self, *, method: str, route: str, code: int, seconds: float) -> None:
-        """Record one request."""
-        if method not in HTTP_METHODS:
-            method = OTHER_METHOD
-        key = (method, route, code)
-        child = self._children.get(key)
-        if child is None:
-            child = self.duration.labels(method=method, route=route, code=str(code))
-            self._children[key] = child
-        child.observe(seconds)
-
-
-def route_template(scope: Scope) -> str:
-    """The path template of the route Starlette matched (it stores the route in ``scope["route"]``)."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED_ROUTE
-
-
-class HttpMetricsMiddleware:
-    """Pure ASGI middleware timing every HTTP request into ``HttpMetrics``.
-
-    Args:
-        app: the wrapped application.
-        metrics: where requests are recorded.
-    """
-
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        code = 500  # what the server answers when the app raises before starting a response
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal code
-            if message["type"] == "http.response.start":
-                code = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        finally:
-            self.metrics.observe(
-                method=scope["method"],
-                route=route_template(scope),
-                code=code,
-                seconds=time.perf_counter() - started,
-            )
-
-
-def metrics_endpoint(
-    registry: CollectorRegistry, *, queue: QueueStats | None = None
-) -> Callable[[Request], Awaitable[Response]]:
-    """The ``GET /metrics`` endpoint for ``registry`` (the queue stats are refreshed first when given).
-
-    Args:
-        registry: what to expose.
-        queue: the cached store stats registered in ``registry``, if any.
-    """
-
-    async def metrics(request: Request) -> Response:
-        if queue is not None:
-            await queue.refresh()
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    return metrics
-
-
 @contextlib.asynccontextmanager
 async def serve_metrics(registry: CollectorRegistry, *, host: str, port: int) -> AsyncIterator[int]:
     """Serve ``registry`` at ``http://host:port/metrics`` (any path works) while the block runs; yield the port.
@@ -394,14 +289,11 @@ async def serve_metrics(registry: CollectorRegistry, *, host: str, port: int) ->
 
 
 __all__ = [
+    "PREFIX",
     "QUEUE_STATS_TTL_S",
-    "HttpMetrics",
-    "HttpMetricsMiddleware",
-    "QueueStats",
+    "QueueStatsCollector",
     "ScanCounters",
     "WorkerMetrics",
     "make_registry",
-    "metrics_endpoint",
-    "route_template",
     "serve_metrics",
 ]

@@ -16,17 +16,17 @@ from typing import Any
 import httpx
 import pytest
 
+from scanq.config import PluginSettings
 from scanq.logs import JsonFormatter
 from scanq.metrics import WorkerMetrics, make_registry, serve_metrics
 from scanq.scanners import ScannerRegistry
+from scanq.scanners.mock import MockSettings
 from scanq.worker import Worker
 from tests.integration.apps import Services, services
 from tests.prometheus import sample_value
 
 SETTINGS: dict[str, Any] = {
-    "mock_min_sleep": 0.0,
-    "mock_max_sleep": 0.01,
-    "mock_failure_rate": 0.0,
+    "plugins": PluginSettings(MockSettings(min_sleep=0.0, max_sleep=0.01, failure_rate=0.0)),
     "max_attempts": 2,
     "scan_timeout_seconds": 0.3,
     "retry_base_seconds": 0.01,

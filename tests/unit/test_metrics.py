@@ -15,16 +15,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from scanq.metrics import (
-    HttpMetrics,
-    HttpMetricsMiddleware,
-    QueueStats,
-    ScanCounters,
-    WorkerMetrics,
-    make_registry,
-    metrics_endpoint,
-    serve_metrics,
-)
+from scanq.api.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
+from scanq.metrics import QueueStatsCollector, ScanCounters, WorkerMetrics, make_registry, serve_metrics
 from scanq.models import Outcome, Scan, ScanStatus, Stats
 from tests.prometheus import sample_sum, sample_value
 
@@ -129,7 +121,7 @@ async def test_queue_stats_are_cached_for_the_ttl_and_concurrent_scrapes_share_o
 
     clock = FakeClock()
     registry = make_registry(process_metrics=False)
-    queue = QueueStats(fetch, registry=registry, ttl_s=5.0, clock=clock)
+    queue = QueueStatsCollector(fetch, registry=registry, ttl_s=5.0, clock=clock)
 
     await asyncio.gather(*(queue.refresh() for _ in range(10)))
     assert calls == 1
@@ -157,7 +149,7 @@ async def test_queue_stats_report_zero_age_when_nothing_waits() -> None:
         return stats(0)
 
     registry = make_registry(process_metrics=False)
-    queue = QueueStats(fetch, registry=registry)
+    queue = QueueStatsCollector(fetch, registry=registry)
     await queue.refresh()
     assert sample_value(exposition(registry), "scanq_queue_oldest_age_seconds") == 0
 
@@ -172,7 +164,7 @@ async def test_queue_stats_are_absent_while_the_store_fails_and_retried_after_th
 
     clock = FakeClock()
     registry = make_registry(process_metrics=False)
-    queue = QueueStats(fetch, registry=registry, ttl_s=1.0, clock=clock)
+    queue = QueueStatsCollector(fetch, registry=registry, ttl_s=1.0, clock=clock)
     await queue.refresh()
     assert sample_value(exposition(registry), "scanq_queue_depth") is None
 
@@ -228,7 +220,7 @@ async def test_metrics_endpoint_refreshes_queue_stats_before_exposing_them() -> 
         return stats(12)
 
     registry = make_registry(process_metrics=False)
-    queue = QueueStats(fetch, registry=registry)
+    queue = QueueStatsCollector(fetch, registry=registry)
     app = Starlette(routes=[Route("/metrics", metrics_endpoint(registry, queue=queue))])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scanq") as client:
         text = (await client.get("/metrics")).text

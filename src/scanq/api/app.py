@@ -28,11 +28,12 @@ from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
 from scanq.api.hotpath import HotPathMiddleware
 from scanq.api.http import encoder
 from scanq.api.ingest import IngestEndpoints
+from scanq.api.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
 from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes
 from scanq.api.schemas import HealthResponse, ReadyResponse
 from scanq.api.status import StatusEndpoints, wants_html
 from scanq.config import Settings
-from scanq.metrics import HttpMetrics, HttpMetricsMiddleware, QueueStats, ScanCounters, make_registry, metrics_endpoint
+from scanq.metrics import QueueStatsCollector, ScanCounters, make_registry
 from scanq.scanners import ScannerRegistry
 from scanq.scans import ScanService
 from scanq.store import Store, open_store
@@ -230,7 +231,7 @@ def _with_dashboard(op: Operation, dashboard: Endpoint) -> Operation:
     )
 
 
-def _metrics_operation(registry: CollectorRegistry, queue: QueueStats) -> Operation:
+def _metrics_operation(registry: CollectorRegistry, queue: QueueStatsCollector) -> Operation:
     """``GET /metrics``: this process's registry; the queue gauges come from the store at most every few seconds."""
     return Operation(
         method="GET",
@@ -262,7 +263,7 @@ def _assemble(
     registry = make_registry()
     service = ScanService(the_store, scanners or ScannerRegistry(settings), settings, counters=ScanCounters(registry))
     health = HealthEndpoints(store=the_store)
-    metrics = _metrics_operation(registry, QueueStats(the_store.stats, registry=registry))
+    metrics = _metrics_operation(registry, QueueStatsCollector(the_store.stats, registry=registry))
     # Fixed paths before templated ones (stable otherwise), so /healthz never reads as a scan id.
     ops = sorted([*operations(service), *health.operations(), metrics], key=lambda op: "{" in op.path)
     document = build_openapi(title=title, version=__version__, description=description, operations=ops)
