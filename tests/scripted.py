@@ -22,6 +22,7 @@ from scanq.ids import new_scan_id
 from scanq.models import NewScan
 from scanq.scanners import ScannerRegistry
 from scanq.scanners.base import Scanner
+from scanq.scanners.settings import ScannerContext
 
 
 class ScriptedScanner(Scanner):
@@ -29,8 +30,8 @@ class ScriptedScanner(Scanner):
 
     name = "scripted"
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+    def __init__(self, context: ScannerContext) -> None:
+        super().__init__(context)
         self.runs: collections.Counter[str] = collections.Counter()
         self.running = 0
         self.max_running = 0

@@ -1,12 +1,14 @@
-"""The ``scanq`` command line: one click group, every option generated from ``Settings``.
+"""The ``scanq`` command line: one click group, every option generated from the settings.
 
-Each setting is a flag named after the field (``lease_seconds`` ↔
-``--lease-seconds``) that falls back to ``SCANQ_LEASE_SECONDS`` (click shows
-the variable in ``--help``). Flags given on the command line are parsed with
-the same rules as the environment (``config.parse_value``), then
-``Settings.from_env(os.environ, **flags)`` builds the settings, so flags win
-over ``SCANQ_*``, which win over the original names (``INGEST_PORT`` …).
-A bad value exits 2 with one line naming the setting.
+Each setting is a flag named after its key (``lease_seconds`` ↔
+``--lease-seconds``, the mock plugin's ``min_sleep`` ↔ ``--mock-min-sleep``)
+that falls back to its ``SCANQ_*`` variable (click shows it in ``--help``).
+Flags given on the command line are parsed with the same rules as the
+environment (``config.parse_value``), then ``Settings.from_env(os.environ,
+**flags)`` builds the settings, so flags win over ``SCANQ_*``, which win over
+the original names (``INGEST_PORT`` …). A bad value exits 2 with one line
+naming the setting. The plugins' flags are built when a command that runs
+scanners parses its arguments, so the client commands import no plugin.
 
 Commands stay thin: parse, build Settings, configure logging, call one function.
 """
@@ -18,15 +20,22 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import fields
-from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
 from click.decorators import FC
 
 from scanq import client
-from scanq.config import ENV_PREFIX, Settings, parse_value, unknown_env_names
+from scanq.config import (
+    Settings,
+    SettingSpec,
+    format_value,
+    parse_value,
+    section_specs,
+    setting_specs,
+    unknown_env_names,
+)
 from scanq.exceptions import ConfigError, ScanqError
 from scanq.logs import configure_logging
 from scanq.watch import DEFAULT_WATCH_S, watch
@@ -38,17 +47,14 @@ _T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
-_FIELDS = {f.name: f for f in fields(Settings)}
-_HINTS = get_type_hints(Settings)
+_CORE = {spec.key: spec for spec in section_specs(Settings)}
 _METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT"}
+# Set on a command's callback by ``with_settings(..., plugins=True)``: add every plugin setting as a flag.
+_PLUGIN_FLAGS = "__scanq_plugin_flags__"
 
 LOGGING = ("log_level", "log_format")
 STORE = ("database_url",)
-SCANNER = (
-    "default_scanner",
-    "target_allowlist",
-    *(name for name in _FIELDS if name.startswith(("mock_", "scanner_"))),
-)
+SCANNER = ("default_scanner",)
 HTTP = ("host", "ingest_port", "status_port", "ingest_url", "status_url", "max_batch", "max_body_bytes", "max_attempts")
 WORKER = (
     "concurrency",
@@ -65,15 +71,30 @@ WORKER = (
 CLIENT = ("ingest_url", "status_url", "max_batch", *LOGGING)
 SERVICE_SETTINGS = (*STORE, *HTTP, *SCANNER, *LOGGING)
 WORKER_SETTINGS = (*STORE, *WORKER, *SCANNER, *LOGGING)
-ALL_SETTINGS = tuple(_FIELDS)
+ALL_SETTINGS = tuple(_CORE)
 
 
 class _SettingError(click.ClickException):
     exit_code = 2
 
 
+class SettingsCommand(click.Command):
+    """A command that adds the plugins' setting flags (after ``--default-scanner``) the first time it parses."""
+
+    _has_plugin_flags = False
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if getattr(self.callback, _PLUGIN_FLAGS, False) and not self._has_plugin_flags:
+            at = next((i + 1 for i, p in enumerate(self.params) if p.name == "default_scanner"), len(self.params))
+            self.params[at:at] = [click.Option(decls, **attrs) for decls, attrs in map(_option_args, _plugin_specs())]
+            self._has_plugin_flags = True
+        return super().get_params(ctx)
+
+
 class ScanqGroup(click.Group):
     """The ``scanq`` group: turns scanq errors into one line (exit 2 for a bad setting, else 1)."""
+
+    command_class = SettingsCommand
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -89,52 +110,75 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def settings_option(name: str) -> Callable[[FC], FC]:
-    """The click option for one Settings field: raw string, env fallback shown in --help, default from the field."""
-    f = _FIELDS[name]
-    default = f.default
-    shown = ",".join(default) if isinstance(default, tuple) else str(default)
-    metavar = "SECONDS" if name.endswith("_seconds") else _METAVARS.get(_HINTS[name], "LIST")
+def _plugin_specs() -> tuple[SettingSpec, ...]:
+    return tuple(spec for spec in setting_specs() if spec.section is not Settings)
+
+
+def _plugin_keys() -> set[str]:
+    return {spec.key for spec in _plugin_specs()}
+
+
+def _spec(key: str) -> SettingSpec:
+    spec = _CORE.get(key)
+    return spec if spec is not None else next(s for s in _plugin_specs() if s.key == key)
+
+
+def _option_args(spec: SettingSpec) -> tuple[list[str], dict[str, Any]]:
+    metavar = "SECONDS" if spec.key.endswith("_seconds") else _METAVARS.get(spec.annotation, "LIST")
     # The default is only shown: build_settings reads values given on the command line, nothing else.
-    return click.option(
-        flag_name(name),
-        name,
-        default=shown,
-        show_default=True,
-        metavar=metavar,
-        envvar=ENV_PREFIX + name.upper(),
-        show_envvar=True,
-        help=str(f.metadata.get("help", "")),
-    )
+    return [spec.flag, spec.key], {
+        "default": format_value(spec.default),
+        "show_default": True,
+        "metavar": metavar,
+        "envvar": spec.env,
+        "show_envvar": True,
+        "help": spec.help,
+    }
 
 
-def build_settings(ctx: click.Context, raw: dict[str, str | None]) -> Settings:
+def settings_option(name: str) -> Callable[[FC], FC]:
+    """The click option for one setting: raw string, env fallback shown in --help, default from the field."""
+    decls, attrs = _option_args(_spec(name))
+    return click.option(*decls, **attrs)
+
+
+def build_settings(ctx: click.Context, raw: dict[str, str | None], *, read_plugins: bool = True) -> Settings:
     """Settings from the environment, overridden by the flags given on the command line.
 
     Values click took from ``SCANQ_*`` are ignored here: ``Settings.from_env``
-    reads those itself, after the legacy names, so the precedence is the same with or without click.
+    reads those itself, after the original names, so the precedence is the same with or without click.
     """
     overrides: dict[str, Any] = {}
     for name, value in raw.items():
         if value is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
-            overrides[name] = parse_value(name, _HINTS[name], value, source=flag_name(name))
-    return Settings.from_env(os.environ, **overrides)
+            spec = _spec(name)
+            overrides[name] = parse_value(name, spec.annotation, value, source=spec.flag)
+    return Settings.from_env(os.environ, read_plugins=read_plugins, **overrides)
 
 
-def with_settings(names: Iterable[str]) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
-    """Add a flag for each named setting; the command receives ``settings`` (logging already configured)."""
+def with_settings(names: Iterable[str], *, plugins: bool = False) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """Add a flag for each named setting; the command receives ``settings`` (logging already configured).
+
+    Args:
+        names: setting keys, core or plugin (``mock_min_sleep``).
+        plugins: also every plugin setting, for the commands that run scanners (needs ``SettingsCommand``,
+            the group's command class); the plugins are imported only when the command parses.
+    """
     names = tuple(names)
+    read_plugins = plugins or not set(names) <= _CORE.keys()
 
     def decorate(command: Callable[..., _T]) -> Callable[..., _T]:
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> _T:
-            raw = {name: kwargs.pop(name) for name in names}
-            settings = build_settings(click.get_current_context(), raw)
+            keys = (*names, *(_plugin_keys() if plugins else ()))
+            raw = {name: kwargs.pop(name) for name in keys if name in kwargs}
+            settings = build_settings(click.get_current_context(), raw, read_plugins=read_plugins)
             configure_logging(settings)
             for unknown in unknown_env_names(os.environ):
                 logger.warning("%s is not a scanq setting and is ignored (see scanq --help)", unknown)
             return command(settings, **kwargs)
 
+        setattr(wrapper, _PLUGIN_FLAGS, plugins)
         for name in reversed(names):
             wrapper = settings_option(name)(wrapper)
         return wrapper
@@ -158,7 +202,7 @@ def cli() -> None:
 
 
 @cli.command()
-@with_settings(ALL_SETTINGS)
+@with_settings(ALL_SETTINGS, plugins=True)
 def up(settings: Settings) -> None:
     """Run ingest, status and --workers worker processes on this machine until Ctrl-C."""
     from scanq.supervisor import supervise
@@ -167,7 +211,7 @@ def up(settings: Settings) -> None:
 
 
 @cli.command()
-@with_settings(SERVICE_SETTINGS)
+@with_settings(SERVICE_SETTINGS, plugins=True)
 def ingest(settings: Settings) -> None:
     """Run the ingest service (submit, cancel) on --ingest-port."""
     from scanq.api.app import create_ingest_app
@@ -176,7 +220,7 @@ def ingest(settings: Settings) -> None:
 
 
 @cli.command()
-@with_settings(SERVICE_SETTINGS)
+@with_settings(SERVICE_SETTINGS, plugins=True)
 def status(settings: Settings) -> None:
     """Run the status service (scans, pages, stats, dashboard) on --status-port."""
     from scanq.api.app import create_status_app
@@ -185,7 +229,7 @@ def status(settings: Settings) -> None:
 
 
 @cli.command()
-@with_settings(SERVICE_SETTINGS)
+@with_settings(SERVICE_SETTINGS, plugins=True)
 def api(settings: Settings) -> None:
     """Run ingest and status routes in one process on --ingest-port."""
     from scanq.api.app import create_api_app
@@ -196,7 +240,7 @@ def api(settings: Settings) -> None:
 @cli.command()
 @click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
 @click.option("--check", is_flag=True, help="Exit 0 if the store is reachable, else 1; run nothing.")
-@with_settings(WORKER_SETTINGS)
+@with_settings(WORKER_SETTINGS, plugins=True)
 def worker(settings: Settings, *, burst: bool, check: bool) -> None:
     """Run one worker process: claim scans and run them, --concurrency at once."""
     from scanq.supervisor import follow_supervisor

@@ -19,7 +19,7 @@ import click
 import httpx
 
 from scanq.config import Settings
-from scanq.scanners.findings import format_findings_table
+from scanq.scanners.net.findings import format_findings_table
 
 REQUEST_TIMEOUT_S = 10.0
 WAIT_POLL_S = 0.25

@@ -1,127 +1,309 @@
-"""Settings: one frozen dataclass, read from ``SCANQ_*`` environment variables and CLI flags.
+"""Settings: frozen dataclasses read from ``SCANQ_*`` environment variables and CLI flags.
 
-Every field has a flag of the same name (``lease_seconds`` ↔ ``--lease-seconds``
-↔ ``SCANQ_LEASE_SECONDS``); ``cli.py`` builds the flags from these fields.
-A bad value raises ``ConfigError`` naming the setting.
+``Settings`` holds the options of scanq itself, plus one section per scanner
+plugin that declares settings (``Scanner.settings_class``, read under its
+``settings_namespace``). Every setting has one key naming its flag and its
+variable: ``lease_seconds`` ↔ ``--lease-seconds`` ↔ ``SCANQ_LEASE_SECONDS``,
+and in the ``mock`` section ``min_sleep`` ↔ ``mock_min_sleep`` ↔
+``--mock-min-sleep`` ↔ ``SCANQ_MOCK_MIN_SLEEP``; some also answer to the
+original system's names (``INGEST_PORT``, ``MIN_SLEEP``). Flags win over
+``SCANQ_*``, which win over the original names; a bad value raises
+``ConfigError`` naming where it came from. ``cli.py`` builds the flags from
+``setting_specs()``.
+
+config imports no plugin: it finds the sections through the ``scanq.scanners``
+entry points (as the registry finds the plugins), so plugins depend on config
+and never the reverse.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
+import logging
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from scanq.exceptions import ConfigError
 
 ENV_PREFIX = "SCANQ_"
+SCANNER_ENTRY_POINTS = "scanq.scanners"
+# SCANQ_* names that are not settings but are expected in the environment.
+NON_SETTING_ENV_PREFIXES = ("SCANQ_TEST_", "SCANQ_SUPERVISOR_")
 
-# Names the original three-part system used; they keep working as fallbacks.
-LEGACY_ENV = {
-    "INGEST_PORT": "ingest_port",
-    "STATUS_PORT": "status_port",
-    "MIN_SLEEP": "mock_min_sleep",
-    "MAX_SLEEP": "mock_max_sleep",
-    "CHANCE_OF_FAILURE": "mock_failure_rate",
-}
+logger = logging.getLogger(__name__)
+
+SectionT = TypeVar("SectionT")
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def setting(default: Any, help: str, *, key: str | None = None, aliases: tuple[str, ...] = ()) -> Any:
+    """A field of a settings dataclass (``Settings`` or a plugin's section).
+
+    Args:
+        default: the value when nothing sets it (every setting has one).
+        help: one line for ``--help`` and the README.
+        key: the flag/variable name when it is not ``<namespace>_<field>`` (kept names such as ``target_allowlist``).
+        aliases: other variables that set it, weaker than ``SCANQ_*`` (the original system's ``MIN_SLEEP``).
+    """
+    return field(default=default, metadata={"help": help, "key": key, "aliases": aliases})
+
+
+def setting_error(name: str, why: str, value: Any) -> ConfigError:
+    """The error a settings dataclass raises for a bad field ``name`` (readers name the variable or flag instead)."""
+    return ConfigError(f"{name}: {why} (got {value!r})", setting=name)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SettingSpec:
+    """One setting as a user sees it: the field of a section, with its flag, variable, default and help."""
+
+    key: str
+    field: str
+    section: type[Any]
+    annotation: Any
+    default: Any
+    help: str
+    aliases: tuple[str, ...]
+
+    @property
+    def env(self) -> str:
+        """``SCANQ_MOCK_MIN_SLEEP``."""
+        return ENV_PREFIX + self.key.upper()
+
+    @property
+    def flag(self) -> str:
+        """``--mock-min-sleep``."""
+        return "--" + self.key.replace("_", "-")
+
+
+class PluginSettings:
+    """The settings sections of the scanner plugins, one instance per section class.
+
+    A section not given holds its defaults, so ``PluginSettings()`` is every
+    plugin with its defaults and two containers are equal when every section is.
+
+    Args:
+        sections: instances of section dataclasses, at most one per class.
+    """
+
+    __slots__ = ("_sections",)
+
+    def __init__(self, *sections: Any) -> None:
+        classes = [type(section) for section in sections]
+        if len(set(classes)) != len(classes) or not all(dataclasses.is_dataclass(cls) for cls in classes):
+            raise TypeError(f"not one settings section per class: {sections!r}")
+        self._sections = {cls: section for cls, section in zip(classes, sections, strict=True) if section != cls()}
+
+    def __getitem__(self, cls: type[SectionT]) -> SectionT:
+        section = self._sections.get(cls)
+        return section if section is not None else cls()
+
+    def __iter__(self) -> Iterator[Any]:
+        """The sections that differ from their defaults."""
+        return iter(self._sections.values())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PluginSettings) and self._sections == other._sections
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._sections.values()))
+
+    def __repr__(self) -> str:
+        return f"PluginSettings({', '.join(map(repr, self))})"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Every option of every scanq process. Read with ``Settings.from_env``; flags override with ``replace``."""
+    """Every option of a scanq process. Read with ``Settings.from_env``; flags override with ``replace``."""
 
-    database_url: str = _setting("sqlite:///scanq.db", "Store URL: sqlite:///path, postgresql://… or mongodb://…")
-    host: str = _setting("127.0.0.1", "Address the HTTP services listen on")
-    ingest_port: int = _setting(10550, "Ingest service port")
-    status_port: int = _setting(10551, "Status service port")
-    ingest_url: str = _setting("http://127.0.0.1:10550", "Ingest service URL (CLI client, dashboard)")
-    status_url: str = _setting("http://127.0.0.1:10551", "Status service URL (CLI client)")
-    workers: int = _setting(2, "Worker processes started by `scanq up`")
-    concurrency: int = _setting(64, "Scans one worker runs at once")
-    lease_seconds: float = _setting(30.0, "How long a claim is held without a heartbeat")
-    heartbeat_seconds: float = _setting(10.0, "How often a worker renews its leases")
-    reaper_seconds: float = _setting(5.0, "How often a worker requeues expired leases")
-    poll_seconds: float = _setting(5.0, "Fallback poll interval when no wake-up arrives")
-    max_attempts: int = _setting(3, "Attempts a scan gets by default (transient failures, lost workers)")
-    retry_base_seconds: float = _setting(1.0, "First retry backoff; doubles each attempt, with jitter")
-    retry_max_seconds: float = _setting(300.0, "Largest retry backoff")
-    scan_timeout_seconds: float = _setting(600.0, "A scan running longer than this fails as transient")
-    shutdown_seconds: float = _setting(10.0, "On stop, how long running scans may finish before release")
-    max_batch: int = _setting(1000, "Largest POST /scans/batch")
-    max_body_bytes: int = _setting(1_048_576, "Largest request body in bytes")
-    default_scanner: str = _setting("mock", "Scanner used when a request names none")
-    mock_min_sleep: float = _setting(1.0, "Mock scanner: shortest run in seconds")
-    mock_max_sleep: float = _setting(5.0, "Mock scanner: longest run in seconds")
-    mock_failure_rate: float = _setting(0.1, "Mock scanner: probability a scan fails")
-    target_allowlist: tuple[str, ...] = _setting((), "CIDRs real scanners may target although private (comma list)")
-    scanner_connect_timeout_seconds: float = _setting(3.0, "Real scanners: TCP connect / TLS handshake timeout")
-    scanner_plugin_timeout_seconds: float = _setting(120.0, "Real scanners: time one plugin may take on a target")
-    scanner_sockets_per_target: int = _setting(16, "Real scanners: connections open at once to one target")
-    scanner_nameservers: tuple[str, ...] = _setting((), "Real scanners: DNS servers, ip[:port] list (empty: system)")
-    scanner_ca_file: str = _setting("", "Real scanners: extra CA bundle (PEM) trusted besides the system store")
-    metrics_port: int = _setting(0, "Worker metrics port (0: off)")
-    log_level: str = _setting("INFO", "Log level")
-    log_format: str = _setting("text", "Log format: text or json")
+    database_url: str = setting("sqlite:///scanq.db", "Store URL: sqlite:///path, postgresql://… or mongodb://…")
+    host: str = setting("127.0.0.1", "Address the HTTP services listen on")
+    ingest_port: int = setting(10550, "Ingest service port", aliases=("INGEST_PORT",))
+    status_port: int = setting(10551, "Status service port", aliases=("STATUS_PORT",))
+    ingest_url: str = setting("http://127.0.0.1:10550", "Ingest service URL (CLI client, dashboard)")
+    status_url: str = setting("http://127.0.0.1:10551", "Status service URL (CLI client)")
+    workers: int = setting(2, "Worker processes started by `scanq up`")
+    concurrency: int = setting(64, "Scans one worker runs at once")
+    lease_seconds: float = setting(30.0, "How long a claim is held without a heartbeat")
+    heartbeat_seconds: float = setting(10.0, "How often a worker renews its leases")
+    reaper_seconds: float = setting(5.0, "How often a worker requeues expired leases")
+    poll_seconds: float = setting(5.0, "Fallback poll interval when no wake-up arrives")
+    max_attempts: int = setting(3, "Attempts a scan gets by default (transient failures, lost workers)")
+    retry_base_seconds: float = setting(1.0, "First retry backoff; doubles each attempt, with jitter")
+    retry_max_seconds: float = setting(300.0, "Largest retry backoff")
+    scan_timeout_seconds: float = setting(600.0, "A scan running longer than this fails as transient")
+    shutdown_seconds: float = setting(10.0, "On stop, how long running scans may finish before release")
+    max_batch: int = setting(1000, "Largest POST /scans/batch")
+    max_body_bytes: int = setting(1_048_576, "Largest request body in bytes")
+    default_scanner: str = setting("mock", "Scanner used when a request names none")
+    metrics_port: int = setting(0, "Worker metrics port (0: off)")
+    log_level: str = setting("INFO", "Log level")
+    log_format: str = setting("text", "Log format: text or json")
+    # The plugins' sections: not a setting itself, each section's fields are.
+    plugins: PluginSettings = field(default_factory=PluginSettings)
 
     def __post_init__(self) -> None:
         _check(self)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
-        """Read ``SCANQ_*`` (then the legacy names) from ``environ``; ``overrides`` (flags) win.
+    def from_env(cls, environ: Mapping[str, str], *, read_plugins: bool = True, **overrides: Any) -> Settings:
+        """Read ``SCANQ_*`` (then the original names) from ``environ``; ``overrides`` (flags) win.
 
         Args:
             environ: usually ``os.environ``.
-            overrides: field values already typed, e.g. from CLI flags; None means "not given".
+            read_plugins: also read the installed plugins' sections (False: they keep their defaults and no
+                plugin is imported; for commands that run no scanner).
+            overrides: values by setting key (``lease_seconds``, ``mock_min_sleep``), already typed, e.g. from
+                CLI flags; None means "not given".
         """
-        values: dict[str, Any] = {}
-        legacy_sources: dict[str, str] = {}
-        hints = get_type_hints(cls)
-        for legacy, name in LEGACY_ENV.items():
-            if legacy in environ:
-                values[name] = parse_value(name, hints[name], environ[legacy], source=legacy)
-                legacy_sources[name] = legacy
-        for f in fields(cls):
-            env_name = ENV_PREFIX + f.name.upper()
-            if env_name in environ:
-                values[f.name] = parse_value(f.name, hints[f.name], environ[env_name], source=env_name)
-                legacy_sources.pop(f.name, None)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        for name in overrides.keys() & legacy_sources.keys():
-            if overrides[name] is not None:
-                del legacy_sources[name]
-        try:
-            return cls(**values)
-        except ConfigError as exc:
-            # A range check names the SCANQ_ variable; the user may have set the original name instead.
-            original = legacy_sources.get(getattr(exc, "setting", ""))
-            if original is None:
-                raise
-            raise ConfigError(f"{original}: {exc.message.split(': ', 1)[1]}", setting=exc.setting) from None
+        sections = plugin_sections() if read_plugins else {}
+        specs = setting_specs(sections)
+        unknown = set(overrides) - {spec.key for spec in specs}
+        if unknown:
+            raise TypeError(f"not a setting: {', '.join(sorted(unknown))}")
+        plugins = PluginSettings(*(read_section(section, specs, environ, overrides) for section in sections))
+        return read_section(cls, specs, environ, overrides, plugins=plugins)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (None values ignored)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
+    def to_environ(self) -> dict[str, str]:
+        """Every setting as the ``SCANQ_*`` variable that reproduces it, e.g. in a child process."""
+        return {spec.env: format_value(self.value_of(spec)) for spec in setting_specs(plugin_sections())}
 
-# SCANQ_* names that are not settings but are expected in the environment.
-NON_SETTING_ENV_PREFIXES = ("SCANQ_TEST_", "SCANQ_SUPERVISOR_")
+    def value_of(self, spec: SettingSpec) -> Any:
+        """The value of one setting, core or plugin."""
+        section = self if spec.section is Settings else self.plugins[spec.section]
+        return getattr(section, spec.field)
+
+
+@cache
+def installed_scanner_classes() -> dict[str, type[Any]]:
+    """Every class in the ``scanq.scanners`` entry-point group, by name (the plugins' modules are imported).
+
+    A plugin whose module cannot be imported (say the real scanners without the
+    ``scanners`` extra's libraries) is left out with a warning, so it cannot take
+    the other plugins down with it.
+    """
+    found: dict[str, type[Any]] = {}
+    for ep in entry_points(group=SCANNER_ENTRY_POINTS):
+        try:
+            cls = ep.load()
+        except ImportError as exc:
+            logger.warning("scanner plugin %s not available: %s", ep.name, exc)
+            continue
+        if not isinstance(cls, type):
+            raise TypeError(f"entry point {ep.name!r} in {SCANNER_ENTRY_POINTS} is not a class")
+        found[ep.name] = cls
+    return found
+
+
+def plugin_sections(classes: Iterable[type[Any]] | None = None) -> dict[type[Any], str]:
+    """The settings section of each plugin class that declares one: section class → namespace, by namespace.
+
+    Args:
+        classes: scanner classes (default: the installed ones). Each may name a ``settings_class`` and a
+            ``settings_namespace`` (default: its ``name``); plugins may share a section under one namespace.
+    """
+    sections: dict[type[Any], str] = {}
+    owners: dict[str, type[Any]] = {}
+    for cls in installed_scanner_classes().values() if classes is None else classes:
+        section = getattr(cls, "settings_class", None)
+        if section is None:
+            continue
+        namespace = getattr(cls, "settings_namespace", None) or cls.name
+        # One namespace per section and one section per namespace, else two plugins would read each other's flags.
+        if sections.setdefault(section, namespace) != namespace or owners.setdefault(namespace, section) is not section:
+            raise TypeError(f"scanner {cls.name!r}: settings namespace {namespace!r} clashes with another plugin's")
+    return dict(sorted(sections.items(), key=lambda item: item[1]))
+
+
+def section_specs(section: type[Any], namespace: str = "") -> tuple[SettingSpec, ...]:
+    """The settings of one section, in field order: the fields made with ``setting``."""
+    hints = get_type_hints(section)
+    return tuple(
+        SettingSpec(
+            key=f.metadata["key"] or (f"{namespace}_{f.name}" if namespace else f.name),
+            field=f.name,
+            section=section,
+            annotation=hints[f.name],
+            default=f.default,
+            help=f.metadata["help"],
+            aliases=f.metadata["aliases"],
+        )
+        for f in fields(section)
+        if "help" in f.metadata
+    )
+
+
+def setting_specs(sections: Mapping[type[Any], str] | None = None) -> tuple[SettingSpec, ...]:
+    """Every setting: the core ones, then each plugin section's (default: the installed plugins').
+
+    Raise ``TypeError`` when two settings share a key (a plugin taking a name already in use).
+    """
+    found = plugin_sections() if sections is None else sections
+    specs = [*section_specs(Settings)]
+    for cls, namespace in found.items():
+        specs += section_specs(cls, namespace)
+    keys = [spec.key for spec in specs]
+    if len(set(keys)) != len(keys):
+        raise TypeError(f"two settings share the key {next(k for k in keys if keys.count(k) > 1)!r}")
+    return tuple(specs)
+
+
+def read_section(
+    section: type[SectionT],
+    specs: Iterable[SettingSpec],
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any],
+    **fixed: Any,
+) -> SectionT:
+    """Build one section from its variables (original names first, then ``SCANQ_*``) and ``overrides`` by key.
+
+    A value the section refuses is a ``ConfigError`` naming where it came from: the original name
+    when that set it, else the ``SCANQ_*`` variable (also for a flag, whose value already parsed).
+    """
+    own = {spec.field: spec for spec in specs if spec.section is section}
+    values: dict[str, Any] = {}
+    original: dict[str, str] = {}
+    for spec in own.values():
+        for alias in spec.aliases:
+            if alias in environ:
+                values[spec.field] = parse_value(spec.key, spec.annotation, environ[alias], source=alias)
+                original[spec.field] = alias
+    for spec in own.values():
+        if spec.env in environ:
+            values[spec.field] = parse_value(spec.key, spec.annotation, environ[spec.env], source=spec.env)
+            original.pop(spec.field, None)
+        if overrides.get(spec.key) is not None:
+            values[spec.field] = overrides[spec.key]
+            original.pop(spec.field, None)
+    try:
+        return section(**values, **fixed)
+    except ConfigError as exc:
+        refused = own.get(getattr(exc, "setting", ""))
+        if refused is None:
+            raise
+        why = exc.message.split(": ", 1)[-1]
+        raise ConfigError(f"{original.get(refused.field, refused.env)}: {why}", setting=refused.key) from None
 
 
 def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
-    """``SCANQ_*`` variables that name no setting: most likely typos, which would otherwise do nothing."""
-    known = {ENV_PREFIX + f.name.upper() for f in fields(Settings)}
-    return sorted(
-        name
-        for name in environ
-        if name.startswith(ENV_PREFIX) and name not in known and not name.startswith(NON_SETTING_ENV_PREFIXES)
-    )
+    """``SCANQ_*`` variables that name no setting: most likely typos, which would otherwise do nothing.
+
+    The plugins are imported only when a variable is not a core setting.
+    """
+    candidates = {
+        name for name in environ if name.startswith(ENV_PREFIX) and not name.startswith(NON_SETTING_ENV_PREFIXES)
+    }
+    candidates -= {spec.env for spec in section_specs(Settings)}
+    if candidates:
+        candidates -= {spec.env for spec in setting_specs()}
+    return sorted(candidates)
 
 
 def parse_value(name: str, annotation: Any, raw: str, *, source: str) -> Any:
@@ -145,6 +327,11 @@ def parse_value(name: str, annotation: Any, raw: str, *, source: str) -> Any:
         raise ConfigError(f"{source}: invalid value {raw!r} for {name} (expected {expected})") from None
 
 
+def format_value(value: Any) -> str:
+    """A setting's value as the string ``parse_value`` reads back (lists comma-separated)."""
+    return ",".join(value) if isinstance(value, tuple) else str(value)
+
+
 def _unwrap_optional(annotation: Any) -> Any:
     if get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
@@ -164,8 +351,6 @@ def _check(s: Settings) -> None:
     for name in ("workers", "concurrency", "max_attempts", "max_batch", "max_body_bytes"):
         if getattr(s, name) < 1:
             fail(name, "must be at least 1")
-    if s.scanner_sockets_per_target < 1:
-        fail("scanner_sockets_per_target", "must be at least 1")
     for name in (
         "lease_seconds",
         "heartbeat_seconds",
@@ -174,8 +359,6 @@ def _check(s: Settings) -> None:
         "retry_base_seconds",
         "retry_max_seconds",
         "scan_timeout_seconds",
-        "scanner_connect_timeout_seconds",
-        "scanner_plugin_timeout_seconds",
     ):
         if not getattr(s, name) > 0:
             fail(name, "must be greater than 0")
@@ -183,20 +366,9 @@ def _check(s: Settings) -> None:
         fail("shutdown_seconds", "must not be negative")
     if s.heartbeat_seconds >= s.lease_seconds:
         fail("heartbeat_seconds", f"must be shorter than lease_seconds ({s.lease_seconds})")
-    if s.mock_min_sleep < 0:
-        fail("mock_min_sleep", "must not be negative")
-    if s.mock_max_sleep < s.mock_min_sleep:
-        fail("mock_max_sleep", f"must be at least mock_min_sleep ({s.mock_min_sleep})")
-    if not 0.0 <= s.mock_failure_rate <= 1.0:
-        fail("mock_failure_rate", "must be a probability between 0 and 1")
     if s.log_format not in ("text", "json"):
         fail("log_format", "must be text or json")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         fail("log_level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    for cidr in s.target_allowlist:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            fail("target_allowlist", f"{cidr!r} is not a CIDR")
     if "://" not in s.database_url:
         fail("database_url", "must be a URL such as sqlite:///scanq.db")

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -59,11 +59,7 @@ class _Child:
 
 def settings_environ(settings: Settings) -> dict[str, str]:
     """Every setting as the ``SCANQ_*`` variable that reproduces it in a child process."""
-    environ: dict[str, str] = {}
-    for f in fields(Settings):
-        value = getattr(settings, f.name)
-        environ[ENV_PREFIX + f.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
-    return environ
+    return settings.to_environ()
 
 
 class Supervisor:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 
 import click
 import pytest
 from click.testing import CliRunner
 
-from scanq.cli import ALL_SETTINGS, cli, flag_name, with_settings
+import scanq.config
+from scanq.cli import ALL_SETTINGS, ScanqGroup, cli, flag_name, with_settings
 from scanq.client import _table, parse_options
-from scanq.config import Settings
+from scanq.config import Settings, section_specs, setting_specs
+from scanq.scanners.mock import MockSettings
+from scanq.scanners.net.settings import NetSettings
 
 
 def probe_command() -> click.Command:
@@ -25,8 +27,8 @@ def probe_command() -> click.Command:
                 {
                     "ingest_port": settings.ingest_port,
                     "lease_seconds": settings.lease_seconds,
-                    "target_allowlist": list(settings.target_allowlist),
-                    "mock_failure_rate": settings.mock_failure_rate,
+                    "target_allowlist": list(settings.plugins[NetSettings].target_allowlist),
+                    "mock_failure_rate": settings.plugins[MockSettings].failure_rate,
                 }
             )
         )
@@ -44,11 +46,11 @@ def run(args: list[str], env: dict[str, str] | None = None, command: click.Comma
 def test_every_setting_is_a_flag_of_up_with_its_environment_variable() -> None:
     code, out = run(["up", "--help"])
     assert code == 0
-    assert set(ALL_SETTINGS) == {f.name for f in fields(Settings)}
+    assert set(ALL_SETTINGS) == {spec.key for spec in section_specs(Settings)}
     flat = " ".join(out.split())
-    for f in fields(Settings):
-        assert flag_name(f.name) in out
-        assert f"SCANQ_{f.name.upper()}" in flat
+    for spec in setting_specs():
+        assert flag_name(spec.key) in out
+        assert f"SCANQ_{spec.key.upper()}" in flat
     assert "How long a claim is held without a heartbeat" in flat
     assert "default: 30.0" in flat
 
@@ -94,6 +96,11 @@ def test_a_flag_beats_the_environment_which_beats_legacy_names() -> None:
         ([], {"INGEST_PORT": "http"}, "INGEST_PORT"),
         (["--heartbeat-seconds", "90"], {}, "SCANQ_HEARTBEAT_SECONDS"),
         (["--log-level", "chatty"], {}, "SCANQ_LOG_LEVEL"),
+        (["--mock-failure-rate", "often"], {}, "--mock-failure-rate"),
+        (["--mock-min-sleep", "-1"], {}, "SCANQ_MOCK_MIN_SLEEP"),
+        ([], {"CHANCE_OF_FAILURE": "2"}, "CHANCE_OF_FAILURE"),
+        (["--scanner-sockets-per-target", "0"], {}, "SCANQ_SCANNER_SOCKETS_PER_TARGET"),
+        (["--target-allowlist", "10.0.0.0/33"], {}, "SCANQ_TARGET_ALLOWLIST"),
     ],
 )
 def test_a_bad_setting_exits_2_with_one_line_naming_it(args: list[str], env: dict[str, str], named: str) -> None:
@@ -101,6 +108,32 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(args: list[str], env: dic
     assert code == 2
     assert named in out
     assert len(out.strip().splitlines()) == 1
+
+
+def test_plugin_flags_reach_the_settings_and_client_commands_import_no_plugin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @click.group(cls=ScanqGroup)
+    def group() -> None:
+        pass
+
+    @group.command()
+    @with_settings(["log_level"], plugins=True)
+    def serve(settings: Settings) -> None:
+        click.echo(json.dumps(settings.plugins[MockSettings].max_sleep))
+
+    code, out = run(["serve", "--mock-max-sleep", "7"], env={"MAX_SLEEP": "6"}, command=group)
+    assert (code, json.loads(out)) == (0, 7.0)
+    code, out = run(["serve", "--help"], command=group)
+    assert "--mock-max-sleep" in out
+    assert "--scanner-ca-file" in out
+
+    def no_plugins() -> None:
+        raise AssertionError("a client command imported the plugins")
+
+    monkeypatch.setattr(scanq.config, "installed_scanner_classes", no_plugins)
+    assert run(["stats", "--help"])[0] == 0
+    assert run(["stats", "--status-url", "http://127.0.0.1:1"])[0] == 1
 
 
 def test_worker_check_exits_0_when_the_store_answers() -> None:

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Any
 
 import pytest
 
-from scanq.config import ENV_PREFIX, LEGACY_ENV, Settings, unknown_env_names
+from scanq.config import ENV_PREFIX, Settings, plugin_sections, setting_specs, unknown_env_names
 from scanq.exceptions import ConfigError
+from scanq.scanners.mock import MockSettings
+from scanq.scanners.net.settings import NetSettings
 
 
 def test_defaults_match_the_original_system() -> None:
     s = Settings.from_env({})
     assert (s.ingest_port, s.status_port) == (10550, 10551)
-    assert (s.mock_min_sleep, s.mock_max_sleep, s.mock_failure_rate) == (1.0, 5.0, 0.1)
+    mock = s.plugins[MockSettings]
+    assert (mock.min_sleep, mock.max_sleep, mock.failure_rate) == (1.0, 5.0, 0.1)
     assert s.concurrency == 64
     assert s.host == "127.0.0.1"
 
 
 def test_every_field_reads_its_scanq_variable() -> None:
-    for f in fields(Settings):
-        assert f.metadata.get("help"), f"{f.name} has no help text"
+    sections: list[type[Any]] = [Settings, *plugin_sections()]
+    for section in sections:
+        for f in fields(section):
+            assert f.name == "plugins" or f.metadata.get("help"), f"{f.name} has no help text"
     s = Settings.from_env({"SCANQ_LEASE_SECONDS": "12.5", "SCANQ_CONCURRENCY": "7", "SCANQ_LOG_FORMAT": "json"})
     assert (s.lease_seconds, s.concurrency, s.log_format) == (12.5, 7, "json")
 
@@ -36,8 +42,10 @@ def test_legacy_names_are_honoured_and_floats_allowed() -> None:
         }
     )
     assert (s.ingest_port, s.status_port) == (20550, 20551)
-    assert (s.mock_min_sleep, s.mock_max_sleep, s.mock_failure_rate) == (0.1, 0.5, 0.25)
-    assert set(LEGACY_ENV) == {"INGEST_PORT", "STATUS_PORT", "MIN_SLEEP", "MAX_SLEEP", "CHANCE_OF_FAILURE"}
+    mock = s.plugins[MockSettings]
+    assert (mock.min_sleep, mock.max_sleep, mock.failure_rate) == (0.1, 0.5, 0.25)
+    original_names = {alias for spec in setting_specs() for alias in spec.aliases}
+    assert original_names == {"INGEST_PORT", "STATUS_PORT", "MIN_SLEEP", "MAX_SLEEP", "CHANCE_OF_FAILURE"}
 
 
 def test_flags_beat_scanq_variables_which_beat_legacy_names() -> None:
@@ -50,7 +58,7 @@ def test_flags_beat_scanq_variables_which_beat_legacy_names() -> None:
 
 def test_lists_are_comma_separated() -> None:
     s = Settings.from_env({"SCANQ_TARGET_ALLOWLIST": "10.0.0.0/8, 192.168.1.0/24,"})
-    assert s.target_allowlist == ("10.0.0.0/8", "192.168.1.0/24")
+    assert s.plugins[NetSettings].target_allowlist == ("10.0.0.0/8", "192.168.1.0/24")
 
 
 @pytest.mark.parametrize(
@@ -102,3 +110,28 @@ def test_unknown_scanq_variables_are_reported_as_likely_typos() -> None:
         "HOME": "/root",
     }
     assert unknown_env_names(environ) == ["SCANQ_LEASE_SECOND"]
+
+
+def test_plugin_settings_are_known_variables_and_typos_next_to_them_are_not() -> None:
+    environ = {"SCANQ_MOCK_MIN_SLEEP": "0", "SCANQ_SCANNER_CA_FILE": "/x.pem", "SCANQ_MOCK_MIN_SLEPE": "0"}
+    assert unknown_env_names(environ) == ["SCANQ_MOCK_MIN_SLEPE"]
+
+
+def test_flags_override_plugin_settings_by_key_and_unknown_keys_are_refused() -> None:
+    s = Settings.from_env({"MIN_SLEEP": "0.5", "SCANQ_MOCK_MAX_SLEEP": "2"}, mock_max_sleep=3.0, target_allowlist=None)
+    assert (s.plugins[MockSettings].min_sleep, s.plugins[MockSettings].max_sleep) == (0.5, 3.0)
+    with pytest.raises(TypeError, match="mock_max_slep"):
+        Settings.from_env({}, mock_max_slep=3.0)
+
+
+def test_core_settings_alone_leave_the_plugins_at_their_defaults() -> None:
+    s = Settings.from_env({"SCANQ_MOCK_MIN_SLEEP": "0", "SCANQ_CONCURRENCY": "3"}, read_plugins=False)
+    assert (s.concurrency, s.plugins) == (3, Settings().plugins)
+
+
+def test_to_environ_reproduces_every_setting_core_and_plugin() -> None:
+    s = Settings.from_env({"INGEST_PORT": "1", "MIN_SLEEP": "0.5", "SCANQ_TARGET_ALLOWLIST": "10.0.0.0/8"})
+    environ = s.to_environ()
+    assert {spec.env for spec in setting_specs()} == set(environ)
+    assert (environ["SCANQ_MOCK_MIN_SLEEP"], environ["SCANQ_TARGET_ALLOWLIST"]) == ("0.5", "10.0.0.0/8")
+    assert Settings.from_env(environ) == s

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from scanq.config import Settings
+from scanq.config import PluginSettings, Settings
 from scanq.exceptions import ConfigError
+from scanq.scanners.mock import MockSettings
+from scanq.scanners.net.settings import NetSettings
 from scanq.supervisor import _redact, _worker_env, label_line, prepare_store, settings_environ
 
 
@@ -15,8 +17,9 @@ def test_children_rebuild_exactly_the_settings_of_the_supervisor() -> None:
     settings = Settings(
         lease_seconds=12.5,
         workers=3,
-        mock_failure_rate=0.25,
-        target_allowlist=("10.0.0.0/8", "192.168.0.0/16"),
+        plugins=PluginSettings(
+            MockSettings(failure_rate=0.25), NetSettings(target_allowlist=("10.0.0.0/8", "192.168.0.0/16"))
+        ),
         database_url="sqlite:////tmp/x.db",
     )
     environ = settings_environ(settings)

@@ -1,38 +1,30 @@
-"""Scanner plugins, found by name through the ``scanq.scanners`` entry-point group."""
+"""Scanner plugins, found by name through the ``scanq.scanners`` entry-point group.
+
+The plugin API is here (``base.Scanner``, ``settings.ScannerContext``, this
+registry) with the stand-ins ``mock`` and ``noop``; the network scanners and
+their library live in ``scanners.net``, registered like any third-party plugin.
+"""
 
 from __future__ import annotations
 
-import logging
 from functools import cache
-from importlib.metadata import entry_points
 
-from scanq.config import Settings
+from scanq.config import SCANNER_ENTRY_POINTS, Settings, installed_scanner_classes
 from scanq.exceptions import UnknownScanner
 from scanq.scanners.base import Scanner
+from scanq.scanners.settings import ScannerContext
 
-ENTRY_POINT_GROUP = "scanq.scanners"
-
-logger = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = SCANNER_ENTRY_POINTS
 
 
 @cache
 def available_scanners() -> dict[str, type[Scanner]]:
-    """Every installed plugin class by name.
-
-    A plugin whose module cannot be imported (say the real scanners without the
-    ``scanners`` extra's libraries) is left out with a warning, so it cannot take
-    the other plugins down with it.
-    """
+    """Every installed plugin class by name (one that cannot be imported is left out with a warning)."""
     found: dict[str, type[Scanner]] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = ep.load()
-        except ImportError as exc:
-            logger.warning("scanner plugin %s not available: %s", ep.name, exc)
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Scanner)):
-            raise TypeError(f"entry point {ep.name!r} in {ENTRY_POINT_GROUP} is not a Scanner subclass")
-        found[ep.name] = cls
+    for name, cls in installed_scanner_classes().items():
+        if not issubclass(cls, Scanner):
+            raise TypeError(f"entry point {name!r} in {ENTRY_POINT_GROUP} is not a Scanner subclass")
+        found[name] = cls
     return found
 
 
@@ -40,7 +32,7 @@ class ScannerRegistry:
     """The plugin instances of one process, built lazily by name.
 
     Args:
-        settings: handed to every plugin's constructor.
+        settings: each plugin gets its own section of ``settings.plugins`` and the scan timeout, nothing else.
         extra: plugins to add or override by name (tests, embedding).
     """
 
@@ -60,8 +52,13 @@ class ScannerRegistry:
             cls = self._classes.get(name)
             if cls is None:
                 raise UnknownScanner(f"unknown scanner {name!r} (installed: {', '.join(self.names)})")
-            scanner = self._instances[name] = cls(self._settings)
+            scanner = self._instances[name] = cls(self.context_for(cls))
         return scanner
 
+    def context_for(self, cls: type[Scanner]) -> ScannerContext:
+        """What plugin class ``cls`` is built with."""
+        section = None if cls.settings_class is None else self._settings.plugins[cls.settings_class]
+        return ScannerContext(section, scan_timeout_seconds=self._settings.scan_timeout_seconds)
 
-__all__ = ["ENTRY_POINT_GROUP", "Scanner", "ScannerRegistry", "available_scanners"]
+
+__all__ = ["ENTRY_POINT_GROUP", "Scanner", "ScannerContext", "ScannerRegistry", "available_scanners"]

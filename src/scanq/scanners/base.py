@@ -1,8 +1,9 @@
 """The scanner plugin interface.
 
 A plugin is a class registered under the ``scanq.scanners`` entry-point group.
-scanq builds one instance per process with the process's ``Settings``, awaits
-``validate`` at submit time (ingest) and ``run`` in the worker.
+scanq builds one instance per process with a ``ScannerContext`` (the plugin's
+own settings, see ``scanners.settings``), awaits ``validate`` at submit time
+(ingest) and ``run`` in the worker.
 """
 
 from __future__ import annotations
@@ -11,19 +12,33 @@ import abc
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from scanq.config import Settings
+from scanq.scanners.settings import ScannerContext
 
 
 class Scanner(abc.ABC):
     """Base class of every scanner plugin.
 
+    Class attributes:
+        name: the plugin's name in requests (``"scanner": "mock"``).
+        settings_class: its settings section (a frozen dataclass of ``setting`` fields), or None.
+        settings_namespace: the prefix of its flags and variables (default: ``name``); plugins that
+            share a section share a namespace.
+
     Args:
-        settings: the process settings (timeouts, target allow-list, mock timing).
+        context: the plugin's settings (``self.settings``; a subclass narrows the type) and the scan timeout.
     """
 
     name: ClassVar[str]
+    settings_class: ClassVar[type[Any] | None] = None
+    settings_namespace: ClassVar[str | None] = None
 
-    def __init__(self, settings: Settings) -> None:
+    settings: Any
+
+    def __init__(self, context: ScannerContext) -> None:
+        self.context = context
+        settings = context.settings
+        if settings is None and self.settings_class is not None:
+            settings = self.settings_class()  # a plugin built by hand, without settings: the defaults
         self.settings = settings
 
     async def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:

@@ -1,4 +1,4 @@
-"""Fixtures for the scanner integration tests: a test CA, local servers, a DNS server, settings."""
+"""Fixtures for the scanner integration tests: a test CA, local servers, a DNS server, the scanners' context."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import trustme
 
-from scanq.config import Settings
+from scanq.scanners.net.settings import NetSettings
+from scanq.scanners.settings import ScannerContext
 from tests.integration.scanners.servers import DnsServer, Record, Servers, start_dns
 
 LOOPBACK_ALLOWLIST = ("127.0.0.0/8",)
@@ -17,7 +18,7 @@ LOOPBACK_ALLOWLIST = ("127.0.0.0/8",)
 
 @pytest.fixture
 def ca() -> trustme.CA:
-    """A CA made for this test; trusted by the scanners through ``scanner_ca_file``."""
+    """A CA made for this test; trusted by the scanners through ``NetSettings.ca_file``."""
     return trustme.CA()
 
 
@@ -29,18 +30,21 @@ def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_settings(ca_file: Path) -> Callable[..., Settings]:
-    """Settings for scanning 127.0.0.1: loopback allow-listed, the test CA trusted, short timeouts."""
+def make_context(ca_file: Path) -> Callable[..., ScannerContext]:
+    """A context for scanning 127.0.0.1: loopback allow-listed, the test CA trusted, short timeouts.
 
-    def make(**overrides: Any) -> Settings:
+    Keyword arguments override fields of ``NetSettings``.
+    """
+
+    def make(**overrides: Any) -> ScannerContext:
         values: dict[str, Any] = {
             "target_allowlist": LOOPBACK_ALLOWLIST,
-            "scanner_ca_file": str(ca_file),
-            "scanner_connect_timeout_seconds": 2.0,
-            "scanner_plugin_timeout_seconds": 20.0,
+            "ca_file": str(ca_file),
+            "connect_timeout_seconds": 2.0,
+            "plugin_timeout_seconds": 20.0,
         }
         values.update(overrides)
-        return Settings(**values)
+        return ScannerContext(NetSettings(**values))
 
     return make
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from scanq.exceptions import ScannerError, TransientScanError
-from scanq.scanners.dnscheck import DnsScanner
+from scanq.scanners.net.dnscheck import DnsScanner
 from tests.integration.scanners.servers import closed_port, ds, mx, soa, txt
 
 SCAN_ID = "0190c0de-0000-7000-8000-000000000004"
@@ -51,10 +51,10 @@ def chain(depth: int) -> list[Any]:
 
 
 @pytest.fixture
-async def scan(make_settings, dns_server):
+async def scan(make_context, dns_server):
     async def run(domain: str, records: list[Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
         server, nameserver = await dns_server(records)
-        scanner = DnsScanner(make_settings(scanner_nameservers=(nameserver,)))
+        scanner = DnsScanner(make_context(nameservers=(nameserver,)))
         result = dict(await scanner.run(scan_id=SCAN_ID, target=domain, options={}))
         return result, {f["check_id"]: f for f in result["findings"]}, server
 
@@ -144,17 +144,15 @@ async def test_spf_include_loop_is_bounded(scan):
     assert sum(1 for q in server.queries if q == ("a.loop.test", "TXT")) == 1
 
 
-async def test_ip_target_is_refused(make_settings):
-    scanner = DnsScanner(make_settings())
+async def test_ip_target_is_refused(make_context):
+    scanner = DnsScanner(make_context())
     with pytest.raises(Exception, match="needs a domain name"):
         await scanner.validate(target="127.0.0.1", options={})
     with pytest.raises(ScannerError, match="needs a domain name"):
         await scanner.run(scan_id=SCAN_ID, target="127.0.0.1", options={})
 
 
-async def test_unreachable_resolver_is_transient(make_settings):
-    scanner = DnsScanner(
-        make_settings(scanner_nameservers=(f"127.0.0.1:{closed_port()}",), scanner_connect_timeout_seconds=0.3)
-    )
+async def test_unreachable_resolver_is_transient(make_context):
+    scanner = DnsScanner(make_context(nameservers=(f"127.0.0.1:{closed_port()}",), connect_timeout_seconds=0.3))
     with pytest.raises(TransientScanError):
         await scanner.run(scan_id=SCAN_ID, target="good.test", options={})

@@ -10,7 +10,7 @@ import pytest
 import trustme
 
 from scanq.exceptions import ScannerError
-from scanq.scanners.web import HttpScanner
+from scanq.scanners.net.web import HttpScanner
 from tests.integration.scanners.servers import HttpReply, a, closed_port
 
 HOST = "www.shop.test"
@@ -40,12 +40,12 @@ def tls_context(ca: trustme.CA):
 
 
 @pytest.fixture
-async def scan(make_settings, dns_server):
+async def scan(make_context, dns_server):
     """``await scan(target, http_port=…, https_port=…, records=[...])`` -> (result, findings by check_id)."""
 
     async def run(target: str = HOST, *, records: tuple[Any, ...] = (), allowlist=("127.0.0.0/8",), **options: Any):
         _, nameserver = await dns_server([(HOST, "A", a("127.0.0.1")), *records])
-        scanner = HttpScanner(make_settings(scanner_nameservers=(nameserver,), target_allowlist=allowlist))
+        scanner = HttpScanner(make_context(nameservers=(nameserver,), target_allowlist=allowlist))
         result = dict(await scanner.run(scan_id=SCAN_ID, target=target, options=options))
         return result, {f["check_id"]: f for f in result["findings"]}
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from scanq.scanners.ports import PortsScanner
+from scanq.scanners.net.ports import PortsScanner
 from tests.integration.scanners.servers import LOOPBACK, HttpReply, closed_port
 
 SCAN_ID = "0190c0de-0000-7000-8000-000000000003"
@@ -27,12 +27,12 @@ async def filtered_port() -> AsyncIterator[int]:
     listener.close()
 
 
-async def test_open_closed_and_filtered_ports_with_banners(make_settings, servers, filtered_port):
+async def test_open_closed_and_filtered_ports_with_banners(make_context, servers, filtered_port):
     ssh = await servers.banner(b"SSH-2.0-OpenSSH_9.6p1 Debian\r\n")
     silent = await servers.banner(None)
     web = await servers.http(HttpReply(headers=[("Server", "nginx/1.25.3")]))
     closed = closed_port()
-    scanner = PortsScanner(make_settings(scanner_connect_timeout_seconds=0.5))
+    scanner = PortsScanner(make_context(connect_timeout_seconds=0.5))
     result = await scanner.run(
         scan_id=SCAN_ID, target="127.0.0.1", options={"ports": [ssh, silent, web, closed, filtered_port]}
     )
@@ -54,9 +54,9 @@ async def test_open_closed_and_filtered_ports_with_banners(make_settings, server
     assert by_port[ssh]["title"] == f"Port {ssh}/tcp reachable from the internet"
 
 
-async def test_sockets_per_target_bound_the_scan(make_settings, servers):
+async def test_sockets_per_target_bound_the_scan(make_context, servers):
     ports = [await servers.banner(b"220 ftp ready\r\n") for _ in range(6)]
-    scanner = PortsScanner(make_settings(scanner_sockets_per_target=2))
+    scanner = PortsScanner(make_context(sockets_per_target=2))
     result = await scanner.run(scan_id=SCAN_ID, target="127.0.0.1", options={"ports": ports})
     assert sorted(result["details"]["ports"]["open"]) == sorted(ports)
     assert servers.peak == 2

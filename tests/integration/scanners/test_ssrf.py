@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from scanq.config import Settings
 from scanq.exceptions import ScannerError, TargetRefused
-from scanq.scanners.addresses import AddressPolicy
-from scanq.scanners.targets import parse_target, resolve_target
-from scanq.scanners.tls import TlsScanner
-from scanq.scanners.web import HttpScanner
+from scanq.scanners.net.addresses import AddressPolicy
+from scanq.scanners.net.settings import NetSettings
+from scanq.scanners.net.targets import parse_target, resolve_target
+from scanq.scanners.net.tls import TlsScanner
+from scanq.scanners.net.web import HttpScanner
+from scanq.scanners.settings import ScannerContext
 from tests.integration.scanners.servers import HttpReply, a, aaaa, closed_port
 
 SCAN_ID = "0190c0de-0000-7000-8000-000000000005"
@@ -85,30 +86,34 @@ async def test_system_resolver_localhost_refused_by_default_allowed_by_allow_lis
 
 
 async def test_submit_time_refusal_reaches_the_plugins():
-    scanner = TlsScanner(Settings())
+    scanner = TlsScanner(ScannerContext())
     with pytest.raises(TargetRefused, match="loopback"):
         await scanner.validate(target="127.0.0.1", options={})
     with pytest.raises(TargetRefused, match="IPv4-mapped"):
         await scanner.validate(target="::ffff:127.0.0.1", options={})
     with pytest.raises(TargetRefused, match="metadata"):
-        await TlsScanner(Settings(target_allowlist=("169.254.0.0/16",))).validate(target="169.254.169.254", options={})
-    allowed = TlsScanner(Settings(target_allowlist=("127.0.0.0/8",)))
+        await TlsScanner(ScannerContext(NetSettings(target_allowlist=("169.254.0.0/16",)))).validate(
+            target="169.254.169.254", options={}
+        )
+    allowed = TlsScanner(ScannerContext(NetSettings(target_allowlist=("127.0.0.0/8",))))
     assert await allowed.validate(target="127.0.0.1", options={}) == "127.0.0.1"
 
 
-async def test_run_time_refusal_is_a_permanent_scan_error(make_settings, nameserver):
-    scanner = TlsScanner(make_settings(scanner_nameservers=(nameserver,), target_allowlist=()))
+async def test_run_time_refusal_is_a_permanent_scan_error(make_context, nameserver):
+    scanner = TlsScanner(make_context(nameservers=(nameserver,), target_allowlist=()))
     with pytest.raises(ScannerError, match=r"10\.1\.2\.3 is private"):
         await scanner.run(scan_id=SCAN_ID, target="private.evil.test", options={})
 
 
 async def test_allow_list_removed_after_submit_refuses_at_run_time():
-    submitted = await TlsScanner(Settings(target_allowlist=("127.0.0.0/8",))).validate(target="127.0.0.1", options={})
+    submitted = await TlsScanner(ScannerContext(NetSettings(target_allowlist=("127.0.0.0/8",)))).validate(
+        target="127.0.0.1", options={}
+    )
     with pytest.raises(ScannerError, match="loopback"):
-        await TlsScanner(Settings()).run(scan_id=SCAN_ID, target=submitted, options={"port": closed_port()})
+        await TlsScanner(ScannerContext()).run(scan_id=SCAN_ID, target=submitted, options={"port": closed_port()})
 
 
-async def test_a_scan_resolves_its_target_once(make_settings, dns_server, servers):
+async def test_a_scan_resolves_its_target_once(make_context, dns_server, servers):
     """No re-resolution (DNS rebinding): every connection of a scan uses the address checked first."""
     server, nameserver = await dns_server([("loop.evil.test", "A", a("127.0.0.1"))])
 
@@ -117,7 +122,7 @@ async def test_a_scan_resolves_its_target_once(make_settings, dns_server, server
         return HttpReply(status=302, headers=[("Location", f"/{hop + 1}")]) if hop < 3 else HttpReply()
 
     http_port = await servers.http(reply)
-    scanner = HttpScanner(make_settings(scanner_nameservers=(nameserver,)))
+    scanner = HttpScanner(make_context(nameservers=(nameserver,)))
     await scanner.run(
         scan_id=SCAN_ID, target="loop.evil.test", options={"http_port": http_port, "https_port": closed_port()}
     )

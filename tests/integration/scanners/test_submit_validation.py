@@ -2,7 +2,7 @@
 
 Requests go through the whole ingest stack in-process (``tests.integration.apps``)
 over a real SQLite store; the scanners resolve through the local DNS test server
-(``scanner_nameservers``). Resolution is the only traffic at submit time: no
+(``--scanner-nameservers``). Resolution is the only traffic at submit time: no
 scanner connects to a target before the scan runs.
 """
 
@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from scanq.config import PluginSettings
+from scanq.scanners.net.settings import NetSettings
 from tests.integration.apps import Services, services, snapshot
 from tests.integration.scanners.servers import DnsServer, a, aaaa, closed_port, mx, txt
 
@@ -43,13 +45,16 @@ async def dns(dns_server: Callable[..., Any]) -> tuple[DnsServer, str]:
 
 @pytest.fixture
 def ingest(sqlite_url: str, dns: tuple[DnsServer, str]) -> ServicesFactory:
-    """Factory: ``async with ingest(**settings) as api`` serves ingest on a fresh store, resolving through ``dns``."""
+    """Factory: ``async with ingest(**net) as api`` serves ingest on a fresh store, resolving through ``dns``.
+
+    Keyword arguments override fields of the network scanners' ``NetSettings``.
+    """
 
     @asynccontextmanager
-    async def start(**settings: Any) -> AsyncIterator[Services]:
-        values: dict[str, Any] = {"scanner_nameservers": (dns[1],), "scanner_connect_timeout_seconds": 2.0}
-        values.update(settings)
-        async with services(sqlite_url, **values) as api:
+    async def start(**net: Any) -> AsyncIterator[Services]:
+        values: dict[str, Any] = {"nameservers": (dns[1],), "connect_timeout_seconds": 2.0}
+        values.update(net)
+        async with services(sqlite_url, plugins=PluginSettings(NetSettings(**values))) as api:
             yield api
 
     return start
@@ -133,7 +138,7 @@ async def test_a_name_that_does_not_resolve_is_a_422(ingest):
 
 
 async def test_an_unreachable_resolver_is_a_422_saying_to_try_again(ingest):
-    async with ingest(scanner_nameservers=(f"127.0.0.1:{closed_port()}",), scanner_connect_timeout_seconds=0.3) as api:
+    async with ingest(nameservers=(f"127.0.0.1:{closed_port()}",), connect_timeout_seconds=0.3) as api:
         response = await submit(api, "public.example.test", "tls")
         await assert_refused(api, response, code="invalid_request", reason="try again")
 

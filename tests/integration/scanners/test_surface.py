@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 import trustme
 
+from scanq.config import Settings
 from scanq.exceptions import ScannerError, ValidationError
 from scanq.scanners import ScannerRegistry
-from scanq.scanners.findings import format_findings_table
-from scanq.scanners.surface import SurfaceScanner
+from scanq.scanners.net.findings import format_findings_table
+from scanq.scanners.net.surface import SurfaceScanner
 from tests.integration.scanners.servers import HttpReply, a, closed_port, ds, mx, soa, txt
 
 HOST = "www.shop.test"
@@ -32,8 +33,8 @@ GOOD_HEADERS = [
 
 
 @pytest.fixture
-async def site(ca: trustme.CA, servers, dns_server, make_settings):
-    """A local web site on www.shop.test; returns (settings, options for surface)."""
+async def site(ca: trustme.CA, servers, dns_server, make_context):
+    """A local web site on www.shop.test; returns (the scanner's context, options for surface)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert(HOST).configure_cert(ctx)
     https_port = await servers.http(HttpReply(headers=GOOD_HEADERS), tls=ctx)
@@ -45,12 +46,12 @@ async def site(ca: trustme.CA, servers, dns_server, make_settings):
         "http": {"http_port": http_port, "https_port": https_port},
         "ports": {"ports": [redis, closed_port()]},
     }
-    return make_settings(scanner_nameservers=(nameserver,)), options
+    return make_context(nameservers=(nameserver,)), options
 
 
 async def test_surface_runs_every_plugin_and_grades(site):
-    settings, options = site
-    result = await SurfaceScanner(settings).run(scan_id=SCAN_ID, target=HOST, options=options)
+    context, options = site
+    result = await SurfaceScanner(context).run(scan_id=SCAN_ID, target=HOST, options=options)
     assert result["plugins"] == {"tls": "ok", "ports": "ok", "http": "ok", "dns": "ok"}
     assert {f["plugin"] for f in result["findings"]} == {"tls", "ports", "http", "dns"}
     failed = sorted(f["check_id"] for f in result["findings"] if f["status"] == "fail")
@@ -67,9 +68,9 @@ async def test_surface_runs_every_plugin_and_grades(site):
 
 
 async def test_a_failing_plugin_does_not_hide_the_others(site):
-    settings, options = site
+    context, options = site
     options["tls"] = {"port": closed_port()}
-    result = await SurfaceScanner(settings).run(scan_id=SCAN_ID, target=HOST, options=options)
+    result = await SurfaceScanner(context).run(scan_id=SCAN_ID, target=HOST, options=options)
     assert result["plugins"]["tls"].startswith("error: no TLS service")
     assert result["plugins"]["http"] == "ok"
     assert result["score_complete"] is False
@@ -77,23 +78,23 @@ async def test_a_failing_plugin_does_not_hide_the_others(site):
 
 
 async def test_ip_target_skips_dns_and_subset_of_plugins(site):
-    settings, options = site
+    context, options = site
     options["plugins"] = ["ports", "dns"]
-    result = await SurfaceScanner(settings).run(scan_id=SCAN_ID, target="127.0.0.1", options=options)
+    result = await SurfaceScanner(context).run(scan_id=SCAN_ID, target="127.0.0.1", options=options)
     assert result["plugins"] == {"ports": "ok", "dns": "skipped: needs a domain name, the target is an IP address"}
     assert result["score_complete"] is True
 
 
-async def test_refused_target_fails_the_whole_scan(make_settings):
-    scanner = SurfaceScanner(make_settings(target_allowlist=()))
+async def test_refused_target_fails_the_whole_scan(make_context):
+    scanner = SurfaceScanner(make_context(target_allowlist=()))
     with pytest.raises(ValidationError, match="loopback"):
         await scanner.validate(target="127.0.0.1", options={})
     with pytest.raises(ScannerError, match="loopback"):
         await scanner.run(scan_id=SCAN_ID, target="127.0.0.1", options={})
 
 
-async def test_options_are_checked_at_submit_time(make_settings):
-    scanner = SurfaceScanner(make_settings())
+async def test_options_are_checked_at_submit_time(make_context):
+    scanner = SurfaceScanner(make_context())
     assert str(scanner.parse("HTTPS://Www.Shop.Test./")) == "https://www.shop.test/"
     for bad in (
         {"plugins": ["nmap"]},
@@ -106,7 +107,7 @@ async def test_options_are_checked_at_submit_time(make_settings):
             await scanner.validate(target=HOST, options=bad)
 
 
-def test_plugins_are_registered_as_entry_points(make_settings):
-    registry = ScannerRegistry(make_settings())
+def test_plugins_are_registered_as_entry_points():
+    registry = ScannerRegistry(Settings())
     assert {"tls", "ports", "http", "dns", "surface"} <= set(registry.names)
     assert isinstance(registry.get("surface"), SurfaceScanner)

@@ -12,7 +12,7 @@ import trustme
 from cryptography.hazmat.primitives import hashes
 
 from scanq.exceptions import ScannerError
-from scanq.scanners.tls import TlsScanner
+from scanq.scanners.net.tls import TlsScanner
 from tests.integration.scanners.servers import CertFiles, HttpReply, a, closed_port, server_context, write_self_signed
 
 HOST = "www.shop.test"
@@ -27,13 +27,13 @@ def leaf_files(cert: trustme.LeafCert, directory: Path) -> CertFiles:
 
 
 @pytest.fixture
-async def scan(make_settings, dns_server, servers):
+async def scan(make_context, dns_server, servers):
     """``await scan(cert_files, target=HOST, **server_kwargs)`` -> (result, findings by check_id)."""
     _, nameserver = await dns_server([(HOST, "A", a("127.0.0.1"))])
 
     async def run(cert: CertFiles, *, target: str = HOST, **server: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         port = await servers.http(HttpReply(), tls=server_context(cert, **server))
-        scanner = TlsScanner(make_settings(scanner_nameservers=(nameserver,)))
+        scanner = TlsScanner(make_context(nameservers=(nameserver,)))
         result = dict(await scanner.run(scan_id=SCAN_ID, target=target, options={"port": port}))
         return result, {f["check_id"]: f for f in result["findings"]}
 
@@ -149,16 +149,16 @@ async def test_tls11_accepted_is_reported(scan, ca, tmp_path):
     assert status(findings, "tls.protocol.tls10_enabled") == "pass"
 
 
-async def test_closed_port_is_a_permanent_error(make_settings):
-    scanner = TlsScanner(make_settings())
+async def test_closed_port_is_a_permanent_error(make_context):
+    scanner = TlsScanner(make_context())
     with pytest.raises(ScannerError, match="refused"):
         await scanner.run(scan_id=SCAN_ID, target="127.0.0.1", options={"port": closed_port()})
 
 
-async def test_fingerprints_are_stable_across_scans(make_settings, dns_server, servers, ca, tmp_path):
+async def test_fingerprints_are_stable_across_scans(make_context, dns_server, servers, ca, tmp_path):
     _, nameserver = await dns_server([(HOST, "A", a("127.0.0.1"))])
     port = await servers.http(HttpReply(), tls=server_context(leaf_files(ca.issue_cert(HOST), tmp_path)))
-    scanner = TlsScanner(make_settings(scanner_nameservers=(nameserver,)))
+    scanner = TlsScanner(make_context(nameservers=(nameserver,)))
     runs = [await scanner.run(scan_id=SCAN_ID, target=HOST, options={"port": port}) for _ in range(2)]
     first, second = ({f["check_id"]: f["fingerprint"] for f in run["findings"]} for run in runs)
     assert first == second

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from scanq.exceptions import TargetRefused
-from scanq.scanners.addresses import METADATA_ADDRESSES, AddressPolicy, embedded_ipv4
+from scanq.scanners.net.addresses import METADATA_ADDRESSES, AddressPolicy, embedded_ipv4
 
 DEFAULT = AddressPolicy()
 OPEN_EVERYTHING = AddressPolicy.from_cidrs(["0.0.0.0/0", "::/0"])

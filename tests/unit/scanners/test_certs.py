@@ -10,7 +10,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from scanq.scanners.certs import CertFacts, days_left, matches_host, read_certificate
+from scanq.scanners.net.certs import CertFacts, days_left, matches_host, read_certificate
 
 
 def facts(*names: str, ips: tuple[str, ...] = ()) -> CertFacts:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from scanq.scanners.findings import (
+from scanq.scanners.net.findings import (
     Asset,
     Check,
     ScanReport,

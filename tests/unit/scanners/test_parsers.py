@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from scanq.exceptions import ConfigError
-from scanq.scanners.dnscheck import dmarc_tags, spf_all_qualifier
-from scanq.scanners.dnsresolver import parse_nameserver
-from scanq.scanners.httpwire import HttpError, parse_head
-from scanq.scanners.ports import clean_banner
-from scanq.scanners.web import cookie_attributes
+from scanq.scanners.net.dnscheck import dmarc_tags, spf_all_qualifier
+from scanq.scanners.net.dnsresolver import parse_nameserver
+from scanq.scanners.net.httpwire import HttpError, parse_head
+from scanq.scanners.net.ports import clean_banner
+from scanq.scanners.net.web import cookie_attributes
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scanq.scanners.findings import Asset, Check, Severity
-from scanq.scanners.surface import SCORING_VERSION, score_findings
+from scanq.scanners.net.findings import Asset, Check, Severity
+from scanq.scanners.net.surface import SCORING_VERSION, score_findings
 
 ASSET = Asset(host="example.com", port=443)
 

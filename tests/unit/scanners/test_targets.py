@@ -7,8 +7,8 @@ import ipaddress
 import pytest
 
 from scanq.exceptions import TargetRefused, ValidationError
-from scanq.scanners.addresses import AddressPolicy
-from scanq.scanners.targets import normalise_hostname, parse_target
+from scanq.scanners.net.addresses import AddressPolicy
+from scanq.scanners.net.targets import normalise_hostname, parse_target
 
 POLICY = AddressPolicy()
 

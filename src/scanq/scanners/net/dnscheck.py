@@ -1,6 +1,6 @@
 """The ``dns`` scanner: mail-domain hygiene (SPF, DMARC, MX) and DNSSEC.
 
-It asks a recursive resolver (``scanner_nameservers``, else the system's) and
+It asks a recursive resolver (``--scanner-nameservers``, else the system's) and
 never connects to the target, so the target is not resolved against the
 address rules, neither at submit time nor at run time; it must still be a
 well-formed, non-internal domain name.
@@ -19,11 +19,11 @@ import dns.name
 import dns.resolver
 
 from scanq.exceptions import TransientScanError
-from scanq.scanners.connect import Session
-from scanq.scanners.dnsresolver import make_resolver
-from scanq.scanners.findings import Asset, Check, Finding, PluginReport, Severity
-from scanq.scanners.plugin import TargetScanner, reject_unknown
-from scanq.scanners.targets import Target
+from scanq.scanners.net.connect import Session
+from scanq.scanners.net.dnsresolver import make_resolver
+from scanq.scanners.net.findings import Asset, Check, Finding, PluginReport, Severity
+from scanq.scanners.net.plugin import TargetScanner, reject_unknown
+from scanq.scanners.net.targets import ParsedTarget
 
 PLUGIN = "dns"
 SPF_MAX_LOOKUPS = 10  # RFC 7208 section 4.6.4
@@ -107,10 +107,8 @@ class DnsScanner(TargetScanner[DnsOptions]):
         reject_unknown(options, set(), plugin=PLUGIN)
         return DnsOptions()
 
-    async def check(self, *, target: Target, session: Session | None, options: DnsOptions) -> PluginReport:
-        resolver = make_resolver(
-            self.settings.scanner_nameservers, query_timeout_s=self.settings.scanner_connect_timeout_seconds
-        )
+    async def check(self, *, target: ParsedTarget, session: Session | None, options: DnsOptions) -> PluginReport:
+        resolver = make_resolver(self.settings.nameservers, query_timeout_s=self.settings.connect_timeout_seconds)
         domain = target.host
         asset = Asset(host=domain)
         report = PluginReport()

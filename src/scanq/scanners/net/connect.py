@@ -16,9 +16,9 @@ import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from scanq.config import Settings
-from scanq.scanners.addresses import AddressPolicy, IPAddress
-from scanq.scanners.targets import Target, resolve_target
+from scanq.scanners.net.addresses import AddressPolicy, IPAddress
+from scanq.scanners.net.settings import NetSettings
+from scanq.scanners.net.targets import ParsedTarget, resolve_target
 
 # OpenSSL refuses old protocols and weak keys at its default security level;
 # level 0 lets a probe see what the server would accept.
@@ -57,14 +57,14 @@ class Session:
         settings: connect timeout, sockets per target, CA file.
     """
 
-    def __init__(self, *, target: Target, addresses: tuple[IPAddress, ...], settings: Settings) -> None:
+    def __init__(self, *, target: ParsedTarget, addresses: tuple[IPAddress, ...], settings: NetSettings) -> None:
         if not addresses:
             raise ValueError("a session needs at least one checked address")
         self.target = target
         self.addresses = addresses
         self.settings = settings
-        self.connect_timeout_s = settings.scanner_connect_timeout_seconds
-        self._sockets = asyncio.Semaphore(settings.scanner_sockets_per_target)
+        self.connect_timeout_s = settings.connect_timeout_seconds
+        self._sockets = asyncio.Semaphore(settings.sockets_per_target)
 
     @property
     def host(self) -> str:
@@ -127,14 +127,14 @@ async def close_quietly(writer: asyncio.StreamWriter) -> None:
             await writer.wait_closed()
 
 
-async def open_session(target: Target, *, settings: Settings, policy: AddressPolicy | None = None) -> Session:
+async def open_session(target: ParsedTarget, *, settings: NetSettings, policy: AddressPolicy | None = None) -> Session:
     """Resolve ``target``, check every address, and return a session pinned to them.
 
     Raises:
         TargetRefused, ScannerError, TransientScanError: from ``targets.resolve_target``.
     """
     rules = policy if policy is not None else AddressPolicy.from_cidrs(settings.target_allowlist)
-    addresses = await resolve_target(target, policy=rules, nameservers=settings.scanner_nameservers)
+    addresses = await resolve_target(target, policy=rules, nameservers=settings.nameservers)
     return Session(target=target, addresses=addresses, settings=settings)
 
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from scanq.exceptions import ValidationError
-from scanq.scanners import httpwire
-from scanq.scanners.connect import ConnectFailed, Session, probing_context
-from scanq.scanners.findings import Asset, Check, Finding, PluginReport, Severity, shorten
-from scanq.scanners.plugin import TargetScanner, reject_unknown
-from scanq.scanners.targets import Target
+from scanq.scanners.net import httpwire
+from scanq.scanners.net.connect import ConnectFailed, Session, probing_context
+from scanq.scanners.net.findings import Asset, Check, Finding, PluginReport, Severity, shorten
+from scanq.scanners.net.plugin import TargetScanner, reject_unknown
+from scanq.scanners.net.targets import ParsedTarget
 
 PLUGIN = "ports"
 BANNER_TIMEOUT_S = 1.5
@@ -107,7 +107,7 @@ class PortsScanner(TargetScanner[PortsOptions]):
                 raise ValidationError(f"option 'ports' must hold port numbers 1-65535 (got {port!r})")
         return PortsOptions(ports=tuple(dict.fromkeys(raw)))
 
-    async def check(self, *, target: Target, session: Session | None, options: PortsOptions) -> PluginReport:
+    async def check(self, *, target: ParsedTarget, session: Session | None, options: PortsOptions) -> PluginReport:
         assert session is not None
         states = await asyncio.gather(*(probe_port(session, port) for port in options.ports))
         report = PluginReport()

@@ -16,13 +16,14 @@ import logging
 from collections.abc import Coroutine, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from scanq.config import Settings
 from scanq.exceptions import ScannerError, TargetRefused, TransientScanError, ValidationError
-from scanq.scanners.addresses import AddressPolicy
 from scanq.scanners.base import Scanner
-from scanq.scanners.connect import Session, open_session
-from scanq.scanners.findings import PluginReport, ScanReport
-from scanq.scanners.targets import Target, check_resolution, parse_target
+from scanq.scanners.net.addresses import AddressPolicy
+from scanq.scanners.net.connect import Session, open_session
+from scanq.scanners.net.findings import PluginReport, ScanReport
+from scanq.scanners.net.settings import NAMESPACE, NetSettings
+from scanq.scanners.net.targets import ParsedTarget, check_resolution, parse_target
+from scanq.scanners.settings import ScannerContext
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,14 @@ class TargetScanner(Scanner, Generic[OptionsT]):
     allow_url: ClassVar[bool] = False
     connects: ClassVar[bool] = True
     accepts_ip: ClassVar[bool] = True
+    settings_class = NetSettings
+    settings_namespace = NAMESPACE
+    settings: NetSettings
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
+    def __init__(self, context: ScannerContext) -> None:
+        super().__init__(context)
         try:
-            self.policy = AddressPolicy.from_cidrs(settings.target_allowlist)
+            self.policy = AddressPolicy.from_cidrs(self.settings.target_allowlist)
         except ValueError as exc:
             raise ValidationError(f"target_allowlist: {exc}") from None
 
@@ -56,12 +60,12 @@ class TargetScanner(Scanner, Generic[OptionsT]):
         """Read and check this plugin's options; raise ``ValidationError`` naming the bad one."""
 
     @abc.abstractmethod
-    async def check(self, *, target: Target, session: Session | None, options: OptionsT) -> PluginReport:
+    async def check(self, *, target: ParsedTarget, session: Session | None, options: OptionsT) -> PluginReport:
         """Run the checks on a target that passed the rules (``session`` is None when ``connects`` is false)."""
 
     # --- the Scanner interface ----------------------------------------------------
 
-    def parse(self, target: str | None) -> Target:
+    def parse(self, target: str | None) -> ParsedTarget:
         """Parse and statically check a target for this plugin; raise ``ValidationError``/``TargetRefused``."""
         parsed = parse_target(target, policy=self.policy, allow_url=self.allow_url)
         if parsed.is_ip and not self.accepts_ip:
@@ -74,7 +78,7 @@ class TargetScanner(Scanner, Generic[OptionsT]):
         await self.check_addresses(parsed, opts)  # last: the only step with I/O
         return str(parsed)
 
-    async def check_addresses(self, target: Target, options: OptionsT) -> None:
+    async def check_addresses(self, target: ParsedTarget, options: OptionsT) -> None:
         """Submit time: resolve the target and check every address, when this plugin connects to it.
 
         Raise ``TargetRefused`` or ``ValidationError`` with the reason (see ``targets.check_resolution``).
@@ -82,20 +86,25 @@ class TargetScanner(Scanner, Generic[OptionsT]):
         if self.connects:
             await self.check_target_resolution(target)
 
-    async def check_target_resolution(self, target: Target, *, allow_unresolvable: bool = False) -> None:
+    async def check_target_resolution(self, target: ParsedTarget, *, allow_unresolvable: bool = False) -> None:
         """``targets.check_resolution`` with this process's rules, name servers and connect timeout."""
         await check_resolution(
             target,
             policy=self.policy,
-            nameservers=self.settings.scanner_nameservers,
-            timeout_s=self.settings.scanner_connect_timeout_seconds,
+            nameservers=self.settings.nameservers,
+            timeout_s=self.settings.connect_timeout_seconds,
             allow_unresolvable=allow_unresolvable,
         )
+
+    @property
+    def plugin_timeout_s(self) -> float:
+        """The time one plugin may take on a target, within the scan's own limit."""
+        return min(self.settings.plugin_timeout_seconds, self.context.scan_timeout_seconds)
 
     async def run(self, *, scan_id: str, target: str | None, options: Mapping[str, Any]) -> Mapping[str, Any]:
         parsed, opts = self._revalidate(target, options)
         session = await self.open(parsed)
-        timeout_s = min(self.settings.scanner_plugin_timeout_seconds, self.settings.scan_timeout_seconds)
+        timeout_s = self.plugin_timeout_s
         try:
             report = await run_with_timeout(self.check(target=parsed, session=session, options=opts), timeout_s)
         except TargetRefused as exc:
@@ -111,14 +120,14 @@ class TargetScanner(Scanner, Generic[OptionsT]):
             details={self.name: report.details} if report.details else {},
         ).to_dict()
 
-    def _revalidate(self, target: str | None, options: Mapping[str, Any]) -> tuple[Target, OptionsT]:
+    def _revalidate(self, target: str | None, options: Mapping[str, Any]) -> tuple[ParsedTarget, OptionsT]:
         # Run time is a second gate: the rules or the allow-list may have changed since submission.
         try:
             return self.parse(target), self.parse_options(options)
         except ValidationError as exc:
             raise ScannerError(exc.message) from None
 
-    async def open(self, target: Target) -> Session | None:
+    async def open(self, target: ParsedTarget) -> Session | None:
         """Resolve and check ``target`` when this plugin connects; a refusal is permanent."""
         if not self.connects:
             return None

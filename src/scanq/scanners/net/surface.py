@@ -21,16 +21,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scanq.config import Settings
 from scanq.exceptions import ScannerError, ScanqError, TargetRefused, TransientScanError, ValidationError
-from scanq.scanners.connect import Session, open_session
-from scanq.scanners.dnscheck import DnsScanner
-from scanq.scanners.findings import Finding, PluginReport, ScanReport, Severity, Status
-from scanq.scanners.plugin import TargetScanner, reject_unknown, run_with_timeout
-from scanq.scanners.ports import PortsScanner
-from scanq.scanners.targets import Target
-from scanq.scanners.tls import TlsScanner
-from scanq.scanners.web import HttpScanner
+from scanq.scanners.net.connect import Session, open_session
+from scanq.scanners.net.dnscheck import DnsScanner
+from scanq.scanners.net.findings import Finding, PluginReport, ScanReport, Severity, Status
+from scanq.scanners.net.plugin import TargetScanner, reject_unknown, run_with_timeout
+from scanq.scanners.net.ports import PortsScanner
+from scanq.scanners.net.targets import ParsedTarget
+from scanq.scanners.net.tls import TlsScanner
+from scanq.scanners.net.web import HttpScanner
+from scanq.scanners.settings import ScannerContext
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +67,9 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
     name = PLUGIN
     allow_url = True
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings)
-        self.plugins = {name: cls(settings) for name, cls in PLUGIN_CLASSES.items()}
+    def __init__(self, context: ScannerContext) -> None:
+        super().__init__(context)
+        self.plugins = {name: cls(context) for name, cls in PLUGIN_CLASSES.items()}
 
     def parse_options(self, options: Mapping[str, Any]) -> SurfaceOptions:
         reject_unknown(options, {"plugins", *PLUGIN_CLASSES}, plugin=PLUGIN)
@@ -84,20 +84,20 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
             per_plugin[name] = self.plugins[name].parse_options(sub)
         return SurfaceOptions(plugins=tuple(dict.fromkeys(chosen)), per_plugin=per_plugin)
 
-    async def check_addresses(self, target: Target, options: SurfaceOptions) -> None:
+    async def check_addresses(self, target: ParsedTarget, options: SurfaceOptions) -> None:
         # As in run(): a name without an address still gets the dns checks (a mail-only domain),
         # so it is refused only when every chosen plugin connects; a refused address always is.
         needs_address = [self.plugins[name].connects for name in options.plugins]
         if any(needs_address):
             await self.check_target_resolution(target, allow_unresolvable=not all(needs_address))
 
-    async def check(self, *, target: Target, session: Session | None, options: SurfaceOptions) -> PluginReport:
+    async def check(self, *, target: ParsedTarget, session: Session | None, options: SurfaceOptions) -> PluginReport:
         raise NotImplementedError("surface runs its plugins itself; see run()")
 
     async def run(self, *, scan_id: str, target: str | None, options: Mapping[str, Any]) -> Mapping[str, Any]:
         parsed, opts = self._revalidate(target, options)
         session, session_error = await self._open_or_error(parsed)
-        timeout_s = min(self.settings.scanner_plugin_timeout_seconds, self.settings.scan_timeout_seconds)
+        timeout_s = self.plugin_timeout_s
         names = list(opts.plugins)
         outcomes = await asyncio.gather(
             *(self._run_one(name, parsed, session, session_error, opts.per_plugin[name], timeout_s) for name in names)
@@ -127,7 +127,7 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
             },
         ).to_dict()
 
-    async def _open_or_error(self, target: Target) -> tuple[Session | None, str | None]:
+    async def _open_or_error(self, target: ParsedTarget) -> tuple[Session | None, str | None]:
         """The shared session; a refused target fails the scan, an unresolvable one only the network plugins."""
         try:
             return await open_session(target, settings=self.settings, policy=self.policy), None
@@ -139,7 +139,7 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
     async def _run_one(
         self,
         name: str,
-        target: Target,
+        target: ParsedTarget,
         session: Session | None,
         session_error: str | None,
         options: Any,

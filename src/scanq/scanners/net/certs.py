@@ -12,7 +12,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
-from scanq.scanners.addresses import IPAddress
+from scanq.scanners.net.addresses import IPAddress
 
 MIN_RSA_BITS = 2048
 MIN_EC_BITS = 224

@@ -5,7 +5,7 @@ Handshakes (each its own connection to the checked address, SNI = target name):
 1. a probe with no verification, at OpenSSL's default security level (then at
    level 0 if that fails), to read the certificate and what the server
    negotiates by default;
-2. a verifying handshake (system store plus ``scanner_ca_file``) for the
+2. a verifying handshake (system store plus ``--scanner-ca-file``) for the
    chain: its verify error names why a chain is untrusted or self-signed;
 3. one handshake pinned to each of TLS 1.0, 1.1, 1.2 and 1.3, at security
    level 0, to learn which the server accepts.
@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scanq.exceptions import ScannerError, TransientScanError
-from scanq.scanners.certs import CertFacts, days_left, matches_host, read_certificate
-from scanq.scanners.connect import ConnectFailed, Session, probing_context, verifying_context
-from scanq.scanners.findings import Asset, Check, Finding, PluginReport, Severity
-from scanq.scanners.plugin import TargetScanner, port_option, reject_unknown
-from scanq.scanners.targets import Target
+from scanq.scanners.net.certs import CertFacts, days_left, matches_host, read_certificate
+from scanq.scanners.net.connect import ConnectFailed, Session, probing_context, verifying_context
+from scanq.scanners.net.findings import Asset, Check, Finding, PluginReport, Severity
+from scanq.scanners.net.plugin import TargetScanner, port_option, reject_unknown
+from scanq.scanners.net.targets import ParsedTarget
 
 PLUGIN = "tls"
 DEFAULT_TLS_PORT = 443
@@ -146,12 +146,12 @@ class TlsScanner(TargetScanner[TlsOptions]):
         reject_unknown(options, {"port"}, plugin=PLUGIN)
         return TlsOptions(port=port_option(options, "port", DEFAULT_TLS_PORT))
 
-    async def check(self, *, target: Target, session: Session | None, options: TlsOptions) -> PluginReport:
+    async def check(self, *, target: ParsedTarget, session: Session | None, options: TlsOptions) -> PluginReport:
         assert session is not None
         port = options.port
         asset = Asset(host=session.host, ip=str(session.address), port=port)
         default = await _first_handshake(session, port)
-        verify_task = asyncio.create_task(_verify(session, port, self.settings.scanner_ca_file))
+        verify_task = asyncio.create_task(_verify(session, port, self.settings.ca_file))
         protocols = await _probe_versions(session, port)
         verify_error = await verify_task
 
@@ -275,7 +275,7 @@ def _protocol_findings(protocols: Mapping[str, str], asset: Asset) -> list[Findi
     return findings
 
 
-def _cert_findings(facts: CertFacts, asset: Asset, *, target: Target, session: Session) -> list[Finding]:
+def _cert_findings(facts: CertFacts, asset: Asset, *, target: ParsedTarget, session: Session) -> list[Finding]:
     now = datetime.now(UTC)
     left = days_left(facts, now=now)
     expires = facts.not_after.strftime("%Y-%m-%d %H:%M UTC")

@@ -111,7 +111,7 @@ class AddressPolicy:
 
     @classmethod
     def from_cidrs(cls, cidrs: Iterable[str]) -> AddressPolicy:
-        """Build from CIDR strings (``Settings.target_allowlist``); raise ``ValueError`` on a bad one."""
+        """Build from CIDR strings (``NetSettings.target_allowlist``); raise ``ValueError`` on a bad one."""
         return cls(tuple(ipaddress.ip_network(c, strict=False) for c in cidrs))
 
     def refusal(self, address: IPAddress) -> str | None:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import idna
 
 from scanq.exceptions import ScannerError, TargetRefused, TransientScanError, ValidationError
-from scanq.scanners.addresses import AddressPolicy, IPAddress
+from scanq.scanners.net.addresses import AddressPolicy, IPAddress
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ _URL_SCHEMES = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Target:
+class ParsedTarget:
     """A normalised scan target.
 
     Attributes:
@@ -78,7 +78,7 @@ class Target:
         return f"{self.scheme}://{host}{port}{self.path}"
 
 
-def parse_target(raw: str | None, *, policy: AddressPolicy, allow_url: bool = False) -> Target:
+def parse_target(raw: str | None, *, policy: AddressPolicy, allow_url: bool = False) -> ParsedTarget:
     """Parse and normalise ``raw``; raise ``ValidationError``/``TargetRefused`` with the reason.
 
     Args:
@@ -103,19 +103,19 @@ def parse_target(raw: str | None, *, policy: AddressPolicy, allow_url: bool = Fa
     return target
 
 
-def _parse_host(text: str) -> Target:
+def _parse_host(text: str) -> ParsedTarget:
     literal = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     ip = _ip_literal(literal)
     if ip is not None:
-        return Target(host=str(ip), ip=ip)
+        return ParsedTarget(host=str(ip), ip=ip)
     if ":" in text or "/" in text or "@" in text:
         raise ValidationError(
             f"target {text!r} is not a hostname or an IP address (give ports and paths as options, or a URL)"
         )
-    return Target(host=normalise_hostname(text))
+    return ParsedTarget(host=normalise_hostname(text))
 
 
-def _parse_url(text: str) -> Target:
+def _parse_url(text: str) -> ParsedTarget:
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -134,7 +134,7 @@ def _parse_url(text: str) -> Target:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return Target(host=host.host, ip=host.ip, scheme=scheme, port=port, path=path)
+    return ParsedTarget(host=host.host, ip=host.ip, scheme=scheme, port=port, path=path)
 
 
 def _ip_literal(text: str) -> IPAddress | None:
@@ -169,7 +169,7 @@ def normalise_hostname(name: str) -> str:
     return ascii_name
 
 
-def check_static(target: Target, *, policy: AddressPolicy) -> None:
+def check_static(target: ParsedTarget, *, policy: AddressPolicy) -> None:
     """The checks that need no DNS: IP literals, localhost, internal-only names."""
     if target.ip is not None:
         policy.check(target.ip)
@@ -192,7 +192,7 @@ def _is_localhost(host: str) -> bool:
 
 
 async def resolve_target(
-    target: Target,
+    target: ParsedTarget,
     *,
     policy: AddressPolicy,
     nameservers: tuple[str, ...] = (),
@@ -234,7 +234,7 @@ async def resolve_target(
 
 
 async def check_resolution(
-    target: Target,
+    target: ParsedTarget,
     *,
     policy: AddressPolicy,
     nameservers: tuple[str, ...] = (),
@@ -291,7 +291,7 @@ async def _resolve_with_dnspython(host: str, nameservers: tuple[str, ...]) -> li
     import dns.exception
     import dns.resolver
 
-    from scanq.scanners.dnsresolver import make_resolver
+    from scanq.scanners.net.dnsresolver import make_resolver
 
     resolver = make_resolver(nameservers)
     found: list[IPAddress] = []

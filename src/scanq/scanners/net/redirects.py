@@ -13,12 +13,12 @@ import logging
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-from scanq.config import Settings
 from scanq.exceptions import ScannerError, ValidationError
-from scanq.scanners import httpwire
-from scanq.scanners.addresses import AddressPolicy
-from scanq.scanners.connect import ConnectFailed, Session, open_session, probing_context
-from scanq.scanners.targets import Target, parse_target
+from scanq.scanners.net import httpwire
+from scanq.scanners.net.addresses import AddressPolicy
+from scanq.scanners.net.connect import ConnectFailed, Session, open_session, probing_context
+from scanq.scanners.net.settings import NetSettings
+from scanq.scanners.net.targets import ParsedTarget, parse_target
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +67,10 @@ class Chain:
 async def fetch(
     session: Session,
     *,
-    target: Target,
+    target: ParsedTarget,
     scheme: str,
     port: int,
-    settings: Settings,
+    settings: NetSettings,
     policy: AddressPolicy,
 ) -> Chain:
     """GET ``scheme://target:port/path`` and follow up to ``MAX_REDIRECTS`` checked redirects."""
@@ -116,7 +116,7 @@ async def fetch(
     return chain
 
 
-def _url(target: Target, *, scheme: str, port: int, path: str) -> str:
+def _url(target: ParsedTarget, *, scheme: str, port: int, path: str) -> str:
     host = f"[{target.host}]" if target.ip is not None and target.ip.version == 6 else target.host
     suffix = "" if port == DEFAULT_PORTS[scheme] else f":{port}"
     return f"{scheme}://{host}{suffix}{path}"

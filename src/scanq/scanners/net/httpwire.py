@@ -14,7 +14,7 @@ import asyncio
 import ssl
 from dataclasses import dataclass
 
-from scanq.scanners.connect import Session
+from scanq.scanners.net.connect import Session
 
 MAX_HEADER_BYTES = 64 * 1024
 READ_TIMEOUT_S = 5.0

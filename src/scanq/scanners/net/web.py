@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scanq.exceptions import ScannerError, ValidationError
-from scanq.scanners.connect import Session
-from scanq.scanners.findings import Asset, Check, Finding, PluginReport, Severity
-from scanq.scanners.plugin import TargetScanner, port_option, reject_unknown
-from scanq.scanners.redirects import Chain, Hop, fetch
-from scanq.scanners.targets import Target
+from scanq.scanners.net.connect import Session
+from scanq.scanners.net.findings import Asset, Check, Finding, PluginReport, Severity
+from scanq.scanners.net.plugin import TargetScanner, port_option, reject_unknown
+from scanq.scanners.net.redirects import Chain, Hop, fetch
+from scanq.scanners.net.targets import ParsedTarget
 
 PLUGIN = "http"
 DEFAULT_HTTP_PORT = 80
@@ -140,7 +140,7 @@ class HttpScanner(TargetScanner[HttpOptions]):
             path=path,
         )
 
-    async def check(self, *, target: Target, session: Session | None, options: HttpOptions) -> PluginReport:
+    async def check(self, *, target: ParsedTarget, session: Session | None, options: HttpOptions) -> PluginReport:
         assert session is not None
         http_port, https_port = options.http_port, options.https_port
         if target.port is not None:
@@ -149,7 +149,7 @@ class HttpScanner(TargetScanner[HttpOptions]):
             else:
                 http_port = target.port
         if options.path is not None:
-            target = Target(host=target.host, ip=target.ip, scheme=target.scheme, port=target.port, path=options.path)
+            target = replace(target, path=options.path)
         secure, plain = await asyncio.gather(
             fetch(session, target=target, scheme="https", port=https_port, settings=self.settings, policy=self.policy),
             fetch(session, target=target, scheme="http", port=http_port, settings=self.settings, policy=self.policy),
