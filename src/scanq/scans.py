@@ -19,7 +19,7 @@ from scanq.exceptions import IdempotencyConflict, ScanNotFound, UnknownScanner, 
 from scanq.ids import is_scan_id, new_scan_id
 from scanq.models import Created, NewScan, Page, Scan, ScanStatus
 from scanq.scanners import ScannerRegistry
-from scanq.store.base import MAX_PAGE_SIZE, Store
+from scanq.store.base import MAX_PAGE_SIZE, Store  # MAX_PAGE_SIZE re-exported: entry points read bounds here
 
 if TYPE_CHECKING:
     from scanq.metrics import ScanCounters
@@ -292,6 +292,7 @@ __all__ = [
     "MAX_ATTEMPTS_LIMIT",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_OPTIONS_DEPTH",
+    "MAX_PAGE_SIZE",
     "MAX_PRIORITY",
     "MAX_SCANNER_NAME_LENGTH",
     "MAX_TARGET_LENGTH",

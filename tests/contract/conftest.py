@@ -1,15 +1,19 @@
-"""Fixtures for the store contract suite: a fresh store on each backend, and more stores on the same database."""
+"""Fixtures for the store contract suite: a fresh store on each backend, and more stores on the same database.
+
+The backend is the one parametrised fixture ``database_url`` (``tests/conftest.py``, ids ``memory``,
+``sqlite``, ``postgres``, ``mongo``): ``store`` and ``open_another`` build on it, so every test in this
+folder runs once per backend. Helpers shared by the test files live in ``helpers.py``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
 from scanq.store import Store, open_store
-
-StoreFactory = Callable[[], Awaitable[Store]]
+from tests.contract.helpers import StoreFactory
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from scanq.api.openapi import SCAN_ID_PARAM, STORE_ERRORS, Endpoint, Operation, 
 from scanq.api.schemas import NotFoundResponse, ScanOut, ScanPage, StatsResponse, scan_out, stats_out
 from scanq.exceptions import ValidationError
 from scanq.models import ScanStatus
-from scanq.scans import DEFAULT_PAGE_SIZE, ScanService
-from scanq.store.base import MAX_PAGE_SIZE
+from scanq.scans import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ScanService
 
 TAG = "status"
 HTML_MEDIA_TYPE = "text/html"
