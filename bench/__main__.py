@@ -5,6 +5,7 @@ Examples::
     python -m bench --db sqlite
     python -m bench --db postgresql://root@127.0.0.1:5432/postgres --scenarios ingest,drain
     python -m bench --db sqlite --quick --json /tmp/bench.json   # smoke run, tiny sizes
+    python -m bench --db sqlite --scenarios soak --soak-plots docs/soak/sqlite   # the soak (never by default)
 
 Each scenario makes a fresh database (a temp SQLite file, a new PostgreSQL
 database dropped afterwards, a new MongoDB database dropped afterwards), starts
@@ -43,13 +44,17 @@ logger = logging.getLogger("bench")
 _T = TypeVar("_T")
 
 SCENARIOS = ("ingest", "drain", "pickup", "status", "concurrency")
+# Run only when named: the soak takes the better part of an hour (bench/soak.py).
+ON_REQUEST = ("soak",)
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="scanq benchmarks")
     parser.add_argument("--db", default="sqlite", help="sqlite, postgresql://… or mongodb://… (default: sqlite)")
     parser.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help=f"comma list of {', '.join(SCENARIOS)} (default: all)"
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma list of {', '.join(SCENARIOS + ON_REQUEST)} (default: all but {', '.join(ON_REQUEST)})",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
     parser.add_argument("--json", type=Path, help="write the full results here")
@@ -57,10 +62,17 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile", type=Path, help="record every scanq process with py-spy into this directory (slows them down)"
     )
+    soak = parser.add_argument_group("soak", "the soak scenario (defaults: see bench/soak.py)")
+    soak.add_argument("--soak-scans", type=int, help="scans to submit (1,000,000; quick: 20,000)")
+    soak.add_argument("--soak-rate", type=float, help="submissions per second, open loop (500; quick: 1000)")
+    soak.add_argument("--soak-retention", help="the workers' SCANQ_RETENTION ('off': none)")
+    soak.add_argument("--soak-workers", type=int, help="worker processes (2)")
+    soak.add_argument("--soak-interval", type=int, help="seconds between samples (10; quick: 2)")
+    soak.add_argument("--soak-plots", type=Path, help="write the PNGs here (default: the work dir; quick: none)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.scenario_list = [name.strip() for name in args.scenarios.split(",") if name.strip()]
-    unknown = sorted(set(args.scenario_list) - set(SCENARIOS))
+    unknown = sorted(set(args.scenario_list) - set(SCENARIOS + ON_REQUEST))
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     try:
@@ -70,9 +82,11 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-async def run_all(*, db: str, scenarios: list[str], is_quick: bool, workdir: Path) -> dict[str, Any]:
+async def run_all(
+    *, db: str, scenarios: list[str], is_quick: bool, workdir: Path, options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Run ``scenarios`` in order; return the whole report (machine, results, targets)."""
-    ctx = BenchContext(db=db, workdir=workdir, is_quick=is_quick)
+    ctx = BenchContext(db=db, workdir=workdir, is_quick=is_quick, options=options or {})
     report: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python -m bench " + shlex.join(sys.argv[1:]),
@@ -129,13 +143,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.profile is not None:
         os.environ[PROFILE_DIR_ENV] = str(args.profile.resolve())
+    options = {name: value for name, value in vars(args).items() if name.startswith("soak_") and value is not None}
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-        report = _run_loop(run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=args.workdir))
+        report = _run_loop(
+            run_all(
+                db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=args.workdir, options=options
+            )
+        )
     else:
         with tempfile.TemporaryDirectory(prefix="scanq-bench-") as tmp:
-            workdir = Path(tmp)
-            report = _run_loop(run_all(db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=workdir))
+            report = _run_loop(
+                run_all(
+                    db=args.db, scenarios=args.scenario_list, is_quick=args.quick, workdir=Path(tmp), options=options
+                )
+            )
     print(render_markdown(report))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

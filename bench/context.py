@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,13 @@ class BenchContext:
         db: ``sqlite``, ``postgresql://…`` or ``mongodb://…`` (each scenario makes its own fresh database there).
         workdir: scratch directory for SQLite files, process logs and load-generator inputs.
         is_quick: tiny sizes, for a smoke run that only shows the harness works.
+        options: scenario options from the command line (``--soak-rate`` → ``{"soak_rate": "…"}``), None when unset.
     """
 
     db: str
     workdir: Path
     is_quick: bool
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def log_dir(self) -> Path:

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -38,6 +39,7 @@ from scanq.config import (
 )
 from scanq.exceptions import ConfigError, ScanqError
 from scanq.logs import configure_logging
+from scanq.models import ScanStatus
 from scanq.watch import DEFAULT_WATCH_S, watch
 
 if TYPE_CHECKING:
@@ -67,6 +69,8 @@ WORKER = (
     "scan_timeout_seconds",
     "shutdown_seconds",
     "metrics_port",
+    "retention",
+    "retention_archive",
 )
 CLIENT = ("ingest_url", "status_url", "max_batch", *LOGGING)
 SERVICE_SETTINGS = (*STORE, *HTTP, *SCANNER, *LOGGING)
@@ -323,6 +327,43 @@ def stats(settings: Settings, *, watch_s: float | None) -> None:
 def cancel(settings: Settings, *, scan_id: str) -> None:
     """Cancel a scan (Accepted: at once; Running: the worker stops it)."""
     run_async(client.cancel(settings, scan_id=scan_id))
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Count what a pass would delete; delete nothing.")
+@with_settings((*STORE, "retention", "retention_archive", *LOGGING))
+def prune(settings: Settings, *, dry_run: bool) -> None:
+    """Run one --retention pass now: delete finished scans past their age (exit 1 while a worker runs one)."""
+    from scanq.worker import make_worker_id
+    from scanq.worker.retention import prune_once
+
+    report = run_async(prune_once(settings, owner=f"prune:{make_worker_id()}", dry_run=dry_run))
+    click.echo("\n".join(report.lines()))
+
+
+def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    from scanq.archive import parse_time
+
+    try:
+        return None if value is None else parse_time(value)
+    except ScanqError as exc:
+        raise click.BadParameter(exc.message) from None
+
+
+@cli.command()
+@click.option("--status", "scan_status", type=click.Choice(["Complete", "Error", "Cancelled"]), help="Only these.")
+@click.option("--since", metavar="TIME", callback=_time_option, help="Finished at or after TIME (ISO 8601, UTC).")
+@click.option("--until", metavar="TIME", callback=_time_option, help="Finished before TIME.")
+@click.option("--tenant", help="Only this tenant's scans (accepted and ignored until tenants exist).")
+@click.option("--cursor", metavar="SCAN_ID", help="Resume after this scan id: the last line of a cut-short export.")
+@with_settings((*STORE, *LOGGING))
+def export(settings: Settings, *, scan_status: str | None, cursor: str | None, **window: Any) -> None:
+    """Write finished scans to stdout as NDJSON (history and result included), in scan id order."""
+    from scanq.archive import export_to
+
+    status = None if scan_status is None else ScanStatus(scan_status)
+    done = run_async(export_to(settings, sys.stdout.buffer, status=status, after=cursor, **window))
+    click.echo(f"exported {done.count} scans" + (f"; next --cursor {done.cursor}" if done.cursor else ""), err=True)
 
 
 def _serve(app: Starlette, *, settings: Settings, port: int) -> None:

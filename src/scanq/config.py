@@ -28,6 +28,7 @@ from importlib.metadata import entry_points
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from scanq.exceptions import ConfigError
+from scanq.retention import RetentionPolicy
 
 ENV_PREFIX = "SCANQ_"
 SCANNER_ENTRY_POINTS = "scanq.scanners"
@@ -140,6 +141,8 @@ class Settings:
     max_body_bytes: int = setting(1_048_576, "Largest request body in bytes")
     default_scanner: str = setting("mock", "Scanner used when a request names none")
     metrics_port: int = setting(0, "Worker metrics port (0: off)")
+    retention: tuple[str, ...] = setting((), "Keep finished scans this long: Complete=30d,Error=90d (default: forever)")
+    retention_archive: str = setting("", "Directory retention writes each batch to (NDJSON, gzip) before deleting it")
     log_level: str = setting("INFO", "Log level")
     log_format: str = setting("text", "Log format: text or json")
     # The plugins' sections: not a setting itself, each section's fields are.
@@ -165,7 +168,10 @@ class Settings:
         if unknown:
             raise TypeError(f"not a setting: {', '.join(sorted(unknown))}")
         plugins = PluginSettings(*(read_section(section, specs, environ, overrides) for section in sections))
-        return read_section(cls, specs, environ, overrides, plugins=plugins)
+        settings = read_section(cls, specs, environ, overrides, plugins=plugins)
+        if read_plugins:
+            check_default_scanner(settings.default_scanner, installed=installed_scanner_classes())
+        return settings
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (None values ignored)."""
@@ -200,6 +206,16 @@ def installed_scanner_classes() -> dict[str, type[Any]]:
             raise TypeError(f"entry point {ep.name!r} in {SCANNER_ENTRY_POINTS} is not a class")
         found[ep.name] = cls
     return found
+
+
+def check_default_scanner(name: str, *, installed: Iterable[str]) -> None:
+    """Raise ``ConfigError`` unless ``name`` is an installed scanner: else every request naming none is a 422."""
+    names = sorted(installed)
+    if name not in names:
+        raise ConfigError(
+            f"{ENV_PREFIX}DEFAULT_SCANNER: unknown scanner {name!r} (installed: {', '.join(names) or 'none'})",
+            setting="default_scanner",
+        )
 
 
 def plugin_sections(classes: Iterable[type[Any]] | None = None) -> dict[type[Any], str]:
@@ -370,5 +386,9 @@ def _check(s: Settings) -> None:
         fail("log_format", "must be text or json")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         fail("log_level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    try:
+        RetentionPolicy.parse(s.retention)
+    except ValueError as exc:
+        fail("retention", str(exc))
     if "://" not in s.database_url:
         fail("database_url", "must be a URL such as sqlite:///scanq.db")

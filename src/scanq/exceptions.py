@@ -8,6 +8,11 @@ ScanqError
  ├── ScanFinished           the scan already reached a terminal state (HTTP 409)
  ├── UnknownScanner         no plugin of that name (HTTP 422)
  ├── IdempotencyConflict    a key was replayed with a different request (HTTP 409)
+ ├── Unauthenticated        no valid API token (HTTP 401)
+ ├── Forbidden              the token lacks the scope (HTTP 403)
+ ├── QuotaExceeded          the tenant is over a quota (HTTP 429)
+ ├── TokenNotFound          no API token with that id
+ ├── RetentionBusy          another process holds the retention role (scanq prune)
  ├── StoreError             the store failed (HTTP 503)
  │    └── StoreUnavailable  the store cannot be reached right now
  └── ScannerError           a scanner plugin failed a scan
@@ -72,6 +77,36 @@ class UnknownScanner(ScanqError):
 
 class IdempotencyConflict(ScanqError):
     """The idempotency key was already used for a different request."""
+
+
+class Unauthenticated(ScanqError):
+    """A valid API token is required (Authorization: Bearer <token>)."""
+
+
+class Forbidden(ScanqError):
+    """The API token does not allow this."""
+
+
+class QuotaExceeded(ScanqError):
+    """The tenant is over its quota."""
+
+    retry_after_s: float
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, retry_after_s=retry_after_s)
+
+
+class TokenNotFound(ScanqError):
+    """No API token with that id."""
+
+    token_id: str
+
+    def __init__(self, token_id: str) -> None:
+        super().__init__(f"no API token with id {token_id!r}", token_id=token_id)
+
+
+class RetentionBusy(ScanqError):
+    """Another process holds the retention role (a worker enforcing --retention); try again later."""
 
 
 class StoreError(ScanqError):

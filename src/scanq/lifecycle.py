@@ -60,7 +60,9 @@ class AvailableChange(enum.Enum):
 
     KEEP = "keep"
     NOW = "now"
-    RETRY_AT = "retry_at"  # the worker's ``Finish.retry_at`` (now when absent)
+    # The worker's ``Finish.retry_at``, but never before the store's now at the finish: the worker's
+    # clock is not the store's, and a retry claimable before its predecessor's finish would overlap it.
+    RETRY_AT = "retry_at"
 
 
 class HistoryError(enum.Enum):
@@ -247,7 +249,7 @@ def apply(
     Args:
         error: the error the worker reported (``ErrorChange.GIVEN``/``HistoryError.GIVEN``).
         result: the worker's result (kept when ``keeps_result``).
-        retry_at: when a retried scan becomes claimable again (``AvailableChange.RETRY_AT``).
+        retry_at: when a retried scan becomes claimable again (``AvailableChange.RETRY_AT``); never before ``now``.
     """
     return dataclasses.replace(
         scan,
@@ -302,7 +304,7 @@ def _available(change: AvailableChange, stored: datetime, now: datetime, retry_a
     if change is AvailableChange.NOW:
         return now
     if change is AvailableChange.RETRY_AT:
-        return retry_at or now
+        return now if retry_at is None else max(retry_at, now)
     return stored
 
 

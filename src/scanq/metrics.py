@@ -6,7 +6,7 @@ default registry, so tests can build any number of apps in one process.
 
 - ``ScanCounters`` (ingest): scans submitted, cancel requests accepted.
 - ``WorkerMetrics`` (each worker): claimed, finished by status, retried,
-  lease-expired, run time and pickup delay histograms, scans in flight.
+  lease-expired, pruned by status, run time and pickup delay histograms, scans in flight.
 - ``QueueStatsCollector`` (ingest and status): counts by status, queue depth
   and the age of the oldest Accepted scan, read from ``Store.stats()`` (cheap
   by contract) at most once per ``QUEUE_STATS_TTL_S`` however often it is scraped.
@@ -137,6 +137,12 @@ class WorkerMetrics:
             "Running scans whose lease expired (worker lost) and that this worker's reaper handled",
             registry=registry,
         )
+        self.pruned = Counter(
+            f"{PREFIX}_scans_pruned",
+            "Finished scans this worker deleted under --retention, by status (archived first with an archive)",
+            ["status"],
+            registry=registry,
+        )
         self.run_seconds = Histogram(
             f"{PREFIX}_scan_run_seconds",
             "Time one attempt ran in the scanner, in seconds",
@@ -186,6 +192,11 @@ class WorkerMetrics:
         """Count scans the reaper handled."""
         if count:
             self.lease_expired.inc(count)
+
+    def record_pruned(self, status: ScanStatus, count: int) -> None:
+        """Count finished scans retention deleted."""
+        if count:
+            self.pruned.labels(status=status.value).inc(count)
 
 
 class QueueStatsCollector(Collector):

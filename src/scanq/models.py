@@ -31,6 +31,52 @@ class ScanStatus(enum.StrEnum):
 TERMINAL_STATUSES = frozenset({ScanStatus.COMPLETE, ScanStatus.ERROR, ScanStatus.CANCELLED})
 
 
+DEFAULT_TENANT = "default"
+"""The tenant of every scan submitted while authentication is off."""
+
+
+class Scope(enum.StrEnum):
+    """What an API token may do."""
+
+    SUBMIT = "submit"
+    READ = "read"
+    CANCEL = "cancel"
+    ADMIN = "admin"  # every tenant, and the others' operations on them
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Actor:
+    """Who did something: a token's public id and name, never its secret."""
+
+    token_id: str
+    token_name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApiToken:
+    """A stored API token. The secret itself is never stored, only its SHA-256 (it is 256 random bits)."""
+
+    token_id: str
+    tenant: str
+    scopes: frozenset[Scope]
+    secret_hash: str
+    created_at: datetime
+    name: str | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TenantLimits:
+    """A tenant's quotas (None: unlimited) and its share of the workers."""
+
+    tenant: str
+    max_queued: int | None = None  # Accepted + Running at once
+    rate_per_s: float | None = None  # submissions per second, per ingest process
+    weight: float = 1.0
+
+
 class Outcome(enum.StrEnum):
     """How one attempt ended (``Attempt.outcome``)."""
 
@@ -70,6 +116,8 @@ class NewScan:
     max_attempts: int = 3
     available_at: datetime | None = None
     idempotency_key: str | None = None
+    tenant: str = DEFAULT_TENANT
+    submitted_by: Actor | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -96,6 +144,9 @@ class Scan:
     idempotency_key: str | None = None
     cancel_requested: bool = False
     history: tuple[Attempt, ...] = ()
+    tenant: str = DEFAULT_TENANT
+    submitted_by: Actor | None = None
+    cancelled_by: Actor | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -9,17 +9,22 @@ enforces idempotency (the same key with a different request is a conflict).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
 
 from scanq.config import Settings
 from scanq.exceptions import IdempotencyConflict, ScanNotFound, UnknownScanner, ValidationError
 from scanq.ids import is_scan_id, new_scan_id
 from scanq.models import Created, NewScan, Page, Scan, ScanStatus
 from scanq.scanners import ScannerRegistry
-from scanq.store.base import MAX_PAGE_SIZE, Store  # MAX_PAGE_SIZE re-exported: entry points read bounds here
+
+# MAX_PAGE_SIZE is re-exported: entry points read bounds here.
+from scanq.store.base import FINISHED_STATUSES, MAX_PAGE_SIZE, Store
 
 if TYPE_CHECKING:
     from scanq.metrics import ScanCounters
@@ -38,6 +43,10 @@ MIN_INT64 = -(2**63)
 MAX_INT64 = 2**63 - 1
 DEFAULT_PAGE_SIZE = 50
 STATUS_NAMES = ", ".join(s.value for s in ScanStatus)
+# GET /stats/throughput: a window of at most a day, in steps of at least a second, at most this many steps.
+MAX_THROUGHPUT_WINDOW_S = 24 * 3600.0
+MIN_THROUGHPUT_STEP_S = 1.0
+MAX_THROUGHPUT_BUCKETS = 1000
 
 
 class Submission(Protocol):
@@ -83,6 +92,20 @@ class QueueStats:
 
     counts: Mapping[ScanStatus, int]
     oldest_accepted_age_s: float | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Throughput:
+    """Scans finished per terminal status in each step of ``[since, until)``, oldest step first, every step present.
+
+    The edges are whole multiples of ``step_s`` since the epoch (calls made a moment apart agree on them) and
+    ``until`` lies just after now: the last step is the one still filling.
+    """
+
+    since: datetime
+    until: datetime
+    step_s: float
+    buckets: Sequence[tuple[datetime, Mapping[ScanStatus, int]]]
 
 
 class ScanService:
@@ -190,6 +213,28 @@ class ScanService:
         counts = {status: stats.counts.get(status, 0) for status in ScanStatus}
         return QueueStats(counts=counts, oldest_accepted_age_s=age)
 
+    async def throughput(self, *, window_s: float, step_s: float, tenant: str | None = None) -> Throughput:
+        """How many scans finished, per terminal status, in each ``step_s`` of the last ``window_s`` (rounded up).
+
+        Raise ``ValidationError`` for a window over a day, a step under a second, or more than
+        ``MAX_THROUGHPUT_BUCKETS`` steps: the store counts from its ``finished_at`` index, so the
+        cost is bounded by the window, never by the table.
+        """
+        steps = check_throughput_bounds(window_s=window_s, step_s=step_s)
+        until_s = (math.floor(datetime.now(UTC).timestamp() / step_s) + 1) * step_s
+        since, until = (datetime.fromtimestamp(t, UTC) for t in (until_s - steps * step_s, until_s))
+        counts = [dict.fromkeys(FINISHED_STATUSES, 0) for _ in range(steps)]
+        for start, by_status in await self._store.finished_counts(
+            since=since, until=until, step_s=step_s, tenant=tenant
+        ):
+            # By index, not by equal datetimes: a backend may round a bucket's start to its own precision.
+            index = round((start - since).total_seconds() / step_s)
+            for status, count in by_status.items():
+                if 0 <= index < steps and status in counts[index]:
+                    counts[index][status] += count
+        starts = (since + timedelta(seconds=i * step_s) for i in range(steps))
+        return Throughput(since=since, until=until, step_s=step_s, buckets=list(zip(starts, counts, strict=True)))
+
     async def _prepare(self, submission: Submission, *, idempotency_key: str | None, now: datetime) -> NewScan:
         """Apply defaults and bounds and let the plugin normalise the target; raise before anything is written."""
         check_bounds(submission)
@@ -259,6 +304,22 @@ def check_options(options: Mapping[str, Any]) -> None:
                 stack.extend((child, depth + 1) for child in node)
 
 
+def check_throughput_bounds(*, window_s: float, step_s: float) -> int:
+    """The number of steps in the window; raise ``ValidationError`` for bounds a caller may not ask for."""
+    if not math.isfinite(step_s) or step_s < MIN_THROUGHPUT_STEP_S:
+        raise ValidationError(f"step must be at least {MIN_THROUGHPUT_STEP_S:g}s (got {step_s:g}s)")
+    if not math.isfinite(window_s) or not 0 < window_s <= MAX_THROUGHPUT_WINDOW_S:
+        raise ValidationError(
+            f"window must be more than 0s and at most {MAX_THROUGHPUT_WINDOW_S:g}s (got {window_s:g}s)"
+        )
+    steps = math.ceil(window_s / step_s - 1e-9)
+    if steps > MAX_THROUGHPUT_BUCKETS:
+        raise ValidationError(
+            f"window / step gives {steps} steps; at most {MAX_THROUGHPUT_BUCKETS} (use a longer step)"
+        )
+    return steps
+
+
 def check_idempotency_key(key: str) -> None:
     """Raise ``ValidationError`` for an empty or overlong key."""
     if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
@@ -276,14 +337,24 @@ def parse_status(value: str) -> ScanStatus:
 
 
 def is_same_request(stored: Scan, new: NewScan) -> bool:
-    """True when a replayed submission asks for what the stored scan already holds (after defaults)."""
+    """True when a replayed submission asks for what the stored scan already holds (after defaults).
+
+    Options are compared as JSON text, not as Python values: ``true`` and ``1``,
+    ``1`` and ``1.0``, ``-0.0`` and ``0.0`` are equal in Python but were not the
+    same submission. Keys are sorted first: JSON objects are unordered.
+    """
     return (
         stored.target == new.target
         and stored.scanner == new.scanner
         and stored.priority == new.priority
         and stored.max_attempts == new.max_attempts
-        and dict(stored.options) == dict(new.options)
+        and encode_options(stored.options) == encode_options(new.options)
     )
+
+
+def encode_options(options: Mapping[str, Any]) -> bytes:
+    """``options`` as canonical JSON text: keys sorted, every number in the form it was given."""
+    return msgspec.json.encode(options, order="sorted")
 
 
 __all__ = [
@@ -301,4 +372,5 @@ __all__ = [
     "ScanService",
     "Submission",
     "SubmitRequest",
+    "Throughput",
 ]

@@ -3,6 +3,7 @@
 ``spawn`` starts one (output to a log file in ``tmp_path``, so a chatty child
 never blocks on a full pipe); at teardown every process still alive gets
 SIGTERM, then SIGKILL, as does anything left in its process group.
+``start_python`` does the same for a plain ``python ARGS…`` with text pipes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +25,8 @@ import pytest
 from scanq.supervisor import SUPERVISOR_PID_ENV
 
 TERM_TIMEOUT_S = 5.0
+# A generous ceiling on a clean exit after a signal (a process slow to stop on a loaded machine is not a bug).
+EXIT_WITHIN_S = 20.0
 READY_TIMEOUT_S = 20.0
 
 
@@ -106,6 +110,47 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+StartPython = Callable[..., "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def start_python() -> Iterator[StartPython]:
+    """Start ``python ARGS…`` (text pipes) in a session of its own; at teardown, whatever happened, the process
+    and everything it started get SIGTERM, then SIGKILL."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, **popen_options: Any) -> subprocess.Popen[str]:
+        popen = subprocess.Popen(
+            [sys.executable, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            **popen_options,
+        )
+        started.append(popen)
+        return popen
+
+    yield start
+    for popen in started:
+        try:
+            os.killpg(popen.pid, signal.SIGTERM)  # the group: what it started holds its pipes open too
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + TERM_TIMEOUT_S
+    for popen in started:
+        try:
+            popen.communicate(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        popen.communicate()
 
 
 def free_port() -> int:

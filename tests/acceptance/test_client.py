@@ -15,6 +15,7 @@ from tests.acceptance.conftest import Spawn, free_port, wait_http_ready
 pytestmark = pytest.mark.slow
 
 SCANS = 12
+DEADLINE_S = 30.0
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -70,14 +71,14 @@ def test_submit_wait_get_list_stats_and_cancel(api_url: str) -> None:
     slow = scanq(api_url, "submit", "--option", "min_sleep=30", "--option", "max_sleep=30")
     assert slow.exit_code == 0, slow.output
     [slow_id] = slow.stdout.split()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE_S
     while json.loads(scanq(api_url, "get", slow_id).stdout)["status"] != "Running":
         assert time.monotonic() < deadline
         time.sleep(0.05)
     cancelled = scanq(api_url, "cancel", slow_id)
     assert cancelled.exit_code == 0, cancelled.output
     assert cancelled.stdout.startswith(f"{slow_id} ")
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE_S
     while json.loads(scanq(api_url, "get", slow_id).stdout)["status"] != "Cancelled":
         assert time.monotonic() < deadline
         time.sleep(0.05)

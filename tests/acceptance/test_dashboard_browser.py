@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.acceptance.conftest import Spawn, free_port, wait_http_ready
@@ -144,6 +146,68 @@ def test_dashboard_submits_cancels_and_follows_scans_live_without_reloading(
             page.screenshot(path=str(screenshot), full_page=True)
             assert screenshot.stat().st_size > 10_000
             assert errors == []
+        finally:
+            browser.close()
+
+
+def wait_finished(status_url: str, expected: dict[str, int]) -> None:
+    """Poll ``GET /stats`` until the counts hold ``expected``."""
+    deadline = time.monotonic() + 30
+    while True:
+        counts = httpx.get(f"{status_url}/stats").json()["counts"]
+        if all(counts[name] == n for name, n in expected.items()):
+            return
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.2)
+
+
+def test_dashboard_chart_shows_the_finished_history_with_axes_as_soon_as_it_opens(
+    spawn: Spawn, scanq_env: dict[str, str], chromium_path: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ingest_url = start_service(spawn, scanq_env, "ingest")
+    status_url = start_service(spawn, scanq_env, "status")
+    # Before the page exists: one scan cancelled while queued, then five run to Complete by a worker.
+    queued = httpx.post(f"{ingest_url}/scans", json={"target": "never-runs.example"}).json()["scan_id"]
+    assert httpx.post(f"{ingest_url}/scans/{queued}/cancel").json()["status"] == "Cancelled"
+    spawn("worker", env=scanq_env)
+    batch = {"scans": [{"target": f"done{i}.example"} for i in range(5)]}
+    assert httpx.post(f"{ingest_url}/scans/batch", json=batch).status_code == 202
+    wait_finished(status_url, {"Complete": 5, "Cancelled": 1, "Accepted": 0, "Running": 0})
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            errors: list[Any] = []
+            page.on("pageerror", lambda error: errors.append(error))
+            page.goto(f"{status_url}/")
+
+            bars = page.locator("#throughput .step")
+            expect(bars).to_have_count(30)  # 5 minutes in steps of 10 s
+            # The history is drawn from GET /stats/throughput: what finished before the page opened is there.
+            complete = page.locator('#throughput .step [data-status="Complete"]')
+            cancelled = page.locator('#throughput .step [data-status="Cancelled"]')
+            expect(complete.first).to_be_attached()
+            expect(cancelled.first).to_be_attached()
+            assert sum(int(n) for n in complete.evaluate_all("nodes => nodes.map(n => n.dataset.count)")) == 5
+            assert sum(int(n) for n in cancelled.evaluate_all("nodes => nodes.map(n => n.dataset.count)")) == 1
+            totals = [int(n) for n in bars.evaluate_all("nodes => nodes.map(n => n.dataset.total)")]
+            assert sum(totals) == 6
+            tallest = bars.nth(totals.index(max(totals)))
+            assert "finished" in (tallest.get_attribute("title") or "")
+            # Axis values: counts up the side (the top is the tallest bar rounded up to 1, 2 or 5), clock times below.
+            expect(page.locator("#throughput-y span")).to_have_count(3)
+            expect(page.locator("#throughput-y span").last).to_have_text("0")
+            top = int(page.locator("#throughput-y span").first.inner_text().replace(",", ""))
+            assert top >= max(totals) and top in (1, 2, 5, 10)
+            expect(page.locator("#throughput-x span")).to_have_count(5)
+            for label in page.locator("#throughput-x span").all_inner_texts():
+                assert re.fullmatch(r"\d{2}:\d{2}", label), label
+            assert errors == []
+            page.screenshot(path=str(tmp_path / "throughput.png"), full_page=True)
         finally:
             browser.close()
 

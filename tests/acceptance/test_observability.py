@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from tests.acceptance.conftest import Spawn, free_port, wait_http_ready
+from tests.acceptance.conftest import EXIT_WITHIN_S, Spawn, free_port, wait_http_ready
 from tests.prometheus import sample_sum, sample_value
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_stats_watch_refreshes_until_ctrl_c(tmp_path, spawn: Spawn) -> None:
         assert watching.popen.poll() is None and time.monotonic() < deadline, watching.output()
         time.sleep(0.05)
     watching.signal(signal.SIGINT)
-    assert watching.wait(5) == 0, watching.output()
+    assert watching.wait(EXIT_WITHIN_S) == 0, watching.output()
     frames = [frame for frame in watching.output().split("\n\n") if frame.strip()]
     assert len(frames) >= 3
     assert all("Accepted" in frame and "Complete" in frame for frame in frames[:3])

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.acceptance.conftest import (
+    EXIT_WITHIN_S,
     ScanqProcess,
     Spawn,
     child_pids,
@@ -33,7 +34,7 @@ TOTAL = BY_GET + BY_POST + BY_BATCH
 # at 5 sigma happens about once in 1.7 million runs.
 FAILURE_SIGMAS = 5.0
 DEADLINE_S = 30.0
-STOP_WITHIN_S = 8.0
+STOP_WITHIN_S = 20.0  # a generous ceiling on a clean stop (the grace period is 1 s), for loaded machines
 
 
 def legacy_env(database_url: str, ingest_port: int, status_port: int) -> dict[str, str]:
@@ -57,6 +58,22 @@ def start_up(spawn: Spawn, database_url: str, *args: str) -> tuple[ScanqProcess,
     wait_http_ready(f"{ingest}/healthz", process=up)
     wait_http_ready(f"{status}/healthz", process=up)
     return up, ingest, status
+
+
+def wait_until_workers_started(up: ScanqProcess, *, workers: int) -> None:
+    """Wait until every worker's claim loop runs, so that each can take part (a loaded machine starts them late)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        lines = up.output().splitlines()
+        waiting = [
+            n
+            for n in range(1, workers + 1)
+            if not any(line.startswith(f"[worker-{n}] ") and " started: concurrency" in line for line in lines)
+        ]
+        if not waiting:
+            return
+        assert up.popen.poll() is None and time.monotonic() < deadline, (waiting, up.output())
+        time.sleep(0.1)
 
 
 def wait_until_all_finished(client: httpx.Client, status: str) -> dict[str, Any]:
@@ -87,6 +104,7 @@ def children_of(up: ScanqProcess, *, workers: int) -> dict[int, str]:
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_up_runs_the_pipeline_and_stops_cleanly(database_url: str, spawn: Spawn) -> None:
     up, ingest, status = start_up(spawn, database_url, "--workers", "2")
+    wait_until_workers_started(up, workers=2)
 
     with httpx.Client(timeout=10.0) as client:
         ids: list[str] = []
@@ -101,7 +119,7 @@ def test_up_runs_the_pipeline_and_stops_cleanly(database_url: str, spawn: Spawn)
             assert answer.headers["location"].endswith(answer.json()["scan_id"])
             ids.append(answer.json()["scan_id"])
         answer = client.post(f"{ingest}/scans/batch", json={"scans": [{} for _ in range(BY_BATCH)]})
-        assert answer.status_code in (200, 201, 202), answer.text
+        assert answer.status_code == 202, answer.text
         ids.extend(scan["scan_id"] for scan in answer.json()["scans"])
         assert len(set(ids)) == TOTAL
 
@@ -167,7 +185,7 @@ def test_up_restarts_a_crashed_child_and_its_children_die_with_it(database_url: 
 
     # Killed without a chance to clean up, the supervisor still leaves no orphan behind.
     up.signal(signal.SIGKILL)
-    up.wait(5)
+    up.wait(EXIT_WITHIN_S)
     deadline = time.monotonic() + STOP_WITHIN_S
     while any(is_alive(pid) for pid in restarted) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -13,7 +13,7 @@ import pytest
 from scanq.ids import new_scan_id
 from scanq.models import NewScan, Outcome, Scan, ScanStatus
 from scanq.store import Store, open_store
-from tests.acceptance.conftest import Spawn, free_port
+from tests.acceptance.conftest import EXIT_WITHIN_S, Spawn, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ async def test_four_workers_complete_every_scan_exactly_once(database_url: str, 
         for worker in workers:
             worker.signal(signal.SIGTERM)
         for worker in workers:
-            assert worker.wait(10) == 0, worker.output()
+            assert worker.wait(EXIT_WITHIN_S) == 0, worker.output()
 
         scans = await all_scans(store)
         stats = await store.stats()
@@ -80,22 +80,23 @@ async def test_four_workers_complete_every_scan_exactly_once(database_url: str, 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres", "mongo"], indirect=True)
 async def test_scans_of_a_killed_worker_run_again_elsewhere(database_url: str, spawn: Spawn) -> None:
+    # The survivor's lease has room for ten late heartbeats, and each scan runs long enough to be caught running.
     env = worker_env(
-        database_url, lease_seconds=1.0, heartbeat_seconds=0.2, reaper_seconds=0.2, poll_seconds=0.5, concurrency=10
+        database_url, lease_seconds=2.0, heartbeat_seconds=0.2, reaper_seconds=0.2, poll_seconds=0.5, concurrency=10
     )
     async with open_store(database_url) as store:
         created = await store.create_many(
-            scans=[scan(scanner="mock", min_sleep=1.5, max_sleep=2.0, failure_rate=0) for _ in range(CRASH_SCANS)]
+            scans=[scan(scanner="mock", min_sleep=2.0, max_sleep=2.5, failure_rate=0) for _ in range(CRASH_SCANS)]
         )
         victim = spawn("worker", env=env)
         await wait_for_counts(store, ScanStatus.RUNNING, CRASH_SCANS)
         victim.signal(signal.SIGKILL)
-        victim.wait(5)
+        victim.wait(EXIT_WITHIN_S)
         survivor = spawn("worker", env=env)
 
         await wait_for_counts(store, ScanStatus.COMPLETE, CRASH_SCANS)
         survivor.signal(signal.SIGTERM)
-        assert survivor.wait(10) == 0, survivor.output()
+        assert survivor.wait(EXIT_WITHIN_S) == 0, survivor.output()
         scans = [await store.get(scan_id=c.scan.scan_id) for c in created]
 
     for s in scans:
@@ -113,4 +114,4 @@ def test_a_worker_waits_for_an_unreachable_store_and_still_stops_on_sigterm(spaw
     assert worker.popen.poll() is None  # still trying, not crashed
 
     worker.signal(signal.SIGTERM)
-    assert worker.wait(5) == 0, worker.output()
+    assert worker.wait(EXIT_WITHIN_S) == 0, worker.output()

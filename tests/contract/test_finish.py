@@ -6,6 +6,7 @@ Part of the Store contract: every test runs on every backend (see ``conftest.py`
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from datetime import timedelta
 
 from scanq.models import Finish, Outcome, ScanStatus
@@ -83,6 +84,32 @@ async def test_a_due_retry_is_claimed_as_the_next_attempt(store: Store) -> None:
         (1, "w1", Outcome.RETRY, "flaky"),
         (2, "w2", Outcome.COMPLETE, None),
     ]
+
+
+async def test_a_retry_is_never_claimable_before_its_predecessor_finished(store: Store) -> None:
+    # The worker sets retry_at by its own clock, which may lag the store's (and a full-jitter backoff
+    # may be ~0): the store makes the retry due no earlier than its own now at the finish.
+    await store.create(scan=new_scan(max_attempts=3))
+    first = await claim_one(store, worker_id="w1")
+    lagging = now_ms() - timedelta(seconds=1)
+    await store.finish(finishes=[Finish(lease=lease_of(first), outcome=Outcome.RETRY, error="a", retry_at=lagging)])
+    waiting = await store.get(scan_id=first.scan_id)
+    second = await claim_one(store, worker_id="w1")
+    lagging = now_ms() - timedelta(seconds=1)
+    await store.finish(finishes=[Finish(lease=lease_of(second), outcome=Outcome.RETRY, error="b", retry_at=lagging)])
+    third = await claim_one(store, worker_id="w1")
+    await store.finish(finishes=[Finish(lease=lease_of(third), outcome=Outcome.COMPLETE, result={})])
+    final = await store.get(scan_id=first.scan_id)
+
+    assert waiting.history[0].finished_at is not None
+    assert waiting.available_at == waiting.history[0].finished_at
+    assert [(e.attempt, e.outcome) for e in final.history] == [
+        (1, Outcome.RETRY),
+        (2, Outcome.RETRY),
+        (3, Outcome.COMPLETE),
+    ]
+    for before, after in itertools.pairwise(final.history):
+        assert before.finished_at is not None and after.started_at >= before.finished_at, (before, after)
 
 
 async def test_history_records_worker_times_outcome_and_error(store: Store) -> None:

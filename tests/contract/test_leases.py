@@ -10,7 +10,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from scanq.ids import new_scan_id
-from scanq.models import Finish, Lease, Outcome, ScanStatus
+from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus
 from scanq.store import Store
 from tests.contract.helpers import (
     DEADLINE_S,
@@ -78,6 +78,66 @@ async def test_a_stale_worker_cannot_touch_a_newer_attempt(store: Store) -> None
         None,
     )
     assert current.lease_expires_at == new.lease_expires_at
+
+
+async def reclaimed_by_the_same_worker(store: Store) -> tuple[Scan, Scan]:
+    """Attempt 1 and attempt 2 of one scan, both claimed by ``w1``: its first lease expired and was reaped.
+
+    One worker process is a common deployment: a stale outcome of its own older attempt must be
+    told apart from the attempt it holds now by the attempt number alone.
+    """
+    await store.create(scan=new_scan())
+    old = await claim_one(store, worker_id="w1", lease_s=LEASE_S)
+    await requeue_when_expired(store)
+    new = await claim_one(store, worker_id="w1", lease_s=LONG_LEASE_S)
+    assert (old.attempt, new.attempt, new.lease_owner) == (1, 2, "w1")
+    return old, new
+
+
+async def assert_attempt_2_untouched(store: Store, new: Scan) -> None:
+    current = await store.get(scan_id=new.scan_id)
+    assert (current.status, current.lease_owner, current.attempt, current.result, current.finished_at) == (
+        ScanStatus.RUNNING,
+        "w1",
+        2,
+        None,
+        None,
+    )
+    assert current.lease_expires_at == new.lease_expires_at
+    assert [(e.attempt, e.worker, e.outcome) for e in current.history] == [
+        (1, "w1", Outcome.LEASE_EXPIRED),
+        (2, "w1", None),
+    ]
+    # The lease of attempt 2 is still the one that counts.
+    assert (await store.heartbeat(leases=[lease_of(new)], lease_s=LONG_LEASE_S)).lost == frozenset()
+
+
+async def test_the_same_worker_cannot_finish_its_newer_attempt_with_an_older_lease(store: Store) -> None:
+    old, new = await reclaimed_by_the_same_worker(store)
+
+    stale = await store.finish(finishes=[Finish(lease=lease_of(old), outcome=Outcome.COMPLETE, result={"old": 1})])
+
+    assert stale == [False]
+    await assert_attempt_2_untouched(store, new)
+
+
+async def test_the_same_worker_cannot_renew_its_newer_attempt_with_an_older_lease(store: Store) -> None:
+    old, new = await reclaimed_by_the_same_worker(store)
+
+    stale = await store.heartbeat(leases=[lease_of(old)], lease_s=LONG_LEASE_S * 2)
+
+    assert stale.lost == {old.scan_id}
+    assert stale.cancel_requested == frozenset()
+    await assert_attempt_2_untouched(store, new)
+
+
+async def test_the_same_worker_cannot_release_its_newer_attempt_with_an_older_lease(store: Store) -> None:
+    old, new = await reclaimed_by_the_same_worker(store)
+
+    stale = await store.release(leases=[lease_of(old)])
+
+    assert stale == 0
+    await assert_attempt_2_untouched(store, new)
 
 
 async def test_expired_leases_are_requeued_until_attempts_run_out(store: Store) -> None:

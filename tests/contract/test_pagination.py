@@ -12,8 +12,10 @@ import pytest
 from scanq.exceptions import ValidationError
 from scanq.models import ScanStatus
 from scanq.store import Store
-from scanq.store.base import encode_cursor
+from scanq.store.base import MAX_PAGE_SIZE, encode_cursor
 from tests.contract.helpers import LONG_LEASE_S, all_scans, new_scan
+
+CREATE_BATCH = 250
 
 
 async def test_list_pages_newest_first_with_a_status_filter(store: Store) -> None:
@@ -74,9 +76,29 @@ async def test_a_bad_cursor_is_a_validation_error(store: Store) -> None:
 
 
 async def test_list_limit_is_bounded(store: Store) -> None:
-    await store.create_many(scans=[new_scan() for _ in range(3)])
+    news = [new_scan() for _ in range(3)]
+    await store.create_many(scans=news)
 
-    page = await store.list_scans(limit=0)
+    smallest = await store.list_scans(limit=0)
+    everything = await store.list_scans(limit=10**9)
 
-    assert len(page.scans) >= 1
-    assert len((await store.list_scans(limit=10**9)).scans) == 3
+    assert [s.scan_id for s in smallest.scans] == [news[-1].scan_id]
+    assert smallest.next_cursor is not None
+    assert [s.scan_id for s in everything.scans] == [new.scan_id for new in reversed(news)]
+    assert everything.next_cursor is None
+
+
+async def test_a_page_never_holds_more_than_the_page_size_cap(store: Store) -> None:
+    over = 5
+    news = [new_scan() for _ in range(MAX_PAGE_SIZE + over)]
+    for start in range(0, len(news), CREATE_BATCH):
+        await store.create_many(scans=news[start : start + CREATE_BATCH])
+    newest_first = [new.scan_id for new in reversed(news)]
+
+    for status in (None, ScanStatus.ACCEPTED):
+        first = await store.list_scans(status=status, limit=MAX_PAGE_SIZE * 10)
+        assert first.next_cursor is not None
+        rest = await store.list_scans(status=status, limit=MAX_PAGE_SIZE * 10, cursor=first.next_cursor)
+
+        assert [s.scan_id for s in first.scans] == newest_first[:MAX_PAGE_SIZE]
+        assert ([s.scan_id for s in rest.scans], rest.next_cursor) == (newest_first[MAX_PAGE_SIZE:], None)

@@ -173,6 +173,7 @@ async def api(database_url: str) -> AsyncIterator[Services]:
         yield s
 
 
+@pytest.mark.slow
 async def test_bad_input_is_refused_and_writes_nothing(api: Services, subtests: pytest.Subtests) -> None:
     # One store per backend for the whole table (a database per case would cost minutes); each case is its own
     # subtest and checks that the store is exactly as it was before it.

@@ -77,6 +77,7 @@ async def submit_known_scans(svc: Services) -> dict[str, str]:
     return ids
 
 
+@pytest.mark.slow
 async def test_counters_and_histograms_match_a_known_number_of_scans(sqlite_url: str, json_log: io.StringIO) -> None:
     async with services(sqlite_url, **SETTINGS) as svc:
         ids = await submit_known_scans(svc)

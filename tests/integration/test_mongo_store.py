@@ -20,6 +20,7 @@ from scanq.ids import new_scan_id
 from scanq.models import Lease, NewScan, ScanStatus
 from scanq.store import open_store
 from scanq.store.mongo import MongoStore, split_url
+from tests.servers.availability import backend_unavailable
 from tests.servers.mongo import free_port
 
 Document = dict[str, Any]
@@ -149,12 +150,15 @@ async def test_group_commit_answers_each_caller_on_its_own(mongo_database_url: s
     assert not isinstance(other, BaseException) and other.is_new
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["replica_set", "standalone"])
 async def test_create_many_is_all_or_none(server: str, request: pytest.FixtureRequest) -> None:
     fixture = "mongo_database_url" if server == "replica_set" else "standalone_mongo_url"
     url: str = request.getfixturevalue(fixture)
     async with open_store(url) as store:
         assert isinstance(store, MongoStore)
+        if server == "replica_set" and not store.has_change_streams:
+            backend_unavailable("the MongoDB test server is standalone: this case needs a replica set (transactions)")
         assert store.has_change_streams is (server == "replica_set")
         taken = await store.create(scan=new_scan())
         fresh = [new_scan(), new_scan()]
@@ -186,6 +190,9 @@ async def test_fencing_rejects_a_stale_attempt(mongo_database_url: str, raw: Asy
     assert [entry["outcome"] for entry in doc["history"]] == ["LeaseExpired", None]
 
 
+UNREACHABLE_REPORTED_WITHIN_S = 10.0
+
+
 async def test_unreachable_server_is_reported_quickly() -> None:
     store = MongoStore(f"mongodb://127.0.0.1:{free_port()}/scanq?serverSelectionTimeoutMS=300")
     started = time.monotonic()
@@ -198,7 +205,8 @@ async def test_unreachable_server_is_reported_quickly() -> None:
         elapsed = time.monotonic() - started
         await asyncio.sleep(0.1)
         gc.collect()
-    assert elapsed < 3.0
+    # Far below PyMongo's default 30 s server selection: the URL's 300 ms was honoured, even on a loaded machine.
+    assert elapsed < UNREACHABLE_REPORTED_WITHIN_S
 
 
 async def test_reads_fill_in_what_a_partial_document_lacks(

@@ -22,31 +22,57 @@ from scanq.store.postgres import WORK_CHANNEL, PostgresStore
 CONCURRENT_CREATES = 200
 # 200 creates issued in one go fit in very few transactions (2 may be in flight at once).
 MAX_TRANSACTIONS = 5
-NOTIFY_SETTLE_S = 0.2
+NOTIFY_DEADLINE_S = 10.0
+FENCE = "test-fence"
 
 
 def _scan(**fields: Any) -> NewScan:
     return NewScan(scan_id=fields.pop("scan_id", None) or new_scan_id(), created_at=datetime.now(UTC), **fields)
 
 
-@pytest.fixture
-async def notifications(postgres_database_url: str) -> AsyncIterator[list[str]]:
+class Notifications:
     """The payloads of every notification on the work channel while the test runs."""
-    received: list[str] = []
+
+    def __init__(self, conn: asyncpg.Connection[Any]) -> None:
+        self.conn = conn
+        self.received: list[str] = []
+        self._fenced = asyncio.Event()
+
+    def on_notify(self, *args: object) -> None:
+        payload = str(args[-1])
+        if payload == FENCE:
+            self._fenced.set()
+        else:
+            self.received.append(payload)
+
+    async def settle(self) -> list[str]:
+        """Everything notified so far: notifications arrive in commit order, so our own fence comes last."""
+        self._fenced.clear()
+        await self.conn.execute("SELECT pg_notify($1, $2)", WORK_CHANNEL, FENCE)
+        await asyncio.wait_for(self._fenced.wait(), NOTIFY_DEADLINE_S)
+        return self.received
+
+
+@pytest.fixture
+async def notifications(postgres_database_url: str) -> AsyncIterator[Notifications]:
+    """Listens on the work channel while the test runs."""
     conn = await asyncpg.connect(postgres_database_url)
-    await conn.add_listener(WORK_CHANNEL, lambda *args: received.append(args[-1]))
+    listening = Notifications(conn)
+    await conn.add_listener(WORK_CHANNEL, listening.on_notify)
     try:
-        yield received
+        yield listening
     finally:
         await conn.close()
 
 
-async def test_concurrent_creates_share_few_transactions(postgres_database_url: str, notifications: list[str]) -> None:
+async def test_concurrent_creates_share_few_transactions(
+    postgres_database_url: str, notifications: Notifications
+) -> None:
     async with PostgresStore(postgres_database_url) as store:
         created = await asyncio.gather(*(store.create(scan=_scan()) for _ in range(CONCURRENT_CREATES)))
-        await asyncio.sleep(NOTIFY_SETTLE_S)
-        assert 1 <= len(notifications) <= MAX_TRANSACTIONS
-        assert notifications == [""] * len(notifications)  # no payload
+        received = await notifications.settle()
+        assert 1 <= len(received) <= MAX_TRANSACTIONS
+        assert received == [""] * len(received)  # no payload
         assert len({c.scan.scan_id for c in created}) == CONCURRENT_CREATES
         assert all(c.is_new for c in created)
         assert (await store.stats()).counts[ScanStatus.ACCEPTED] == CONCURRENT_CREATES

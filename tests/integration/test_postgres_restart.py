@@ -2,7 +2,9 @@
 
 Each test owns its cluster (``pg_cluster``) and stops it with ``pg_ctl stop -m
 fast`` (clients are disconnected) in the middle of the traffic: real ``scanq
-ingest`` and ``scanq worker`` processes keep running throughout.
+ingest`` and ``scanq worker`` processes keep running throughout. An outage
+longer than the lease must not turn the live worker's scans into expired ones:
+its finished results are written, not thrown away and run again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from subprocess import DEVNULL, STDOUT
@@ -47,6 +50,21 @@ SERVICE_ENV = {
     "SCANQ_SHUTDOWN_SECONDS": "1",
 }
 TERMINAL = [str(status) for status in ScanStatus if status.is_terminal]
+# Twice the lease: every lease held when the database goes has expired by the time it is back. The
+# reaper runs far more often than the heartbeat, so before the fix it requeued the live worker's leases
+# (finished results and all) before the worker could renew them.
+LONG_OUTAGE_S = 10.0
+LONG_OUTAGE_ENV = {
+    "SCANQ_LEASE_SECONDS": "5",
+    "SCANQ_HEARTBEAT_SECONDS": "2",
+    "SCANQ_REAPER_SECONDS": "0.5",
+    "SCANQ_MOCK_MIN_SLEEP": "0.2",
+    "SCANQ_MOCK_MAX_SLEEP": "2",
+}
+LONG_OUTAGE_BEFORE = 64
+LONG_OUTAGE_AFTER = 16
+LONG_OUTAGE_RUNNING = 16  # the worker's concurrency: every slot busy when the database goes
+LONG_OUTAGE_DRAIN_S = 90.0
 
 
 def _new_scan() -> NewScan:
@@ -94,9 +112,10 @@ class HttpSubmitter:
 class Services:
     """Real ``scanq ingest`` and ``scanq worker`` processes; each logs to a file, all stopped at teardown."""
 
-    def __init__(self, database_url: str, directory: Path) -> None:
+    def __init__(self, database_url: str, directory: Path, *, env: dict[str, str] | None = None) -> None:
         self.database_url = database_url
         self.directory = directory
+        self.env = {**SERVICE_ENV, **(env or {})}
         self.ingest_port = free_port()
         self.processes: dict[str, asyncio.subprocess.Process] = {}
 
@@ -110,7 +129,7 @@ class Services:
     async def start(self, name: str, *, ready: str) -> None:
         env = {
             **os.environ,
-            **SERVICE_ENV,
+            **self.env,
             "SCANQ_DATABASE_URL": self.database_url,
             "SCANQ_INGEST_PORT": str(self.ingest_port),
             "PYTHONUNBUFFERED": "1",
@@ -139,18 +158,25 @@ class Services:
                 await process.wait()
 
 
-@pytest.fixture
-async def services(pg_cluster: PostgresCluster, tmp_path: Path) -> AsyncIterator[Services]:
-    """``scanq ingest`` and ``scanq worker`` on the test's own cluster, both up and ready."""
-    async with PostgresStore(pg_cluster.url):  # migrate before the services race to do it
+@asynccontextmanager
+async def started_services(cluster: PostgresCluster, directory: Path, **env: str) -> AsyncIterator[Services]:
+    """``scanq ingest`` and ``scanq worker`` on ``cluster``, both up and ready; ``env`` overrides settings."""
+    async with PostgresStore(cluster.url):  # migrate before the services race to do it
         pass
-    running = Services(pg_cluster.url, tmp_path)
+    running = Services(cluster.url, directory, env=env)
     try:
         await running.start("ingest", ready="Uvicorn running")
         await running.start("worker", ready="started")
         yield running
     finally:
         await running.stop()
+
+
+@pytest.fixture
+async def services(pg_cluster: PostgresCluster, tmp_path: Path) -> AsyncIterator[Services]:
+    """``scanq ingest`` and ``scanq worker`` on the test's own cluster, both up and ready."""
+    async with started_services(pg_cluster, tmp_path) as running:
+        yield running
 
 
 async def _unfinished(url: str, scan_ids: list[str]) -> int:
@@ -175,6 +201,20 @@ async def _completed_more_than_once(url: str) -> int:
             "WHERE h ->> 'outcome' = 'Complete') > 1"
         )
         return count
+    finally:
+        await conn.close()
+
+
+async def _outcome_counts(url: str, scan_ids: list[str]) -> dict[str, int]:
+    """How many history entries of these scans ended with each outcome."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT h ->> 'outcome' AS outcome, count(*) AS n FROM scans, jsonb_array_elements(history) AS h "
+            "WHERE scan_id = ANY($1::uuid[]) GROUP BY 1",
+            scan_ids,
+        )
+        return {str(row["outcome"]): int(row["n"]) for row in rows}
     finally:
         await conn.close()
 
@@ -221,6 +261,46 @@ async def test_every_acknowledged_scan_survives_a_restart_and_finishes(
             assert (await store.get(scan_id=scan_id)).status.is_terminal
         stats = await store.stats()
         assert stats.counts[ScanStatus.ACCEPTED] == stats.counts[ScanStatus.RUNNING] == 0
+        assert await _completed_more_than_once(pg_cluster.url) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_an_outage_longer_than_the_lease_loses_no_finished_result(
+    pg_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    async with (
+        started_services(pg_cluster, tmp_path, **LONG_OUTAGE_ENV) as services,
+        PostgresStore(pg_cluster.url) as store,
+    ):
+        submitter = HttpSubmitter(services.ingest_url)
+        submitter.start()
+        await submitter.wait_for(LONG_OUTAGE_BEFORE)
+        await submitter.stop()
+        async with asyncio.timeout(DRAIN_DEADLINE_S):  # every slot of the worker busy when the database goes
+            while (await store.stats()).counts[ScanStatus.RUNNING] < LONG_OUTAGE_RUNNING:
+                await asyncio.sleep(0.05)
+
+        await _stop(pg_cluster)
+        await asyncio.sleep(LONG_OUTAGE_S)  # the running scans finish meanwhile; their leases expire
+        await _start(pg_cluster)
+
+        after = HttpSubmitter(services.ingest_url)
+        after.start()
+        await after.wait_for(LONG_OUTAGE_AFTER)  # the same processes carry on
+        await after.stop()
+        accepted = submitter.accepted + after.accepted
+        async with asyncio.timeout(LONG_OUTAGE_DRAIN_S):
+            while await _unfinished(pg_cluster.url, accepted):
+                await asyncio.sleep(0.2)
+
+        assert services.are_running(), "a service died instead of riding out the outage"
+        outcomes = await _outcome_counts(pg_cluster.url, accepted)
+        # The worker was alive throughout: none of its leases may have been taken as expired.
+        assert outcomes.get("LeaseExpired", 0) == 0, (outcomes, services.log("worker")[-4000:])
+        assert outcomes == {"Complete": len(accepted)}
+        for scan_id in accepted:
+            assert (await store.get(scan_id=scan_id)).status == ScanStatus.COMPLETE
         assert await _completed_more_than_once(pg_cluster.url) == 0
 
 

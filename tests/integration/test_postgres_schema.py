@@ -1,4 +1,6 @@
-"""The PostgreSQL schema: migrations are safe to race, and the hot queries use the indexes meant for them.
+"""The PostgreSQL schema: migrations are recorded once, and the hot queries use the indexes meant for them.
+
+Migrations raced by several processes: ``tests/acceptance/test_store_processes.py``.
 
 The plan tests fill the table with many finished scans (straight SQL: the
 store's path for them is tested elsewhere) and check that claim, reaper, list
@@ -7,10 +9,7 @@ and stats read only a few pages, not the whole table.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +29,6 @@ from scanq.store.postgres import (
     REQUEUE_EXPIRED,
     STATS,
     PostgresStore,
-    migrate,
     migrations,
 )
 
@@ -41,18 +39,6 @@ RUNNING_ROWS = 100
 PAGE_BUDGET = 100
 CLAIM_LIMIT = 20
 PAGES_PER_UPDATED_ROW = 15
-OPENERS = 4
-OPEN_SCRIPT = """
-import asyncio, sys
-from scanq.store.postgres import PostgresStore
-
-async def main() -> None:
-    async with PostgresStore(sys.argv[1], min_pool=1, max_pool=1) as store:
-        print(store.schema_version)
-
-asyncio.run(main())
-"""
-
 FILL = """
 INSERT INTO scans (scan_id, status, scanner, priority, attempt, max_attempts, created_at, updated_at,
                    available_at, started_at, finished_at, lease_owner, lease_expires_at, result, history)
@@ -115,6 +101,7 @@ def _pages_read_from(plan: dict[str, Any], relation: str) -> int:
     return sum(_pages(node) for node in _nodes(plan) if node.get("Relation Name") == relation)
 
 
+@pytest.mark.slow
 async def test_claim_walks_the_partial_index_and_reads_few_pages(filled: asyncpg.Connection[Any]) -> None:
     plan = await _explain(filled, CLAIM, "explain-worker", CLAIM_LIMIT, 30.0)
     _assert_no_table_scan(plan)
@@ -127,6 +114,7 @@ async def test_claim_walks_the_partial_index_and_reads_few_pages(filled: asyncpg
     assert _pages(plan) <= PAGES_PER_UPDATED_ROW * CLAIM_LIMIT
 
 
+@pytest.mark.slow
 async def test_claim_generic_plan_uses_the_partial_index(filled: asyncpg.Connection[Any]) -> None:
     """asyncpg prepares statements; after a few runs PostgreSQL may switch to a generic plan."""
     await filled.execute(f"PREPARE claim_statement AS {CLAIM}")
@@ -137,6 +125,7 @@ async def test_claim_generic_plan_uses_the_partial_index(filled: asyncpg.Connect
     assert "scans_claimable" in _indexes_used(plan)
 
 
+@pytest.mark.slow
 async def test_reaper_and_lists_stay_off_the_finished_rows(filled: asyncpg.Connection[Any]) -> None:
     reaper = await _explain(filled, REQUEUE_EXPIRED, 1000)
     _assert_no_table_scan(reaper)
@@ -148,6 +137,7 @@ async def test_reaper_and_lists_stay_off_the_finished_rows(filled: asyncpg.Conne
     assert _pages(page) < PAGE_BUDGET
 
 
+@pytest.mark.slow
 async def test_stats_reads_counters_not_the_table(filled: asyncpg.Connection[Any]) -> None:
     plan = await _explain(filled, STATS)
     _assert_no_table_scan(plan)
@@ -193,34 +183,6 @@ async def test_migrations_recorded_once(postgres_empty_database_url: str) -> Non
     finally:
         await conn.close()
     assert [(row["version"], row["name"]) for row in rows] == [(v, name) for v, name, _ in migrations()]
-
-
-@pytest.mark.slow
-async def test_concurrent_opens_from_processes_and_pools_all_succeed(postgres_empty_database_url: str) -> None:
-    url = postgres_empty_database_url
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable, "-c", OPEN_SCRIPT, url, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        for _ in range(OPENERS)
-    ]
-
-    async def open_in_process() -> int:
-        async with PostgresStore(url, min_pool=1, max_pool=1) as store:
-            return store.schema_version
-
-    versions = await asyncio.gather(*(open_in_process() for _ in range(OPENERS)))
-    outputs = [await process.communicate() for process in processes]
-    for process, (out, err) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, err.decode()
-        assert out.decode().strip() == str(migrations()[-1][0])
-    assert set(versions) == {migrations()[-1][0]}
-    conn = await asyncpg.connect(url)
-    try:
-        assert await conn.fetchval("SELECT count(*) FROM scanq_migrations") == len(migrations())
-        assert await migrate(conn) == migrations()[-1][0]
-    finally:
-        await conn.close()
 
 
 async def test_table_storage_settings_and_indexes(postgres_database_url: str) -> None:

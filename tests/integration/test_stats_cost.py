@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from scanq.ids import new_scan_id
 from scanq.models import NewScan, ScanStatus
@@ -87,6 +88,7 @@ async def rows_read_from_scans(conn: asyncpg.Connection, sql: str) -> list[tuple
     return [(node["Node Type"], int(node["Actual Rows"])) for node in scans_nodes(plan)]
 
 
+@pytest.mark.slow
 async def test_postgres_stats_read_at_most_one_row_of_scans(postgres_database_url: str) -> None:
     await fill(postgres_database_url)
     conn = await asyncpg.connect(postgres_database_url)

@@ -139,8 +139,10 @@ async def test_cancelling_a_running_scan_stops_it(store: Store) -> None:
     assert worker.counts == {Outcome.CANCELLED: 1}
 
 
+@pytest.mark.slow
 async def test_graceful_shutdown_finishes_short_scans_and_releases_the_rest(store: Store) -> None:
-    cfg = settings(shutdown_seconds=0.5)
+    # Ten times the short scan's length, so a loaded machine still finishes it inside the grace period.
+    cfg = settings(shutdown_seconds=2.0)
     registry, scanner = scripted_registry(cfg)
     short = await store.create(scan=new_scan(sleep=0.2))
     stuck = await store.create(scan=new_scan(block=True))
@@ -163,10 +165,13 @@ async def test_graceful_shutdown_finishes_short_scans_and_releases_the_rest(stor
     assert scanner.cancelled == [stuck.scan.scan_id]
 
 
+@pytest.mark.slow
 async def test_heartbeats_keep_a_long_scan_alive_past_its_lease(store: Store) -> None:
-    cfg = settings(lease_seconds=0.4, heartbeat_seconds=0.1, reaper_seconds=0.05)
+    # The scan outlives its lease twice over; the lease has room for more than ten late heartbeats, so only
+    # a heartbeat loop that stopped (not a loaded machine) lets the reaper take the scan.
+    cfg = settings(lease_seconds=1.5, heartbeat_seconds=0.1, reaper_seconds=0.05)
     registry, _ = scripted_registry(cfg)
-    created = await store.create(scan=new_scan(sleep=1.5))
+    created = await store.create(scan=new_scan(sleep=3.0))
     worker = Worker(store, registry, cfg, burst=True)
     requeued = 0
 
@@ -225,7 +230,9 @@ async def test_a_store_outage_does_not_crash_the_worker(store: Store) -> None:
 
     # Down while the scans finish: heartbeats, finishes and claims fail for a while.
     flaky.is_down = True
-    await asyncio.sleep(0.6)
+    async with asyncio.timeout(DEADLINE_S):
+        while scanner.running or flaky.failures <= 3:
+            await asyncio.sleep(0.01)
     assert not running.done()
     later = await store.create_many(scans=[new_scan() for _ in range(5)])
     flaky.is_down = False

@@ -2,7 +2,8 @@
 
 Where the server comes from, first match wins:
 
-1. ``SCANQ_TEST_MONGO_URL`` (a real ``mongod`` replica set, standalone or ``mongos``);
+1. ``SCANQ_TEST_MONGO_URL`` (a real ``mongod`` replica set or ``mongos``; a standalone server
+   runs all but the tests that need change streams or transactions, see docs/mongodb.md);
 2. SecantusDB (PyPI ``secantusdb``: a MongoDB wire-protocol server on WiredTiger) started
    once per session on a free port in a temp dir. By default it advertises itself as a
    one-node replica set, so change streams and transactions work;

@@ -17,6 +17,7 @@ from scanq.store.sql_rules import SqlNames, render, render_by_outcome
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = T0 + timedelta(minutes=5)
 RETRY_AT = NOW + timedelta(seconds=30)
+LAGGING_RETRY_AT = NOW - timedelta(seconds=1)  # what a worker whose clock lags the store's would send
 
 
 def running(
@@ -120,6 +121,13 @@ def test_a_retry_without_a_time_is_due_now() -> None:
     assert lifecycle.apply(running(), lifecycle.FINISH[Outcome.RETRY], now=NOW).available_at == NOW
 
 
+def test_a_retry_is_never_due_before_its_predecessor_finished() -> None:
+    after = lifecycle.apply(running(), lifecycle.FINISH[Outcome.RETRY], now=NOW, retry_at=LAGGING_RETRY_AT)
+
+    assert after.available_at == NOW
+    assert after.history[-1].finished_at == NOW
+
+
 def test_every_finish_outcome_has_a_transition() -> None:
     assert set(lifecycle.FINISH) == {Outcome.COMPLETE, Outcome.ERROR, Outcome.CANCELLED, Outcome.RETRY}
 
@@ -147,6 +155,27 @@ def test_a_failure_is_retried_while_attempts_are_left(attempt: int, expected: Ou
     assert lifecycle.after_failure(attempt=attempt, max_attempts=3) is expected
 
 
+def test_a_table_where_no_rule_applies_is_refused_with_the_rule_it_breaks() -> None:
+    only_on_cancel = tuple(rule for rule in lifecycle.LEASE_EXPIRED if rule.when is Condition.CANCEL_REQUESTED)
+    assert only_on_cancel
+    with pytest.raises(ValueError) as refused:
+        lifecycle.choose(only_on_cancel, running(cancel_requested=False))
+    assert str(refused.value) == "no rule applies: the last rule of a table must be Condition.ALWAYS"
+
+
+@pytest.mark.parametrize("rules_name", ["LEASE_EXPIRED", "RELEASE"])
+def test_every_transition_stamps_the_update_time(rules_name: str) -> None:
+    for scan in (running(), running(cancel_requested=True), running(attempt=3)):
+        after = lifecycle.apply(scan, lifecycle.choose(getattr(lifecycle, rules_name), scan), now=NOW)
+        assert after.updated_at == NOW
+
+
+def test_every_finish_stamps_the_update_time() -> None:
+    for outcome in lifecycle.FINISH:
+        after = lifecycle.apply(running(), lifecycle.FINISH[outcome], now=NOW, retry_at=RETRY_AT)
+        assert after.updated_at == NOW
+
+
 def test_every_rules_table_ends_with_a_rule_that_always_applies() -> None:
     for rules in (lifecycle.LEASE_EXPIRED, lifecycle.RELEASE):
         assert rules[-1].when is Condition.ALWAYS
@@ -161,10 +190,12 @@ def test_a_lease_expiry_or_release_never_leaves_a_scan_running() -> None:
 # -- the SQL the stores run says the same as the rules ------------------------------------------------
 
 _COLUMNS = "status, attempt, error, result, finished_at, available_at, history_outcome, history_error"
-_EPOCH = {T0: 0.0, NOW: 300.0, RETRY_AT: 330.0}
+_EPOCH = {T0: 0.0, NOW: 300.0, RETRY_AT: 330.0, LAGGING_RETRY_AT: 299.0}
 
 
-def _run_rendered(expressions: object, scan: Scan, *, outcome: str | None, error: str | None) -> tuple[object, ...]:
+def _run_rendered(
+    expressions: object, scan: Scan, *, outcome: str | None, error: str | None, retry_at: datetime | None = RETRY_AT
+) -> tuple[object, ...]:
     """Evaluate rendered expressions on one row in SQLite, the way a store's UPDATE would."""
     conn = sqlite3.connect(":memory:")
     conn.execute(
@@ -177,7 +208,13 @@ def _run_rendered(expressions: object, scan: Scan, *, outcome: str | None, error
     )
     fields = dataclasses.asdict(expressions)  # type: ignore[call-overload]
     select = ", ".join(fields[name] for name in _COLUMNS.split(", "))
-    params = {"now": _EPOCH[NOW], "outcome": outcome, "error": error, "result": '{"ok": true}', "retry_at": 330.0}
+    params = {
+        "now": _EPOCH[NOW],
+        "outcome": outcome,
+        "error": error,
+        "result": '{"ok": true}',
+        "retry_at": None if retry_at is None else _EPOCH[retry_at],
+    }
     row: tuple[object, ...] = conn.execute(f"SELECT {select} FROM s", params).fetchone()
     conn.close()
     return row
@@ -219,11 +256,12 @@ def test_rendered_sql_rules_agree_with_the_reference(rules_name: str, scan: Scan
     assert _run_rendered(render(rules, NAMES), scan, outcome=None, error=None) == _expected(after)
 
 
+@pytest.mark.parametrize("retry_at", [RETRY_AT, LAGGING_RETRY_AT, None], ids=["later", "lagging", "none"])
 @pytest.mark.parametrize("outcome", list(lifecycle.FINISH))
-def test_rendered_sql_finish_agrees_with_the_reference(outcome: Outcome) -> None:
+def test_rendered_sql_finish_agrees_with_the_reference(outcome: Outcome, retry_at: datetime | None) -> None:
     scan = running()
     after = lifecycle.apply(
-        scan, lifecycle.FINISH[outcome], now=NOW, error="boom", result={"ok": True}, retry_at=RETRY_AT
+        scan, lifecycle.FINISH[outcome], now=NOW, error="boom", result={"ok": True}, retry_at=retry_at
     )
     rendered = render_by_outcome(lifecycle.FINISH, NAMES)
-    assert _run_rendered(rendered, scan, outcome=outcome.value, error="boom") == _expected(after)
+    assert _run_rendered(rendered, scan, outcome=outcome.value, error="boom", retry_at=retry_at) == _expected(after)

@@ -87,7 +87,14 @@ async def test_finishes_are_written_in_batches(store: RecordingStore) -> None:
 
 
 async def test_burst_returns_at_once_on_an_empty_queue(store: RecordingStore) -> None:
-    await asyncio.wait_for(Worker(store, scripted_registry(settings())[0], settings(), burst=True).run(), 2)
+    cfg = settings(concurrency=3)
+    worker = Worker(store, scripted_registry(cfg)[0], cfg, burst=True)
+
+    await asyncio.wait_for(worker.run(), 2)
+
+    assert store.claim_limits == [3]  # one claim found nothing: no poll, no wait for work
+    assert store.finish_sizes == []
+    assert sum(worker.counts.values()) == 0
 
 
 async def test_unexpected_exception_is_an_error_with_type_and_message(store: RecordingStore) -> None:

@@ -24,6 +24,7 @@ from scanq.scans import (
     MAX_TARGET_LENGTH,
     MIN_PRIORITY,
     QueueStats,
+    Throughput,
 )
 
 UtcTime = Annotated[datetime, Meta(tz=True, description="UTC timestamp, RFC 3339")]
@@ -146,6 +147,43 @@ class StatsResponse(msgspec.Struct, kw_only=True):
     oldest_accepted_age_s: float | None
 
 
+class FinishedCounts(
+    msgspec.Struct,
+    kw_only=True,
+    rename={
+        "complete": ScanStatus.COMPLETE.value,
+        "error": ScanStatus.ERROR.value,
+        "cancelled": ScanStatus.CANCELLED.value,
+    },
+):
+    """How many scans finished in each terminal status."""
+
+    complete: int
+    error: int
+    cancelled: int
+
+
+class ThroughputBucket(msgspec.Struct, kw_only=True):
+    """One step: the scans whose ``finished_at`` lies in ``[start, start + step_s)``."""
+
+    start: UtcTime
+    counts: FinishedCounts
+    total: int
+
+
+class ThroughputResponse(msgspec.Struct, kw_only=True):
+    """Scans finished per terminal status per step over ``[since, until)``, oldest first, every step present.
+
+    Edges are whole multiples of ``step_s`` since the epoch; the last step holds now and is still filling.
+    Scans already removed by retention are not counted.
+    """
+
+    since: UtcTime
+    until: UtcTime
+    step_s: float
+    buckets: list[ThroughputBucket]
+
+
 class NotFoundResponse(msgspec.Struct, kw_only=True):
     """The original system's answer for an unknown or malformed scan id."""
 
@@ -225,3 +263,20 @@ def stats_out(stats: QueueStats) -> StatsResponse:
         total=sum(counts.values()),
         oldest_accepted_age_s=stats.oldest_accepted_age_s,
     )
+
+
+def throughput_out(throughput: Throughput) -> ThroughputResponse:
+    """The JSON form of the finished-scans history."""
+    buckets = [
+        ThroughputBucket(
+            start=start,
+            counts=FinishedCounts(
+                complete=counts[ScanStatus.COMPLETE],
+                error=counts[ScanStatus.ERROR],
+                cancelled=counts[ScanStatus.CANCELLED],
+            ),
+            total=sum(counts.values()),
+        )
+        for start, counts in throughput.buckets
+    ]
+    return ThroughputResponse(since=throughput.since, until=throughput.until, step_s=throughput.step_s, buckets=buckets)

@@ -7,10 +7,26 @@ from starlette.responses import Response
 
 from scanq.api.http import json_response
 from scanq.api.openapi import SCAN_ID_PARAM, STORE_ERRORS, Endpoint, Operation, Param, Reply, error_reply
-from scanq.api.schemas import NotFoundResponse, ScanOut, ScanPage, StatsResponse, scan_out, stats_out
+from scanq.api.schemas import (
+    NotFoundResponse,
+    ScanOut,
+    ScanPage,
+    StatsResponse,
+    ThroughputResponse,
+    scan_out,
+    stats_out,
+    throughput_out,
+)
 from scanq.exceptions import ValidationError
 from scanq.models import ScanStatus
-from scanq.scans import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ScanService
+from scanq.scans import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    MAX_THROUGHPUT_BUCKETS,
+    MAX_THROUGHPUT_WINDOW_S,
+    MIN_THROUGHPUT_STEP_S,
+    ScanService,
+)
 
 TAG = "status"
 HTML_MEDIA_TYPE = "text/html"
@@ -36,6 +52,28 @@ LIST_PARAMS = (
     ),
 )
 
+DEFAULT_THROUGHPUT_WINDOW = "5m"
+DEFAULT_THROUGHPUT_STEP = "10s"
+DURATION_PATTERN = r"^[0-9]+(s|m|h)?$"
+DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600}
+THROUGHPUT_PARAMS = (
+    Param(
+        name="window",
+        location="query",
+        description=f"How far back: seconds, or a number with s, m or h (at most {MAX_THROUGHPUT_WINDOW_S:g}s)",
+        schema={"type": "string", "pattern": DURATION_PATTERN, "default": DEFAULT_THROUGHPUT_WINDOW},
+    ),
+    Param(
+        name="step",
+        location="query",
+        description=(
+            f"Width of one bucket, at least {MIN_THROUGHPUT_STEP_S:g}s; "
+            f"window / step at most {MAX_THROUGHPUT_BUCKETS} (the window is rounded up to whole steps)"
+        ),
+        schema={"type": "string", "pattern": DURATION_PATTERN, "default": DEFAULT_THROUGHPUT_STEP},
+    ),
+)
+
 
 def wants_html(request: Request) -> bool:
     """True for a browser: its ``Accept`` names text/html (API clients send JSON or nothing)."""
@@ -50,6 +88,18 @@ def parse_limit(raw: str | None) -> int:
         return int(raw)
     except ValueError:
         raise ValidationError(f"limit must be an integer between 1 and {MAX_PAGE_SIZE} (got {raw!r})") from None
+
+
+def parse_duration(name: str, raw: str | None, *, default: str) -> float:
+    """A ``?window=``/``?step=`` value in seconds: ``90``, ``90s``, ``5m``, ``24h``; raise ``ValidationError``."""
+    text = (raw or default).strip().lower()
+    unit = text[-1] if text[-1:] in DURATION_UNITS_S else "s"
+    number = text[:-1] if text[-1:] in DURATION_UNITS_S else text
+    if not (number.isascii() and number.isdigit()) or len(number) > 9:
+        raise ValidationError(
+            f"{name} must be a whole number of seconds, or of minutes (5m) or hours (1h); got {raw!r}"
+        )
+    return float(int(number) * DURATION_UNITS_S[unit])
 
 
 class StatusEndpoints:
@@ -90,6 +140,13 @@ class StatusEndpoints:
         """``GET /stats``: counts by status and the oldest Accepted scan's age."""
         return json_response(stats_out(await self._scans.stats()))
 
+    async def throughput(self, request: Request) -> Response:
+        """``GET /stats/throughput``: scans finished per status per ``?step=`` over the last ``?window=``."""
+        query = request.query_params
+        window_s = parse_duration("window", query.get("window"), default=DEFAULT_THROUGHPUT_WINDOW)
+        step_s = parse_duration("step", query.get("step"), default=DEFAULT_THROUGHPUT_STEP)
+        return json_response(throughput_out(await self._scans.throughput(window_s=window_s, step_s=step_s)))
+
     def operations(self, *, with_root: bool = True) -> list[Operation]:
         """The status routes, fixed paths before ``/{scan_id}``; ``with_root`` False leaves ``GET /`` to the caller."""
         page = Reply(description="A page of scans, newest first", body=ScanPage)
@@ -105,6 +162,20 @@ class StatusEndpoints:
                 summary="Counts by status and the oldest Accepted scan's age",
                 tag=TAG,
                 replies={200: Reply(description="Queue counts", body=StatsResponse), **STORE_ERRORS},
+            ),
+            Operation(
+                method="GET",
+                path="/stats/throughput",
+                endpoint=self.throughput,
+                operation_id="scan_throughput",
+                summary="Scans finished per status in each step of a recent window",
+                tag=TAG,
+                params=THROUGHPUT_PARAMS,
+                replies={
+                    200: Reply(description="Finished scans per step, oldest first", body=ThroughputResponse),
+                    422: error_reply("A window or step that is not a duration, or out of bounds"),
+                    **STORE_ERRORS,
+                },
             ),
             Operation(
                 method="GET",

@@ -12,6 +12,9 @@ Rules every backend keeps (``tests/contract`` checks each, on every backend):
    ``limit`` ordered by priority (higher first) then age (older first).
    Claiming sets ``Running``, ``lease_owner``, ``lease_expires_at``,
    ``attempt + 1``, ``started_at`` and appends an open ``Attempt`` to history.
+   ``started_at`` is the same "now" the claim compared ``available_at`` with,
+   and every transition back to Accepted sets ``available_at`` no earlier than
+   its own "now" (its ``finished_at``): an attempt's history never overlaps.
 2. Lease: ``heartbeat`` extends the leases the worker still holds;
    ``requeue_expired`` (the reaper, safe to run from every worker at once)
    moves Running scans whose lease has expired back to ``Accepted`` (history
@@ -27,6 +30,10 @@ Rules every backend keeps (``tests/contract`` checks each, on every backend):
    commit is durable. Concurrent ``create`` calls are group-committed.
 5. Wake-up: ``wait_for_work`` returns soon after new claimable work appears
    (or at ``timeout_s``), without a fixed one-second poll.
+6. Retention: ``prune`` deletes only terminal scans finished before the
+   cutoff, in short batches of the (status, finished_at) index, and only while
+   its caller holds ``RETENTION_ROLE`` (``lead``): one pruner at a time across
+   every process; ``stats`` counts stay exact.
 
 Timestamps are timezone-aware UTC datetimes; backends take "now" from one clock
 (the store process for SQLite, the server for PostgreSQL/MongoDB where it can).
@@ -36,14 +43,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
-from datetime import datetime
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
+from scanq.exceptions import ValidationError
 from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Page, Scan, ScanStatus, Stats
 
 MAX_PAGE_SIZE = 1000
+# finished_counts answers at most this many steps (the API asks for far fewer).
+MAX_FINISHED_STEPS = 10_000
+FINISHED_STATUSES = (ScanStatus.COMPLETE, ScanStatus.ERROR, ScanStatus.CANCELLED)
+RETENTION_ROLE = "retention"
+"""The role (``Store.lead``) whose holder alone may ``prune``: one pruner at a time across all workers."""
 
 
 class Store(Protocol):
@@ -105,8 +119,10 @@ class Store(Protocol):
 
         COMPLETE sets ``result``, ERROR sets ``error``, CANCELLED sets Cancelled;
         all three set ``finished_at`` and clear the lease. RETRY returns the
-        scan to Accepted with ``available_at = retry_at``. Each closes the open
-        history entry with its outcome, ``finished_at`` and error.
+        scan to Accepted with ``available_at = retry_at``, but never before the
+        store's own now (the worker's clock may lag): a retry is not claimable
+        before its predecessor's ``finished_at``. Each closes the open history
+        entry with its outcome, ``finished_at`` and error.
         """
 
     async def release(self, *, leases: Sequence[Lease]) -> int:
@@ -136,6 +152,122 @@ class Store(Protocol):
         An early return without new work is allowed (a backend may return once
         while it sets up its notification channel); callers simply claim and wait again.
         """
+
+    # -- finished scans: throughput, export, retention ----------------------------------------------
+    # ``tenant`` is accepted and ignored by each of these for now (added with tenants).
+
+    async def finished_counts(
+        self, *, since: datetime, until: datetime, step_s: float, tenant: str | None = None
+    ) -> list[tuple[datetime, dict[ScanStatus, int]]]:
+        """Scans finished in each ``step_s`` step of ``[since, until)``, per terminal status, by ``finished_at``.
+
+        Every step is present, oldest first, starting at ``since + i * step_s``, each with the
+        three terminal statuses (zero when none): see ``finished_buckets``. The cost is bounded
+        by the window, not the table: a range of the (status, finished_at) index per status.
+        Raise ``ValidationError`` for a step that is not positive or more than ``MAX_FINISHED_STEPS`` steps.
+        """
+
+    async def export_scans(
+        self,
+        *,
+        status: ScanStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+        limit: int = MAX_PAGE_SIZE,
+        tenant: str | None = None,
+    ) -> list[Scan]:
+        """One page of finished scans in key order (``scan_id`` ascending), whole records, after ``after``.
+
+        Only terminal scans (``status``: that one, None: all three) whose ``finished_at`` is in
+        ``[since, until)`` (a bound left None is open). The next page starts after the last
+        ``scan_id`` of this one; an empty page is the end. ``limit`` is capped at ``MAX_PAGE_SIZE``.
+        Raise ``ValidationError`` for a status that is not terminal or an ``after`` that is no scan id.
+        """
+
+    async def lead(self, *, role: str, owner: str, term_s: float) -> bool:
+        """Become, or stay, the one holder of ``role`` for ``term_s`` seconds; False while another's term runs.
+
+        Across every store on the same database (every process) at most one owner holds a role
+        at a time, by the store's clock. Calling again before the term ends renews it; an owner
+        that stops calling (a worker that died) loses the role when its term ends, and the next
+        caller takes it over.
+        """
+
+    async def resign(self, *, role: str, owner: str) -> None:
+        """Give ``role`` up at once if ``owner`` holds it (a graceful stop), so the next caller need not wait."""
+
+    async def prune(
+        self,
+        *,
+        status: ScanStatus,
+        finished_before: datetime,
+        limit: int,
+        owner: str,
+        dry_run: bool = False,
+        scan_ids: Sequence[str] | None = None,
+        tenant: str | None = None,
+    ) -> list[Scan]:
+        """Delete the next batch of scans retention removes; return them as they were, in retention order.
+
+        The batch: up to ``limit`` (capped at ``MAX_PAGE_SIZE``) scans of the terminal ``status``
+        whose ``finished_at`` is before ``finished_before``, oldest ``finished_at`` first, then by
+        ``scan_id``: a contiguous range of the (status, finished_at) index, so a batch is short
+        and a pass never walks the scans it keeps. Accepted and Running scans are never deleted
+        and the counts of ``stats`` stay exact.
+
+        Args:
+            owner: deletes only while ``owner`` holds ``RETENTION_ROLE`` (``lead``), checked in the
+                same write; otherwise nothing is deleted and the answer is empty.
+            dry_run: return the batch, delete nothing (no role needed).
+            scan_ids: delete only these (those that still match): the batch a dry run returned and
+                the archive has written.
+        """
+
+
+def count_steps(*, since: datetime, until: datetime, step_s: float) -> int:
+    """How many steps of ``step_s`` seconds cover ``[since, until)`` (0 when empty); ``ValidationError`` past bounds."""
+    if not (math.isfinite(step_s) and step_s > 0):
+        raise ValidationError(f"step must be a positive number of seconds (got {step_s!r})")
+    if until <= since:
+        return 0
+    steps = math.ceil((until - since).total_seconds() / step_s)
+    if steps > MAX_FINISHED_STEPS:
+        raise ValidationError(f"{steps} steps asked for; at most {MAX_FINISHED_STEPS}")
+    return steps
+
+
+def finished_buckets(
+    *, since: datetime, step_s: float, steps: int, counts: Iterable[tuple[int, str, int]]
+) -> list[tuple[datetime, dict[ScanStatus, int]]]:
+    """The answer of ``finished_counts``: every step from ``since``, zeros filled in.
+
+    Args:
+        counts: (step index, status, scans) as a backend grouped them; indexes outside the window are ignored.
+    """
+    buckets = [(since + timedelta(seconds=i * step_s), dict.fromkeys(FINISHED_STATUSES, 0)) for i in range(steps)]
+    for index, status, n in counts:
+        if 0 <= index < steps:
+            buckets[index][1][ScanStatus(status)] += n
+    return buckets
+
+
+def check_finished_status(status: ScanStatus | None) -> tuple[ScanStatus, ...]:
+    """The terminal statuses ``status`` selects (None: all three); ``ValidationError`` for a live status."""
+    if status is None:
+        return FINISHED_STATUSES
+    if not status.is_terminal:
+        raise ValidationError(f"{status} scans are not finished: retention and export take Complete, Error, Cancelled")
+    return (status,)
+
+
+def check_after(after: str | None) -> str | None:
+    """An export's ``after`` key; ``ValidationError`` unless it is a scan id."""
+    from scanq.ids import is_scan_id
+
+    if after is not None and not is_scan_id(after):
+        raise ValidationError(f"invalid export cursor {after!r}: the scan id of the last exported scan")
+    return after
 
 
 def accepted_scan(new: NewScan, *, updated_at: datetime, available_at: datetime | None = None) -> Scan:
@@ -181,4 +313,17 @@ def decode_cursor(cursor: str) -> str:
     return scan_id
 
 
-__all__ = ["MAX_PAGE_SIZE", "Store", "accepted_scan", "decode_cursor", "encode_cursor"]
+__all__ = [
+    "FINISHED_STATUSES",
+    "MAX_FINISHED_STEPS",
+    "MAX_PAGE_SIZE",
+    "RETENTION_ROLE",
+    "Store",
+    "accepted_scan",
+    "check_after",
+    "check_finished_status",
+    "count_steps",
+    "decode_cursor",
+    "encode_cursor",
+    "finished_buckets",
+]

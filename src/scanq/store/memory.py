@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scanq import lifecycle
-from scanq.exceptions import ScanFinished, ScanNotFound, ValidationError
+from scanq.exceptions import ScanFinished, ScanNotFound, StoreUnavailable, ValidationError
 from scanq.lifecycle import CancelAction
 from scanq.models import (
     Attempt,
@@ -27,7 +28,18 @@ from scanq.models import (
     ScanStatus,
     Stats,
 )
-from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
+from scanq.store.base import (
+    MAX_PAGE_SIZE,
+    RETENTION_ROLE,
+    Store,
+    accepted_scan,
+    check_after,
+    check_finished_status,
+    count_steps,
+    decode_cursor,
+    encode_cursor,
+    finished_buckets,
+)
 
 
 def _now() -> datetime:
@@ -41,6 +53,7 @@ class _Shared:
     scans: dict[str, Scan] = dataclasses.field(default_factory=dict)
     by_key: dict[str, str] = dataclasses.field(default_factory=dict)
     waiters: set[asyncio.Event] = dataclasses.field(default_factory=set)
+    leaders: dict[str, tuple[str, datetime]] = dataclasses.field(default_factory=dict)  # role → (owner, until)
 
     def notify(self) -> None:
         for event in self.waiters:
@@ -66,15 +79,18 @@ class MemoryStore(Store):
         self._by_key = self._shared.by_key
         self._work = asyncio.Event()
         self._shared.waiters.add(self._work)
+        self._is_open = False
 
     async def open(self) -> None:
-        return None
+        self._is_open = True
 
     async def aclose(self) -> None:
+        self._is_open = False
         self._shared.waiters.discard(self._work)
 
     async def ping(self) -> None:
-        return None
+        if not self._is_open:
+            raise StoreUnavailable("the memory store is not open")
 
     async def create(self, *, scan: NewScan) -> Created:
         return (await self.create_many(scans=[scan]))[0]
@@ -224,6 +240,90 @@ class MemoryStore(Store):
             return
         finally:
             self._work.clear()
+
+    # -- finished scans: throughput, export, retention (``tenant``: added with tenants) --------------
+
+    async def finished_counts(
+        self, *, since: datetime, until: datetime, step_s: float, tenant: str | None = None
+    ) -> list[tuple[datetime, dict[ScanStatus, int]]]:
+        steps = count_steps(since=since, until=until, step_s=step_s)
+        counts = [
+            (math.floor((scan.finished_at - since).total_seconds() / step_s), scan.status, 1)
+            for scan in self._scans.values()
+            if scan.status.is_terminal and scan.finished_at is not None and since <= scan.finished_at < until
+        ]
+        return finished_buckets(since=since, step_s=step_s, steps=steps, counts=counts)
+
+    async def export_scans(
+        self,
+        *,
+        status: ScanStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+        limit: int = MAX_PAGE_SIZE,
+        tenant: str | None = None,
+    ) -> list[Scan]:
+        statuses = check_finished_status(status)
+        after = check_after(after)
+        picked = [
+            scan
+            for scan in self._scans.values()
+            if scan.status in statuses
+            and (after is None or scan.scan_id > after)
+            and scan.finished_at is not None
+            and (since is None or scan.finished_at >= since)
+            and (until is None or scan.finished_at < until)
+        ]
+        picked.sort(key=lambda scan: scan.scan_id)
+        return picked[: max(1, min(limit, MAX_PAGE_SIZE))]
+
+    async def lead(self, *, role: str, owner: str, term_s: float) -> bool:
+        now = _now()
+        holder = self._shared.leaders.get(role)
+        if holder is not None and holder[0] != owner and holder[1] > now:
+            return False
+        self._shared.leaders[role] = (owner, now + timedelta(seconds=term_s))
+        return True
+
+    async def resign(self, *, role: str, owner: str) -> None:
+        if self._shared.leaders.get(role, ("", None))[0] == owner:
+            del self._shared.leaders[role]
+
+    async def prune(
+        self,
+        *,
+        status: ScanStatus,
+        finished_before: datetime,
+        limit: int,
+        owner: str,
+        dry_run: bool = False,
+        scan_ids: Sequence[str] | None = None,
+        tenant: str | None = None,
+    ) -> list[Scan]:
+        check_finished_status(status)
+        wanted = None if scan_ids is None else set(scan_ids)
+        batch = sorted(
+            (
+                scan
+                for scan in self._scans.values()
+                if scan.status == status
+                and scan.finished_at is not None
+                and scan.finished_at < finished_before
+                and (wanted is None or scan.scan_id in wanted)
+            ),
+            key=lambda scan: (scan.finished_at, scan.scan_id),
+        )[: max(1, min(limit, MAX_PAGE_SIZE))]
+        if dry_run:
+            return batch
+        holder = self._shared.leaders.get(RETENTION_ROLE)
+        if holder is None or holder[0] != owner or holder[1] <= _now():
+            return []
+        for scan in batch:
+            del self._scans[scan.scan_id]
+            if scan.idempotency_key is not None:
+                self._by_key.pop(scan.idempotency_key, None)
+        return batch
 
     def _held(self, lease: Lease) -> Scan | None:
         scan = self._scans.get(lease.scan_id)

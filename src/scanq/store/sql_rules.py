@@ -111,7 +111,8 @@ def available_at_of(t: Transition, names: SqlNames) -> str:
     if t.available is AvailableChange.NOW:
         return names.now
     if t.available is AvailableChange.RETRY_AT:
-        return f"coalesce({names.retry_at}, {names.now})"
+        # The later of the two (NULL compares unknown: now), spelled alike in SQLite and PostgreSQL.
+        return f"CASE WHEN {names.retry_at} > {names.now} THEN {names.retry_at} ELSE {names.now} END"
     return names.column("available_at")
 
 

@@ -1,6 +1,6 @@
 """The worker: claims scans in batches, runs them concurrently through scanner plugins, records outcomes.
 
-One asyncio task per running scan, plus five long-lived tasks next to the claim loop:
+One asyncio task per running scan, plus five long-lived tasks next to the claim loop (six with retention):
 
 - claim loop (``loop.Worker.run``): claims as many scans as there are free
   slots, in one call; when the queue is empty it sleeps in
@@ -14,6 +14,8 @@ One asyncio task per running scan, plus five long-lived tasks next to the claim 
   ``store.finish`` call; a flush starts as soon as the flusher is idle and
   outcomes arriving during a flush are coalesced into the next one;
 - summary (``flush``): one INFO line every ``SUMMARY_INTERVAL_S`` with what finished.
+- retention (``retention``), with ``--retention`` only: deletes finished scans past
+  their age in short batches; one worker at a time holds the store's retention role.
 
 What a failed or timed-out attempt becomes is ``scanq.lifecycle``'s rule;
 every store call rides out outages the same way (``retry``). ``boot`` is the

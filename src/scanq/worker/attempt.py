@@ -83,6 +83,9 @@ class AttemptRunner:
             lease.attempt, base_s=self._settings.retry_base_seconds, max_s=self._settings.retry_max_seconds
         )
         self._on_retry(delay)
+        # By this process's clock, and the finish is flushed later: the store never makes the retry
+        # claimable before its own now at the finish (lifecycle.AvailableChange.RETRY_AT), so a lagging
+        # clock or a full-jitter delay near zero cannot start the next attempt before this one ended.
         return Finish(
             lease=lease,
             outcome=Outcome.RETRY,

@@ -29,8 +29,16 @@ from scanq.scanners import ScannerRegistry
 from scanq.store import Store
 from scanq.worker.attempt import AttemptRunner
 from scanq.worker.flush import OutcomeWriter, summary_loop
-from scanq.worker.leases import heartbeat_loop, reaper_loop, timeout_loop
-from scanq.worker.retry import STORE_RETRY_BASE_S, StoreRetry, call_patiently, log_store_failure, wait_event
+from scanq.worker.leases import heartbeat_loop, reaper_grace_s, reaper_loop, timeout_loop
+from scanq.worker.retention import start_retention
+from scanq.worker.retry import (
+    STORE_RETRY_BASE_S,
+    StoreHealth,
+    StoreRetry,
+    call_patiently,
+    log_store_failure,
+    wait_event,
+)
 from scanq.worker.running import Running, StopReason, lease_of
 
 logger = logging.getLogger("scanq.worker")
@@ -92,6 +100,8 @@ class Worker:
             scanners, settings=settings, worker_id=self.worker_id, on_retry=self._schedule_retry_wake
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        # What the claim, heartbeat and reaper loops saw of the store: the reaper waits out an outage on it.
+        self._health = StoreHealth()
 
     @property
     def running(self) -> int:
@@ -127,6 +137,7 @@ class Worker:
                     worker_id=self.worker_id,
                     running=self._running,
                     held=self._held,
+                    health=self._health,
                 ),
                 name="scanq-heartbeat",
             ),
@@ -140,6 +151,8 @@ class Worker:
                     interval_s=self.settings.reaper_seconds,
                     worker_id=self.worker_id,
                     metrics=self.metrics,
+                    health=self._health,
+                    grace_s=reaper_grace_s(self.settings),
                 ),
                 name="scanq-reaper",
             ),
@@ -147,6 +160,9 @@ class Worker:
                 summary_loop(self.counts, running=self._running, worker_id=self.worker_id), name="scanq-summary"
             ),
         ]
+        retention = start_retention(self.store, self.settings, owner=self.worker_id, metrics=self.metrics)
+        if retention is not None:
+            helpers.append(retention)
         try:
             await self._claim_loop()
         except asyncio.CancelledError:
@@ -160,7 +176,7 @@ class Worker:
     # -- claiming -----------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
-        retry = StoreRetry("claim")
+        retry = StoreRetry("claim", health=self._health)
         while not self._is_stopping:
             # Cleared before the claim, so a scan ending during the claim still wakes the idle wait.
             self._progress.clear()

@@ -3,6 +3,9 @@
 Every store call of the worker (claim, finish, heartbeat, open, release) retries
 the same way: ``StoreRetry`` counts the failures in a row and answers the next
 delay; ``call_patiently`` wraps a call that must succeed once (open, release).
+``StoreHealth`` is the process's view of its store: down since a call failed,
+up again since one answered. The reaper waits on it (``worker.leases``) so that
+an outage longer than the lease does not turn live work into expired work.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from scanq.backoff import backoff_delay
-from scanq.exceptions import StoreError
+from scanq.exceptions import StoreError, StoreUnavailable
 
 # Every module of the worker logs as ``scanq.worker``, the name operators filter on.
 logger = logging.getLogger("scanq.worker")
@@ -25,6 +28,46 @@ STORE_RETRY_BASE_S = 0.1
 STORE_RETRY_MAX_S = 5.0
 
 
+class StoreHealth:
+    """Whether the store answers, as this process last saw it, and since when.
+
+    Every loop of the worker reports here (through its ``StoreRetry``): a call
+    that found the store unavailable (``StoreUnavailable``; other errors are no
+    outage) marks it down, the first call to answer after that marks it up
+    again and sets ``recovered``, which wakes the heartbeat so this worker
+    renews its leases first thing. Only the event loop's clock is used.
+    """
+
+    __slots__ = ("_down", "_up_since", "recovered")
+
+    def __init__(self) -> None:
+        self._down = False
+        self._up_since = -math.inf
+        self.recovered = asyncio.Event()
+
+    @property
+    def is_down(self) -> bool:
+        return self._down
+
+    def failed(self) -> None:
+        """A store call failed: the store is down until one answers."""
+        self._down = True
+        self.recovered.clear()
+
+    def answered(self) -> None:
+        """A store call answered: if the store was down, it is up again from now."""
+        if self._down:
+            self._down = False
+            self._up_since = asyncio.get_running_loop().time()
+            self.recovered.set()
+
+    def up_for(self) -> float:
+        """Seconds since the store came back (infinite when this process never saw it down; 0 while down)."""
+        if self._down:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._up_since
+
+
 class StoreRetry:
     """The backoff of one store operation: ``failed`` logs a failure and answers how long to wait.
 
@@ -33,9 +76,10 @@ class StoreRetry:
         base_s: the first delay's ceiling.
         max_s: the largest delay.
         full_jitter: see ``backoff_delay``; off by default, so a retry never comes at once.
+        health: the process's ``StoreHealth``, told of every failure and success.
     """
 
-    __slots__ = ("base_s", "failures", "full_jitter", "max_s", "operation")
+    __slots__ = ("base_s", "failures", "full_jitter", "health", "max_s", "operation")
 
     def __init__(
         self,
@@ -44,11 +88,13 @@ class StoreRetry:
         base_s: float = STORE_RETRY_BASE_S,
         max_s: float = STORE_RETRY_MAX_S,
         full_jitter: bool = False,
+        health: StoreHealth | None = None,
     ) -> None:
         self.operation = operation
         self.base_s = base_s
         self.max_s = max_s
         self.full_jitter = full_jitter
+        self.health = health
         self.failures = 0
 
     def next_delay(self) -> float:
@@ -60,11 +106,15 @@ class StoreRetry:
         """Count and log a failure; the delay before the next try."""
         delay = self.next_delay()
         log_store_failure(self.operation, exc, delay)
+        if self.health is not None and isinstance(exc, StoreUnavailable):
+            self.health.failed()
         return delay
 
     def succeeded(self) -> None:
         """The operation worked: the next failure starts from ``base_s`` again."""
         self.failures = 0
+        if self.health is not None:
+            self.health.answered()
 
 
 def log_store_failure(operation: str, exc: Exception, delay_s: float) -> None:
@@ -122,6 +172,7 @@ async def wait_event(event: asyncio.Event, timeout_s: float) -> None:
 __all__ = [
     "STORE_RETRY_BASE_S",
     "STORE_RETRY_MAX_S",
+    "StoreHealth",
     "StoreRetry",
     "call_patiently",
     "log_store_failure",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import trustme
 from scanq.scanners.net.settings import NetSettings
 from scanq.scanners.settings import ScannerContext
 from tests.integration.scanners.servers import DnsServer, Record, Servers, start_dns
+from tests.reference.dns_lab import Lab, LabServer, serve
+from tests.reference.dns_lab import Record as LabRecord
 
 LOOPBACK_ALLOWLIST = ("127.0.0.0/8",)
 
@@ -69,3 +72,18 @@ async def dns_server() -> AsyncIterator[Callable[..., Any]]:
     yield start
     for transport in transports:
         transport.close()
+
+
+@pytest.fixture
+def lab_server() -> Iterator[Callable[..., LabServer]]:
+    """Factory: ``lab_server(records, sign=(zone, …))`` serves DNS records (UDP and TCP, DNSSEC) from
+    ``tests/reference/dns_lab.py``, each zone in ``sign`` signed with a DS that matches."""
+    with contextlib.ExitStack() as stack:
+
+        def start(records: list[LabRecord], *, sign: tuple[str, ...] = ()) -> LabServer:
+            lab = Lab().add(*records)
+            for zone in sign:
+                lab.sign(zone)
+            return stack.enter_context(serve(lab=lab))
+
+        yield start

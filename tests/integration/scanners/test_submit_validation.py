@@ -180,3 +180,20 @@ async def test_mock_and_noop_do_not_resolve(ingest, dns):
             response = await submit(api, "private.evil.test", scanner)
             assert response.status_code == 202, response.text
     assert server.queries == []
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"min_sleep": "abc"}, "option 'min_sleep' must be a number"),
+        ({"min_slep": 1}, "unknown mock option(s): min_slep"),
+        ({"max_sleep": -1}, "option 'max_sleep' must not be negative"),
+        ({"min_sleep": 3, "max_sleep": 1}, "option 'max_sleep' must be at least min_sleep"),
+    ],
+)
+async def test_mock_options_are_checked_at_submit(ingest, options, named):
+    async with ingest() as api:
+        response = await submit(api, "anything", "mock", options=options)
+        await assert_refused(api, response, code="invalid_request", reason=named)
+        batch = await api.ingest.post("/scans/batch", json={"scans": [{"scanner": "noop"}, {"options": options}]})
+        await assert_refused(api, batch, code="invalid_request", reason=named)

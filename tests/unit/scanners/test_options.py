@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import pytest
+import trustme
 
 from scanq.config import Settings
-from scanq.exceptions import ConfigError, ValidationError
+from scanq.exceptions import ConfigError, ScannerError, ValidationError
+from scanq.scanners.mock import MockScanner, MockSettings
 from scanq.scanners.net.ports import DEFAULT_PORTS, MAX_PORTS_PER_SCAN, RISKY_PORTS, PortsScanner
 from scanq.scanners.net.settings import NetSettings
 from scanq.scanners.net.tls import TlsScanner
 from scanq.scanners.net.web import HttpScanner
+from scanq.scanners.noop import NoopScanner
 from scanq.scanners.settings import ScannerContext
 
 CONTEXT = ScannerContext(NetSettings())
@@ -82,15 +85,69 @@ async def test_http_takes_urls_tls_does_not():
         await TlsScanner(CONTEXT).validate(target="https://example.com/", options={})
 
 
-def test_scanner_settings_are_validated():
+def test_scanner_settings_are_validated(tmp_path):
     with pytest.raises(ConfigError):
         NetSettings(sockets_per_target=0)
     with pytest.raises(ConfigError):
         NetSettings(connect_timeout_seconds=0)
     with pytest.raises(ConfigError):
         NetSettings(target_allowlist=("nope",))
+    # The CA file is read at start (a missing or non-PEM file is refused then), so the test gives a real one.
+    ca_file = tmp_path / "x.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
     settings = Settings.from_env(
-        {"SCANQ_SCANNER_NAMESERVERS": "127.0.0.1:5353, 10.0.0.2", "SCANQ_SCANNER_CA_FILE": "/x.pem"}
+        {"SCANQ_SCANNER_NAMESERVERS": "127.0.0.1:5353, 10.0.0.2", "SCANQ_SCANNER_CA_FILE": str(ca_file)}
     ).plugins[NetSettings]
     assert settings.nameservers == ("127.0.0.1:5353", "10.0.0.2")
-    assert settings.ca_file == "/x.pem"
+    assert settings.ca_file == str(ca_file)
+
+
+MOCK = MockScanner(ScannerContext(MockSettings(min_sleep=0.0, max_sleep=0.0, failure_rate=0.0)))
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"min_sleep": "abc"}, "'min_sleep' must be a number"),
+        ({"max_sleep": None}, "'max_sleep' must be a number"),
+        ({"failure_rate": True}, "'failure_rate' must be a number"),
+        ({"min_sleep": [1]}, "'min_sleep' must be a number"),
+        ({"min_sleep": float("nan")}, "'min_sleep' must be a number"),
+        ({"min_slep": 1}, "unknown mock option(s): min_slep"),
+        ({"min_sleep": 0, "colour": "red"}, "unknown mock option(s): colour"),
+        ({"min_sleep": -1}, "'min_sleep' must not be negative"),
+        ({"max_sleep": -0.5}, "'max_sleep' must not be negative"),
+        ({"failure_rate": -0.1}, "'failure_rate' must not be negative"),
+        ({"failure_rate": 1.5}, "'failure_rate' must be a probability"),
+        ({"min_sleep": 2, "max_sleep": 1}, "'max_sleep' must be at least min_sleep (2)"),
+    ],
+)
+async def test_bad_mock_options_are_refused_naming_the_option(options, named):
+    with pytest.raises(ValidationError) as raised:
+        await MOCK.validate(target=None, options=options)
+    assert named in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"min_sleep": 0}, {"min_sleep": 0.0, "max_sleep": 0, "failure_rate": 0}, {"failure_rate": 1}],
+)
+async def test_good_mock_options_are_accepted_and_used(options):
+    assert await MOCK.validate(target="t", options=options) == "t"
+    if options.get("failure_rate") == 1:
+        with pytest.raises(ScannerError, match=r"failure rate 1\.0"):
+            await MOCK.run(scan_id="s", target="t", options=options)
+    else:
+        assert (await MOCK.run(scan_id="s", target="t", options=options))["slept_s"] == 0.0
+
+
+async def test_a_stored_scan_with_bad_mock_options_fails_cleanly_at_run_time():
+    # Stored before options were checked (or written to the store directly): an Error naming
+    # the option, not a traceback in the worker.
+    with pytest.raises(ScannerError, match="'min_sleep' must be a number"):
+        await MOCK.run(scan_id="s", target=None, options={"min_sleep": "abc"})
+
+
+async def test_noop_reads_no_option_and_carries_any():
+    noop = NoopScanner(ScannerContext())
+    assert await noop.validate(target=None, options={"anything": [1, {"deep": True}]}) is None

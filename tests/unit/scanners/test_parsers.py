@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from scanq.exceptions import ConfigError
+from scanq.scanners.net.cookies import parse_set_cookie
 from scanq.scanners.net.dnscheck import dmarc_tags, spf_all_qualifier
 from scanq.scanners.net.dnsresolver import parse_nameserver
 from scanq.scanners.net.httpwire import HttpError, parse_head
 from scanq.scanners.net.ports import clean_banner
-from scanq.scanners.net.web import cookie_attributes
 
 
 @pytest.mark.parametrize(
@@ -37,9 +37,10 @@ def test_dmarc_tags():
 
 
 def test_cookie_attributes_drop_the_value():
-    name, attributes = cookie_attributes("sid=abc=def; Path=/; Secure; HttpOnly; SameSite=Lax")
-    assert name == "sid"
-    assert attributes == {"path", "secure", "httponly", "samesite"}
+    cookie = parse_set_cookie("sid=abc=def; Path=/; Secure; HttpOnly; SameSite=Lax")
+    assert cookie is not None
+    assert (cookie.name, cookie.secure, cookie.httponly, cookie.samesite) == ("sid", True, True, "lax")
+    assert "abc" not in repr(cookie)
 
 
 def test_parse_head():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scanq.scanners.net.findings import Asset, Check, Severity
-from scanq.scanners.net.surface import SCORING_VERSION, score_findings
+from scanq.scanners.net.surface import SCORING_VERSION, grade, score_findings
 
 ASSET = Asset(host="example.com", port=443)
 
@@ -43,3 +43,18 @@ def test_score_and_grade(severities, score, grade):
 def test_passing_findings_do_not_count():
     check = Check(check_id="x.y", plugin="x", severity=Severity.CRITICAL, title="t", remediation="r")
     assert score_findings([check.finding(passed=True, asset=ASSET, expected="e", actual="a")]) == (100, "A")
+
+
+def test_a_scan_with_a_plugin_that_could_not_run_is_not_graded():
+    findings = tuple(failing(Severity.LOW))
+    assert grade(findings, not_run=[]) == {
+        "score": 97,
+        "grade": "A",
+        "scoring_version": SCORING_VERSION,
+        "score_complete": True,
+    }
+    assert grade(findings, not_run=["tls", "http"]) == {
+        "scoring_version": SCORING_VERSION,
+        "score_complete": False,
+        "not_graded": ["tls", "http"],
+    }

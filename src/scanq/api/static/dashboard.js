@@ -1,6 +1,7 @@
 // scanq dashboard: polls the status service (this page's origin) and calls the ingest service for writes.
-// It reads only GET /stats (cheap by store contract) and bounded pages of GET /scans, so it stays fast
-// with millions of scans. Every value from the server goes into the page through textContent, never HTML.
+// It reads only GET /stats (cheap by store contract), bounded pages of GET /scans and GET /stats/throughput
+// (the whole window once when the page opens, then only its last steps), so it stays fast with millions of
+// scans. Every value from the server goes into the page through textContent, never HTML.
 "use strict";
 
 (() => {
@@ -11,8 +12,11 @@
   const STATS_POLL_MS = 2000;
   const DETAIL_POLL_MS = 1000;
   const HIDDEN_POLL_MS = 10000; // a background tab polls rarely
+  const THROUGHPUT_POLL_MS = 5000;
   const BUCKET_S = 10;
   const WINDOW_S = 300;
+  const FINISHED = ["Complete", "Error", "Cancelled"];
+  const X_TICK_S = 60;
   const SEVERITY_RANK = { critical: 4, high: 3, medium: 2, low: 1, info: 0 };
 
   const ingestUrl = document.querySelector('meta[name="scanq-ingest-url"]').content.replace(/\/+$/, "");
@@ -25,7 +29,9 @@
     cursors: [], // previous pages' cursors, for "Newest"
     nextCursor: null,
     selected: null,
-    finishedSamples: [], // {t: seconds, done: Complete+Error+Cancelled}
+    buckets: new Map(), // start (ms) -> {counts: {Complete, Error, Cancelled}, total}, from GET /stats/throughput
+    until: null, // the end (ms) of the last step the server answered for
+    fetchedAt: null, // when the throughput was last read (ms)
   };
 
   class HttpError extends Error {
@@ -50,6 +56,7 @@
       else if (key === "class") node.className = value;
       else if (key.startsWith("data-")) node.setAttribute(key, value);
       else if (key === "style.height") node.style.height = value; // CSSOM, allowed by the page's CSP
+      else if (key === "style.left") node.style.left = value;
       else node[key] = value;
     }
     for (const child of children) if (child !== null && child !== undefined) node.append(child);
@@ -156,8 +163,6 @@
     }
     setLive(state.isLive ? "live" : "paused", state.isLive ? "live" : "paused");
     renderCounts(stats);
-    recordThroughput(stats.counts);
-    renderThroughput();
   }
 
   function renderCounts({ counts, oldestAge }) {
@@ -177,40 +182,81 @@
     $("oldest").textContent = counts.Accepted ? formatSeconds(oldestAge) : "none waiting";
   }
 
-  function recordThroughput(counts) {
-    const now = Date.now() / 1000;
-    state.finishedSamples.push({ t: now, done: counts.Complete + counts.Error + counts.Cancelled });
-    while (state.finishedSamples.length && state.finishedSamples[0].t < now - WINDOW_S - BUCKET_S) {
-      state.finishedSamples.shift();
+  // -- the throughput chart: GET /stats/throughput answers every step of the window, oldest first ------------
+
+  function formatClock(ms, withSeconds = false) {
+    const d = new Date(ms);
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}${withSeconds ? `:${pad(d.getSeconds())}` : ""}`;
+  }
+
+  // 1, 2 or 5 times a power of ten: the top of the y axis.
+  function niceCeiling(value) {
+    if (value <= 1) return 1;
+    const power = 10 ** Math.floor(Math.log10(value));
+    return [1, 2, 5, 10].map((m) => m * power).find((top) => top >= value);
+  }
+
+  async function refreshThroughput() {
+    // The whole window when the page opens (or after a long pause), else only the steps that may still change.
+    const since = state.fetchedAt === null ? 0 : (Date.now() - state.fetchedAt) / 1000;
+    const steps = state.fetchedAt === null ? WINDOW_S / BUCKET_S : Math.min(WINDOW_S / BUCKET_S, Math.ceil(since / BUCKET_S) + 2);
+    const fetchedAt = Date.now();
+    const body = await requestJson(`/stats/throughput?window=${steps * BUCKET_S}s&step=${BUCKET_S}s`);
+    state.fetchedAt = fetchedAt;
+    for (const bucket of body.buckets) {
+      state.buckets.set(Date.parse(bucket.start), { counts: bucket.counts, total: bucket.total });
     }
+    state.until = Date.parse(body.until);
+    for (const start of state.buckets.keys()) {
+      if (start < state.until - WINDOW_S * 1000) state.buckets.delete(start);
+    }
+    renderThroughput();
   }
 
   function renderThroughput() {
-    const samples = state.finishedSamples;
-    const now = Date.now() / 1000;
-    const bucketCount = WINDOW_S / BUCKET_S;
-    const buckets = new Array(bucketCount).fill(0);
-    for (let i = 1; i < samples.length; i += 1) {
-      const age = now - samples[i].t;
-      const index = bucketCount - 1 - Math.floor(age / BUCKET_S);
-      if (index >= 0) buckets[index] += Math.max(0, samples[i].done - samples[i - 1].done);
-    }
-    const highest = Math.max(1, ...buckets);
+    if (state.until === null) return;
+    const count = WINDOW_S / BUCKET_S;
+    const first = state.until - WINDOW_S * 1000;
+    const empty = { counts: { Complete: 0, Error: 0, Cancelled: 0 }, total: 0 };
+    const steps = Array.from({ length: count }, (_, i) => {
+      const start = first + i * BUCKET_S * 1000;
+      return { start, ...(state.buckets.get(start) || empty) };
+    });
+    const top = niceCeiling(Math.max(...steps.map((step) => step.total)));
     $("throughput").replaceChildren(
-      ...buckets.map((count, i) =>
-        el("div", {
-          "style.height": `${(100 * count) / highest}%`,
-          title: `${count} finished, ${(bucketCount - i) * BUCKET_S} s ago`,
-        }),
-      ),
+      ...steps.map((step) => {
+        const parts = FINISHED.filter((s) => step.counts[s]).map((s) => `${step.counts[s].toLocaleString()} ${s}`);
+        const when = `${formatClock(step.start, true)}–${formatClock(step.start + BUCKET_S * 1000, true)}`;
+        return el(
+          "div",
+          {
+            class: "step",
+            "data-start": new Date(step.start).toISOString(),
+            "data-total": String(step.total),
+            "style.height": `${(100 * step.total) / top}%`,
+            title: `${when}: ${parts.length ? parts.join(", ") : "none"} finished`,
+          },
+          ...FINISHED.filter((s) => step.counts[s]).map((s) =>
+            el("div", {
+              "data-status": s,
+              "data-count": String(step.counts[s]),
+              "style.height": `${(100 * step.counts[s]) / step.total}%`,
+            }),
+          ),
+        );
+      }),
     );
-    const recent = samples.filter((s) => s.t >= now - BUCKET_S - 0.5);
-    if (recent.length >= 2) {
-      const first = recent[0];
-      const last = recent[recent.length - 1];
-      const rate = last.t > first.t ? (last.done - first.done) / (last.t - first.t) : 0;
-      $("rate").textContent = `${rate.toFixed(1)} scans/s`;
+    $("throughput-y").replaceChildren(
+      ...[top, top / 2, 0].map((value) => el("span", { text: Number.isInteger(value) ? value.toLocaleString() : value.toFixed(1) })),
+    );
+    const ticks = [];
+    for (let t = Math.ceil(first / (X_TICK_S * 1000)) * X_TICK_S * 1000; t < state.until; t += X_TICK_S * 1000) {
+      ticks.push(el("span", { text: formatClock(t), "style.left": `${(100 * (t - first)) / (WINDOW_S * 1000)}%` }));
     }
+    $("throughput-x").replaceChildren(...ticks);
+    const last = steps[steps.length - 2]; // the last full step (the final one is still filling)
+    $("rate").textContent = `${(last.total / BUCKET_S).toFixed(1)} scans/s`;
   }
 
   // -- the list ------------------------------------------------------------------------------------------
@@ -446,6 +492,7 @@
   // -- wiring -----------------------------------------------------------------------------------------
 
   const statsPoll = poll(refreshStats, STATS_POLL_MS);
+  const throughputPoll = poll(refreshThroughput, THROUGHPUT_POLL_MS);
   const listPoll = poll(refreshList, LIST_POLL_MS);
   const detailPoll = poll(async () => {
     if (state.selected && $("detail").dataset.status !== undefined && !TERMINAL.has($("detail").dataset.status)) {
@@ -478,17 +525,20 @@
     setLive(state.isLive ? "live" : "paused", state.isLive ? "live" : "paused");
     if (state.isLive) {
       statsPoll(true);
+      throughputPoll(true);
       listPoll(true);
     }
   });
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) {
       statsPoll(true);
+      throughputPoll(true);
       listPoll(true);
     }
   });
 
   statsPoll(true);
+  throughputPoll(true);
   listPoll(true);
   detailPoll(true);
 })();

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from scanq.scanners.net.addresses import AddressPolicy, IPAddress
+from scanq.scanners.net.hostsfile import HostsFile
 from scanq.scanners.net.settings import NetSettings
 from scanq.scanners.net.targets import ParsedTarget, resolve_target
 
@@ -127,14 +128,24 @@ async def close_quietly(writer: asyncio.StreamWriter) -> None:
             await writer.wait_closed()
 
 
-async def open_session(target: ParsedTarget, *, settings: NetSettings, policy: AddressPolicy | None = None) -> Session:
+async def open_session(
+    target: ParsedTarget, *, settings: NetSettings, policy: AddressPolicy | None = None, hosts: HostsFile | None = None
+) -> Session:
     """Resolve ``target``, check every address, and return a session pinned to them.
+
+    Args:
+        target: the parsed target.
+        settings: the allow-list, name servers and hosts file, unless given here.
+        policy: the address rules (default: from ``settings``).
+        hosts: the hosts file, read before any resolver (default: ``settings.hosts_file``).
 
     Raises:
         TargetRefused, ScannerError, TransientScanError: from ``targets.resolve_target``.
     """
     rules = policy if policy is not None else AddressPolicy.from_cidrs(settings.target_allowlist)
-    addresses = await resolve_target(target, policy=rules, nameservers=settings.nameservers)
+    if hosts is None and settings.hosts_file:
+        hosts = HostsFile(settings.hosts_file)
+    addresses = await resolve_target(target, policy=rules, nameservers=settings.nameservers, hosts=hosts)
     return Session(target=target, addresses=addresses, settings=settings)
 
 

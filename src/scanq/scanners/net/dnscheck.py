@@ -3,33 +3,41 @@
 It asks a recursive resolver (``--scanner-nameservers``, else the system's) and
 never connects to the target, so the target is not resolved against the
 address rules, neither at submit time nor at run time; it must still be a
-well-formed, non-internal domain name.
-DMARC is read at ``_dmarc.<domain>`` only (no organisational-domain fallback).
+well-formed, non-internal domain name. A domain that does not exist (NXDOMAIN)
+fails the scan (``ScannerError``): there is nothing to grade.
+
+Questions go with CD (checking disabled): a validating resolver then answers for
+a zone whose DNSSEC is broken, which is reported as such (``dnssec.py``) instead
+of failing every question. SPF is walked as a receiver would (``spf.py``). DMARC is
+read at ``_dmarc.<domain>``, else at ``_dmarc.<organisational domain>`` (RFC 7489
+section 6.6.3), found with the Public Suffix List snapshot shipped in the
+``publicsuffixlist`` package (never downloaded at run time).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import asyncio
+import functools
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import dns.asyncresolver
 import dns.exception
-import dns.name
-import dns.resolver
+import dns.flags
+from publicsuffixlist import PublicSuffixList
 
-from scanq.exceptions import TransientScanError
+from scanq.exceptions import ScannerError
 from scanq.scanners.net.connect import Session
+from scanq.scanners.net.dnsquery import ask, txt
 from scanq.scanners.net.dnsresolver import make_resolver
+from scanq.scanners.net.dnssec import DnssecState, checking_disabled, judge_zone
 from scanq.scanners.net.findings import Asset, Check, Finding, PluginReport, Severity
 from scanq.scanners.net.plugin import TargetScanner, reject_unknown
+from scanq.scanners.net.spf import SPF_MAX_LOOKUPS, SPF_MAX_VOID_LOOKUPS, is_spf, walk_spf
 from scanq.scanners.net.targets import ParsedTarget
 
 PLUGIN = "dns"
-SPF_MAX_LOOKUPS = 10  # RFC 7208 section 4.6.4
-SPF_MAX_DEPTH = 10
-SPF_MAX_QUERIES = 30  # our own bound on TXT queries while counting, whatever the record says
-_SPF_LOOKUP_TERMS = frozenset({"include", "a", "mx", "ptr", "exists", "redirect"})
 
 
 def _check(check_id: str, severity: Severity, title: str, remediation: str) -> Check:
@@ -57,17 +65,24 @@ SPF_LOOKUPS = _check(
     f"SPF needs more than {SPF_MAX_LOOKUPS} DNS lookups (SPF permerror)",
     "Flatten includes or drop unused mechanisms (a, mx, ptr, include, exists, redirect count).",
 )
+SPF_VALID = _check(
+    "dns.spf.valid",
+    Severity.MEDIUM,
+    "SPF record evaluates to a permanent error (receivers ignore it)",
+    "Fix the record: every include/redirect must name a domain with one SPF record, no more than "
+    f"{SPF_MAX_VOID_LOOKUPS} a/mx/include names may be empty or missing, and every term must be valid.",
+)
 DMARC_PRESENT = _check(
     "dns.dmarc.present",
     Severity.MEDIUM,
     "No DMARC record",
-    "Publish 'v=DMARC1; p=quarantine; rua=mailto:…' at _dmarc.<domain>.",
+    "Publish 'v=DMARC1; p=quarantine; rua=mailto:…' at _dmarc.<domain> (or at the organisational domain).",
 )
 DMARC_POLICY = _check(
     "dns.dmarc.policy",
     Severity.MEDIUM,
     "DMARC policy does not act on spoofed mail (p=none)",
-    "Move the DMARC policy to p=quarantine, then p=reject.",
+    "Move the DMARC policy to p=quarantine, then p=reject (sp= too, for subdomains).",
 )
 MX_PRESENT = _check(
     "dns.mx.present",
@@ -79,21 +94,26 @@ DNSSEC_SIGNED = _check(
     "dns.dnssec.signed",
     Severity.LOW,
     "Zone is not DNSSEC-signed (no DS at the parent)",
-    "Sign the zone and publish its DS record at the registrar.",
+    "Sign the zone and publish its DS record at the registrar; keep the DS matching a published, "
+    "signed DNSKEY (remove the DS before unsigning).",
 )
-CHECKS = (SPF_PRESENT, SPF_SINGLE, SPF_ALL, SPF_LOOKUPS, DMARC_PRESENT, DMARC_POLICY, MX_PRESENT, DNSSEC_SIGNED)
+DNSSEC_BOGUS_TITLE = "Zone's DNSSEC is broken (bogus): validating resolvers refuse its answers"
+CHECKS = (
+    SPF_PRESENT,
+    SPF_SINGLE,
+    SPF_ALL,
+    SPF_LOOKUPS,
+    SPF_VALID,
+    DMARC_PRESENT,
+    DMARC_POLICY,
+    MX_PRESENT,
+    DNSSEC_SIGNED,
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DnsOptions:
     """The dns scanner takes no options."""
-
-
-@dataclass(kw_only=True, slots=True)
-class _SpfCount:
-    lookups: int = 0
-    queries: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class DnsScanner(TargetScanner[DnsOptions]):
@@ -108,38 +128,30 @@ class DnsScanner(TargetScanner[DnsOptions]):
         return DnsOptions()
 
     async def check(self, *, target: ParsedTarget, session: Session | None, options: DnsOptions) -> PluginReport:
-        resolver = make_resolver(self.settings.nameservers, query_timeout_s=self.settings.connect_timeout_seconds)
+        resolver = self._resolver()
+        resolver.flags = dns.flags.RD | dns.flags.CD
         domain = target.host
         asset = Asset(host=domain)
         report = PluginReport()
-        spf_records = [t for t in await txt_records(resolver, domain) if _is_spf(t)]
-        report.findings += await _spf_findings(resolver, domain, spf_records, asset, report.details)
-        report.findings += await _dmarc_findings(resolver, domain, asset, report.details)
-        report.findings.append(await _mx_finding(resolver, domain, asset, report.details))
-        report.findings.append(await _dnssec_finding(resolver, domain, asset, report.details))
+        texts = await txt(resolver, domain)
+        if texts.nxdomain:
+            raise ScannerError(f"{domain} does not exist (NXDOMAIN)")
+        parts: list[Coroutine[Any, Any, list[Finding]]] = [
+            _spf_findings(resolver, domain, [t for t in texts.records if is_spf(t)], asset, report.details),
+            _dmarc_findings(resolver, domain, asset, report.details),
+            _mx_findings(resolver, domain, asset, report.details),
+            _dnssec_findings(resolver, checking_disabled(self._resolver()), domain, asset, report.details),
+        ]
+        # Together, and all finished before a failure is raised (no stray question left running).
+        results = await asyncio.gather(*parts, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            report.findings += result
         return report
 
-
-async def _query(resolver: dns.asyncresolver.Resolver, name: str, rdtype: str) -> dns.resolver.Answer | None:
-    """An answer, or None for NXDOMAIN / no data; raise ``TransientScanError`` when the resolver fails."""
-    try:
-        return await resolver.resolve(name.rstrip(".") + ".", rdtype, search=False)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return None
-    except dns.exception.DNSException as exc:
-        raise TransientScanError(f"DNS {rdtype} query for {name} failed: {exc}") from None
-
-
-async def txt_records(resolver: dns.asyncresolver.Resolver, name: str) -> list[str]:
-    """Every TXT record at ``name``, each one's strings joined."""
-    answer = await _query(resolver, name, "TXT")
-    if answer is None:
-        return []
-    return [b"".join(rr.strings).decode("utf-8", "replace") for rr in answer]
-
-
-def _is_spf(text: str) -> bool:
-    return text.lower() == "v=spf1" or text.lower().startswith("v=spf1 ")
+    def _resolver(self) -> dns.asyncresolver.Resolver:
+        return make_resolver(self.settings.nameservers, query_timeout_s=self.settings.connect_timeout_seconds)
 
 
 async def _spf_findings(
@@ -163,25 +175,30 @@ async def _spf_findings(
     severity = None if all_passed or qualifier == "+" else Severity.MEDIUM
     all_actual = f"{qualifier}all" if qualifier else ("redirect=" if "redirect=" in record.lower() else "no all")
     findings.append(
-        SPF_ALL.finding(
-            passed=all_passed,
-            asset=asset,
-            expected="-all or ~all",
-            actual=all_actual,
-            severity=severity,
-        )
+        SPF_ALL.finding(passed=all_passed, asset=asset, expected="-all or ~all", actual=all_actual, severity=severity)
     )
-    count = _SpfCount()
-    await count_spf_lookups(resolver, record, count=count, depth=0, seen={domain})
-    details["spf_lookups"] = count.lookups
-    if count.notes:
-        details["spf_notes"] = count.notes
+    walk = await walk_spf(resolver, domain, record)
+    details["spf_lookups"] = walk.lookups
+    details["spf_void_lookups"] = walk.void_lookups
+    if walk.notes:
+        details["spf_notes"] = walk.notes
+    errors = walk.permerrors
+    if errors:
+        details["spf_errors"] = errors
     findings.append(
         SPF_LOOKUPS.finding(
-            passed=count.lookups <= SPF_MAX_LOOKUPS,
+            passed=walk.lookups <= SPF_MAX_LOOKUPS,
             asset=asset,
             expected=f"at most {SPF_MAX_LOOKUPS} lookups",
-            actual=f"{count.lookups}{'+' if count.notes else ''} lookups",
+            actual=f"{walk.lookups}{'+' if walk.notes else ''} lookups",
+        )
+    )
+    findings.append(
+        SPF_VALID.finding(
+            passed=not errors,
+            asset=asset,
+            expected=f"no permerror (includes resolve, at most {SPF_MAX_VOID_LOOKUPS} void lookups, valid terms)",
+            actual="; ".join(errors) if errors else f"no permerror ({walk.void_lookups} void lookups)",
         )
     )
     return findings
@@ -196,52 +213,47 @@ def spf_all_qualifier(record: str) -> str | None:
     return None
 
 
-async def count_spf_lookups(
-    resolver: dns.asyncresolver.Resolver, record: str, *, count: _SpfCount, depth: int, seen: set[str]
-) -> None:
-    """Add the DNS-querying terms of ``record`` and of what it includes/redirects to, recursively, bounded."""
-    for term in record.split()[1:]:
-        body = term[1:] if term[0] in "+-~?" else term
-        name, _, argument = body.partition("=") if body.lower().startswith("redirect=") else body.partition(":")
-        mechanism = name.split("/", 1)[0].lower()
-        if mechanism not in _SPF_LOOKUP_TERMS:
-            continue
-        count.lookups += 1
-        if mechanism not in ("include", "redirect") or count.lookups > SPF_MAX_LOOKUPS:
-            continue
-        included = argument.lower().rstrip(".")
-        if not included or "%" in included:
-            count.notes.append(f"{term}: not followed (macro or empty)")
-            continue
-        if depth >= SPF_MAX_DEPTH or count.queries >= SPF_MAX_QUERIES or included in seen:
-            count.notes.append(f"{term}: not followed (depth, query budget or loop)")
-            continue
-        seen.add(included)
-        count.queries += 1
-        nested = [t for t in await txt_records(resolver, included) if _is_spf(t)]
-        if len(nested) == 1:
-            await count_spf_lookups(resolver, nested[0], count=count, depth=depth + 1, seen=seen)
-        else:
-            count.notes.append(f"{term}: {len(nested)} SPF records there")
+@functools.cache
+def _public_suffix_list() -> PublicSuffixList:
+    return PublicSuffixList()  # the snapshot the package ships: no download
+
+
+def organisational_domain(domain: str) -> str:
+    """The registered domain above ``domain`` by the Public Suffix List (RFC 7489 section 3.2)."""
+    found: str | None = _public_suffix_list().privatesuffix(domain)
+    return found or domain
+
+
+async def _dmarc_records(resolver: dns.asyncresolver.Resolver, domain: str) -> list[str]:
+    reply = await txt(resolver, f"_dmarc.{domain}")
+    return [t for t in reply.records if t.lower().replace(" ", "").startswith("v=dmarc1")]
 
 
 async def _dmarc_findings(
     resolver: dns.asyncresolver.Resolver, domain: str, asset: Asset, details: dict[str, Any]
 ) -> list[Finding]:
-    records = [t for t in await txt_records(resolver, f"_dmarc.{domain}") if t.lower().startswith("v=dmarc1")]
+    records, location = await _dmarc_records(resolver, domain), domain
+    if not records and (organisational := organisational_domain(domain)) != domain:
+        # RFC 7489 section 6.6.3: none at the domain itself, so the organisational domain's applies.
+        records, location = await _dmarc_records(resolver, organisational), organisational
     details["dmarc"] = records
+    where = "" if location == domain else f" (at {location}, the organisational domain)"
+    if location != domain:
+        details["dmarc_location"] = location
     if len(records) != 1:
         actual = "none" if not records else f"{len(records)} records (ignored by receivers)"
-        return [DMARC_PRESENT.finding(passed=False, asset=asset, expected="one v=DMARC1 record", actual=actual)]
+        return [DMARC_PRESENT.finding(passed=False, asset=asset, expected="one v=DMARC1 record", actual=actual + where)]
     tags = dmarc_tags(records[0])
-    policy = tags.get("p", "")
+    # A subdomain covered from the organisational domain gets its sp= policy, else p= (section 6.3).
+    tag = "sp" if location != domain and "sp" in tags else "p"
+    policy = tags.get(tag, "")
     return [
-        DMARC_PRESENT.finding(passed=True, asset=asset, expected="one v=DMARC1 record", actual=records[0]),
+        DMARC_PRESENT.finding(passed=True, asset=asset, expected="one v=DMARC1 record", actual=records[0] + where),
         DMARC_POLICY.finding(
             passed=policy in ("quarantine", "reject"),
             asset=asset,
-            expected="p=quarantine or p=reject",
-            actual=f"p={policy}" if policy else "no p= tag",
+            expected="p=quarantine or p=reject (sp= for a subdomain)",
+            actual=(f"{tag}={policy}" if policy else "no p= tag") + where,
         ),
     ]
 
@@ -256,32 +268,41 @@ def dmarc_tags(record: str) -> dict[str, str]:
     return tags
 
 
-async def _mx_finding(
+async def _mx_findings(
     resolver: dns.asyncresolver.Resolver, domain: str, asset: Asset, details: dict[str, Any]
-) -> Finding:
-    answer = await _query(resolver, domain, "MX")
-    exchanges = sorted((rr.preference, rr.exchange.to_text()) for rr in answer) if answer is not None else []
+) -> list[Finding]:
+    reply = await ask(resolver, domain, "MX")
+    exchanges = sorted((rr.preference, rr.exchange.to_text()) for rr in reply.records)
     details["mx"] = [f"{pref} {host}" for pref, host in exchanges]
+    expected = "MX records (or a null MX)"
     if not exchanges:
-        return MX_PRESENT.finding(passed=False, asset=asset, expected="MX records (or a null MX)", actual="none")
-    null_mx = exchanges == [(0, ".")]
-    actual = "null MX (receives no mail)" if null_mx else ", ".join(details["mx"])
-    return MX_PRESENT.finding(passed=True, asset=asset, expected="MX records (or a null MX)", actual=actual)
+        return [MX_PRESENT.finding(passed=False, asset=asset, expected=expected, actual="none")]
+    actual = "null MX (receives no mail)" if exchanges == [(0, ".")] else ", ".join(details["mx"])
+    return [MX_PRESENT.finding(passed=True, asset=asset, expected=expected, actual=actual)]
 
 
-async def _dnssec_finding(
-    resolver: dns.asyncresolver.Resolver, domain: str, asset: Asset, details: dict[str, Any]
-) -> Finding:
+async def _dnssec_findings(
+    resolver: dns.asyncresolver.Resolver,
+    signed_resolver: dns.asyncresolver.Resolver,
+    domain: str,
+    asset: Asset,
+    details: dict[str, Any],
+) -> list[Finding]:
     zone = await _zone_of(resolver, domain)
-    answer = await _query(resolver, zone, "DS")
     details["zone"] = zone
-    count = len(answer) if answer is not None else 0
-    return DNSSEC_SIGNED.finding(
-        passed=count > 0,
-        asset=asset,
-        expected=f"DS records for {zone} at its parent",
-        actual=f"{count} DS record(s)" if count else "no DS record",
-    )
+    verdict = await judge_zone(signed_resolver, zone)
+    details["dnssec"] = str(verdict.state)
+    bogus = verdict.state == DnssecState.BOGUS
+    return [
+        DNSSEC_SIGNED.finding(
+            passed=verdict.state == DnssecState.SIGNED,
+            asset=asset,
+            expected=f"DS records for {zone} at its parent, matching its signed DNSKEY",
+            actual=f"{verdict.state}: {verdict.detail}",
+            severity=Severity.HIGH if bogus else None,
+            title=DNSSEC_BOGUS_TITLE if bogus else None,
+        )
+    ]
 
 
 async def _zone_of(resolver: dns.asyncresolver.Resolver, domain: str) -> str:

@@ -1,13 +1,18 @@
-"""The dnspython resolver the scanners use, pointed at the configured name servers."""
+"""The dnspython resolver the scanners use, pointed at the configured name servers.
+
+dnspython is imported only to build a resolver: the settings check the
+``--scanner-nameservers`` list at start with ``parse_nameserver`` alone.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-
-import dns.asyncresolver
-import dns.nameserver
+from typing import TYPE_CHECKING
 
 from scanq.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 DNS_PORT = 53
 DNS_QUERY_TIMEOUT_S = 3.0
@@ -46,6 +51,10 @@ def make_resolver(
         nameservers: ``ip`` or ``ip:port`` strings.
         query_timeout_s: per-server timeout; a whole lookup may take twice that.
     """
+    # Imported here: dnspython is in the ``scanners`` extra, and settings.py imports this module.
+    import dns.asyncresolver
+    import dns.nameserver
+
     if not nameservers:
         resolver = dns.asyncresolver.Resolver()
     else:

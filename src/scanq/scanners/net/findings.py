@@ -11,7 +11,7 @@ A scan's ``result`` is a ``ScanReport`` turned into JSON (``ScanReport.to_dict``
      "summary": {"pass": 9, "fail": 2, "fail_by_severity": {"high": 1, "low": 1}},
      "details": {"tls": {...}}}               # plugin-specific facts (negotiated protocol, ports...)
 
-``surface`` adds ``score``, ``grade`` and ``scoring_version`` (see ``surface.py``).
+``surface`` adds ``score``, ``grade`` and ``scoring_version``, or ``not_graded`` (see ``surface.py``).
 
 A ``Check`` is the catalogue entry of one check (id, default severity, title,
 remediation); plugins call ``Check.finding`` to report it. Passing checks are
@@ -247,6 +247,8 @@ def format_findings_table(result: Mapping[str, Any]) -> str:
         lines.append(
             f"score: {result['score']}/100  grade: {result.get('grade')}  (scoring v{result.get('scoring_version')})"
         )
+    elif result.get("not_graded"):
+        lines.append(f"score: not graded: {', '.join(map(str, result['not_graded']))} could not run (see plugins)")
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from scanq.scanners.base import Scanner
 from scanq.scanners.net.addresses import AddressPolicy
 from scanq.scanners.net.connect import Session, open_session
 from scanq.scanners.net.findings import PluginReport, ScanReport
+from scanq.scanners.net.hostsfile import HostsFile
 from scanq.scanners.net.settings import NAMESPACE, NetSettings
 from scanq.scanners.net.targets import ParsedTarget, check_resolution, parse_target
 from scanq.scanners.settings import ScannerContext
@@ -52,6 +53,8 @@ class TargetScanner(Scanner, Generic[OptionsT]):
             self.policy = AddressPolicy.from_cidrs(self.settings.target_allowlist)
         except ValueError as exc:
             raise ValidationError(f"target_allowlist: {exc}") from None
+        # The operator's names: a plugin that connects resolves them as listed (see targets.py).
+        self.hosts = HostsFile(self.settings.hosts_file) if self.settings.hosts_file and self.connects else None
 
     # --- what a subclass provides -------------------------------------------------
 
@@ -67,7 +70,7 @@ class TargetScanner(Scanner, Generic[OptionsT]):
 
     def parse(self, target: str | None) -> ParsedTarget:
         """Parse and statically check a target for this plugin; raise ``ValidationError``/``TargetRefused``."""
-        parsed = parse_target(target, policy=self.policy, allow_url=self.allow_url)
+        parsed = parse_target(target, policy=self.policy, allow_url=self.allow_url, hosts=self.hosts)
         if parsed.is_ip and not self.accepts_ip:
             raise ValidationError(f"the {self.name} scanner needs a domain name, not an IP address")
         return parsed
@@ -94,6 +97,7 @@ class TargetScanner(Scanner, Generic[OptionsT]):
             nameservers=self.settings.nameservers,
             timeout_s=self.settings.connect_timeout_seconds,
             allow_unresolvable=allow_unresolvable,
+            hosts=self.hosts,
         )
 
     @property
@@ -132,7 +136,7 @@ class TargetScanner(Scanner, Generic[OptionsT]):
         if not self.connects:
             return None
         try:
-            return await open_session(target, settings=self.settings, policy=self.policy)
+            return await open_session(target, settings=self.settings, policy=self.policy, hosts=self.hosts)
         except TargetRefused as exc:
             raise ScannerError(exc.message) from None
 

@@ -4,13 +4,14 @@ The target is resolved and checked once; the four plugins share that session
 (the same checked address, one socket limit for the target) and run
 concurrently, each under its own time limit, each with its own status in
 ``plugins``: ``ok``, ``error: <why>`` or ``skipped: <why>`` (dns on an IP
-target). A plugin that fails does not fail the scan; the scan fails only when
-no plugin could run.
+target, or on an internal name known only from the hosts file). A plugin that
+fails does not fail the scan; the scan fails only when no plugin could run,
+and a target none of the chosen plugins can take is refused at submit time.
 
 Scoring, version ``SCORING_VERSION`` (docs/scanners.md):
     score = max(0, 100 - sum of DEDUCTIONS[severity] over failed findings)
     grade = first of GRADES whose floor the score reaches; a critical failure caps the grade at D.
-    ``score_complete`` is false when a plugin did not run: the score then covers only the others.
+    No score and no grade when a plugin could not run (``error``): ``not_graded`` names it instead.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from scanq.scanners.net.dnscheck import DnsScanner
 from scanq.scanners.net.findings import Finding, PluginReport, ScanReport, Severity, Status
 from scanq.scanners.net.plugin import TargetScanner, reject_unknown, run_with_timeout
 from scanq.scanners.net.ports import PortsScanner
-from scanq.scanners.net.targets import ParsedTarget
+from scanq.scanners.net.targets import ParsedTarget, internal_name_refusal
 from scanq.scanners.net.tls import TlsScanner
 from scanq.scanners.net.web import HttpScanner
 from scanq.scanners.settings import ScannerContext
@@ -85,14 +86,28 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
         return SurfaceOptions(plugins=tuple(dict.fromkeys(chosen)), per_plugin=per_plugin)
 
     async def check_addresses(self, target: ParsedTarget, options: SurfaceOptions) -> None:
+        skipped = {name: why for name in options.plugins if (why := self.skip_reason(name, target)) is not None}
+        if len(skipped) == len(options.plugins):
+            reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+            raise ValidationError(f"no chosen surface plugin can scan {target}: {reasons}")
         # As in run(): a name without an address still gets the dns checks (a mail-only domain),
         # so it is refused only when every chosen plugin connects; a refused address always is.
-        needs_address = [self.plugins[name].connects for name in options.plugins]
+        needs_address = [self.plugins[name].connects for name in options.plugins if name not in skipped]
         if any(needs_address):
             await self.check_target_resolution(target, allow_unresolvable=not all(needs_address))
 
     async def check(self, *, target: ParsedTarget, session: Session | None, options: SurfaceOptions) -> PluginReport:
         raise NotImplementedError("surface runs its plugins itself; see run()")
+
+    def skip_reason(self, name: str, target: ParsedTarget) -> str | None:
+        """Why plugin ``name`` cannot take ``target`` (reported as ``skipped``), or None when it can."""
+        plugin = self.plugins[name]
+        if target.is_ip and not plugin.accepts_ip:
+            return "needs a domain name, the target is an IP address"
+        if not plugin.connects and not target.is_ip and internal_name_refusal(target.host) is not None:
+            # Accepted only because the operator's hosts file lists it: public DNS knows nothing of it.
+            return f"{target.host} is an internal name from the hosts file, not a public domain"
+        return None
 
     async def run(self, *, scan_id: str, target: str | None, options: Mapping[str, Any]) -> Mapping[str, Any]:
         parsed, opts = self._revalidate(target, options)
@@ -106,12 +121,12 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
         reports = {name: report for name, (_, report) in zip(names, outcomes, strict=True) if report is not None}
         if not reports:
             errors = [o[0] for o in outcomes]
-            raise (TransientScanError if session_error is not None or _any_transient(errors) else ScannerError)(
+            raise (TransientScanError if _any_transient(errors) else ScannerError)(
                 "no scanner could run: " + "; ".join(f"{n}: {s}" for n, s in statuses.items())
             )
         findings = tuple(f for report in reports.values() for f in report.findings)
-        score, grade = score_findings(findings)
-        logger.info("scan %s: surface on %s: score %d grade %s", scan_id, parsed, score, grade)
+        grading = grade(findings, not_run=[name for name, status in statuses.items() if status.startswith("error")])
+        logger.info("scan %s: surface on %s: %s", scan_id, parsed, grading)
         return ScanReport(
             scanner=PLUGIN,
             target=str(parsed),
@@ -119,22 +134,17 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
             plugins=statuses,
             findings=findings,
             details={name: report.details for name, report in reports.items() if report.details},
-            extra={
-                "score": score,
-                "grade": grade,
-                "scoring_version": SCORING_VERSION,
-                "score_complete": all(s == "ok" or s.startswith("skipped") for s in statuses.values()),
-            },
+            extra=grading,
         ).to_dict()
 
     async def _open_or_error(self, target: ParsedTarget) -> tuple[Session | None, str | None]:
         """The shared session; a refused target fails the scan, an unresolvable one only the network plugins."""
         try:
-            return await open_session(target, settings=self.settings, policy=self.policy), None
+            return await open_session(target, settings=self.settings, policy=self.policy, hosts=self.hosts), None
         except TargetRefused as exc:
             raise ScannerError(exc.message) from None
-        except ScannerError as exc:
-            return None, exc.message
+        except ScannerError as exc:  # the plugins' status says so; a transient one makes the scan retried
+            return None, exc.message + (" (transient)" if isinstance(exc, TransientScanError) else "")
 
     async def _run_one(
         self,
@@ -146,10 +156,11 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
         timeout_s: float,
     ) -> tuple[str, PluginReport | None]:
         plugin = self.plugins[name]
+        skipped = self.skip_reason(name, target)
+        if skipped is not None:
+            return f"skipped: {skipped}", None
         if plugin.connects and session is None:
             return f"error: {session_error}", None
-        if target.is_ip and not plugin.accepts_ip:
-            return "skipped: needs a domain name, the target is an IP address", None
         try:
             report = await run_with_timeout(
                 plugin.check(target=target, session=session if plugin.connects else None, options=options), timeout_s
@@ -166,6 +177,19 @@ class SurfaceScanner(TargetScanner[SurfaceOptions]):
 
 def _any_transient(statuses: list[str]) -> bool:
     return any(s.endswith("(transient)") for s in statuses)
+
+
+def grade(findings: tuple[Finding, ...], *, not_run: list[str]) -> dict[str, Any]:
+    """The grading part of a surface result: a score and a grade only when every chosen plugin ran.
+
+    A plugin that could not run (``error: …`` in ``plugins``) leaves part of the target unscanned,
+    and a grade would look better than the target may be: ``not_graded`` names those plugins instead.
+    A skipped plugin (dns on an IP address) has nothing to scan and does not count.
+    """
+    if not_run:
+        return {"scoring_version": SCORING_VERSION, "score_complete": False, "not_graded": not_run}
+    score, letter = score_findings(findings)
+    return {"score": score, "grade": letter, "scoring_version": SCORING_VERSION, "score_complete": True}
 
 
 def score_findings(findings: tuple[Finding, ...] | list[Finding]) -> tuple[int, str]:

@@ -9,13 +9,19 @@ Two steps, both taken at submit time (``Scanner.validate``) and again at run tim
   are refused, and IP literals and ``localhost`` are judged by the address
   policy at once.
 - ``resolve_target``: every address the name resolves to must pass the
-  policy, else the whole target is refused. At submit time
-  (``check_resolution``) this turns a name that resolves to a refused address,
-  or does not resolve, into a 422 with the reason. At run time the scan
+  policy, else the whole target is refused. A name listed in the hosts file
+  (``hostsfile.py``) resolves to the addresses listed there, whatever the
+  resolver says. At submit time (``check_resolution``) this turns a name
+  that resolves to a refused address, or does not resolve, into a 422 with
+  the reason. At run time the scan
   resolves again and connects only to the addresses it checked then
   (``connect.Session``), never resolving again, so a DNS answer that changes
   between check and use (rebinding) cannot redirect it: the submit-time answer
   is a courtesy to the user, the run-time one is what protects the network.
+
+A name the operator listed in the hosts file is configuration, not user input:
+the name rules (single label, internal suffixes) do not refuse it, and its
+addresses are judged by the address rules as always.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import idna
 
 from scanq.exceptions import ScannerError, TargetRefused, TransientScanError, ValidationError
 from scanq.scanners.net.addresses import AddressPolicy, IPAddress
+from scanq.scanners.net.hostsfile import HostsFile
 
 logger = logging.getLogger(__name__)
 
@@ -78,13 +85,16 @@ class ParsedTarget:
         return f"{self.scheme}://{host}{port}{self.path}"
 
 
-def parse_target(raw: str | None, *, policy: AddressPolicy, allow_url: bool = False) -> ParsedTarget:
+def parse_target(
+    raw: str | None, *, policy: AddressPolicy, allow_url: bool = False, hosts: HostsFile | None = None
+) -> ParsedTarget:
     """Parse and normalise ``raw``; raise ``ValidationError``/``TargetRefused`` with the reason.
 
     Args:
         raw: what the user submitted.
         policy: the address rules, applied to IP literals and ``localhost`` now.
         allow_url: accept ``http://`` / ``https://`` URLs (the http and surface plugins).
+        hosts: the operator's hosts file: a name listed there passes the name rules.
     """
     if raw is None or not raw.strip():
         raise ValidationError("this scanner needs a target (a hostname or an IP address)")
@@ -99,7 +109,7 @@ def parse_target(raw: str | None, *, policy: AddressPolicy, allow_url: bool = Fa
         target = _parse_url(text)
     else:
         target = _parse_host(text)
-    check_static(target, policy=policy)
+    check_static(target, policy=policy, hosts=hosts)
     return target
 
 
@@ -169,8 +179,8 @@ def normalise_hostname(name: str) -> str:
     return ascii_name
 
 
-def check_static(target: ParsedTarget, *, policy: AddressPolicy) -> None:
-    """The checks that need no DNS: IP literals, localhost, internal-only names."""
+def check_static(target: ParsedTarget, *, policy: AddressPolicy, hosts: HostsFile | None = None) -> None:
+    """The checks that need no DNS: IP literals, localhost, internal-only names (unless ``hosts`` lists them)."""
     if target.ip is not None:
         policy.check(target.ip)
         return
@@ -180,11 +190,19 @@ def check_static(target: ParsedTarget, *, policy: AddressPolicy) -> None:
         for address in LOCALHOST_ADDRESSES:
             policy.check(address)
         return
+    why = internal_name_refusal(host)
+    if why is not None and not (hosts is not None and hosts.lookup(host)):
+        raise TargetRefused(why)
+
+
+def internal_name_refusal(host: str) -> str | None:
+    """Why the name rules refuse ``host`` (a single label, an internal suffix), or None when they do not."""
     if "." not in host:
-        raise TargetRefused(f"target {host!r} is a single-label name (resolved through local search domains)")
+        return f"target {host!r} is a single-label name (resolved through local search domains)"
     suffix = next((s for s in INTERNAL_SUFFIXES if host == s or host.endswith("." + s)), None)
     if suffix is not None:
-        raise TargetRefused(f"target {host!r} is under .{suffix}, a name for internal networks")
+        return f"target {host!r} is under .{suffix}, a name for internal networks"
+    return None
 
 
 def _is_localhost(host: str) -> bool:
@@ -197,6 +215,7 @@ async def resolve_target(
     policy: AddressPolicy,
     nameservers: tuple[str, ...] = (),
     timeout_s: float = RESOLVE_TIMEOUT_S,
+    hosts: HostsFile | None = None,
 ) -> tuple[IPAddress, ...]:
     """The target's addresses, every one checked, IPv4 first; raise ``TargetRefused`` if any is refused.
 
@@ -205,18 +224,22 @@ async def resolve_target(
         policy: the address rules.
         nameservers: ``ip`` or ``ip:port`` to query instead of the system resolver (tests, split DNS).
         timeout_s: how long resolution may take.
+        hosts: the operator's hosts file, asked before any resolver (as the system resolver would).
 
     Raises:
         TargetRefused: the name (or one of its addresses) is not allowed.
         ScannerError: the name does not exist or has no address.
         TransientScanError: the resolver failed or timed out.
     """
-    check_static(target, policy=policy)
+    check_static(target, policy=policy, hosts=hosts)
     if target.ip is not None:
         return (target.ip,)
+    configured = hosts.lookup(target.host) if hosts is not None else ()
     try:
         async with asyncio.timeout(timeout_s):
-            if nameservers:
+            if configured:
+                found = list(configured)
+            elif nameservers:
                 found = await _resolve_with_dnspython(target.host, nameservers)
             else:
                 found = await _resolve_with_system(target.host)
@@ -240,6 +263,7 @@ async def check_resolution(
     nameservers: tuple[str, ...] = (),
     timeout_s: float = RESOLVE_TIMEOUT_S,
     allow_unresolvable: bool = False,
+    hosts: HostsFile | None = None,
 ) -> None:
     """Submit time: ``resolve_target`` with every failure turned into a refusal of the request (a 422).
 
@@ -255,13 +279,14 @@ async def check_resolution(
         allow_unresolvable: accept a name that does not exist or has no address
             (``surface`` with the ``dns`` plugin, which needs no address); a refused
             address and a resolver failure are still refused.
+        hosts: as for ``resolve_target``.
 
     Raises:
         TargetRefused: the name (or one of its addresses) is not allowed.
         ValidationError: the name does not resolve, or resolving it failed.
     """
     try:
-        await resolve_target(target, policy=policy, nameservers=nameservers, timeout_s=timeout_s)
+        await resolve_target(target, policy=policy, nameservers=nameservers, timeout_s=timeout_s, hosts=hosts)
     except TransientScanError as exc:
         raise ValidationError(f"target could not be checked: {exc.message}; try again later") from None
     except ScannerError as exc:
@@ -273,7 +298,8 @@ async def _resolve_with_system(host: str) -> list[IPAddress]:
     loop = asyncio.get_running_loop()
     try:
         # A trailing dot makes the name absolute, so no resolv.conf search domain is tried;
-        # localhost is left bare because /etc/hosts lookups do not match "localhost.".
+        # localhost is left bare because /etc/hosts lookups do not match "localhost." (other
+        # hosts-file names never get here: resolve_target reads the hosts file itself).
         absolute = host if _is_localhost(host) else host + "."
         infos = await loop.getaddrinfo(absolute, None, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:

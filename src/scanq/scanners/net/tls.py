@@ -3,15 +3,16 @@
 Handshakes (each its own connection to the checked address, SNI = target name):
 
 1. a probe with no verification, at OpenSSL's default security level (then at
-   level 0 if that fails), to read the certificate and what the server
-   negotiates by default;
-2. a verifying handshake (system store plus ``--scanner-ca-file``) for the
-   chain: its verify error names why a chain is untrusted or self-signed;
-3. one handshake pinned to each of TLS 1.0, 1.1, 1.2 and 1.3, at security
+   level 0 if that fails), to read the certificate chain the server sends and
+   what it negotiates by default;
+2. one handshake pinned to each of TLS 1.0, 1.1, 1.2 and 1.3, at security
    level 0, to learn which the server accepts.
 
-The hostname is matched here against the certificate's SANs, so a mismatch
-and an untrusted chain are two findings.
+Trust is judged on the chain as sent, apart from any handshake
+(``trust.py``: browser rules, system store plus ``--scanner-ca-file``), so it
+is the same whichever protocol the server speaks. The hostname is matched here
+against the certificate's SANs, so a mismatch and an untrusted chain are two
+findings.
 """
 
 from __future__ import annotations
@@ -25,17 +26,17 @@ from typing import Any
 
 from scanq.exceptions import ScannerError, TransientScanError
 from scanq.scanners.net.certs import CertFacts, days_left, matches_host, read_certificate
-from scanq.scanners.net.connect import ConnectFailed, Session, probing_context, verifying_context
+from scanq.scanners.net.connect import ConnectFailed, Session, probing_context
 from scanq.scanners.net.findings import Asset, Check, Finding, PluginReport, Severity
 from scanq.scanners.net.plugin import TargetScanner, port_option, reject_unknown
 from scanq.scanners.net.targets import ParsedTarget
+from scanq.scanners.net.tlswire import Handshake, handshake
+from scanq.scanners.net.trust import TrustStore, TrustVerdict
+from scanq.scanners.settings import ScannerContext
 
 PLUGIN = "tls"
 DEFAULT_TLS_PORT = 443
 EXPIRY_WARNING_DAYS = 30
-# OpenSSL verify codes for validity dates: the chain itself was built and trusted.
-_TIME_VERIFY_CODES = frozenset({9, 10})  # X509_V_ERR_CERT_NOT_YET_VALID, X509_V_ERR_CERT_HAS_EXPIRED
-_SELF_SIGNED_VERIFY_CODES = frozenset({18, 19})  # DEPTH_ZERO_SELF_SIGNED_CERT, SELF_SIGNED_CERT_IN_CHAIN
 _MODERN = ("TLSv1.2", "TLSv1.3")
 PROBED_VERSIONS = {
     "TLSv1": ssl.TLSVersion.TLSv1,
@@ -74,7 +75,7 @@ CERT_UNTRUSTED = _check(
     "tls.cert.untrusted",
     Severity.HIGH,
     "Certificate chain is not trusted (or self-signed)",
-    "Use a certificate from a public CA and serve the full intermediate chain.",
+    "Use a certificate from a public CA, signed with SHA-256 or better, and serve the full intermediate chain.",
 )
 CERT_WEAK_KEY = _check(
     "tls.cert.weak_key",
@@ -128,15 +129,6 @@ class TlsOptions:
     port: int = DEFAULT_TLS_PORT
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Handshake:
-    """What one probe handshake saw."""
-
-    version: str | None
-    cipher: str | None
-    cert_der: bytes | None
-
-
 class TlsScanner(TargetScanner[TlsOptions]):
     """Checks the certificate and protocol versions of one TLS port."""
 
@@ -146,20 +138,28 @@ class TlsScanner(TargetScanner[TlsOptions]):
         reject_unknown(options, {"port"}, plugin=PLUGIN)
         return TlsOptions(port=port_option(options, "port", DEFAULT_TLS_PORT))
 
+    def __init__(self, context: ScannerContext) -> None:
+        super().__init__(context)
+        self._trust: TrustStore | None = None
+
+    async def trust_store(self) -> TrustStore:
+        """The trust anchors, read once per scanner (the system store takes tens of ms to parse)."""
+        if self._trust is None:
+            self._trust = await asyncio.to_thread(TrustStore.load, self.settings.ca_file)
+        return self._trust
+
     async def check(self, *, target: ParsedTarget, session: Session | None, options: TlsOptions) -> PluginReport:
         assert session is not None
         port = options.port
         asset = Asset(host=session.host, ip=str(session.address), port=port)
         default = await _first_handshake(session, port)
-        verify_task = asyncio.create_task(_verify(session, port, self.settings.ca_file))
-        protocols = await _probe_versions(session, port)
-        verify_error = await verify_task
+        protocols, pinned = await _probe_versions(session, port)
 
         report = PluginReport()
         report.details = {
             "port": port,
             "negotiated": {"version": default.version, "cipher": default.cipher},
-            "protocols": {name: state for name, state in protocols.items()},
+            "protocols": dict(protocols),
         }
         report.findings.append(_negotiated_finding(default, asset))
         report.findings += _protocol_findings(protocols, asset)
@@ -173,20 +173,19 @@ class TlsScanner(TargetScanner[TlsOptions]):
             return report
         report.details["certificate"] = _cert_details(facts)
         report.findings += _cert_findings(facts, asset, target=target, session=session)
-        if verify_error is not None and verify_error[0] == -1:
-            report.details["trust"] = f"not verified: {verify_error[1]}"
-        else:
-            report.findings.append(_trust_finding(verify_error, facts, asset))
+        chain, source = _sent_chain(default, pinned)
+        if chain is None:
+            report.details["trust"] = f"not verified: {source}"
+            return report
+        report.details["chain"] = {"sent": _subjects(chain), "read_from": source}
+        try:
+            verdict = (await self.trust_store()).verify(chain)
+        except ValueError as exc:
+            report.details["trust"] = f"not verified: {exc}"
+            return report
+        report.details["trust"] = verdict.reason
+        report.findings.append(_trust_finding(verdict, asset))
         return report
-
-
-async def _handshake(session: Session, port: int, ctx: ssl.SSLContext) -> Handshake:
-    async with session.connect(port=port, tls=ctx) as conn:
-        obj = conn.ssl_object
-        if obj is None:  # pragma: no cover - start_tls always sets it
-            raise ssl.SSLError("no TLS session")
-        cipher = obj.cipher()
-        return Handshake(version=obj.version(), cipher=cipher[0] if cipher else None, cert_der=obj.getpeercert(True))
 
 
 async def _first_handshake(session: Session, port: int) -> Handshake:
@@ -194,52 +193,65 @@ async def _first_handshake(session: Session, port: int) -> Handshake:
     last: BaseException | None = None
     for permissive in (False, True):
         try:
-            return await _handshake(session, port, probing_context(permissive=permissive))
+            return await handshake(session, port, probing_context(permissive=permissive), read_chain=True)
         except ConnectFailed as exc:
             if exc.kind == "closed":
                 raise ScannerError(f"no TLS service: {exc}") from None
             raise TransientScanError(f"no TLS service: {exc}") from None
-        except (ssl.SSLError, ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
             last = exc
     raise ScannerError(f"no TLS handshake on port {port}: {_why(last)}")
 
 
-async def _verify(session: Session, port: int, ca_file: str) -> tuple[int, str] | None:
-    """None when the chain verifies; else (OpenSSL verify code, message); code -1: could not tell."""
-    ctx = verifying_context(ca_file)
-    ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    try:
-        await _handshake(session, port, ctx)
-    except ssl.SSLCertVerificationError as exc:
-        return exc.verify_code, str(exc.verify_message)
-    except (ssl.SSLError, ConnectionError, TimeoutError, asyncio.IncompleteReadError, ConnectFailed) as exc:
-        return -1, _why(exc)
-    return None
+async def _probe_versions(session: Session, port: int) -> tuple[dict[str, str], dict[str, Handshake]]:
+    """``accepted`` / ``refused`` / ``untested: <why>`` for each protocol version, and the accepted handshakes."""
 
-
-async def _probe_versions(session: Session, port: int) -> dict[str, str]:
-    """``accepted`` / ``refused`` / ``untested: <why>`` for each protocol version."""
-
-    async def probe(version: ssl.TLSVersion) -> str:
+    async def probe(version: ssl.TLSVersion) -> tuple[str, Handshake | None]:
         try:
             ctx = probing_context(version=version)
         except (ValueError, ssl.SSLError) as exc:
-            return f"untested: the local TLS library cannot offer it ({exc})"
+            return f"untested: the local TLS library cannot offer it ({exc})", None
         try:
-            seen = await _handshake(session, port, ctx)
+            # The chain is read where it travels in clear: a fallback when the default one was unreadable.
+            seen = await handshake(session, port, ctx, read_chain=version != ssl.TLSVersion.TLSv1_3)
         except ssl.SSLError as exc:
             if "NO_PROTOCOLS_AVAILABLE" in str(exc) or "no protocols available" in str(exc):
-                return "untested: the local TLS library cannot offer it"
-            return "refused"
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            return "refused"
+                return "untested: the local TLS library cannot offer it", None
+            return "refused", None
+        except (ConnectionError, TimeoutError):
+            return "refused", None
         except ConnectFailed as exc:
-            return f"untested: {exc}"
-        return "accepted" if seen.version == _version_name(version) else "refused"
+            return f"untested: {exc}", None
+        if seen.version != _version_name(version):
+            return "refused", None
+        return "accepted", seen
 
     names = list(PROBED_VERSIONS)
-    states = await asyncio.gather(*(probe(PROBED_VERSIONS[n]) for n in names))
-    return dict(zip(names, states, strict=True))
+    outcomes = await asyncio.gather(*(probe(PROBED_VERSIONS[n]) for n in names))
+    states = {name: state for name, (state, _) in zip(names, outcomes, strict=True)}
+    accepted = {name: seen for name, (_, seen) in zip(names, outcomes, strict=True) if seen is not None}
+    return states, accepted
+
+
+def _sent_chain(default: Handshake, pinned: Mapping[str, Handshake]) -> tuple[tuple[bytes, ...] | None, str]:
+    """The chain of the default handshake, else of a pinned one; with where it was read (or why it was not)."""
+    if default.chain is not None:
+        return default.chain, "default handshake"
+    for name in ("TLSv1.2", "TLSv1.1", "TLSv1"):
+        seen = pinned.get(name)
+        if seen is not None and seen.chain is not None and seen.cert_der == default.cert_der:
+            return seen.chain, f"{name} handshake"
+    return None, f"the certificate chain could not be read ({default.chain_error})"
+
+
+def _subjects(chain: tuple[bytes, ...]) -> list[str]:
+    subjects = []
+    for der in chain:
+        try:
+            subjects.append(read_certificate(der).subject)
+        except ValueError:
+            subjects.append("(unreadable certificate)")
+    return subjects
 
 
 def _version_name(version: ssl.TLSVersion) -> str:
@@ -313,18 +325,15 @@ def _cert_findings(facts: CertFacts, asset: Asset, *, target: ParsedTarget, sess
     ]
 
 
-def _trust_finding(verify_error: tuple[int, str] | None, facts: CertFacts, asset: Asset) -> Finding:
-    if verify_error is None or verify_error[0] in _TIME_VERIFY_CODES:
-        actual = "chain verifies" if verify_error is None else "chain verifies (validity dates reported apart)"
-        return CERT_UNTRUSTED.finding(passed=True, asset=asset, expected="chain to a trusted CA", actual=actual)
-    code, message = verify_error
-    self_signed = code in _SELF_SIGNED_VERIFY_CODES or facts.is_self_issued
+def _trust_finding(verdict: TrustVerdict, asset: Asset) -> Finding:
+    if verdict.is_trusted:
+        return CERT_UNTRUSTED.finding(passed=True, asset=asset, expected="chain to a trusted CA", actual=verdict.reason)
     return CERT_UNTRUSTED.finding(
         passed=False,
         asset=asset,
         expected="chain to a trusted CA",
-        actual=f"{'self-signed: ' if self_signed else ''}{message} (code {code})",
-        title="Certificate is self-signed" if self_signed else None,
+        actual=verdict.reason,
+        title="Certificate is self-signed" if verdict.is_self_signed else None,
     )
 
 

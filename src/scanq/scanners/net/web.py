@@ -14,9 +14,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from scanq.exceptions import ScannerError, ValidationError
+from scanq.scanners.net import csp
 from scanq.scanners.net.connect import Session
+from scanq.scanners.net.cookies import Cookie, CookieKind, parse_set_cookie
 from scanq.scanners.net.findings import Asset, Check, Finding, PluginReport, Severity
 from scanq.scanners.net.plugin import TargetScanner, port_option, reject_unknown
 from scanq.scanners.net.redirects import Chain, Hop, fetch
@@ -28,7 +31,7 @@ DEFAULT_HTTPS_PORT = 443
 HSTS_MIN_MAX_AGE_S = 15_552_000  # 180 days
 MAX_PATH_CHARS = 1024
 _VERSION_IN_BANNER = re.compile(r"\d+\.\d+|/\s*\d")
-_MAX_AGE = re.compile(r"max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+_MAX_AGE = re.compile(r"max-age\s*=\s*(\d+|\"\d+\")", re.IGNORECASE)
 
 
 def _check(check_id: str, severity: Severity, title: str, remediation: str) -> Check:
@@ -53,14 +56,16 @@ HSTS = _check(
 CSP = _check(
     "http.header.csp",
     Severity.LOW,
-    "Content-Security-Policy missing",
-    "Send a Content-Security-Policy that restricts script sources.",
+    "Content-Security-Policy missing or does not restrict scripts",
+    "Send a Content-Security-Policy whose script-src (or default-src) and object-src allow neither "
+    "'unsafe-inline', 'unsafe-eval', data: nor any host (*, https:); use nonces or hashes for inline scripts.",
 )
 FRAME_OPTIONS = _check(
     "http.header.frame_options",
     Severity.LOW,
     "Page can be framed by any site (clickjacking)",
-    "Send 'X-Frame-Options: DENY' (or SAMEORIGIN) or a CSP 'frame-ancestors' directive.",
+    "Send 'X-Frame-Options: DENY' (or SAMEORIGIN) or a CSP 'frame-ancestors' directive (not ALLOW-FROM: "
+    "browsers ignore it).",
 )
 CONTENT_TYPE_OPTIONS = _check(
     "http.header.content_type_options",
@@ -77,14 +82,14 @@ COOKIE_SECURE = _check(
 COOKIE_HTTPONLY = _check(
     "http.cookie.httponly",
     Severity.LOW,
-    "Cookies without the HttpOnly flag",
-    "Set HttpOnly on every cookie scripts do not need (session cookies above all).",
+    "Session cookies without the HttpOnly flag",
+    "Set HttpOnly on session cookies (and on every cookie scripts do not need).",
 )
 COOKIE_SAMESITE = _check(
     "http.cookie.samesite",
     Severity.LOW,
-    "Cookies without a SameSite attribute",
-    "Set SameSite=Lax (or Strict) on cookies.",
+    "Session or anti-CSRF cookies without a valid SameSite attribute",
+    "Set SameSite=Lax (or Strict) on session and anti-CSRF cookies; SameSite=None needs Secure.",
 )
 VERSION_BANNER = _check(
     "http.server.version_banner",
@@ -104,7 +109,6 @@ CHECKS = (
     COOKIE_SAMESITE,
     VERSION_BANNER,
 )
-_COOKIE_CHECKS = ((COOKIE_SECURE, "secure"), (COOKIE_HTTPONLY, "httponly"), (COOKIE_SAMESITE, "samesite"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -183,85 +187,169 @@ def _asset(hop: Hop) -> Asset:
 
 
 def _redirect_finding(plain: Chain, asset: Asset) -> Finding | None:
-    expected = "a redirect to https://"
+    """The Observatory's ``redirection`` rules on the plain-HTTP chain (docs/scanners.md)."""
+    expected = "a redirect to https:// on the same host first"
     if plain.closed:
         return HTTPS_REDIRECT.finding(passed=True, asset=asset, expected=expected, actual="plain HTTP not served")
-    if plain.hops and plain.hops[-1].is_https:
+    if not plain.hops:
+        return None  # plain HTTP failed in a way that says nothing (timeout, garbage): see details
+    first, last = plain.hops[0], plain.hops[-1]
+    if not last.is_https:  # never reached HTTPS: served in plain text, or the chain stopped (refused, loop)
+        actual = plain.stopped or f"HTTP {last.response.status} at {last.url}"
+        return HTTPS_REDIRECT.finding(passed=False, asset=asset, expected=expected, actual=actual)
+    second = plain.hops[1]  # the first is plain http, so there is a second
+    # It ends on HTTPS, but a first hop to plain http, or to another host, leaves the first
+    # request's host without HSTS: every later visit starts in plain text again.
+    if not second.is_https:
+        actual = f"first redirect goes to plain {second.url}, HTTPS only later"
         return HTTPS_REDIRECT.finding(
-            passed=True, asset=asset, expected=expected, actual=f"ends at {plain.hops[-1].url}"
+            passed=False, asset=asset, expected=expected, actual=actual, severity=Severity.LOW
         )
-    if plain.stopped is not None and plain.hops:
-        return HTTPS_REDIRECT.finding(passed=False, asset=asset, expected=expected, actual=plain.stopped)
-    if plain.hops:
-        last = plain.hops[-1]
+    if urlsplit(first.url).hostname != urlsplit(second.url).hostname:
+        actual = f"first redirect leaves the host: {first.url} -> {second.url}"
         return HTTPS_REDIRECT.finding(
-            passed=False, asset=asset, expected=expected, actual=f"HTTP {last.response.status} at {last.url}"
+            passed=False, asset=asset, expected=expected, actual=actual, severity=Severity.LOW
         )
-    return None  # plain HTTP failed in a way that says nothing (timeout, garbage): see details
+    return HTTPS_REDIRECT.finding(passed=True, asset=asset, expected=expected, actual=f"ends at {last.url}")
+
+
+def hsts_max_age(header: str | None) -> int | None:
+    """The ``max-age`` of a Strict-Transport-Security value, or None when it is missing or malformed.
+
+    Malformed, as browsers (RFC 6797 section 6.1) and the Observatory see it: a value carrying
+    a comma (the header was set twice and joined), or ``max-age`` missing or given twice.
+    """
+    if header is None or "," in header:
+        return None
+    ages = [_MAX_AGE.fullmatch(d.strip()) for d in header.split(";") if d.strip().lower().startswith("max-age")]
+    if len(ages) != 1 or ages[0] is None:
+        return None
+    return int(ages[0].group(1).strip('"'))
 
 
 def header_findings(page: Hop) -> list[Finding]:
     """The security-header checks on the page judged."""
     asset, headers = _asset(page), page.response
     hsts = headers.header("strict-transport-security")
-    max_age = _MAX_AGE.search(hsts or "")
-    age = int(max_age.group(1)) if max_age else 0
+    age = hsts_max_age(hsts)
     if not page.is_https:
         hsts_actual = "no HTTPS page to send it on"
+    elif hsts is None:
+        hsts_actual = "missing"
     else:
-        hsts_actual = f"max-age={age}" if hsts else "missing"
-    csp = headers.header("content-security-policy")
-    xfo = (headers.header("x-frame-options") or "").strip().upper()
-    frame_ancestors = csp is not None and "frame-ancestors" in csp.lower()
-    nosniff = (headers.header("x-content-type-options") or "").strip().lower()
+        hsts_actual = f"max-age={age}" if age is not None else f"invalid: {hsts}"
+    policies = headers.header_list("content-security-policy")
+    verdict = csp.judge(
+        policies,
+        report_only=headers.header("content-security-policy-report-only") is not None,
+        https=page.is_https,
+    )
     return [
         HSTS.finding(
-            passed=page.is_https and age >= HSTS_MIN_MAX_AGE_S,
+            passed=page.is_https and age is not None and age >= HSTS_MIN_MAX_AGE_S,
             asset=asset,
             expected=f"max-age >= {HSTS_MIN_MAX_AGE_S}",
             actual=hsts_actual,
         ),
-        CSP.finding(passed=bool(csp), asset=asset, expected="a Content-Security-Policy", actual=csp or "missing"),
-        FRAME_OPTIONS.finding(
-            passed=xfo in ("DENY", "SAMEORIGIN") or frame_ancestors,
+        CSP.finding(
+            passed=verdict.passed,
             asset=asset,
-            expected="X-Frame-Options DENY/SAMEORIGIN or CSP frame-ancestors",
-            actual="CSP frame-ancestors" if frame_ancestors else (f"X-Frame-Options: {xfo}" if xfo else "missing"),
+            expected="a policy that restricts scripts (Observatory rules)",
+            actual=verdict.reason,
         ),
-        CONTENT_TYPE_OPTIONS.finding(
-            passed=nosniff == "nosniff", asset=asset, expected="nosniff", actual=nosniff or "missing"
+        frame_finding(headers.header("x-frame-options"), policies, asset),
+        content_type_finding(headers.header("x-content-type-options"), asset),
+    ]
+
+
+def frame_finding(xfo_header: str | None, policies: list[str], asset: Asset) -> Finding:
+    """Clickjacking: CSP ``frame-ancestors`` (not a broad one) or X-Frame-Options DENY/SAMEORIGIN.
+
+    ``ALLOW-FROM`` fails, unlike in the Observatory: browsers ignore the whole header when they
+    see it (MDN, X-Frame-Options), so the page can be framed by anyone.
+    """
+    expected = "CSP frame-ancestors, or X-Frame-Options DENY/SAMEORIGIN"
+    ancestors = csp.frame_ancestors(policies)
+    if ancestors is not None:
+        broad = ancestors & csp.DANGEROUSLY_BROAD
+        actual = f"CSP frame-ancestors {' '.join(sorted(ancestors))}"
+        return FRAME_OPTIONS.finding(passed=not broad, asset=asset, expected=expected, actual=actual)
+    xfo = (xfo_header or "").strip()
+    if xfo.upper() in ("DENY", "SAMEORIGIN"):
+        return FRAME_OPTIONS.finding(passed=True, asset=asset, expected=expected, actual=f"X-Frame-Options: {xfo}")
+    if xfo.upper().startswith("ALLOW-FROM"):
+        actual = f"X-Frame-Options: {xfo} (obsolete: browsers ignore it)"
+    else:
+        actual = f"X-Frame-Options: {xfo} (invalid)" if xfo else "missing"
+    return FRAME_OPTIONS.finding(passed=False, asset=asset, expected=expected, actual=actual)
+
+
+def content_type_finding(value: str | None, asset: Asset) -> Finding:
+    """``X-Content-Type-Options: nosniff``, exactly (case-insensitive), as the Observatory requires."""
+    nosniff = (value or "").strip().lower()
+    return CONTENT_TYPE_OPTIONS.finding(
+        passed=nosniff == "nosniff", asset=asset, expected="nosniff", actual=nosniff or "missing"
+    )
+
+
+def cookie_findings(hops: list[Hop], asset: Asset) -> list[Finding]:
+    """Secure on every cookie, HttpOnly on session cookies, SameSite on session and anti-CSRF cookies.
+
+    The Observatory's ``cookies`` rules, but for SameSite, which it asks of anti-CSRF cookies only:
+    a session cookie without it goes with cross-site requests in Firefox and Safari.
+    """
+    cookies: dict[str, Cookie] = {}
+    for hop in hops:
+        for header in hop.response.header_list("set-cookie"):
+            cookie = parse_set_cookie(header)
+            if cookie is not None:
+                cookies[cookie.name] = cookie
+    if not cookies:
+        return [
+            check.finding(passed=True, asset=asset, expected=expected, actual="no cookies set")
+            for check, expected in _COOKIE_EXPECTED.items()
+        ]
+    sessions = [c for c in cookies.values() if c.kind == CookieKind.SESSION]
+    no_secure = sorted(c.name for c in cookies.values() if not c.secure)
+    no_httponly = sorted(c.name for c in sessions if not c.httponly)
+    samesite: dict[str, list[str]] = {}
+    for c in sorted(cookies.values(), key=lambda c: c.name):
+        problem = c.samesite_problem
+        # Missing matters on session and anti-CSRF cookies; an unusable value on any cookie.
+        if problem is not None and (problem != "missing" or c.kind != CookieKind.OTHER):
+            samesite.setdefault(problem, []).append(c.name)
+    total = f"{len(cookies)} cookie(s)"
+    return [
+        COOKIE_SECURE.finding(
+            passed=not no_secure,
+            asset=asset,
+            expected=_COOKIE_EXPECTED[COOKIE_SECURE],
+            actual="missing on: " + ", ".join(no_secure) if no_secure else f"set on all {total}",
+        ),
+        COOKIE_HTTPONLY.finding(
+            passed=not no_httponly,
+            asset=asset,
+            expected=_COOKIE_EXPECTED[COOKIE_HTTPONLY],
+            actual="missing on: " + ", ".join(no_httponly)
+            if no_httponly
+            else f"set on all {len(sessions)} session cookie(s) of {total}",
+        ),
+        COOKIE_SAMESITE.finding(
+            passed=not samesite,
+            asset=asset,
+            expected=_COOKIE_EXPECTED[COOKIE_SAMESITE],
+            actual="; ".join(f"{problem} on: {', '.join(names)}" for problem, names in samesite.items())
+            if samesite
+            else f"valid where needed, {total}",
         ),
     ]
 
 
-def cookie_attributes(set_cookie: str) -> tuple[str, set[str]]:
-    """A Set-Cookie header's cookie name and its attribute names (lowercase); the value is dropped."""
-    first, *attributes = set_cookie.split(";")
-    name = first.split("=", 1)[0].strip()
-    return name, {a.split("=", 1)[0].strip().lower() for a in attributes if a.strip()}
-
-
-def cookie_findings(hops: list[Hop], asset: Asset) -> list[Finding]:
-    """One finding per cookie flag, naming the cookies that lack it."""
-    cookies: dict[str, set[str]] = {}
-    for hop in hops:
-        for header in hop.response.header_list("set-cookie"):
-            name, attributes = cookie_attributes(header)
-            if name:
-                cookies[name] = attributes
-    findings = []
-    for check, flag in _COOKIE_CHECKS:
-        lacking = sorted(name for name, attrs in cookies.items() if flag not in attrs)
-        if not cookies:
-            actual = "no cookies set"
-        elif lacking:
-            actual = "missing on: " + ", ".join(lacking)
-        else:
-            actual = f"set on all {len(cookies)} cookie(s)"
-        findings.append(
-            check.finding(passed=not lacking, asset=asset, expected=f"{flag} on every cookie", actual=actual)
-        )
-    return findings
+_COOKIE_EXPECTED = {
+    COOKIE_SECURE: "Secure on every cookie",
+    COOKIE_HTTPONLY: "HttpOnly on session cookies",
+    COOKIE_SAMESITE: "SameSite on session and anti-CSRF cookies (None only with Secure)",
+}
 
 
 def banner_finding(hops: list[Hop], asset: Asset) -> Finding:

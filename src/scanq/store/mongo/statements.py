@@ -32,7 +32,9 @@ IDEMPOTENCY_INDEX = IndexModel(
     unique=True,
     partialFilterExpression={"idempotency_key": {"$type": "string"}},
 )
-INDEXES = [CLAIM_INDEX, LIST_INDEX, OLDEST_INDEX, IDEMPOTENCY_INDEX]
+# Finished scans (finished.py): counts per step, and retention's batches in (finished_at, _id) order.
+FINISHED_INDEX = IndexModel([("status", ASCENDING), ("finished_at", ASCENDING), ("_id", ASCENDING)], name="finished")
+INDEXES = [CLAIM_INDEX, LIST_INDEX, OLDEST_INDEX, IDEMPOTENCY_INDEX, FINISHED_INDEX]
 CLAIM_SORT = [("priority", DESCENDING), ("_id", ASCENDING)]
 
 HEARTBEAT_PROJECTION = {"status": True, "lease_owner": True, "attempt": True, "cancel_requested": True}
@@ -150,7 +152,7 @@ def transition_update(
     if transition.available is AvailableChange.NOW:
         changes["available_at"] = now
     elif transition.available is AvailableChange.RETRY_AT:
-        changes["available_at"] = to_bson_time(retry_at or now)
+        changes["available_at"] = now if retry_at is None else max(to_bson_time(retry_at), now)
     # ``outcome`` goes last: SecantusDB re-checks the array filter after each path it sets
     # (mongod checks it once, against the document before the update).
     changes |= {
@@ -201,6 +203,7 @@ def cancel_update(action: CancelAction, *, now: datetime) -> Document:
 __all__ = [
     "CLAIM_SORT",
     "EXPIRED_PROJECTION",
+    "FINISHED_INDEX",
     "HEARTBEAT_PROJECTION",
     "INDEXES",
     "WATCH_PIPELINE",

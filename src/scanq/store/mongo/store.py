@@ -11,7 +11,8 @@ or none is left. Each one is a single-document atomic update, which is what make
 two workers unable to take the same scan (the original system's find-then-update could).
 
 The documents are described in ``rows``, the statements in ``statements``, the
-adoption of the original system's documents in ``legacy`` and the wake-up in ``wakeup``.
+adoption of the original system's documents in ``legacy``, the wake-up in ``wakeup``
+and the operations on finished scans (counts, export, retention) in ``finished``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
 from scanq.store.group_commit import GroupCommit
 from scanq.store.mongo import statements as st
 from scanq.store.mongo.errors import wrap_errors
+from scanq.store.mongo.finished import FinishedScans
 from scanq.store.mongo.inserts import DURABLE, insert_all_or_none, insert_unordered
 from scanq.store.mongo.legacy import adopt_legacy
 from scanq.store.mongo.options import DEFAULT_DATABASE, parse_url
@@ -51,8 +53,10 @@ CANCEL_RETRIES = 5
 CLOCK_SKEW_IGNORED_S = 0.5
 
 
-class MongoStore(Store):
+class MongoStore(FinishedScans, Store):
     """The Store Protocol on a MongoDB collection (replica set, sharded cluster or standalone).
+
+    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``.
 
     Args:
         url: ``mongodb://host:port/DATABASE?collection=NAME&poll_interval_s=S&…``; the database defaults

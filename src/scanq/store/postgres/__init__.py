@@ -14,6 +14,7 @@ poll. Time is the server's: ``now()`` for leases, ``available_at`` and history.
 Modules, named alike across backends:
 
 - ``store``: ``PostgresStore``, the domain operations;
+- ``finished``: the operations on finished scans (throughput counts, export, retention);
 - ``options``: ``PostgresOptions``, scanq's query parameters of the URL;
 - ``statements``: the named statements of ``sql/queries.sql``, lifecycle rules filled in;
 - ``schema``: the numbered migrations (``sql/NNNN_name.sql``) and the durability check;

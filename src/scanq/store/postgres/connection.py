@@ -19,6 +19,7 @@ CONNECT_TIMEOUT_S = 5.0
 ACQUIRE_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 30.0
 PING_TIMEOUT_S = 2.0
+JSON_TYPES = ("json", "jsonb")
 DEADLOCK_RETRIES = 3
 
 SERVER_SETTINGS: Mapping[str, str] = {
@@ -77,10 +78,15 @@ def _json_encode(value: Any) -> str:
 
 
 async def _init_connection(conn: Connection) -> None:
-    """Exchange jsonb as Python objects (msgspec is several times faster than the json module)."""
-    await conn.set_type_codec(
-        "jsonb", encoder=_json_encode, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
-    )
+    """Exchange json and jsonb as Python objects (msgspec is several times faster than the json module).
+
+    ``options`` is a json column: the server keeps the text msgspec wrote, so a
+    float such as ``1.5e308`` or ``-0.0`` decodes to the value that was sent.
+    """
+    for type_name in JSON_TYPES:
+        await conn.set_type_codec(
+            type_name, encoder=_json_encode, decoder=msgspec.json.decode, schema="pg_catalog", format="text"
+        )
 
 
 async def _keep_session(conn: Connection) -> None:

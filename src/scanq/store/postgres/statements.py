@@ -106,6 +106,14 @@ REQUEUE_EXPIRED = _QUERIES["requeue_expired"]
 CANCEL = _QUERIES["cancel"]
 DURABILITY_SETTINGS = _QUERIES["durability_settings"]
 HAS_CLAIMABLE = _QUERIES["has_claimable"]
+FINISHED_COUNTS = _QUERIES["finished_counts"]
+EXPORT_SCANS = _QUERIES["export_scans"]
+PRUNE_BATCH = _QUERIES["prune_batch"]
+PRUNE_NAMED = _QUERIES["prune_named"]
+PRUNE = _QUERIES["prune"]
+PRUNE_NAMED_DELETE = _QUERIES["prune_named_delete"]
+LEAD = _QUERIES["lead"]
+RESIGN = _QUERIES["resign"]
 
 
 __all__ = [
@@ -113,17 +121,25 @@ __all__ = [
     "CLAIM",
     "COUNT_FOLD_LOCK_KEY",
     "DURABILITY_SETTINGS",
+    "EXPORT_SCANS",
     "FINISH",
+    "FINISHED_COUNTS",
     "FOLD_COUNTS",
     "HAS_CLAIMABLE",
     "HEARTBEAT",
     "INSERT_SCANS",
+    "LEAD",
     "LIST_ALL",
     "LIST_ALL_AFTER",
     "LIST_STATUS",
     "LIST_STATUS_AFTER",
+    "PRUNE",
+    "PRUNE_BATCH",
+    "PRUNE_NAMED",
+    "PRUNE_NAMED_DELETE",
     "RELEASE",
     "REQUEUE_EXPIRED",
+    "RESIGN",
     "SELECT_BY_KEYS",
     "SELECT_SCAN",
     "STATS",

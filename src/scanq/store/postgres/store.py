@@ -9,13 +9,14 @@ from typing import Any
 
 import asyncpg
 
-from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, ValidationError
+from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable, ValidationError
 from scanq.ids import is_scan_id
 from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Page, Scan, ScanStatus, Stats
 from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
 from scanq.store.group_commit import GroupCommit
 from scanq.store.postgres import connection, statements
 from scanq.store.postgres.connection import SERVER_SETTINGS, Connection, Pool, wrap_errors
+from scanq.store.postgres.finished import FinishedScans
 from scanq.store.postgres.options import PostgresOptions, parse_url
 from scanq.store.postgres.rows import (
     finish_arrays,
@@ -38,8 +39,10 @@ GROUP_COMMIT_IN_FLIGHT = 2
 COUNT_FOLD_THRESHOLD = 1000
 
 
-class PostgresStore(Store):
+class PostgresStore(FinishedScans, Store):
     """The Store on PostgreSQL (asyncpg, a bounded pool); see the package docstring and ``docs/postgres.md``.
+
+    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``.
 
     Args:
         url: ``postgresql://user:password@host:port/database``; the query parameters of
@@ -92,7 +95,9 @@ class PostgresStore(Store):
             await connection.close_pool(pool)
 
     async def ping(self) -> None:
-        await connection.ping(self._require_pool())
+        if self._pool is None:
+            raise StoreUnavailable("the PostgreSQL store is not open")
+        await connection.ping(self._pool)
 
     async def create(self, *, scan: NewScan) -> Created:
         return await self._group.submit(scan)

@@ -3,6 +3,7 @@
 Modules, named alike across the backends:
 
 - ``store``: ``SQLiteStore``, the domain operations;
+- ``finished``: the operations on finished scans (throughput counts, export, retention);
 - ``options``: ``SQLiteOptions`` from the URL's query string, and the file it names;
 - ``statements``: the SQL (transitions rendered from ``scanq.lifecycle``);
 - ``schema``: numbered migrations, ``PRAGMA user_version``, WAL;

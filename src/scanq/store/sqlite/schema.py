@@ -68,7 +68,14 @@ MIGRATION_1 = (
     END
     """,
 )
-MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1,)
+# Finished scans: throughput counts, export and retention (store/sqlite/finished.py). The index
+# is partial on finished_at, so the live queue's rows (Accepted, Running) are not in it; the
+# leaders table holds one row per role (retention) naming the process that holds it and until when.
+MIGRATION_2 = (
+    "CREATE INDEX scans_finished ON scans (status, finished_at, scan_id) WHERE finished_at IS NOT NULL",
+    "CREATE TABLE scanq_leaders (role TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID",
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1, MIGRATION_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable
 from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Outcome, Page, Scan, ScanStatus, Stats
 from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
+from scanq.store.sqlite.finished import FinishedScans
 from scanq.store.sqlite.options import parse_url
 from scanq.store.sqlite.readers import Readers
 from scanq.store.sqlite.rows import finishes_json, insert_row, leases_json, scan_from_row, to_datetime
@@ -52,8 +53,10 @@ T = TypeVar("T")
 _AFTER_EVERY_ID = "~"
 
 
-class SQLiteStore(Store):
+class SQLiteStore(FinishedScans, Store):
     """The embedded store: a SQLite file in WAL mode; safe for many processes on one machine.
+
+    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``.
 
     Args:
         url: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``; the parent directory is created.

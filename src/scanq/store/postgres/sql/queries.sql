@@ -15,12 +15,13 @@
 -- Many scans in one statement (a group commit or a batch). A replayed idempotency key is
 -- skipped here; the caller reads the stored scan back. Without available_at a scan is due
 -- at its creation, but never later than the server's now (the ingest clock may run ahead).
+-- options are json, not jsonb: stored as the text msgspec made of what the client sent.
 WITH inserted AS (
     INSERT INTO scans AS s (scan_id, status, target, scanner, options, priority, max_attempts,
                             created_at, updated_at, available_at, idempotency_key)
     SELECT n.scan_id, 'Accepted', n.target, n.scanner, n.options, n.priority, n.max_attempts,
            n.created_at, now(), coalesce(n.available_at, least(n.created_at, now())), n.idempotency_key
-    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[], $5::int[], $6::int[],
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::json[], $5::int[], $6::int[],
                 $7::timestamptz[], $8::timestamptz[], $9::text[])
          AS n(scan_id, target, scanner, options, priority, max_attempts, created_at, available_at, idempotency_key)
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
@@ -216,3 +217,85 @@ SELECT current_setting('synchronous_commit') AS sync, current_setting('fsync') A
 -- name: has_claimable
 -- Asked once LISTEN is (re-)established: was work queued while nobody listened?
 SELECT EXISTS (SELECT 1 FROM scans WHERE status = 'Accepted' AND available_at <= now());
+
+-- Finished scans: throughput counts, export and retention (store/postgres/finished.py).
+
+-- name: finished_counts
+-- Scans finished per step and status: one range of scans_finished per status (index-only once
+-- the visibility map is set), never the table.
+SELECT floor(extract(epoch FROM finished_at - $1::timestamptz) / $3::float8)::int AS step, status, count(*) AS n
+FROM scans
+WHERE status IN ('Complete', 'Error', 'Cancelled') AND finished_at >= $1::timestamptz AND finished_at < $2::timestamptz
+GROUP BY 1, 2;
+
+-- name: export_scans
+-- One page of an export, in key order. An open bound is NULL.
+SELECT * FROM scans
+WHERE scan_id > $1::uuid AND status = ANY($2::text[])
+  AND finished_at >= coalesce($3::timestamptz, '-infinity') AND finished_at < coalesce($4::timestamptz, 'infinity')
+ORDER BY scan_id
+LIMIT $5;
+
+-- name: prune_batch
+-- The next batch of retention: the start of one status's range of scans_finished, up to the cutoff.
+SELECT * FROM scans WHERE status = $1::text AND finished_at < $2::timestamptz ORDER BY finished_at, scan_id LIMIT $3;
+
+-- name: prune_named
+-- The same rule for a batch named by id (an archived one), looked up by key.
+SELECT * FROM scans
+WHERE scan_id = ANY($4::uuid[]) AND status = $1::text AND finished_at < $2::timestamptz
+ORDER BY finished_at, scan_id LIMIT $3;
+
+-- name: prune
+-- Delete a batch while $4 holds the retention role: the role's row is locked FOR SHARE, so it
+-- cannot change hands before this statement commits. The count deltas keep stats exact.
+WITH holder AS (
+    SELECT 1 FROM scanq_leaders WHERE role = $5::text AND owner = $4::text AND expires_at > now() FOR SHARE
+),
+batch AS (
+    SELECT scan_id FROM scans
+    WHERE status = $1::text AND finished_at < $2::timestamptz AND EXISTS (SELECT 1 FROM holder)
+    ORDER BY finished_at, scan_id
+    LIMIT $3
+),
+deleted AS (
+    -- By key: a join with the batch would let the planner hash it against a scan of the whole table.
+    DELETE FROM scans AS s WHERE s.scan_id = ANY (ARRAY(SELECT scan_id FROM batch)) AND s.status = $1::text
+    RETURNING s.*
+),
+counted AS (
+    INSERT INTO scan_count_deltas (status, delta) SELECT $1::text, -count(*) FROM deleted HAVING count(*) > 0
+)
+SELECT * FROM deleted;
+
+-- name: prune_named_delete
+-- prune for a batch named by id (written to the archive first).
+WITH holder AS (
+    SELECT 1 FROM scanq_leaders WHERE role = $5::text AND owner = $4::text AND expires_at > now() FOR SHARE
+),
+batch AS (
+    SELECT scan_id FROM scans
+    WHERE scan_id = ANY($6::uuid[]) AND status = $1::text AND finished_at < $2::timestamptz
+      AND EXISTS (SELECT 1 FROM holder)
+    ORDER BY finished_at, scan_id
+    LIMIT $3
+),
+deleted AS (
+    -- By key: a join with the batch would let the planner hash it against a scan of the whole table.
+    DELETE FROM scans AS s WHERE s.scan_id = ANY (ARRAY(SELECT scan_id FROM batch)) AND s.status = $1::text
+    RETURNING s.*
+),
+counted AS (
+    INSERT INTO scan_count_deltas (status, delta) SELECT $1::text, -count(*) FROM deleted HAVING count(*) > 0
+)
+SELECT * FROM deleted;
+
+-- name: lead
+-- Take the role when it is free or its term has ended, or renew our own term; no row: another holds it.
+INSERT INTO scanq_leaders AS l (role, owner, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (role) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE l.owner = excluded.owner OR l.expires_at <= now()
+RETURNING owner;
+
+-- name: resign
+DELETE FROM scanq_leaders WHERE role = $1 AND owner = $2;

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.acceptance.conftest import StartPython
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SMOKE_TIMEOUT_S = 50
 
 
 @pytest.mark.slow
-def test_quick_run_writes_the_report(tmp_path: Path) -> None:
+def test_quick_run_writes_the_report(tmp_path: Path, start_python: StartPython) -> None:
     out = tmp_path / "bench.json"
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--db", "sqlite", "--quick", "--scenarios", "drain,status", "--json", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SMOKE_TIMEOUT_S,
-        check=False,
+    # The bench starts worker processes of its own: start_python kills its whole process group at teardown.
+    bench = start_python(
+        "-m", "bench", "--db", "sqlite", "--quick", "--scenarios", "drain,status", "--json", str(out), cwd=REPO_ROOT
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    stdout, stderr = bench.communicate(timeout=SMOKE_TIMEOUT_S)
+    assert bench.returncode == 0, stdout[-3000:] + stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["backend"] == "sqlite"
     assert report["failed"] == {}
@@ -40,4 +37,4 @@ def test_quick_run_writes_the_report(tmp_path: Path) -> None:
         assert status[name]["requests"] > 0
         assert status[name]["errors"] == 0, status[name]
     assert {target["target"] for target in report["targets"]} >= {"drain 1 worker/s", "1M by id p99"}
-    assert "| drain |" in completed.stdout
+    assert "| drain |" in stdout

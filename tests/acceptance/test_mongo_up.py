@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 LEGACY_SCANS = 10
 NEW_SCANS = 10
 DEADLINE_S = 30.0
-STOP_WITHIN_S = 8.0
+STOP_WITHIN_S = 20.0  # a generous ceiling on a clean stop (the grace period is 1 s), for loaded machines
 TERMINAL = {"Complete", "Error"}
 
 

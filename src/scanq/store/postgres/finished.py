@@ -1,0 +1,103 @@
+"""PostgreSQL: the operations on finished scans (throughput counts, export pages, the retention role and prune).
+
+``FinishedScans`` is mixed into ``PostgresStore``, whose ``store.py`` keeps the
+live queue's operations; the statements are in ``sql/queries.sql``. Counts and
+prune batches are ranges of ``scans_finished`` (status, finished_at, scan_id);
+a prune deletes one batch per statement (one short transaction, fenced by the
+retention role's row) and appends its count delta, so ``stats`` stays exact.
+Plain deletes rather than partitions: ``docs/postgres.md`` has the measurements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from scanq.ids import is_scan_id
+from scanq.models import Scan, ScanStatus
+from scanq.store.base import (
+    MAX_PAGE_SIZE,
+    RETENTION_ROLE,
+    check_after,
+    check_finished_status,
+    count_steps,
+    finished_buckets,
+)
+from scanq.store.postgres import statements
+from scanq.store.postgres.rows import scan_from_row
+
+if TYPE_CHECKING:
+    import asyncpg
+
+# Before every scan id: the first page of an export.
+_NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+class FinishedScans:
+    """The finished-scan operations of the ``Store`` contract (see ``store.base``), on PostgreSQL."""
+
+    if TYPE_CHECKING:
+
+        async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+    async def finished_counts(
+        self, *, since: datetime, until: datetime, step_s: float, tenant: str | None = None
+    ) -> list[tuple[datetime, dict[ScanStatus, int]]]:
+        steps = count_steps(since=since, until=until, step_s=step_s)
+        if steps == 0:
+            return []
+        rows = await self._fetch(statements.FINISHED_COUNTS, since, until, float(step_s))
+        counts = [(row["step"], row["status"], row["n"]) for row in rows]
+        return finished_buckets(since=since, step_s=step_s, steps=steps, counts=counts)
+
+    async def export_scans(
+        self,
+        *,
+        status: ScanStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after: str | None = None,
+        limit: int = MAX_PAGE_SIZE,
+        tenant: str | None = None,
+    ) -> list[Scan]:
+        statuses = [str(s) for s in check_finished_status(status)]
+        after = check_after(after) or _NIL_UUID
+        rows = await self._fetch(
+            statements.EXPORT_SCANS, after, statuses, since, until, max(1, min(limit, MAX_PAGE_SIZE))
+        )
+        return [scan_from_row(row) for row in rows]
+
+    async def lead(self, *, role: str, owner: str, term_s: float) -> bool:
+        return bool(await self._fetch(statements.LEAD, role, owner, float(term_s)))
+
+    async def resign(self, *, role: str, owner: str) -> None:
+        await self._fetch(statements.RESIGN, role, owner)
+
+    async def prune(
+        self,
+        *,
+        status: ScanStatus,
+        finished_before: datetime,
+        limit: int,
+        owner: str,
+        dry_run: bool = False,
+        scan_ids: Sequence[str] | None = None,
+        tenant: str | None = None,
+    ) -> list[Scan]:
+        check_finished_status(status)
+        args: list[Any] = [str(status), finished_before, max(1, min(limit, MAX_PAGE_SIZE))]
+        named = None if scan_ids is None else [scan_id for scan_id in scan_ids if is_scan_id(scan_id)]
+        if dry_run:
+            query = statements.PRUNE_BATCH if named is None else statements.PRUNE_NAMED
+            rows = await self._fetch(query, *args, *([] if named is None else [named]))
+        elif named is None:
+            rows = await self._fetch(statements.PRUNE, *args, owner, RETENTION_ROLE)
+        else:
+            rows = await self._fetch(statements.PRUNE_NAMED_DELETE, *args, owner, RETENTION_ROLE, named)
+        scans = [scan_from_row(row) for row in rows]
+        scans.sort(key=lambda scan: (scan.finished_at, scan.scan_id))  # RETURNING has no order
+        return scans
+
+
+__all__ = ["FinishedScans"]

@@ -1,0 +1,227 @@
+"""Retention: delete finished scans older than ``--retention`` allows, from one worker at a time.
+
+Every worker runs ``retention_loop`` when a policy is set, but only the one
+holding the store's retention role (``Store.lead``, ``RETENTION_ROLE``) prunes;
+the others keep asking at each pass and take over when the holder's term ends
+(a worker that died) or it resigns (a worker that stopped). A pass goes through
+each status with an age in short batches (``Store.prune``, ``RETENTION_BATCH``
+scans each, oldest ``finished_at`` first), renewing the role before each batch,
+until nothing older than the cutoff is left. With ``--retention-archive`` each
+batch is first written to the archive and fsynced (``scanq.archive``), and only
+the scans written are deleted. Each pass logs what it removed and counts it in
+``scanq_scans_pruned_total{status}``. ``prune_once`` is ``scanq prune``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from scanq.archive import ArchiveWriter
+from scanq.config import Settings
+from scanq.exceptions import RetentionBusy
+from scanq.metrics import WorkerMetrics
+from scanq.models import ScanStatus
+from scanq.retention import RetentionPolicy
+from scanq.store import Store, open_store
+from scanq.store.base import RETENTION_ROLE
+from scanq.worker.retry import log_store_failure
+
+logger = logging.getLogger("scanq.worker")
+
+RETENTION_BATCH = 500
+# Between two batches of a pass: room for the queue's own writes (a backlog still goes at thousands a second).
+RETENTION_PAUSE_S = 0.01
+# The role is renewed before every batch; a holder that stops renewing hands it on after this long.
+RETENTION_TERM_S = 120.0
+RESIGN_TIMEOUT_S = 5.0
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(kw_only=True, slots=True)
+class PassReport:
+    """What one retention pass did (or, in a dry run, would do): scans by status, the cutoff of each."""
+
+    cutoffs: dict[ScanStatus, datetime]
+    pruned: dict[ScanStatus, int] = field(default_factory=dict)
+    archived_to: set[Path] = field(default_factory=set)
+    is_dry_run: bool = False
+    lost_role: bool = False
+
+    @property
+    def total(self) -> int:
+        return sum(self.pruned.values())
+
+    def lines(self) -> list[str]:
+        """The report for a person: one line per status, and the archive files written."""
+        verb = "would delete" if self.is_dry_run else "deleted"
+        if not self.cutoffs:
+            return ["no --retention set: every finished scan is kept"]
+        found = [
+            f"{status}: {verb} {self.pruned.get(status, 0)} scans finished before {cutoff:%Y-%m-%dT%H:%M:%SZ}"
+            for status, cutoff in self.cutoffs.items()
+        ]
+        return found + [f"archived in {path}" for path in sorted(self.archived_to)]
+
+
+async def prune_pass(
+    store: Store,
+    policy: RetentionPolicy,
+    *,
+    owner: str,
+    archive: ArchiveWriter | None = None,
+    metrics: WorkerMetrics | None = None,
+    dry_run: bool = False,
+    batch: int = RETENTION_BATCH,
+    term_s: float = RETENTION_TERM_S,
+    tenant: str | None = None,
+) -> PassReport:
+    """One pass of ``policy`` as ``owner``: every status's scans finished before its cutoff, batch by batch.
+
+    Stops early (``lost_role``) when ``owner`` does not hold the retention role or loses it; a dry
+    run counts what a pass would delete (from ``finished_counts``), holding no role and deleting nothing.
+    ``tenant`` is passed to the store, which ignores it for now (added with tenants).
+    """
+    report = PassReport(cutoffs=policy.cutoffs(datetime.now(UTC)), is_dry_run=dry_run)
+    for status, cutoff in report.cutoffs.items():
+        if dry_run:
+            report.pruned[status] = await _count_before(store, status, cutoff, tenant=tenant)
+            continue
+        removed = 0
+        first: str | None = None
+        last: str | None = None
+        while True:
+            if not await store.lead(role=RETENTION_ROLE, owner=owner, term_s=term_s):
+                report.lost_role = True
+                break
+            if archive is None:
+                pruned = await store.prune(
+                    status=status, finished_before=cutoff, limit=batch, owner=owner, tenant=tenant
+                )
+            else:
+                due = await store.prune(
+                    status=status, finished_before=cutoff, limit=batch, owner=owner, dry_run=True, tenant=tenant
+                )
+                if not due:
+                    break
+                report.archived_to.add(await asyncio.to_thread(archive.write, due))
+                pruned = await store.prune(
+                    status=status,
+                    finished_before=cutoff,
+                    limit=batch,
+                    owner=owner,
+                    scan_ids=[scan.scan_id for scan in due],
+                    tenant=tenant,
+                )
+                if not pruned:  # the role moved between the archive and the delete
+                    report.lost_role = True
+                    break
+            if pruned:
+                removed += len(pruned)
+                first = first or pruned[0].scan_id
+                last = pruned[-1].scan_id
+                if metrics is not None:
+                    metrics.record_pruned(status, len(pruned))
+                logger.debug("retention: deleted %d %s scans", len(pruned), status, extra={"worker": owner})
+            if len(pruned) < batch:
+                break
+            await asyncio.sleep(RETENTION_PAUSE_S)
+        report.pruned[status] = removed
+        if removed:
+            logger.info(
+                "retention: deleted %d %s scans finished before %s (first %s, last %s)%s",
+                removed,
+                status,
+                cutoff.isoformat(timespec="seconds"),
+                first,
+                last,
+                f", archived in {archive.directory}" if archive is not None else "",
+                extra={"worker": owner, "status": str(status), "pruned": removed},
+            )
+        if report.lost_role:
+            break
+    return report
+
+
+async def _count_before(store: Store, status: ScanStatus, cutoff: datetime, *, tenant: str | None) -> int:
+    """How many ``status`` scans finished before ``cutoff``: one step of ``finished_counts`` since the epoch."""
+    step_s = (cutoff - EPOCH).total_seconds()
+    if step_s <= 0:
+        return 0
+    buckets = await store.finished_counts(since=EPOCH, until=cutoff, step_s=step_s, tenant=tenant)
+    return sum(counts.get(status, 0) for _, counts in buckets)
+
+
+async def retention_loop(
+    *, store: Store, policy: RetentionPolicy, owner: str, archive_dir: str = "", metrics: WorkerMetrics | None = None
+) -> None:
+    """Run a pass every ``policy.interval_s`` for as long as the worker runs; resign the role when cancelled.
+
+    A store failure is logged and the pass tried again at the next interval: retention is never urgent.
+    """
+    archive = ArchiveWriter(archive_dir, owner=owner) if archive_dir else None
+    logger.info("retention: %s (a pass every %.0fs, by one worker at a time)", policy, policy.interval_s)
+    try:
+        while True:
+            try:
+                await prune_pass(store, policy, owner=owner, archive=archive, metrics=metrics)
+            except OSError as exc:  # the archive's disk (the stores raise StoreError)
+                logger.error(
+                    "retention: archive %s refused a batch (%s); nothing deleted, retrying in %.0fs",
+                    archive_dir,
+                    exc,
+                    policy.interval_s,
+                )
+            except Exception as exc:
+                log_store_failure("retention", exc, policy.interval_s)
+            await asyncio.sleep(policy.interval_s)
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(RESIGN_TIMEOUT_S):
+                await store.resign(role=RETENTION_ROLE, owner=owner)
+
+
+def start_retention(
+    store: Store, settings: Settings, *, owner: str, metrics: WorkerMetrics | None
+) -> asyncio.Task[None] | None:
+    """The worker's retention task, or None when ``--retention`` is not set."""
+    policy = RetentionPolicy.parse(settings.retention)
+    if not policy.is_enabled:
+        return None
+    loop = retention_loop(
+        store=store, policy=policy, owner=owner, archive_dir=settings.retention_archive, metrics=metrics
+    )
+    return asyncio.create_task(loop, name="scanq-retention")
+
+
+async def prune_once(settings: Settings, *, owner: str, dry_run: bool = False) -> PassReport:
+    """``scanq prune``: one pass by hand, with the retention role (``RetentionBusy`` while a worker holds it)."""
+    policy = RetentionPolicy.parse(settings.retention)
+    is_pruning = policy.is_enabled and not dry_run
+    archive = ArchiveWriter(settings.retention_archive, owner=owner) if settings.retention_archive else None
+    async with open_store(settings.database_url) as store:
+        if is_pruning and not await store.lead(role=RETENTION_ROLE, owner=owner, term_s=RETENTION_TERM_S):
+            raise RetentionBusy()
+        try:
+            report = await prune_pass(store, policy, owner=owner, archive=archive, dry_run=dry_run)
+        finally:
+            if is_pruning:
+                await store.resign(role=RETENTION_ROLE, owner=owner)
+    if report.lost_role:
+        raise RetentionBusy("lost the retention role to another process during the pass; try again later")
+    return report
+
+
+__all__ = [
+    "RETENTION_BATCH",
+    "RETENTION_TERM_S",
+    "PassReport",
+    "prune_once",
+    "prune_pass",
+    "retention_loop",
+    "start_retention",
+]
