@@ -194,6 +194,7 @@ def run_async(coroutine: Coroutine[Any, Any, _T]) -> _T:
 
 
 @click.group(cls=ScanqGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+@click.version_option(package_name="scanq", prog_name="scanq", message="%(prog)s %(version)s")
 def cli() -> None:
     """scanq: a durable queue of cyber scans with an HTTP API.
 

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,14 +68,23 @@ Spawn = Callable[..., ScanqProcess]
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start ``python -m scanq ARGS…`` with extra environment variables; killed at teardown whatever happens."""
+    """Start ``python -m scanq ARGS…`` (or another ``program``, in ``cwd``) with extra environment variables.
+
+    Whatever happens, every process started is killed at teardown.
+    """
     started: list[ScanqProcess] = []
 
-    def start(*args: str, env: Mapping[str, str] | None = None) -> ScanqProcess:
+    def start(
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        program: Sequence[str] = (sys.executable, "-m", "scanq"),
+        cwd: Path | None = None,
+    ) -> ScanqProcess:
         log_path = tmp_path / f"scanq-{len(started)}-{args[0] if args else 'help'}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "scanq", *args],
+                [*program, *args],
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

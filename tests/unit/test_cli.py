@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 
 import click
@@ -183,3 +184,8 @@ def test_tables_align_columns() -> None:
         "Complete  12",
         "Error",
     ]
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    code, out = run(["--version"])
+    assert (code, out) == (0, f"scanq {importlib.metadata.version('scanq')}\n")
