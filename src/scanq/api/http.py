@@ -84,7 +84,8 @@ def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
         # parse again untyped so a body that is not JSON at all is always the 400.
         _check_well_formed(body)
         raise ValidationError(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # Released msgspec versions raise UnicodeDecodeError, not DecodeError, for invalid UTF-8 inside a string.
         raise _malformed(exc) from None
     except RecursionError:
         raise ValidationError("invalid request body: nested too deeply") from None
@@ -93,13 +94,15 @@ def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
 def _check_well_formed(body: bytes) -> None:
     try:
         msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise _malformed(exc) from None
     except RecursionError:
         pass  # well-formed as far as it goes; the typed error stands
 
 
-def _malformed(exc: msgspec.DecodeError) -> ApiError:
+def _malformed(exc: ValueError) -> ApiError:
+    if isinstance(exc, UnicodeDecodeError):
+        return ApiError(400, "malformed_json", f"the body is not valid JSON: a string is not valid UTF-8 ({exc.reason})")
     return ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}")
 
 
