@@ -100,9 +100,10 @@ def _check_well_formed(body: bytes) -> None:
         pass  # well-formed as far as it goes; the typed error stands
 
 
-def _malformed(exc: ValueError) -> ApiError:
+def _malformed(exc: msgspec.DecodeError | UnicodeDecodeError) -> ApiError:
     if isinstance(exc, UnicodeDecodeError):
-        return ApiError(400, "malformed_json", f"the body is not valid JSON: a string is not valid UTF-8 ({exc.reason})")
+        reason = f"a string is not valid UTF-8 ({exc.reason})"
+        return ApiError(400, "malformed_json", f"the body is not valid JSON: {reason}")
     return ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}")
 
 
