@@ -27,7 +27,7 @@ from click.decorators import FC
 
 from scanq import client
 from scanq.config import ENV_PREFIX, Settings, parse_value, unknown_env_names
-from scanq.exceptions import ConfigError, ScanqError
+from scanq.exceptions import ConfigError, ScanqError, StartupError
 from scanq.logs import configure_logging
 from scanq.watch import DEFAULT_WATCH_S, watch
 
@@ -49,7 +49,19 @@ SCANNER = (
     "target_allowlist",
     *(name for name in _FIELDS if name.startswith(("mock_", "scanner_"))),
 )
-HTTP = ("host", "ingest_port", "status_port", "ingest_url", "status_url", "max_batch", "max_body_bytes", "max_attempts")
+HTTP = (
+    "host",
+    "ingest_port",
+    "status_port",
+    "ingest_url",
+    "status_url",
+    "max_batch",
+    "max_body_bytes",
+    "max_attempts",
+    "header_timeout_seconds",
+    "body_timeout_seconds",
+    "max_connections",
+)
 WORKER = (
     "concurrency",
     "lease_seconds",
@@ -72,14 +84,20 @@ class _SettingError(click.ClickException):
     exit_code = 2
 
 
+class _StartupFailure(click.ClickException):
+    exit_code = StartupError.exit_code
+
+
 class ScanqGroup(click.Group):
-    """The ``scanq`` group: turns scanq errors into one line (exit 2 for a bad setting, else 1)."""
+    """The ``scanq`` group: turns scanq errors into one line (exit 2 for a bad setting, 78 cannot listen, else 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
             raise _SettingError(exc.message) from None
+        except StartupError as exc:
+            raise _StartupFailure(exc.message) from None
         except ScanqError as exc:
             raise click.ClickException(exc.message) from None
 
@@ -282,25 +300,15 @@ def cancel(settings: Settings, *, scan_id: str) -> None:
 
 
 def _serve(app: Starlette, *, settings: Settings, port: int) -> None:
-    """Serve an app with uvicorn (uvloop, httptools, no access log) until SIGINT/SIGTERM.
+    """Serve an app (``api.server.serve``: uvicorn, uvloop, the edge limits) until SIGINT/SIGTERM.
 
     The HTTP stack is imported by the command that needs it, not by the worker or the client commands.
     """
-    import uvicorn
-
+    from scanq.api.server import serve
     from scanq.supervisor import follow_supervisor
 
     follow_supervisor()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-    )
+    serve(app, settings=settings, port=port)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -55,6 +56,9 @@ class Settings:
     shutdown_seconds: float = _setting(10.0, "On stop, how long running scans may finish before release")
     max_batch: int = _setting(1000, "Largest POST /scans/batch")
     max_body_bytes: int = _setting(1_048_576, "Largest request body in bytes")
+    header_timeout_seconds: float = _setting(10.0, "HTTP: time a client has to send a request's headers")
+    body_timeout_seconds: float = _setting(30.0, "HTTP: time a client has to send a request's body")
+    max_connections: int = _setting(1000, "HTTP: connections one service process keeps open; more are closed")
     default_scanner: str = _setting("mock", "Scanner used when a request names none")
     mock_min_sleep: float = _setting(1.0, "Mock scanner: shortest run in seconds")
     mock_max_sleep: float = _setting(5.0, "Mock scanner: longest run in seconds")
@@ -152,6 +156,23 @@ def _unwrap_optional(annotation: Any) -> Any:
     return annotation
 
 
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def is_host(value: str) -> bool:
+    """True for an IP address or a syntactically valid host name (RFC 1123: the last label is not all digits).
+
+    ``999.1.1.1`` is neither, and refusing it here spares a DNS query that can only fail.
+    """
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    return 0 < len(value) <= 253 and all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
 def _check(s: Settings) -> None:
     def fail(name: str, why: str) -> None:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {why} (got {getattr(s, name)!r})", setting=name)
@@ -161,7 +182,7 @@ def _check(s: Settings) -> None:
             fail(name, "must be a port number 0-65535")
     if not 0 <= s.metrics_port <= 65535:
         fail("metrics_port", "must be a port number 0-65535 (0: off)")
-    for name in ("workers", "concurrency", "max_attempts", "max_batch", "max_body_bytes"):
+    for name in ("workers", "concurrency", "max_attempts", "max_batch", "max_body_bytes", "max_connections"):
         if getattr(s, name) < 1:
             fail(name, "must be at least 1")
     if s.scanner_sockets_per_target < 1:
@@ -176,6 +197,8 @@ def _check(s: Settings) -> None:
         "scan_timeout_seconds",
         "scanner_connect_timeout_seconds",
         "scanner_plugin_timeout_seconds",
+        "header_timeout_seconds",
+        "body_timeout_seconds",
     ):
         if not getattr(s, name) > 0:
             fail(name, "must be greater than 0")
@@ -198,5 +221,7 @@ def _check(s: Settings) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             fail("target_allowlist", f"{cidr!r} is not a CIDR")
+    if not is_host(s.host):
+        fail("host", "must be an IP address or a host name")
     if "://" not in s.database_url:
         fail("database_url", "must be a URL such as sqlite:///scanq.db")

@@ -67,6 +67,11 @@ def test_lists_are_comma_separated() -> None:
         ({"SCANQ_LOG_LEVEL": "loud"}, "SCANQ_LOG_LEVEL"),
         ({"SCANQ_TARGET_ALLOWLIST": "not-a-cidr"}, "SCANQ_TARGET_ALLOWLIST"),
         ({"SCANQ_DATABASE_URL": "scanq.db"}, "SCANQ_DATABASE_URL"),
+        ({"SCANQ_HOST": "999.1.1.1"}, "SCANQ_HOST"),
+        ({"SCANQ_HOST": "bad host"}, "SCANQ_HOST"),
+        ({"SCANQ_HEADER_TIMEOUT_SECONDS": "0"}, "SCANQ_HEADER_TIMEOUT_SECONDS"),
+        ({"SCANQ_BODY_TIMEOUT_SECONDS": "-1"}, "SCANQ_BODY_TIMEOUT_SECONDS"),
+        ({"SCANQ_MAX_CONNECTIONS": "0"}, "SCANQ_MAX_CONNECTIONS"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_setting(environ: dict[str, str], named: str) -> None:
@@ -102,3 +107,8 @@ def test_unknown_scanq_variables_are_reported_as_likely_typos() -> None:
         "HOME": "/root",
     }
     assert unknown_env_names(environ) == ["SCANQ_LEASE_SECOND"]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "scanq.internal.example", "h-1."])
+def test_addresses_and_host_names_are_hosts(host: str) -> None:
+    assert Settings(host=host).host == host
