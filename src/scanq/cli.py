@@ -61,6 +61,8 @@ HTTP = (
     "header_timeout_seconds",
     "body_timeout_seconds",
     "max_connections",
+    "allowed_hosts",
+    "allowed_origins",
 )
 WORKER = (
     "concurrency",

@@ -59,6 +59,12 @@ class Settings:
     header_timeout_seconds: float = _setting(10.0, "HTTP: time a client has to send a request's headers")
     body_timeout_seconds: float = _setting(30.0, "HTTP: time a client has to send a request's body")
     max_connections: int = _setting(1000, "HTTP: connections one service process keeps open; more are closed")
+    allowed_hosts: tuple[str, ...] = _setting(
+        (), "HTTP: Host names served, * for any (empty: loopback names on loopback, else any)"
+    )
+    allowed_origins: tuple[str, ...] = _setting(
+        (), "HTTP: browser origins allowed to submit and cancel besides the dashboard"
+    )
     default_scanner: str = _setting("mock", "Scanner used when a request names none")
     mock_min_sleep: float = _setting(1.0, "Mock scanner: shortest run in seconds")
     mock_max_sleep: float = _setting(5.0, "Mock scanner: longest run in seconds")
@@ -223,5 +229,11 @@ def _check(s: Settings) -> None:
             fail("target_allowlist", f"{cidr!r} is not a CIDR")
     if not is_host(s.host):
         fail("host", "must be an IP address or a host name")
+    for name in s.allowed_hosts:
+        if name != "*" and not is_host(name.strip("[]")):
+            fail("allowed_hosts", f"{name!r} is not a host name or address (or *)")
+    for origin in s.allowed_origins:
+        if not re.fullmatch(r"https?://[^/?#\s]+", origin.rstrip("/")):
+            fail("allowed_origins", f"{origin!r} is not an origin such as https://console.example:8443")
     if "://" not in s.database_url:
         fail("database_url", "must be a URL such as sqlite:///scanq.db")

@@ -307,7 +307,7 @@ def test_urllib_sees_the_413_for_a_2_mb_body(ingest: Service) -> None:
     assert outcomes == {413: 30}
 
 
-def test_a_kept_alive_connection_serves_the_next_request_after_a_413(ingest: Service) -> None:
+def test_a_413_closes_a_kept_alive_connection_once_the_body_is_drained(ingest: Service) -> None:
     body = b"x" * (2 * MAX_BODY_BYTES)
     with connect(ingest) as sock:
         sock.sendall(
@@ -315,11 +315,26 @@ def test_a_kept_alive_connection_serves_the_next_request_after_a_413(ingest: Ser
             b"Content-Length: %d\r\n\r\n" % len(body)
         )
         sock.sendall(body)
+        answer = read_to_end(sock)
+
+    headers = assert_error(answer, 413, "body_too_large")
+    assert headers["connection"] == "close"
+
+
+def test_after_another_early_answer_a_kept_alive_connection_serves_the_next_request(ingest: Service) -> None:
+    # No route: answered before the body is read, without Connection: close. The body is drained, then served on.
+    body = b"x" * (2 * MAX_BODY_BYTES)
+    with connect(ingest) as sock:
+        sock.sendall(
+            b"POST /no-such-route HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        sock.sendall(body)
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         answer = read_to_end(sock)
 
     first, _, second = answer.partition(b"HTTP/1.1 200")
-    assert_error(first, 413, "body_too_large")
+    assert_error(first, 404, "not_found")
     assert b'{"status":"ok"}' in second
 
 

@@ -194,7 +194,7 @@ async def test_the_lifespan_opens_and_closes_the_store_it_owns(database_url: str
 
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://status") as client,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost:10551") as client,
     ):
         ready = await client.get("/readyz")
         listed = await client.get("/scans")
@@ -207,7 +207,9 @@ async def test_a_store_outage_answers_503_and_health_stays_up(pg_cluster: Postgr
     settings = Settings(database_url=pg_cluster.url)
     async with PostgresStore(pg_cluster.url) as store:
         app = create_status_app(settings, store=store)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://status") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost:10551"
+        ) as client:
             assert (await client.get("/readyz")).status_code == 200
             await asyncio.to_thread(pg_cluster.stop)
 
@@ -247,7 +249,7 @@ def refs_in(node: Any) -> list[str]:
 @pytest.mark.parametrize("factory", [create_ingest_app, create_status_app, create_api_app])
 async def test_openapi_documents_every_route(factory: Any) -> None:
     app: Starlette = factory(Settings(database_url="memory://openapi"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost:10550") as client:
         response = await client.get("/openapi.json")
 
     doc = response.json()

@@ -4,9 +4,10 @@ Each composes explicitly: a store (opened and closed by the lifespan unless
 the caller passes an open one), the scan service over it, the service's
 operations plus ``/healthz``, ``/readyz``, ``/openapi.json`` and ``/metrics``,
 and the exception handlers of ``errors.py``. Each app has its own Prometheus
-registry. Middleware is plain ASGI only: the request-latency histogram on
-every app, and on ingest the CORS policy that lets the dashboard (served by
-status, another origin) submit and cancel.
+registry. Middleware is plain ASGI only: the request-latency histogram and
+the cross-site guard (``crosssite.py``: allowed hosts, no state change from
+another site, JSON bodies) on every app, and on ingest the CORS policy that
+lets the dashboard (served by status, another origin) submit and cancel.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from scanq import __version__
+from scanq.api.crosssite import CrossSiteGuard
 from scanq.api.dashboard import Dashboard, cors_middleware, static_mount
 from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
 from scanq.api.hotpath import HotPathMiddleware
@@ -46,6 +48,8 @@ API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest
 
 # Served by HotPathMiddleware, past routing: the submissions, where requests per second matter most.
 HOT_INGEST_ROUTES = frozenset({("POST", "/scans"), ("POST", "/scans/batch")})
+# GETs that write: the original contract's GET / queues a scan, so a browser on another site may not send it.
+QUEUEING_GET_PATHS = frozenset({"/"})
 
 _HEALTHY = encoder.encode(HealthResponse())
 _READY = encoder.encode(ReadyResponse())
@@ -130,6 +134,7 @@ def create_ingest_app(
         operations=operations,
         middleware=[cors_middleware(settings)],
         hot_routes=HOT_INGEST_ROUTES,
+        unsafe_get_paths=QUEUEING_GET_PATHS,
     )
 
 
@@ -205,6 +210,7 @@ def create_api_app(
         mounts=[static_mount()],
         middleware=[cors_middleware(settings)],
         hot_routes=HOT_INGEST_ROUTES,
+        unsafe_get_paths=QUEUEING_GET_PATHS,
     )
 
 
@@ -256,6 +262,7 @@ def _assemble(
     mounts: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
     hot_routes: Collection[tuple[str, str]] = (),
+    unsafe_get_paths: Collection[str] = (),
 ) -> Starlette:
     is_owned = store is None
     the_store = open_store(settings.database_url) if store is None else store
@@ -281,9 +288,11 @@ def _assemble(
     hot = [route for route in routes if any((method, route.path) in hot_routes for method in route.methods or ())]
     app = Starlette(
         routes=[*mounts, *routes],
-        # Metrics outermost, so the latency covers CORS answers too; the hot path skips routing and CORS.
+        # Metrics outermost, so the latency covers CORS answers too; the hot path skips routing and CORS,
+        # not the cross-site guard.
         middleware=[
             Middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry)),
+            Middleware(CrossSiteGuard, settings=settings, unsafe_get_paths=unsafe_get_paths),
             Middleware(HotPathMiddleware, routes=hot, handlers=EXCEPTION_HANDLERS),
             *middleware,
         ],

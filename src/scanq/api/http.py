@@ -35,10 +35,11 @@ def is_json_media_type(content_type: str) -> bool:
 
 
 async def read_body(request: Request, *, max_bytes: int) -> bytes:
-    """The request body, refused with 413 past ``max_bytes`` and 415 when it is not JSON.
+    """The request body, refused with 413 past ``max_bytes``.
 
-    A missing ``Content-Type`` is read as JSON (``curl --data`` users forget it less
-    often than they send the wrong one); an empty body is accepted with any type.
+    The content type was checked before the app ran (``crosssite.CrossSiteGuard``: a body must be
+    declared JSON). The 413 says ``Connection: close``: the rest of the body is read and discarded
+    below the app (``edge.EdgeProtocol``), then the connection closes.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -65,14 +66,7 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if body:
-        content_type = request.headers.get("content-type")
-        if content_type is not None and not is_json_media_type(content_type):
-            raise ApiError(
-                415, "unsupported_media_type", f"send the body as Content-Type: application/json (got {content_type!r})"
-            )
-    return body
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
@@ -108,4 +102,7 @@ def _malformed(exc: msgspec.DecodeError | UnicodeDecodeError) -> ApiError:
 
 
 def _too_large(max_bytes: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"the body is larger than {max_bytes} bytes")
+    # Closing tells the client not to send its next request on this connection while the rest is drained.
+    return ApiError(
+        413, "body_too_large", f"the body is larger than {max_bytes} bytes", headers={"Connection": "close"}
+    )
