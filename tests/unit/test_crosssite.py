@@ -19,15 +19,14 @@ def test_the_host_header_is_read_without_its_port(host: str, name: str) -> None:
 
 def test_on_loopback_only_the_loopback_names_and_the_service_urls_are_served() -> None:
     settings = Settings(ingest_url="http://scanq.internal:10550")
-    assert allowed_hosts(settings) == {"localhost", "127.0.0.1", "::1", "scanq.internal"}
+    assert allowed_hosts(settings) == frozenset({"localhost", "127.0.0.1", "::1", "scanq.internal"})
 
 
 def test_on_another_address_any_host_is_served_unless_names_are_configured() -> None:
     assert allowed_hosts(Settings(host="0.0.0.0")) is None
-    assert allowed_hosts(Settings(host="0.0.0.0", allowed_hosts=("scanq.example",))) == {
-        "scanq.example",
-        "127.0.0.1",
-    }
+    assert allowed_hosts(Settings(host="0.0.0.0", allowed_hosts=("scanq.example",))) == frozenset(
+        {"scanq.example", "127.0.0.1"}
+    )
     assert allowed_hosts(Settings(allowed_hosts=("*",))) is None
 
 
