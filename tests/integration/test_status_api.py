@@ -107,6 +107,28 @@ async def test_pages_walk_every_scan_newest_first_without_repeats(api: Services)
     assert seen == list(reversed(ids))
 
 
+async def test_following_a_filtered_cursor_keeps_the_filter(api: Services) -> None:
+    ids = await queue(api, 4)
+    for scan_id in ids[:2]:
+        assert (await api.ingest.post(f"/scans/{scan_id}/cancel")).status_code == 200
+
+    first = (await api.status.get("/scans", params={"status": "Cancelled", "limit": "1"})).json()
+    followed = await api.status.get("/scans", params={"cursor": first["next_cursor"]})
+    other = await api.status.get("/scans", params={"status": "Accepted", "cursor": first["next_cursor"]})
+
+    assert [s["scan_id"] for s in first["scans"] + followed.json()["scans"]] == [ids[1], ids[0]]
+    assert other.status_code == 422
+    assert "continues the list of status=Cancelled" in other.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["status", "limit", "cursor"])
+async def test_an_empty_list_parameter_is_refused_not_ignored(api: Services, name: str) -> None:
+    response = await api.status.get(f"/scans?{name}=")
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+
+
 async def test_root_lists_like_scans(api: Services) -> None:
     await queue(api, 3)
 
