@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from scanq.config import Settings
-from scanq.exceptions import IdempotencyConflict, ScanNotFound, UnknownScanner, ValidationError
+from scanq.exceptions import IdempotencyConflict, ScanFinished, ScanNotFound, UnknownScanner, ValidationError
 from scanq.ids import is_scan_id, new_scan_id
 from scanq.models import Created, NewScan, Page, Scan, ScanStatus
 from scanq.scanners import ScannerRegistry
@@ -148,13 +148,20 @@ class ScanService:
         return [c.scan for c in created]
 
     async def cancel(self, scan_id: str) -> Scan:
-        """Cancel a scan (see ``Store.cancel``).
+        """Cancel a scan (see ``Store.cancel``); cancelling a Cancelled scan again answers it as it is.
 
-        Raise ``ScanNotFound`` (also for a malformed id, without a store call) or ``ScanFinished``.
+        Raise ``ScanNotFound`` (also for a malformed id, without a store call) or ``ScanFinished``
+        (Complete or Error).
         """
         if not is_scan_id(scan_id):
             raise ScanNotFound(scan_id)
-        scan = await self._store.cancel(scan_id=scan_id)
+        try:
+            scan = await self._store.cancel(scan_id=scan_id)
+        except ScanFinished as exc:
+            if exc.status != ScanStatus.CANCELLED:
+                raise
+            # Idempotent: a retried cancel (a lost answer, a double click) gets the scan, not a 409.
+            return await self._store.get(scan_id=scan_id)
         if self._counters is not None:
             self._counters.record_cancelled()
         logger.info("scan %s cancel: now %s", scan_id, scan.status, extra={"action": "scan_cancel", "scan_id": scan_id})

@@ -20,7 +20,7 @@ from scanq.exceptions import (
     ValidationError,
 )
 from scanq.ids import new_scan_id
-from scanq.models import NewScan, ScanStatus
+from scanq.models import Finish, Lease, NewScan, Outcome, ScanStatus
 from scanq.scanners import ScannerRegistry
 from scanq.scanners.base import Scanner
 from scanq.scans import (
@@ -230,9 +230,19 @@ async def test_cancel(service: ScanService) -> None:
     scan = (await service.submit(SubmitRequest())).scan
 
     cancelled = await service.cancel(scan.scan_id)
+    again = await service.cancel(scan.scan_id)
 
     assert cancelled.status == ScanStatus.CANCELLED
-    with pytest.raises(ScanFinished):
+    assert again == cancelled
+
+
+async def test_cancelling_a_complete_scan_is_refused(service: ScanService, store: MemoryStore) -> None:
+    scan = (await service.submit(SubmitRequest())).scan
+    [claimed] = await store.claim(worker_id="w-1", limit=1, lease_s=30)
+    lease = Lease(scan_id=scan.scan_id, worker_id="w-1", attempt=claimed.attempt)
+    assert await store.finish(finishes=[Finish(lease=lease, outcome=Outcome.COMPLETE, result={})]) == [True]
+
+    with pytest.raises(ScanFinished, match="already finished with status Complete"):
         await service.cancel(scan.scan_id)
 
 
