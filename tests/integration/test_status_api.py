@@ -19,6 +19,8 @@ from scanq.api import create_api_app, create_ingest_app, create_status_app
 from scanq.api.dashboard import STATIC_PATH
 from scanq.config import Settings
 from scanq.models import Finish, Lease, Outcome
+from scanq.scanners import ScannerRegistry
+from scanq.scanners.noop import NoopScanner
 from scanq.store.postgres import PostgresStore
 from tests.integration.apps import Services, services
 from tests.servers.postgres import PostgresCluster
@@ -306,3 +308,30 @@ async def test_openapi_describes_the_bodies_from_the_msgspec_types() -> None:
     assert "Location" in submit["responses"]["202"]["headers"]
     assert set(schemas["StatusCounts"]["properties"]) == {"Accepted", "Running", "Complete", "Error", "Cancelled"}
     assert schemas["ErrorResponse"]["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}
+
+
+@pytest.mark.parametrize("factory", [create_ingest_app, create_api_app])
+async def test_openapi_names_the_installed_scanners_and_the_state_changes_refused(factory: Any) -> None:
+    settings = Settings(database_url="memory://openapi")
+    registry = ScannerRegistry(settings, extra={"extra-plugin": NoopScanner})
+    doc = factory(settings, scanners=registry).state.openapi
+
+    scanner = doc["components"]["schemas"]["ScanRequest"]["properties"]["scanner"]
+    [named] = [branch for branch in scanner["anyOf"] if branch.get("type") == "string"]
+    assert named["enum"] == registry.names
+    assert {"mock", "noop", "extra-plugin"} <= set(named["enum"])
+    for path, method in [
+        ("/scans", "post"),
+        ("/scans/batch", "post"),
+        ("/scans/{scan_id}/cancel", "post"),
+        ("/", "get"),
+    ]:
+        assert "403" in doc["paths"][path][method]["responses"], (method, path)
+    assert "415" in doc["paths"]["/scans/{scan_id}/cancel"]["post"]["responses"]
+
+
+async def test_openapi_gives_the_cursor_a_format() -> None:
+    doc = create_status_app(Settings(database_url="memory://openapi")).state.openapi
+    [cursor] = [p for p in doc["paths"]["/scans"]["get"]["parameters"] if p["name"] == "cursor"]
+
+    assert cursor["schema"] == {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 256}

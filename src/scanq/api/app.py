@@ -30,7 +30,7 @@ from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
 from scanq.api.hotpath import HotPathMiddleware
 from scanq.api.http import encoder
 from scanq.api.ingest import IngestEndpoints
-from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes
+from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes, declare_enum
 from scanq.api.schemas import HealthResponse, ReadyResponse
 from scanq.api.status import StatusEndpoints, wants_html
 from scanq.config import Settings
@@ -42,9 +42,12 @@ from scanq.store import Store, open_store
 logger = logging.getLogger(__name__)
 
 TAG = "health"
-INGEST_DESCRIPTION = "Queue scans (default port 10550). Scans are stored durably before the answer."
-STATUS_DESCRIPTION = "Read scans (default port 10551): one by id, pages, counts by status."
-API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest); GET /scans lists them."
+# Every service also refuses a Host that is not an allowed name (400 host_not_allowed), and its HTTP edge
+# answers 408, 413, 414 and 431 before any operation runs: see docs/security.md.
+_EDGE = " Edge limits and cross-site rules: docs/security.md."
+INGEST_DESCRIPTION = "Queue scans (default port 10550). Scans are stored durably before the answer." + _EDGE
+STATUS_DESCRIPTION = "Read scans (default port 10551): one by id, pages, counts by status." + _EDGE
+API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest); GET /scans lists them." + _EDGE
 
 # Served by HotPathMiddleware, past routing: the submissions, where requests per second matter most.
 HOT_INGEST_ROUTES = frozenset({("POST", "/scans"), ("POST", "/scans/batch")})
@@ -267,12 +270,16 @@ def _assemble(
     is_owned = store is None
     the_store = open_store(settings.database_url) if store is None else store
     registry = make_registry()
-    service = ScanService(the_store, scanners or ScannerRegistry(settings), settings, counters=ScanCounters(registry))
+    plugins = scanners or ScannerRegistry(settings)
+    service = ScanService(the_store, plugins, settings, counters=ScanCounters(registry))
     health = HealthEndpoints(store=the_store)
     metrics = _metrics_operation(registry, QueueStats(the_store.stats, registry=registry))
     # Fixed paths before templated ones (stable otherwise), so /healthz never reads as a scan id.
     ops = sorted([*operations(service), *health.operations(), metrics], key=lambda op: "{" in op.path)
     document = build_openapi(title=title, version=__version__, description=description, operations=ops)
+    if "ScanRequest" in document["components"]["schemas"]:
+        # Another name is a 422 unknown_scanner: say so in the schema, as strict as the server.
+        declare_enum(document, schema="ScanRequest", field="scanner", values=plugins.names)
     health.document = encoder.encode(document)
 
     @asynccontextmanager
