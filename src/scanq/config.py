@@ -18,6 +18,9 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from scanq.exceptions import ConfigError
 
 ENV_PREFIX = "SCANQ_"
+# One default store for `./run` and for `scanq` run by hand from the same directory (the file and its
+# directory are created on first use).
+DEFAULT_DATABASE_URL = "sqlite:///data/scanq.db"
 
 # Names the original three-part system used; they keep working as fallbacks.
 LEGACY_ENV = {
@@ -37,7 +40,7 @@ def _setting(default: Any, help: str) -> Any:
 class Settings:
     """Every option of every scanq process. Read with ``Settings.from_env``; flags override with ``replace``."""
 
-    database_url: str = _setting("sqlite:///scanq.db", "Store URL: sqlite:///path, postgresql://… or mongodb://…")
+    database_url: str = _setting(DEFAULT_DATABASE_URL, "Store URL: sqlite:///path, postgresql://… or mongodb://…")
     host: str = _setting("127.0.0.1", "Address the HTTP services listen on")
     ingest_port: int = _setting(10550, "Ingest service port")
     status_port: int = _setting(10551, "Status service port")
@@ -236,4 +239,4 @@ def _check(s: Settings) -> None:
         if not re.fullmatch(r"https?://[^/?#\s]+", origin.rstrip("/")):
             fail("allowed_origins", f"{origin!r} is not an origin such as https://console.example:8443")
     if "://" not in s.database_url:
-        fail("database_url", "must be a URL such as sqlite:///scanq.db")
+        fail("database_url", f"must be a URL such as {DEFAULT_DATABASE_URL}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
-from scanq.config import ENV_PREFIX, LEGACY_ENV, Settings, unknown_env_names
+from scanq.config import DEFAULT_DATABASE_URL, ENV_PREFIX, LEGACY_ENV, Settings, unknown_env_names
 from scanq.exceptions import ConfigError
 
 
@@ -112,3 +113,13 @@ def test_unknown_scanq_variables_are_reported_as_likely_typos() -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "scanq.internal.example", "h-1."])
 def test_addresses_and_host_names_are_hosts(host: str) -> None:
     assert Settings(host=host).host == host
+
+
+def test_scanq_and_run_share_one_default_database() -> None:
+    # `./run` leaves the SQLite default to Settings, so `scanq worker --check` or `scanq stats` run by hand
+    # from the project directory look at the store `./run` writes.
+    run_script = (Path(__file__).resolve().parents[2] / "run").read_text()
+    code = [line for line in run_script.splitlines() if not line.lstrip().startswith("#")]
+    assert Settings().database_url == DEFAULT_DATABASE_URL == "sqlite:///data/scanq.db"
+    assert not [line for line in code if "sqlite:" in line]
+    assert "cd \"$(dirname \"$0\")\"" in run_script  # relative to the project directory, wherever it is called
