@@ -122,4 +122,4 @@ def test_scanq_and_run_share_one_default_database() -> None:
     code = [line for line in run_script.splitlines() if not line.lstrip().startswith("#")]
     assert Settings().database_url == DEFAULT_DATABASE_URL == "sqlite:///data/scanq.db"
     assert not [line for line in code if "sqlite:" in line]
-    assert "cd \"$(dirname \"$0\")\"" in run_script  # relative to the project directory, wherever it is called
+    assert 'cd "$(dirname "$0")"' in run_script  # relative to the project directory, wherever it is called
