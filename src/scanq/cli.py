@@ -177,7 +177,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(short_help="Run ingest, status and workers until Ctrl-C.")
 @with_settings(ALL_SETTINGS)
 def up(settings: Settings) -> None:
     """Run ingest, status and --workers worker processes on this machine until Ctrl-C."""
@@ -195,7 +195,7 @@ def ingest(settings: Settings) -> None:
     _serve(create_ingest_app(settings), settings=settings, port=settings.ingest_port)
 
 
-@cli.command()
+@cli.command(short_help="Run the status service (scans, stats, dashboard).")
 @with_settings(SERVICE_SETTINGS)
 def status(settings: Settings) -> None:
     """Run the status service (scans, pages, stats, dashboard) on --status-port."""
@@ -213,7 +213,7 @@ def api(settings: Settings) -> None:
     _serve(create_api_app(settings), settings=settings, port=settings.ingest_port)
 
 
-@cli.command()
+@cli.command(short_help="Run one worker process.")
 @click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
 @click.option("--check", is_flag=True, help="Exit 0 if the store is reachable, else 1; run nothing.")
 @with_settings(WORKER_SETTINGS)
@@ -264,7 +264,11 @@ def get(settings: Settings, *, scan_id: str) -> None:
 
 
 @cli.command("list")
-@click.option("--status", "scan_status", type=click.Choice(["Accepted", "Running", "Complete", "Error", "Cancelled"]))
+@click.option(
+    "--status",
+    "scan_status",
+    type=click.Choice(["Accepted", "Running", "Complete", "Error", "Cancelled"], case_sensitive=False),
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Scans per page.")
 @click.option("--cursor", help="Continue after a previous page (printed under the table).")
 @with_settings(CLIENT)
@@ -273,7 +277,7 @@ def list_command(settings: Settings, *, scan_status: str | None, limit: int, cur
     run_async(client.list_scans(settings, status=scan_status, limit=limit, cursor=cursor))
 
 
-@cli.command()
+@cli.command(short_help="Print the number of scans in each status.")
 @click.option(
     "--watch",
     "watch_s",
