@@ -1,13 +1,15 @@
-"""The README's settings table must list every setting, so the docs cannot drift from the code."""
+"""The README's settings table must list every setting, and the curl examples must work as shown."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
 from scanq.config import ENV_PREFIX, Settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 
 
 def test_readme_lists_every_setting_with_flag_and_variable() -> None:
@@ -18,3 +20,19 @@ def test_readme_lists_every_setting_with_flag_and_variable() -> None:
         if f"`--{f.name.replace('_', '-')}`" not in text or f"`{ENV_PREFIX}{f.name.upper()}`" not in text
     ]
     assert missing == []
+
+
+def curl_commands(text: str) -> list[str]:
+    """Every curl command in ``text``, continuation lines joined."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line.strip() for line in joined.splitlines() if line.lstrip().startswith(("curl ", "ID=$(curl"))]
+
+
+def test_every_curl_example_with_a_body_declares_json() -> None:
+    # The services refuse a body without Content-Type: application/json (415); curl -d would send a form type.
+    commands = [
+        cmd for doc in [README, *sorted((ROOT / "docs").glob("*.md"))] for cmd in curl_commands(doc.read_text())
+    ]
+    with_body = [cmd for cmd in commands if re.search(r"\s(-d|--data\S*)\s", cmd)]
+    assert len(with_body) >= 3
+    assert [cmd for cmd in with_body if "Content-Type: application/json" not in cmd] == []
