@@ -175,6 +175,18 @@ def test_a_header_section_over_64_kib_in_one_piece_is_a_431(ingest: Service) -> 
     assert_error(answer, 431, "headers_too_large")
 
 
+def test_a_pipelined_request_is_held_to_the_same_caps_and_answered_in_turn(ingest: Service) -> None:
+    first = b"POST /scans HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    lines = b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000) for i in range(70))
+    second = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + lines + b"\r\n"
+
+    answer = send_raw(ingest, first + second)  # one write: the second arrives with the first's body
+
+    accepted, _, refused = answer.partition(b"HTTP/1.1 431")
+    assert parse(accepted)[0] == 202
+    assert_error(b"HTTP/1.1 431" + refused, 431, "headers_too_large")
+
+
 def test_an_endless_header_is_cut_off_without_buffering_it(ingest: Service) -> None:
     rss_before = rss_kb(ingest.process)
     sent = 0

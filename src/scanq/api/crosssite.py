@@ -41,6 +41,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Sec-Fetch-Site values a browser sends for a request started by another site's page.
 FOREIGN_SITES = frozenset({b"cross-site", b"same-site"})
 ANY_HOST = "*"
+JSON_CONTENT_TYPE = b"application/json"
+HOST_VERDICTS_KEPT = 256
 
 
 def is_loopback(host: str) -> bool:
@@ -101,6 +103,7 @@ class CrossSiteGuard:
         self._hosts = allowed_hosts(settings)
         self._origins = allowed_origins(settings)
         self._unsafe_get_paths = frozenset(unsafe_get_paths)
+        self._host_verdicts: dict[bytes, bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,10 +134,9 @@ class CrossSiteGuard:
                 has_fetch_metadata = True
                 if name == b"sec-fetch-site":
                     fetch_site = value
-        if self._hosts is not None and host is not None:
+        if self._hosts is not None and host is not None and not self._is_allowed_host(host):
             name = host_name(host.decode("latin-1"))
-            if name not in self._hosts:
-                return 400, "host_not_allowed", f"host {name!r} is not served here (see allowed_hosts)"
+            return 400, "host_not_allowed", f"host {name!r} is not served here (see allowed_hosts)"
         method = scope["method"]
         if method in SAFE_METHODS and not (method == "GET" and scope["path"] in self._unsafe_get_paths):
             return None
@@ -151,7 +153,7 @@ class CrossSiteGuard:
         if method != "POST":
             return None
         if content_type is not None:
-            if not is_json_media_type(content_type.decode("latin-1")):
+            if content_type != JSON_CONTENT_TYPE and not is_json_media_type(content_type.decode("latin-1")):
                 return (
                     415,
                     "unsupported_media_type",
@@ -162,6 +164,16 @@ class CrossSiteGuard:
         if has_body or origin is not None or has_fetch_metadata:
             return 415, "unsupported_media_type", "send the body as Content-Type: application/json"
         return None
+
+    def _is_allowed_host(self, host: bytes) -> bool:
+        # Clients send the same few Host values again and again: remember the verdicts (a bounded number).
+        verdict = self._host_verdicts.get(host)
+        if verdict is None:
+            assert self._hosts is not None
+            verdict = host_name(host.decode("latin-1")) in self._hosts
+            if len(self._host_verdicts) < HOST_VERDICTS_KEPT:
+                self._host_verdicts[host] = verdict
+        return verdict
 
     def _is_allowed_origin(self, origin: str, *, scheme: str, host: bytes | None) -> bool:
         origin = origin.rstrip("/").lower()

@@ -171,10 +171,12 @@ class EdgeProtocol(HttpToolsProtocol):
         self._is_refused_connection = False
         # Between requests the next bytes are headers too; this turns False at the last header.
         self._is_reading_headers = True
-        self._header_bytes = 0
+        self._header_bytes = 0  # received while the headers were incomplete (before the parser buffers them)
         self._header_count = 0
+        self._header_section_bytes = 0  # the header lines of the current request, as parsed
         self._is_message_complete = True
         self._refusal: _Refusal | None = None
+        self._deferred_refusal: _Refusal | None = None  # for a pipelined request, sent after the answer before it
         self._header_timer: TimerHandle | None = None
         self._body_timer: TimerHandle | None = None
         self._linger_timer: TimerHandle | None = None
@@ -242,6 +244,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._is_message_complete = False
         self._header_count = 0
+        self._header_section_bytes = 0
         if self._header_timer is None and self._linger is None:
             self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._on_header_timeout)
 
@@ -253,6 +256,7 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
+        self._header_section_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self._header_count > self.limits.max_headers:
             self._stop(431, "too_many_headers", f"a request may have at most {self.limits.max_headers} headers")
         if len(name) + len(value) > self.limits.max_header_line_bytes:
@@ -262,16 +266,16 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._is_reading_headers = False
         self._header_bytes = 0
+        self._is_reading_headers = False
         self._cancel_timer("_header_timer")
         if self._linger is not None or self.transport.is_closing():
             return  # a request pipelined behind one being drained: never started
-        # Headers that arrived in one piece were never counted in data_received: count them exactly.
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        size_limit = self.limits.max_header_bytes
-        if size > size_limit:
-            self._stop(431, "headers_too_large", f"the request headers are larger than {size_limit} bytes")
+        # Headers that came in one piece with other bytes were counted in on_header, exactly.
+        if len(self.url) + self._header_section_bytes > self.limits.max_header_bytes:
+            self._stop(
+                431, "headers_too_large", f"the request headers are larger than {self.limits.max_header_bytes} bytes"
+            )
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:
@@ -291,6 +295,11 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        if self._deferred_refusal is not None and not self.transport.is_closing():
+            self.server_state.total_requests += 1
+            self._write_error(self._deferred_refusal)
+            self._start_linger("discard", is_closing_after=True)
+            return
         if self._linger is not None:  # the cycle closed the connection early: it closes once drained
             self.server_state.total_requests += 1
             return
@@ -320,8 +329,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._cancel_timer("_body_timer")
         logger.debug("refused a request (%s): %s", refusal.code, refusal.message)
         if self.cycle is not None and not self.cycle.response_complete:
-            # A pipelined request broke a limit while an earlier one is being answered: no room for another answer.
-            self._close_now()
+            # A pipelined request broke a limit while an earlier one is being answered: answer it after that one.
+            self._deferred_refusal = refusal
+            self.flow.pause_reading()
             return
         self._write_error(refusal)
         self._start_linger("discard", is_closing_after=True)
