@@ -13,13 +13,13 @@ import pytest
 
 from tests.integration.apps import Services, services
 
-ORIGIN = {"Origin": "http://status.example"}
+ORIGIN = {"Origin": "http://127.0.0.1:10551"}  # the dashboard's: allowed to submit
 JSON = {"Content-Type": "application/json"}
 
 # (path, body, extra headers): valid and invalid submissions of every kind the handlers refuse.
 REQUESTS = [
     ("/scans", b'{"scanner": "noop"}', JSON),
-    ("/scans", b"", {}),
+    ("/scans", b"", JSON),  # a browser's empty body must declare JSON too
     ("/scans", b"{not json", JSON),
     ("/scans", b'{"priority": "high"}', JSON),
     ("/scans", b'{"scanner": "no-such-plugin"}', JSON),

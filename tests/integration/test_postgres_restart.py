@@ -146,7 +146,7 @@ async def services(pg_cluster: PostgresCluster, tmp_path: Path) -> AsyncIterator
         pass
     running = Services(pg_cluster.url, tmp_path)
     try:
-        await running.start("ingest", ready="Uvicorn running")
+        await running.start("ingest", ready="listening on")
         await running.start("worker", ready="started")
         yield running
     finally:
