@@ -31,8 +31,8 @@ DATA_FILES = (
     "scanq/api/static/dashboard.html",
     "scanq/api/static/dashboard.css",
     "scanq/api/static/dashboard.js",
-    "scanq/store/sql/postgres/0001_initial.sql",
-    "scanq/store/sql/postgres/queries.sql",
+    "scanq/store/postgres/sql/0001_initial.sql",
+    "scanq/store/postgres/sql/queries.sql",
 )
 SCAN_DEADLINE_S = 20.0
 STOP_WITHIN_S = 10.0
