@@ -23,6 +23,7 @@ from bench.context import BenchContext, fmt_ms
 from bench.databases import fresh_database
 from bench.loaders import load_scans, mix_statuses, settle
 from bench.processes import run_loadgen, start_scanq, stop_all, wait_http_ready
+from scanq.scans import encode_page_cursor
 from scanq.store import open_store
 from scanq.store.base import encode_cursor
 
@@ -65,7 +66,8 @@ async def _at_size(ctx: BenchContext, *, size: int) -> dict[str, Any]:
             "list": [
                 f"/scans?limit={LIST_LIMIT}",
                 f"/scans?status=Complete&limit={LIST_LIMIT}",
-                f"/scans?limit={LIST_LIMIT}&cursor={encode_cursor(middle)}",
+                # The API's cursor: the store's, with the (empty) status filter it continues.
+                f"/scans?limit={LIST_LIMIT}&cursor={encode_page_cursor(encode_cursor(middle), status=None)}",
             ],
             "stats": ["/stats"],
         }

@@ -37,7 +37,7 @@ from scanq.config import (
     setting_specs,
     unknown_env_names,
 )
-from scanq.exceptions import ConfigError, ScanqError
+from scanq.exceptions import ConfigError, ScanqError, StartupError
 from scanq.logs import configure_logging
 from scanq.models import ScanStatus
 from scanq.watch import DEFAULT_WATCH_S, watch
@@ -57,7 +57,21 @@ _PLUGIN_FLAGS = "__scanq_plugin_flags__"
 LOGGING = ("log_level", "log_format")
 STORE = ("database_url",)
 SCANNER = ("default_scanner",)
-HTTP = ("host", "ingest_port", "status_port", "ingest_url", "status_url", "max_batch", "max_body_bytes", "max_attempts")
+HTTP = (
+    "host",
+    "ingest_port",
+    "status_port",
+    "ingest_url",
+    "status_url",
+    "max_batch",
+    "max_body_bytes",
+    "max_attempts",
+    "header_timeout_seconds",
+    "body_timeout_seconds",
+    "max_connections",
+    "allowed_hosts",
+    "allowed_origins",
+)
 WORKER = (
     "concurrency",
     "lease_seconds",
@@ -95,8 +109,12 @@ class SettingsCommand(click.Command):
         return super().get_params(ctx)
 
 
+class _StartupFailure(click.ClickException):
+    exit_code = StartupError.exit_code
+
+
 class ScanqGroup(click.Group):
-    """The ``scanq`` group: turns scanq errors into one line (exit 2 for a bad setting, else 1)."""
+    """The ``scanq`` group: turns scanq errors into one line (exit 2 for a bad setting, 78 cannot listen, else 1)."""
 
     command_class = SettingsCommand
 
@@ -105,6 +123,8 @@ class ScanqGroup(click.Group):
             return super().invoke(ctx)
         except ConfigError as exc:
             raise _SettingError(exc.message) from None
+        except StartupError as exc:
+            raise _StartupFailure(exc.message) from None
         except ScanqError as exc:
             raise click.ClickException(exc.message) from None
 
@@ -198,6 +218,7 @@ def run_async(coroutine: Coroutine[Any, Any, _T]) -> _T:
 
 
 @click.group(cls=ScanqGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+@click.version_option(package_name="scanq", prog_name="scanq", message="%(prog)s %(version)s")
 def cli() -> None:
     """scanq: a durable queue of cyber scans with an HTTP API.
 
@@ -205,7 +226,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(short_help="Run ingest, status and workers until Ctrl-C.")
 @with_settings(ALL_SETTINGS, plugins=True)
 def up(settings: Settings) -> None:
     """Run ingest, status and --workers worker processes on this machine until Ctrl-C."""
@@ -223,7 +244,7 @@ def ingest(settings: Settings) -> None:
     _serve(create_ingest_app(settings), settings=settings, port=settings.ingest_port)
 
 
-@cli.command()
+@cli.command(short_help="Run the status service (scans, stats, dashboard).")
 @with_settings(SERVICE_SETTINGS, plugins=True)
 def status(settings: Settings) -> None:
     """Run the status service (scans, pages, stats, dashboard) on --status-port."""
@@ -241,7 +262,7 @@ def api(settings: Settings) -> None:
     _serve(create_api_app(settings), settings=settings, port=settings.ingest_port)
 
 
-@cli.command()
+@cli.command(short_help="Run one worker process.")
 @click.option("--burst", is_flag=True, help="Drain the queue, then exit.")
 @click.option("--check", is_flag=True, help="Exit 0 if the store is reachable, else 1; run nothing.")
 @with_settings(WORKER_SETTINGS, plugins=True)
@@ -292,7 +313,11 @@ def get(settings: Settings, *, scan_id: str) -> None:
 
 
 @cli.command("list")
-@click.option("--status", "scan_status", type=click.Choice(["Accepted", "Running", "Complete", "Error", "Cancelled"]))
+@click.option(
+    "--status",
+    "scan_status",
+    type=click.Choice(["Accepted", "Running", "Complete", "Error", "Cancelled"], case_sensitive=False),
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Scans per page.")
 @click.option("--cursor", help="Continue after a previous page (printed under the table).")
 @with_settings(CLIENT)
@@ -301,7 +326,7 @@ def list_command(settings: Settings, *, scan_status: str | None, limit: int, cur
     run_async(client.list_scans(settings, status=scan_status, limit=limit, cursor=cursor))
 
 
-@cli.command()
+@cli.command(short_help="Print the number of scans in each status.")
 @click.option(
     "--watch",
     "watch_s",
@@ -367,25 +392,15 @@ def export(settings: Settings, *, scan_status: str | None, cursor: str | None, *
 
 
 def _serve(app: Starlette, *, settings: Settings, port: int) -> None:
-    """Serve an app with uvicorn (uvloop, httptools, no access log) until SIGINT/SIGTERM.
+    """Serve an app (``api.server.serve``: uvicorn, uvloop, the edge limits) until SIGINT/SIGTERM.
 
     The HTTP stack is imported by the command that needs it, not by the worker or the client commands.
     """
-    import uvicorn
-
+    from scanq.api.server import serve
     from scanq.supervisor import follow_supervisor
 
     follow_supervisor()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-    )
+    serve(app, settings=settings, port=port)
 
 
 def main() -> None:

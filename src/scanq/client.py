@@ -70,7 +70,17 @@ async def submit(
         for scan_id in ids:
             click.echo(scan_id)
         if wait:
-            finished = await _wait_for(client, settings, ids)
+            try:
+                finished = await _wait_for(client, settings, ids)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                # Ctrl-C stops the waiting, not the scans: say so, and how to follow them.
+                follow = f"scanq get {ids[0]}" if len(ids) == 1 else "scanq list"
+                click.echo(
+                    f"\nstopped waiting: the {len(ids)} scan(s) keep running; follow them with "
+                    f"`{follow}` or `scanq stats --watch`",
+                    err=True,
+                )
+                raise
             if len(ids) <= DETAIL_MAX_SCANS:
                 for scan_id in ids:
                     click.echo(_describe_outcome(finished[scan_id]))
@@ -142,7 +152,9 @@ async def stats(settings: Settings) -> None:
     counts = answer.get("counts", {})
     click.echo(_table(["status", "scans"], [(name, counts[name]) for name in counts]))
     for key, value in answer.items():
-        if key != "counts":
+        if key == "oldest_accepted_age_s" and value is None:
+            click.echo(f"{key}: none (no scan is waiting)")
+        elif key != "counts":
             click.echo(f"{key}: {_cell(value)}")
 
 
@@ -175,6 +187,13 @@ def _client() -> httpx.AsyncClient:
 async def _call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
     try:
         return await client.request(method, url, **kwargs)
+    except httpx.ConnectError as exc:
+        parts = httpx.URL(url)
+        service = f"{parts.scheme}://{parts.netloc.decode()}"
+        raise click.ClickException(
+            f"{method} {url} failed: {exc or type(exc).__name__}: is the scanq service running at {service}? "
+            "(start it with ./run or scanq up, or name another with --ingest-url/--status-url)"
+        ) from None
     except httpx.HTTPError as exc:
         raise click.ClickException(f"{method} {url} failed: {exc or type(exc).__name__}") from None
 

@@ -2,6 +2,7 @@
 
 ScanqError
  ├── ConfigError            a setting is missing or invalid
+ ├── StartupError           a service cannot listen: its host does not resolve or its port is taken
  ├── ValidationError        a request is malformed (HTTP 4xx, nothing written)
  │    └── TargetRefused     a scan target is not allowed (SSRF rules)
  ├── ScanNotFound           no scan with that id (HTTP 404)
@@ -42,6 +43,13 @@ class ConfigError(ScanqError):
     """A setting is missing or invalid."""
 
     setting: str
+
+
+class StartupError(ScanqError):
+    """A service cannot start listening."""
+
+    # The exit code of a service that cannot listen: `scanq up` stops everything when a child exits with it.
+    exit_code = 78  # EX_CONFIG in sysexits.h
 
 
 class ValidationError(ScanqError):

@@ -8,6 +8,8 @@ enforces idempotency (the same key with a different request is a conflict).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from scanq.config import Settings
-from scanq.exceptions import IdempotencyConflict, ScanNotFound, UnknownScanner, ValidationError
+from scanq.exceptions import IdempotencyConflict, ScanFinished, ScanNotFound, UnknownScanner, ValidationError
 from scanq.ids import is_scan_id, new_scan_id
 from scanq.models import Created, NewScan, Page, Scan, ScanStatus
 from scanq.scanners import ScannerRegistry
@@ -169,13 +171,20 @@ class ScanService:
         return [c.scan for c in created]
 
     async def cancel(self, scan_id: str) -> Scan:
-        """Cancel a scan (see ``Store.cancel``).
+        """Cancel a scan (see ``Store.cancel``); cancelling a Cancelled scan again answers it as it is.
 
-        Raise ``ScanNotFound`` (also for a malformed id, without a store call) or ``ScanFinished``.
+        Raise ``ScanNotFound`` (also for a malformed id, without a store call) or ``ScanFinished``
+        (Complete or Error).
         """
         if not is_scan_id(scan_id):
             raise ScanNotFound(scan_id)
-        scan = await self._store.cancel(scan_id=scan_id)
+        try:
+            scan = await self._store.cancel(scan_id=scan_id)
+        except ScanFinished as exc:
+            if exc.status != ScanStatus.CANCELLED:
+                raise
+            # Idempotent: a retried cancel (a lost answer, a double click) gets the scan, not a 409.
+            return await self._store.get(scan_id=scan_id)
         if self._counters is not None:
             self._counters.record_cancelled()
         logger.info("scan %s cancel: now %s", scan_id, scan.status, extra={"action": "scan_cancel", "scan_id": scan_id})
@@ -197,12 +206,28 @@ class ScanService:
             limit: page size, 1 to ``MAX_PAGE_SIZE``.
             cursor: the ``next_cursor`` of the previous page.
 
-        Raise ``ValidationError`` for an unknown status, a limit out of range or a cursor scanq did not make.
+        The cursor carries the filter of the list it continues: without ``status`` it
+        goes on with that filter, and a different ``status`` is refused.
+
+        Raise ``ValidationError`` for an unknown status, a limit out of range, a cursor scanq did not
+        make, or a cursor of another filter.
         """
         wanted = parse_status(status) if status is not None else None
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValidationError(f"limit must be between 1 and {MAX_PAGE_SIZE} (got {limit})")
-        return await self._store.list_scans(status=wanted, limit=limit, cursor=cursor)
+        store_cursor: str | None = None
+        if cursor is not None:
+            continued, store_cursor = decode_page_cursor(cursor)
+            if status is not None and continued != wanted:
+                raise ValidationError(
+                    f"this cursor continues the list of {_filter_name(continued)}, not of {_filter_name(wanted)}: "
+                    "leave status out to follow it, or start without a cursor"
+                )
+            wanted = continued
+        page = await self._store.list_scans(status=wanted, limit=limit, cursor=store_cursor)
+        if page.next_cursor is None:
+            return page
+        return Page(scans=page.scans, next_cursor=encode_page_cursor(page.next_cursor, status=wanted))
 
     async def stats(self) -> QueueStats:
         """Counts by status and the age in seconds of the oldest Accepted scan (None when there is none)."""
@@ -336,6 +361,41 @@ def parse_status(value: str) -> ScanStatus:
         raise ValidationError(f"unknown status {value!r} (use one of {STATUS_NAMES})") from None
 
 
+# A page cursor is base64url (unpadded) of "<status or *>:<the store's cursor>", so it cannot lose its filter.
+PAGE_CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"
+MAX_PAGE_CURSOR_LENGTH = 256
+_ANY_STATUS = "*"
+
+
+def encode_page_cursor(store_cursor: str, *, status: ScanStatus | None) -> str:
+    """The ``next_cursor`` clients see: the store's cursor with the status filter it continues."""
+    payload = f"{_ANY_STATUS if status is None else status.value}:{store_cursor}"
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_page_cursor(cursor: str) -> tuple[ScanStatus | None, str]:
+    """The status filter and the store's cursor in ``cursor``; raise ``ValidationError`` if scanq did not make it."""
+    if not 0 < len(cursor) <= MAX_PAGE_CURSOR_LENGTH or not cursor.isascii():
+        raise ValidationError("invalid cursor")
+    try:
+        payload = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValidationError("invalid cursor") from None
+    name, sep, store_cursor = payload.partition(":")
+    if not sep or not store_cursor:
+        raise ValidationError("invalid cursor")
+    if name == _ANY_STATUS:
+        return None, store_cursor
+    try:
+        return ScanStatus(name), store_cursor
+    except ValueError:
+        raise ValidationError("invalid cursor") from None
+
+
+def _filter_name(status: ScanStatus | None) -> str:
+    return "every status" if status is None else f"status={status.value}"
+
+
 def is_same_request(stored: Scan, new: NewScan) -> bool:
     """True when a replayed submission asks for what the stored scan already holds (after defaults).
 
@@ -363,11 +423,13 @@ __all__ = [
     "MAX_ATTEMPTS_LIMIT",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_OPTIONS_DEPTH",
+    "MAX_PAGE_CURSOR_LENGTH",
     "MAX_PAGE_SIZE",
     "MAX_PRIORITY",
     "MAX_SCANNER_NAME_LENGTH",
     "MAX_TARGET_LENGTH",
     "MIN_PRIORITY",
+    "PAGE_CURSOR_PATTERN",
     "QueueStats",
     "ScanService",
     "Submission",

@@ -32,8 +32,9 @@ from datetime import UTC, datetime
 from typing import BinaryIO
 
 from scanq.backoff import backoff_delay
-from scanq.config import ENV_PREFIX, Settings
-from scanq.exceptions import ConfigError
+from scanq.config import ENV_PREFIX, Settings, unknown_env_names
+from scanq.exceptions import ConfigError, StartupError
+from scanq.scanners.mock import MockSettings
 from scanq.store import open_store
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ KILL_GRACE_S = 3.0
 LINE_LIMIT_BYTES = 1 << 20
 PARENT_POLL_S = 1.0
 _PR_SET_PDEATHSIG = 1
+# How a child ends when asked to stop: cleanly, or by the SIGTERM/SIGINT it re-raises after a clean shutdown.
+NORMAL_STOP_CODES = frozenset({0, -signal.SIGTERM, -signal.SIGINT})
 
 
 @dataclass(eq=False)
@@ -55,11 +58,21 @@ class _Child:
     command: str
     env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
+    last_line: bytes = b""  # its latest line of output: the reason, when it could not start
 
 
 def settings_environ(settings: Settings) -> dict[str, str]:
     """Every setting as the ``SCANQ_*`` variable that reproduces it in a child process."""
     return settings.to_environ()
+
+
+def inherited_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The supervisor's environment as its children get it: without the ``SCANQ_*`` names that are no setting.
+
+    The supervisor has warned about those once; each child would warn again.
+    """
+    unknown = set(unknown_env_names(environ))
+    return {name: value for name, value in environ.items() if name not in unknown}
 
 
 class Supervisor:
@@ -83,8 +96,9 @@ class Supervisor:
         ]
         self._stop_event = asyncio.Event()
         self._is_killing = False
+        self._failure: str | None = None  # why a child could not start; `scanq up` then stops and fails
         self._environ = {
-            **os.environ,
+            **inherited_environ(os.environ),
             **settings_environ(settings),
             SUPERVISOR_PID_ENV: str(os.getpid()),
             "PYTHONUNBUFFERED": "1",
@@ -113,6 +127,9 @@ class Supervisor:
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+        if self._failure is not None:
+            self._emit("up", f"stopped: {self._failure}", level="ERROR")
+            return 1
         self._emit("up", "stopped")
         return 0
 
@@ -121,6 +138,13 @@ class Supervisor:
         self._emit("up", f"ingest  http://{s.host}:{s.ingest_port}   (GET / queues a scan)")
         self._emit("up", f"status  http://{s.host}:{s.status_port}   (GET /<id>, /scans, /stats)")
         self._emit("up", f"workers {s.workers} x concurrency {s.concurrency}, store {_redact(s.database_url)}")
+        mock = s.plugins[MockSettings]
+        low, high, rate = mock.min_sleep, mock.max_sleep, mock.failure_rate
+        self._emit(
+            "up",
+            f"mock scanner: sleeps {low:g}-{high:g} s, fails {rate:.0%} of scans "
+            f"(MIN_SLEEP={low:g} MAX_SLEEP={high:g} CHANCE_OF_FAILURE={rate:g})",
+        )
         if s.metrics_port:
             last = s.metrics_port + s.workers - 1
             self._emit("up", f"worker metrics http://{s.host}:{s.metrics_port}..{last}/metrics")
@@ -154,19 +178,24 @@ class Supervisor:
             if self._stop_event.is_set():  # stopped while it was starting
                 _signal_group(process, signal.SIGTERM)
             assert process.stdout is not None
-            pump = asyncio.create_task(self._pump(child.name, process.stdout))
+            pump = asyncio.create_task(self._pump(child, process.stdout))
             code = await process.wait()
             await asyncio.wait([pump], timeout=KILL_GRACE_S)
             pump.cancel()
             if self._stop_event.is_set():
-                self._emit(child.name, f"exited with code {code}")
+                self._emit(child.name, "stopped" if code in NORMAL_STOP_CODES else f"exited with code {code}")
+                return
+            if code == StartupError.exit_code:
+                # Restarting cannot help (the port stays taken, the host stays unresolvable): stop everything.
+                self._failure = f"{child.name} cannot start: {_reason(child.last_line)}"
+                self._stop_event.set()
                 return
             failures = 1 if loop.time() - started > STABLE_AFTER_S else failures + 1
             delay = backoff_delay(failures, base_s=RESTART_BASE_S, max_s=RESTART_MAX_S, full_jitter=False)
             self._emit("up", f"{child.name} (pid {process.pid}) exited with code {code}; restarting in {delay:.1f}s")
             await _wait(self._stop_event, delay)
 
-    async def _pump(self, name: str, reader: asyncio.StreamReader) -> None:
+    async def _pump(self, child: _Child, reader: asyncio.StreamReader) -> None:
         is_json = self.settings.log_format == "json"
         while True:
             try:
@@ -175,7 +204,9 @@ class Supervisor:
                 line = await reader.read(LINE_LIMIT_BYTES)
             if not line:
                 return
-            self._write(label_line(name, line, is_json=is_json))
+            if line.strip():
+                child.last_line = line
+            self._write(label_line(child.name, line, is_json=is_json))
 
     async def _terminate_all(self) -> None:
         self._signal_all(signal.SIGTERM)
@@ -194,9 +225,9 @@ class Supervisor:
             if child.process is not None and child.process.returncode is None:
                 _signal_group(child.process, signum)
 
-    def _emit(self, name: str, message: str) -> None:
+    def _emit(self, name: str, message: str, *, level: str = "INFO") -> None:
         if self.settings.log_format == "json":
-            entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": "INFO"}
+            entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": level}
             entry |= {"logger": __name__, "process": name, "message": message}
             self._write(json.dumps(entry).encode() + b"\n")
         else:
@@ -223,6 +254,19 @@ def label_line(name: str, line: bytes, *, is_json: bool) -> bytes:
         separator = b"" if rest.lstrip().startswith(b"}") else b", "
         return b'{"process": ' + json.dumps(name).encode() + separator + rest
     return b"[" + name.encode() + b"] " + line
+
+
+def _reason(line: bytes) -> str:
+    """What a child said last, as one line: click's ``Error: …`` or a JSON log line's message."""
+    text = line.decode(errors="replace").strip()
+    if text.startswith("{"):
+        try:
+            message = json.loads(text).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if isinstance(message, str):
+            text = message
+    return text.removeprefix("Error: ") or "it exited at once"
 
 
 def _worker_env(settings: Settings, number: int) -> dict[str, str]:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scanq.config import setting_specs
 from scanq.supervisor import SUPERVISOR_PID_ENV
 
 TERM_TIMEOUT_S = 5.0
@@ -70,46 +71,83 @@ class ScanqProcess:
 Spawn = Callable[..., ScanqProcess]
 
 
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start ``python -m scanq ARGS…`` with extra environment variables; killed at teardown whatever happens."""
-    started: list[ScanqProcess] = []
+class Spawner:
+    """Starts processes logging into ``directory``; ``stop_all`` kills every one of them."""
 
-    def start(*args: str, env: Mapping[str, str] | None = None) -> ScanqProcess:
-        log_path = tmp_path / f"scanq-{len(started)}-{args[0] if args else 'help'}.log"
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.started: list[ScanqProcess] = []
+
+    def start(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        program: Sequence[str] = (sys.executable, "-m", "scanq"),
+        cwd: Path | None = None,
+    ) -> ScanqProcess:
+        """Start ``python -m scanq ARGS…`` (or another ``program``, in ``cwd``) with extra environment variables."""
+        log_path = self.directory / f"scanq-{len(self.started)}-{args[0] if args else 'help'}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "scanq", *args],
+                [*program, *args],
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                env={**_without_settings(os.environ), "PYTHONUNBUFFERED": "1", **(env or {})},
                 start_new_session=True,
             )
         process = ScanqProcess(args=args, popen=popen, log_path=log_path)
-        started.append(process)
+        self.started.append(process)
         return process
 
-    yield start
-    for process in started:
-        process.signal(signal.SIGTERM)
-    deadline = time.monotonic() + TERM_TIMEOUT_S
-    for process in started:
-        try:
-            process.popen.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.popen.wait()
-    # Children of a `scanq up` live in sessions of their own; should one have outlived its supervisor, kill it.
-    for pid in supervised_by({process.pid for process in started}):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    def stop_all(self) -> None:
+        for process in self.started:
+            process.signal(signal.SIGTERM)
+        deadline = time.monotonic() + TERM_TIMEOUT_S
+        for process in self.started:
+            try:
+                process.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.popen.wait()
+        # Children of a `scanq up` live in sessions of their own; should one have outlived its supervisor, kill it.
+        for pid in supervised_by({process.pid for process in self.started}):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Start ``python -m scanq ARGS…`` (``Spawner.start``); every process started is killed at teardown."""
+    spawner = Spawner(tmp_path)
+    yield spawner.start
+    spawner.stop_all()
+
+
+@pytest.fixture(scope="module")
+def spawn_for_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spawn]:
+    """``spawn`` for processes the tests of one module share (killed after the module's last test)."""
+    spawner = Spawner(tmp_path_factory.mktemp("processes"))
+    yield spawner.start
+    spawner.stop_all()
+
+
+def _without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    # A module's processes start before the per-test `clean_environ`: drop the developer's settings here too,
+    # the original names (INGEST_PORT, MIN_SLEEP …) included.
+    original = {alias for spec in setting_specs() for alias in spec.aliases}
+    return {
+        k: v
+        for k, v in environ.items()
+        if k not in original and (not k.startswith("SCANQ_") or k.startswith("SCANQ_TEST_"))
+    }
 
 
 StartPython = Callable[..., "subprocess.Popen[str]"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 
 import pytest
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.slow
 SCANS = 12
 DEADLINE_S = 30.0
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$", re.MULTILINE)
 
 
 @pytest.fixture
@@ -90,3 +92,23 @@ def test_submit_wait_get_list_stats_and_cancel(api_url: str) -> None:
     unknown = scanq(api_url, "get", "00000000-0000-7000-8000-000000000000")
     assert unknown.exit_code == 1
     assert "404" in unknown.output
+
+
+def test_ctrl_c_while_waiting_says_the_scans_keep_running(spawn: Spawn, sqlite_url: str) -> None:
+    # No worker: the scans stay Accepted, so `submit --wait` waits until it is interrupted.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    api = spawn("api", env={"SCANQ_DATABASE_URL": sqlite_url, "SCANQ_INGEST_PORT": str(port)})
+    wait_http_ready(f"{url}/healthz", process=api)
+    submit = spawn("submit", "--count", "3", "--wait", "--ingest-url", url, "--status-url", url)
+    deadline = time.monotonic() + 20
+    while len(UUID_LINE.findall(submit.output())) < 3:
+        assert time.monotonic() < deadline, submit.output()
+        time.sleep(0.05)
+
+    submit.signal(signal.SIGINT)
+
+    assert submit.wait(10) != 0
+    output = submit.output()
+    assert "stopped waiting: the 3 scan(s) keep running; follow them with `scanq list`" in output, output
+    assert "Traceback" not in output

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import socket
 import time
 from typing import Any
 
@@ -51,9 +52,11 @@ def legacy_env(database_url: str, ingest_port: int, status_port: int) -> dict[st
     }
 
 
-def start_up(spawn: Spawn, database_url: str, *args: str) -> tuple[ScanqProcess, str, str]:
+def start_up(
+    spawn: Spawn, database_url: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[ScanqProcess, str, str]:
     ingest_port, status_port = free_port(), free_port()
-    up = spawn("up", *args, env=legacy_env(database_url, ingest_port, status_port))
+    up = spawn("up", *args, env={**legacy_env(database_url, ingest_port, status_port), **(env or {})})
     ingest, status = f"http://127.0.0.1:{ingest_port}", f"http://127.0.0.1:{status_port}"
     wait_http_ready(f"{ingest}/healthz", process=up)
     wait_http_ready(f"{status}/healthz", process=up)
@@ -103,7 +106,7 @@ def children_of(up: ScanqProcess, *, workers: int) -> dict[int, str]:
 # Not on the SecantusDB test server: it takes ~25 s here; the crash test covers MongoDB with real processes.
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 def test_up_runs_the_pipeline_and_stops_cleanly(database_url: str, spawn: Spawn) -> None:
-    up, ingest, status = start_up(spawn, database_url, "--workers", "2")
+    up, ingest, status = start_up(spawn, database_url, "--workers", "2", env={"SCANQ_NOT_A_SETTING": "1"})
     wait_until_workers_started(up, workers=2)
 
     with httpx.Client(timeout=10.0) as client:
@@ -168,6 +171,42 @@ def test_up_runs_the_pipeline_and_stops_cleanly(database_url: str, spawn: Spawn)
     assert up.wait(STOP_WITHIN_S) == 0, up.output()
     assert time.monotonic() - started < STOP_WITHIN_S
     assert [pid for pid in children if is_alive(pid)] == []
+
+    output = up.output()
+    # The supervisor warns about a SCANQ_* typo once; its children do not repeat it.
+    assert output.count("SCANQ_NOT_A_SETTING is not a scanq setting") == 1, output
+    # The banner says what the mock scanner will do with the original variables.
+    assert "[up] mock scanner: sleeps 0.01-0.1 s, fails 30% of scans" in output
+    assert "(MIN_SLEEP=0.01 MAX_SLEEP=0.1 CHANCE_OF_FAILURE=0.3)" in output
+    # A normal stop is not reported as a child exiting with a signal's code.
+    assert "exited with code" not in output
+    for name in ("ingest", "status", "worker-1", "worker-2"):
+        assert f"[{name}] stopped\n" in output
+
+
+def test_up_stops_at_once_when_a_port_is_taken(spawn: Spawn, sqlite_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**legacy_env(sqlite_url, port, free_port()), "SCANQ_WORKERS": "1"}
+
+        up = spawn("up", env=env)
+
+        assert up.wait(STOP_WITHIN_S + 10) == 1, up.output()
+    lines = up.output().splitlines()
+    assert (
+        lines[-1]
+        == f"[up] stopped: ingest cannot start: cannot listen on http://127.0.0.1:{port}: Address already in use"
+    )
+    assert not any("restarting" in line for line in lines), lines
+
+
+def test_up_refuses_a_host_that_cannot_be_one(spawn: Spawn, sqlite_url: str) -> None:
+    up = spawn("up", env={**legacy_env(sqlite_url, free_port(), free_port()), "SCANQ_HOST": "999.1.1.1"})
+
+    assert up.wait(STOP_WITHIN_S) == 2, up.output()
+    assert up.output().splitlines() == ["Error: SCANQ_HOST: must be an IP address or a host name (got '999.1.1.1')"]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -47,8 +47,12 @@ async def services(
         ingest_app = create_ingest_app(config, store=store, scanners=registry)
         status_app = create_status_app(config, store=store, scanners=registry, dashboard=dashboard)
         async with (
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=ingest_app), base_url="http://ingest") as ingest,
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=status_app), base_url="http://status") as status,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=ingest_app), base_url="http://127.0.0.1:10550"
+            ) as ingest,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=status_app), base_url="http://127.0.0.1:10551"
+            ) as status,
         ):
             yield Services(store=store, settings=config, ingest=ingest, status=status)
 

@@ -15,14 +15,15 @@ import pytest
 
 from tests.integration.apps import Services, services
 
-ORIGIN = {"Origin": "http://status.example"}
+ORIGIN = {"Origin": "http://127.0.0.1:10551"}  # the dashboard's: allowed to submit
 JSON = {"Content-Type": "application/json"}
 
 # (path, body, extra headers, expected status, expected error code or, for a 202, the scanners stored):
 # valid and invalid submissions of every kind the handlers refuse.
 REQUESTS = [
     ("/scans", b'{"scanner": "noop"}', JSON, 202, ["noop"]),
-    ("/scans", b"", {}, 202, ["mock"]),  # no body: a scan with every default, as the original ingest took it
+    # No body: a scan with every default, as the original ingest took it (a browser's must declare JSON too).
+    ("/scans", b"", JSON, 202, ["mock"]),
     ("/scans", b"{not json", JSON, 400, "malformed_json"),
     ("/scans", b'{"priority": "high"}', JSON, 422, "invalid_request"),
     ("/scans", b'{"scanner": "no-such-plugin"}', JSON, 422, "unknown_scanner"),

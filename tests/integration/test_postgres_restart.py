@@ -165,7 +165,7 @@ async def started_services(cluster: PostgresCluster, directory: Path, **env: str
         pass
     running = Services(cluster.url, directory, env=env)
     try:
-        await running.start("ingest", ready="Uvicorn running")
+        await running.start("ingest", ready="listening on")
         await running.start("worker", ready="started")
         yield running
     finally:

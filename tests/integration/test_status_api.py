@@ -19,6 +19,8 @@ from scanq.api import create_api_app, create_ingest_app, create_status_app
 from scanq.api.dashboard import STATIC_PATH
 from scanq.config import Settings
 from scanq.models import Finish, Lease, Outcome
+from scanq.scanners import ScannerRegistry
+from scanq.scanners.noop import NoopScanner
 from scanq.store.postgres import PostgresStore
 from tests.integration.apps import Services, services
 from tests.servers.postgres import PostgresCluster
@@ -105,6 +107,28 @@ async def test_pages_walk_every_scan_newest_first_without_repeats(api: Services)
 
     assert sizes == [3, 3, 1]
     assert seen == list(reversed(ids))
+
+
+async def test_following_a_filtered_cursor_keeps_the_filter(api: Services) -> None:
+    ids = await queue(api, 4)
+    for scan_id in ids[:2]:
+        assert (await api.ingest.post(f"/scans/{scan_id}/cancel")).status_code == 200
+
+    first = (await api.status.get("/scans", params={"status": "Cancelled", "limit": "1"})).json()
+    followed = await api.status.get("/scans", params={"cursor": first["next_cursor"]})
+    other = await api.status.get("/scans", params={"status": "Accepted", "cursor": first["next_cursor"]})
+
+    assert [s["scan_id"] for s in first["scans"] + followed.json()["scans"]] == [ids[1], ids[0]]
+    assert other.status_code == 422
+    assert "continues the list of status=Cancelled" in other.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("name", ["status", "limit", "cursor"])
+async def test_an_empty_list_parameter_is_refused_not_ignored(api: Services, name: str) -> None:
+    response = await api.status.get(f"/scans?{name}=")
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
 
 
 async def test_root_lists_like_scans(api: Services) -> None:
@@ -194,7 +218,7 @@ async def test_the_lifespan_opens_and_closes_the_store_it_owns(database_url: str
 
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://status") as client,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost:10551") as client,
     ):
         ready = await client.get("/readyz")
         listed = await client.get("/scans")
@@ -208,7 +232,9 @@ async def test_a_store_outage_answers_503_and_health_stays_up(pg_cluster: Postgr
     settings = Settings(database_url=pg_cluster.url)
     async with PostgresStore(pg_cluster.url) as store:
         app = create_status_app(settings, store=store)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://status") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost:10551"
+        ) as client:
             assert (await client.get("/readyz")).status_code == 200
             await asyncio.to_thread(pg_cluster.stop)
 
@@ -248,7 +274,7 @@ def refs_in(node: Any) -> list[str]:
 @pytest.mark.parametrize("factory", [create_ingest_app, create_status_app, create_api_app])
 async def test_openapi_documents_every_route(factory: Any) -> None:
     app: Starlette = factory(Settings(database_url="memory://openapi"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost:10550") as client:
         response = await client.get("/openapi.json")
 
     doc = response.json()
@@ -283,3 +309,30 @@ async def test_openapi_describes_the_bodies_from_the_msgspec_types() -> None:
     assert "Location" in submit["responses"]["202"]["headers"]
     assert set(schemas["StatusCounts"]["properties"]) == {"Accepted", "Running", "Complete", "Error", "Cancelled"}
     assert schemas["ErrorResponse"]["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}
+
+
+@pytest.mark.parametrize("factory", [create_ingest_app, create_api_app])
+async def test_openapi_names_the_installed_scanners_and_the_state_changes_refused(factory: Any) -> None:
+    settings = Settings(database_url="memory://openapi")
+    registry = ScannerRegistry(settings, extra={"extra-plugin": NoopScanner})
+    doc = factory(settings, scanners=registry).state.openapi
+
+    scanner = doc["components"]["schemas"]["ScanRequest"]["properties"]["scanner"]
+    [named] = [branch for branch in scanner["anyOf"] if branch.get("type") == "string"]
+    assert named["enum"] == registry.names
+    assert {"mock", "noop", "extra-plugin"} <= set(named["enum"])
+    for path, method in [
+        ("/scans", "post"),
+        ("/scans/batch", "post"),
+        ("/scans/{scan_id}/cancel", "post"),
+        ("/", "get"),
+    ]:
+        assert "403" in doc["paths"][path][method]["responses"], (method, path)
+    assert "415" in doc["paths"]["/scans/{scan_id}/cancel"]["post"]["responses"]
+
+
+async def test_openapi_gives_the_cursor_a_format() -> None:
+    doc = create_status_app(Settings(database_url="memory://openapi")).state.openapi
+    [cursor] = [p for p in doc["paths"]["/scans"]["get"]["parameters"] if p["name"] == "cursor"]
+
+    assert cursor["schema"] == {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 256}

@@ -82,6 +82,14 @@ def secantus_version() -> str:
     return version("secantusdb")
 
 
+def server_env() -> dict[str, str]:
+    """This environment without coverage's subprocess switch: SecantusDB is no scanq code to measure.
+
+    Under ``./test`` every Python child starts coverage; traced, this pure-Python server ran about 3x slower.
+    """
+    return {name: value for name, value in os.environ.items() if not name.startswith("COVERAGE_")}
+
+
 @contextlib.contextmanager
 def run_secantus(directory: Path, *, standalone: bool = False, port: int | None = None) -> Iterator[MongoServer]:
     """Start SecantusDB on a free port with its data in ``directory``; stop it on exit.
@@ -115,7 +123,7 @@ def run_secantus(directory: Path, *, standalone: bool = False, port: int | None 
     log_path = directory / "secantusd.log"
     url = f"mongodb://{LOCAL_HOST}:{port}/"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=directory, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=directory, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not is_answering(url):

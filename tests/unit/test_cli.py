@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+from typing import Any
 
 import click
+import httpx
 import pytest
 from click.testing import CliRunner
 
 import scanq.config
+from scanq import client
 from scanq.cli import ALL_SETTINGS, ScanqGroup, cli, flag_name, with_settings
 from scanq.client import _table, parse_options
 from scanq.config import Settings, section_specs, setting_specs
@@ -157,7 +161,53 @@ def test_a_client_command_reports_an_unreachable_service_in_one_line() -> None:
     code, out = run(["stats", "--status-url", "http://127.0.0.1:1"])
     assert code == 1
     assert out.startswith("Error: GET http://127.0.0.1:1/stats failed")
+    assert "is the scanq service running at http://127.0.0.1:1?" in out
+    assert "./run or scanq up" in out
     assert len(out.strip().splitlines()) == 1
+
+
+def test_scanq_help_lists_every_command_without_cutting_its_summary() -> None:
+    code, out = run(["--help"])
+    commands = out.split("Commands:", 1)[1].strip().splitlines()
+    assert code == 0
+    assert [line.split()[0] for line in commands] == sorted(
+        ["api", "cancel", "get", "ingest", "list", "stats", "status", "submit", "up", "worker"]
+    )
+    assert [line for line in commands if line.rstrip().endswith("...")] == []
+
+
+class FakeService:
+    """Answers the client's requests in process (httpx.MockTransport) and records them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, answers: dict[str, Any]) -> None:
+        self.requests: list[httpx.Request] = []
+        self.answers = answers
+        transport = httpx.MockTransport(self.handle)
+        monkeypatch.setattr(client, "_client", lambda: httpx.AsyncClient(transport=transport))
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(200, json=self.answers[request.url.path])
+
+
+def test_list_accepts_a_status_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = FakeService(monkeypatch, {"/scans": {"scans": [], "next_cursor": None}})
+
+    code, out = run(["list", "--status", "error", "--status-url", "http://scanq.test"])
+
+    assert code == 0, out
+    assert [r.url.params.get("status") for r in service.requests] == ["Error"]
+
+
+def test_stats_says_when_no_scan_is_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    counts = {"Accepted": 0, "Running": 0, "Complete": 3, "Error": 0, "Cancelled": 0}
+    FakeService(monkeypatch, {"/stats": {"counts": counts, "total": 3, "oldest_accepted_age_s": None}})
+
+    code, out = run(["stats", "--status-url", "http://scanq.test"])
+
+    assert code == 0, out
+    assert "oldest_accepted_age_s: none (no scan is waiting)" in out.splitlines()
+    assert "total: 3" in out.splitlines()
 
 
 def test_submit_rejects_a_malformed_option() -> None:
@@ -183,3 +233,8 @@ def test_tables_align_columns() -> None:
         "Complete  12",
         "Error",
     ]
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    code, out = run(["--version"])
+    assert (code, out) == (0, f"scanq {importlib.metadata.version('scanq')}\n")

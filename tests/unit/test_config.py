@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scanq.config import ENV_PREFIX, Settings, plugin_sections, setting_specs, unknown_env_names
+from scanq.config import (
+    DEFAULT_DATABASE_URL,
+    ENV_PREFIX,
+    Settings,
+    plugin_sections,
+    setting_specs,
+    unknown_env_names,
+)
 from scanq.exceptions import ConfigError
 from scanq.scanners.mock import MockSettings
 from scanq.scanners.net.settings import NetSettings
@@ -75,6 +83,11 @@ def test_lists_are_comma_separated() -> None:
         ({"SCANQ_LOG_LEVEL": "loud"}, "SCANQ_LOG_LEVEL"),
         ({"SCANQ_TARGET_ALLOWLIST": "not-a-cidr"}, "SCANQ_TARGET_ALLOWLIST"),
         ({"SCANQ_DATABASE_URL": "scanq.db"}, "SCANQ_DATABASE_URL"),
+        ({"SCANQ_HOST": "999.1.1.1"}, "SCANQ_HOST"),
+        ({"SCANQ_HOST": "bad host"}, "SCANQ_HOST"),
+        ({"SCANQ_HEADER_TIMEOUT_SECONDS": "0"}, "SCANQ_HEADER_TIMEOUT_SECONDS"),
+        ({"SCANQ_BODY_TIMEOUT_SECONDS": "-1"}, "SCANQ_BODY_TIMEOUT_SECONDS"),
+        ({"SCANQ_MAX_CONNECTIONS": "0"}, "SCANQ_MAX_CONNECTIONS"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_setting(environ: dict[str, str], named: str) -> None:
@@ -135,3 +148,18 @@ def test_to_environ_reproduces_every_setting_core_and_plugin() -> None:
     assert {spec.env for spec in setting_specs()} == set(environ)
     assert (environ["SCANQ_MOCK_MIN_SLEEP"], environ["SCANQ_TARGET_ALLOWLIST"]) == ("0.5", "10.0.0.0/8")
     assert Settings.from_env(environ) == s
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::", "::1", "localhost", "scanq.internal.example", "h-1."])
+def test_addresses_and_host_names_are_hosts(host: str) -> None:
+    assert Settings(host=host).host == host
+
+
+def test_scanq_and_run_share_one_default_database() -> None:
+    # `./run` leaves the SQLite default to Settings, so `scanq worker --check` or `scanq stats` run by hand
+    # from the project directory look at the store `./run` writes.
+    run_script = (Path(__file__).resolve().parents[2] / "run").read_text()
+    code = [line for line in run_script.splitlines() if not line.lstrip().startswith("#")]
+    assert Settings().database_url == DEFAULT_DATABASE_URL == "sqlite:///data/scanq.db"
+    assert not [line for line in code if "sqlite:" in line]
+    assert 'cd "$(dirname "$0")"' in run_script  # relative to the project directory, wherever it is called

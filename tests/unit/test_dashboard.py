@@ -41,7 +41,7 @@ def test_assets_are_packaged_and_served() -> None:
 async def test_dashboard_routes_serve_the_page_and_the_assets() -> None:
     dashboard = Dashboard(Settings())
     app = Starlette(routes=[Route("/dashboard", dashboard.endpoint), static_mount()])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scanq") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         page = await client.get("/dashboard")
         script = await client.get("/static/dashboard.js")
         style = await client.get("/static/dashboard.css")

@@ -26,3 +26,4 @@ def test_importing_the_worker_does_not_import_starlette() -> None:
     loaded = modules_loaded_by("scanq.worker")
     assert "scanq.worker" in loaded
     assert [name for name in loaded if name == "starlette" or name.startswith("starlette.")] == []
+    assert [name for name in loaded if name.split(".")[0] in ("uvicorn", "httptools")] == []

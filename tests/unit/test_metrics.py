@@ -195,7 +195,7 @@ async def test_latency_is_labelled_by_route_template_method_and_code_never_by_ra
     registry = make_registry(process_metrics=False)
     app = latency_app(registry)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://scanq") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         for n in range(3):
             assert (await client.get(f"/scans/{n}")).status_code == 202
         assert (await client.post("/scans/1")).status_code == 405
@@ -222,7 +222,7 @@ async def test_metrics_endpoint_refreshes_queue_stats_before_exposing_them() -> 
     registry = make_registry(process_metrics=False)
     queue = QueueStatsCollector(fetch, registry=registry)
     app = Starlette(routes=[Route("/metrics", metrics_endpoint(registry, queue=queue))])
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scanq") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         text = (await client.get("/metrics")).text
     assert sample_value(text, "scanq_queue_depth") == 12
 

@@ -20,7 +20,7 @@ from scanq.exceptions import (
     ValidationError,
 )
 from scanq.ids import new_scan_id
-from scanq.models import NewScan, ScanStatus
+from scanq.models import Finish, Lease, NewScan, Outcome, ScanStatus
 from scanq.scanners import ScannerRegistry
 from scanq.scanners.base import Scanner
 from scanq.scans import (
@@ -231,9 +231,19 @@ async def test_cancel(service: ScanService) -> None:
     scan = (await service.submit(SubmitRequest())).scan
 
     cancelled = await service.cancel(scan.scan_id)
+    again = await service.cancel(scan.scan_id)
 
     assert cancelled.status == ScanStatus.CANCELLED
-    with pytest.raises(ScanFinished):
+    assert again == cancelled
+
+
+async def test_cancelling_a_complete_scan_is_refused(service: ScanService, store: MemoryStore) -> None:
+    scan = (await service.submit(SubmitRequest())).scan
+    [claimed] = await store.claim(worker_id="w-1", limit=1, lease_s=30)
+    lease = Lease(scan_id=scan.scan_id, worker_id="w-1", attempt=claimed.attempt)
+    assert await store.finish(finishes=[Finish(lease=lease, outcome=Outcome.COMPLETE, result={})]) == [True]
+
+    with pytest.raises(ScanFinished, match="already finished with status Complete"):
         await service.cancel(scan.scan_id)
 
 
@@ -265,6 +275,33 @@ async def test_list_filters_and_checks_its_arguments(service: ScanService) -> No
             await service.list_scans(limit=limit)
     with pytest.raises(ValidationError, match="invalid cursor"):
         await service.list_scans(cursor="!!")
+
+
+async def test_the_cursor_carries_the_status_filter_it_continues(service: ScanService) -> None:
+    ids = [(await service.submit(SubmitRequest())).scan.scan_id for _ in range(5)]
+    for scan_id in ids[1::2]:
+        await service.cancel(scan_id)
+    cancelled = list(reversed(ids[1::2]))
+
+    first = await service.list_scans(status="Cancelled", limit=1)
+    followed = await service.list_scans(limit=1, cursor=first.next_cursor)  # status left out: still Cancelled
+    repeated = await service.list_scans(status="Cancelled", limit=5, cursor=first.next_cursor)
+
+    assert [s.scan_id for s in first.scans + followed.scans] == cancelled
+    assert followed.next_cursor is None
+    assert [s.scan_id for s in repeated.scans] == cancelled[1:]
+    with pytest.raises(ValidationError, match="continues the list of status=Cancelled, not of status=Accepted"):
+        await service.list_scans(status="Accepted", cursor=first.next_cursor)
+    unfiltered = await service.list_scans(limit=1)
+    with pytest.raises(ValidationError, match="continues the list of every status, not of status=Cancelled"):
+        await service.list_scans(status="Cancelled", cursor=unfiltered.next_cursor)
+
+
+@pytest.mark.parametrize("cursor", ["", "!!", "a" * 300, "Kjo", "WHo", "Qm9ndXM6eA"])  # "Bogus:x" last
+async def test_a_cursor_scanq_did_not_make_is_refused(service: ScanService, cursor: str) -> None:
+    await service.submit(SubmitRequest())
+    with pytest.raises(ValidationError, match="invalid cursor"):
+        await service.list_scans(cursor=cursor)
 
 
 async def test_stats_count_every_status_and_age_the_oldest_accepted(service: ScanService, store: MemoryStore) -> None:

@@ -10,7 +10,15 @@ from scanq.config import PluginSettings, Settings
 from scanq.exceptions import ConfigError
 from scanq.scanners.mock import MockSettings
 from scanq.scanners.net.settings import NetSettings
-from scanq.supervisor import _redact, _worker_env, label_line, prepare_store, settings_environ
+from scanq.supervisor import (
+    _reason,
+    _redact,
+    _worker_env,
+    inherited_environ,
+    label_line,
+    prepare_store,
+    settings_environ,
+)
 
 
 def test_children_rebuild_exactly_the_settings_of_the_supervisor() -> None:
@@ -56,3 +64,16 @@ def test_printed_urls_hide_passwords() -> None:
 async def test_an_in_process_store_cannot_back_several_processes() -> None:
     with pytest.raises(ConfigError, match="SCANQ_DATABASE_URL"):
         await prepare_store(Settings(database_url="memory://x"))
+
+
+def test_children_do_not_inherit_scanq_names_that_are_no_setting() -> None:
+    environ = {"PATH": "/bin", "SCANQ_LEASE_SECONDS": "5", "SCANQ_LEASE_SECOND": "5", "SCANQ_TEST_POSTGRES_URL": "x"}
+    assert inherited_environ(environ) == {"PATH": "/bin", "SCANQ_LEASE_SECONDS": "5", "SCANQ_TEST_POSTGRES_URL": "x"}
+
+
+def test_the_reason_a_child_could_not_start_is_its_last_line() -> None:
+    assert _reason(b"Error: cannot listen on http://127.0.0.1:1: Permission denied\n") == (
+        "cannot listen on http://127.0.0.1:1: Permission denied"
+    )
+    assert _reason(b'{"level": "ERROR", "message": "cannot listen"}\n') == "cannot listen"
+    assert _reason(b"") == "it exited at once"

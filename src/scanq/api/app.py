@@ -4,9 +4,10 @@ Each composes explicitly: a store (opened and closed by the lifespan unless
 the caller passes an open one), the scan service over it, the service's
 operations plus ``/healthz``, ``/readyz``, ``/openapi.json`` and ``/metrics``,
 and the exception handlers of ``errors.py``. Each app has its own Prometheus
-registry. Middleware is plain ASGI only: the request-latency histogram on
-every app, and on ingest the CORS policy that lets the dashboard (served by
-status, another origin) submit and cancel.
+registry. Middleware is plain ASGI only: the request-latency histogram and
+the cross-site guard (``crosssite.py``: allowed hosts, no state change from
+another site, JSON bodies) on every app, and on ingest the CORS policy that
+lets the dashboard (served by status, another origin) submit and cancel.
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from scanq import __version__
+from scanq.api.crosssite import CrossSiteGuard
 from scanq.api.dashboard import Dashboard, cors_middleware, static_mount
 from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
 from scanq.api.hotpath import HotPathMiddleware
 from scanq.api.http import encoder
 from scanq.api.ingest import IngestEndpoints
 from scanq.api.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
-from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes
+from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes, declare_enum
 from scanq.api.schemas import HealthResponse, ReadyResponse
 from scanq.api.status import StatusEndpoints, wants_html
 from scanq.config import Settings
@@ -41,12 +43,17 @@ from scanq.store import Store, open_store
 logger = logging.getLogger(__name__)
 
 TAG = "health"
-INGEST_DESCRIPTION = "Queue scans (default port 10550). Scans are stored durably before the answer."
-STATUS_DESCRIPTION = "Read scans (default port 10551): one by id, pages, counts by status."
-API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest); GET /scans lists them."
+# Every service also refuses a Host that is not an allowed name (400 host_not_allowed), and its HTTP edge
+# answers 408, 413, 414 and 431 before any operation runs: see docs/security.md.
+_EDGE = " Edge limits and cross-site rules: docs/security.md."
+INGEST_DESCRIPTION = "Queue scans (default port 10550). Scans are stored durably before the answer." + _EDGE
+STATUS_DESCRIPTION = "Read scans (default port 10551): one by id, pages, counts by status." + _EDGE
+API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest); GET /scans lists them." + _EDGE
 
 # Served by HotPathMiddleware, past routing: the submissions, where requests per second matter most.
 HOT_INGEST_ROUTES = frozenset({("POST", "/scans"), ("POST", "/scans/batch")})
+# GETs that write: the original contract's GET / queues a scan, so a browser on another site may not send it.
+QUEUEING_GET_PATHS = frozenset({"/"})
 
 _HEALTHY = encoder.encode(HealthResponse())
 _READY = encoder.encode(ReadyResponse())
@@ -131,6 +138,7 @@ def create_ingest_app(
         operations=operations,
         middleware=[cors_middleware(settings)],
         hot_routes=HOT_INGEST_ROUTES,
+        unsafe_get_paths=QUEUEING_GET_PATHS,
     )
 
 
@@ -206,6 +214,7 @@ def create_api_app(
         mounts=[static_mount()],
         middleware=[cors_middleware(settings)],
         hot_routes=HOT_INGEST_ROUTES,
+        unsafe_get_paths=QUEUEING_GET_PATHS,
     )
 
 
@@ -257,16 +266,21 @@ def _assemble(
     mounts: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
     hot_routes: Collection[tuple[str, str]] = (),
+    unsafe_get_paths: Collection[str] = (),
 ) -> Starlette:
     is_owned = store is None
     the_store = open_store(settings.database_url) if store is None else store
     registry = make_registry()
-    service = ScanService(the_store, scanners or ScannerRegistry(settings), settings, counters=ScanCounters(registry))
+    plugins = scanners or ScannerRegistry(settings)
+    service = ScanService(the_store, plugins, settings, counters=ScanCounters(registry))
     health = HealthEndpoints(store=the_store)
     metrics = _metrics_operation(registry, QueueStatsCollector(the_store.stats, registry=registry))
     # Fixed paths before templated ones (stable otherwise), so /healthz never reads as a scan id.
     ops = sorted([*operations(service), *health.operations(), metrics], key=lambda op: "{" in op.path)
     document = build_openapi(title=title, version=__version__, description=description, operations=ops)
+    if "ScanRequest" in document["components"]["schemas"]:
+        # Another name is a 422 unknown_scanner: say so in the schema, as strict as the server.
+        declare_enum(document, schema="ScanRequest", field="scanner", values=plugins.names)
     health.document = encoder.encode(document)
 
     @asynccontextmanager
@@ -282,9 +296,11 @@ def _assemble(
     hot = [route for route in routes if any((method, route.path) in hot_routes for method in route.methods or ())]
     app = Starlette(
         routes=[*mounts, *routes],
-        # Metrics outermost, so the latency covers CORS answers too; the hot path skips routing and CORS.
+        # Metrics outermost, so the latency covers CORS answers too; the hot path skips routing and CORS,
+        # not the cross-site guard.
         middleware=[
             Middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry)),
+            Middleware(CrossSiteGuard, settings=settings, unsafe_get_paths=unsafe_get_paths),
             Middleware(HotPathMiddleware, routes=hot, handlers=EXCEPTION_HANDLERS),
             *middleware,
         ],

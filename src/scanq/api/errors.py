@@ -100,10 +100,14 @@ HTTP_CODES: Mapping[int, str] = {
 _encoder = msgspec.json.Encoder()
 
 
+def error_body(code: str, message: str) -> bytes:
+    """The one error body as bytes (for answers written below the ASGI app, see ``edge.py``)."""
+    return _encoder.encode(ErrorResponse(error=ErrorDetail(code=code, message=message)))
+
+
 def error_response(status_code: int, code: str, message: str, *, headers: Mapping[str, str] | None = None) -> Response:
     """The one error body, encoded."""
-    body = _encoder.encode(ErrorResponse(error=ErrorDetail(code=code, message=message)))
-    return Response(body, status_code=status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
+    return Response(error_body(code, message), status_code=status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
 
 
 def not_found_response(scan_id: str) -> Response:

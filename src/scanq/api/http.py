@@ -35,10 +35,11 @@ def is_json_media_type(content_type: str) -> bool:
 
 
 async def read_body(request: Request, *, max_bytes: int) -> bytes:
-    """The request body, refused with 413 past ``max_bytes`` and 415 when it is not JSON.
+    """The request body, refused with 413 past ``max_bytes``.
 
-    A missing ``Content-Type`` is read as JSON (``curl --data`` users forget it less
-    often than they send the wrong one); an empty body is accepted with any type.
+    The content type was checked before the app ran (``crosssite.CrossSiteGuard``: a body must be
+    declared JSON). The 413 says ``Connection: close``: the rest of the body is read and discarded
+    below the app (``edge.EdgeProtocol``), then the connection closes.
     """
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -65,14 +66,7 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    if body:
-        content_type = request.headers.get("content-type")
-        if content_type is not None and not is_json_media_type(content_type):
-            raise ApiError(
-                415, "unsupported_media_type", f"send the body as Content-Type: application/json (got {content_type!r})"
-            )
-    return body
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
@@ -84,7 +78,8 @@ def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
         # parse again untyped so a body that is not JSON at all is always the 400.
         _check_well_formed(body)
         raise ValidationError(f"invalid request body: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # Released msgspec versions raise UnicodeDecodeError, not DecodeError, for invalid UTF-8 inside a string.
         raise _malformed(exc) from None
     except RecursionError:
         raise ValidationError("invalid request body: nested too deeply") from None
@@ -93,15 +88,21 @@ def decode_json(body: bytes, decoder: msgspec.json.Decoder[T]) -> T:
 def _check_well_formed(body: bytes) -> None:
     try:
         msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise _malformed(exc) from None
     except RecursionError:
         pass  # well-formed as far as it goes; the typed error stands
 
 
-def _malformed(exc: msgspec.DecodeError) -> ApiError:
+def _malformed(exc: msgspec.DecodeError | UnicodeDecodeError) -> ApiError:
+    if isinstance(exc, UnicodeDecodeError):
+        reason = f"a string is not valid UTF-8 ({exc.reason})"
+        return ApiError(400, "malformed_json", f"the body is not valid JSON: {reason}")
     return ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}")
 
 
 def _too_large(max_bytes: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"the body is larger than {max_bytes} bytes")
+    # Closing tells the client not to send its next request on this connection while the rest is drained.
+    return ApiError(
+        413, "body_too_large", f"the body is larger than {max_bytes} bytes", headers={"Connection": "close"}
+    )

@@ -7,7 +7,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from scanq.api.http import decode_json, json_response, read_body
-from scanq.api.openapi import BODY_ERRORS, SCAN_ID_PARAM, STORE_ERRORS, Operation, Param, Reply, error_reply
+from scanq.api.openapi import (
+    BODY_ERRORS,
+    CROSS_SITE_ERRORS,
+    SCAN_ID_PARAM,
+    STORE_ERRORS,
+    Operation,
+    Param,
+    Reply,
+    error_reply,
+)
 from scanq.api.schemas import BatchRequest, BatchResponse, NotFoundResponse, ScanOut, ScanRequest, scan_out
 from scanq.config import Settings
 from scanq.exceptions import ValidationError
@@ -104,6 +113,7 @@ class IngestEndpoints:
                         },
                     ),
                     **BODY_ERRORS,
+                    **CROSS_SITE_ERRORS,
                     409: error_reply("The Idempotency-Key was used for a different request"),
                     **STORE_ERRORS,
                 },
@@ -120,6 +130,7 @@ class IngestEndpoints:
                 replies={
                     202: Reply(description="Accepted: every scan is stored durably", body=BatchResponse),
                     **BODY_ERRORS,
+                    **CROSS_SITE_ERRORS,
                     **STORE_ERRORS,
                 },
             ),
@@ -132,9 +143,14 @@ class IngestEndpoints:
                 tag=TAG,
                 params=(SCAN_ID_PARAM,),
                 replies={
-                    200: Reply(description="The scan: Cancelled, or cancel_requested while it runs", body=ScanOut),
+                    200: Reply(
+                        description="The scan: Cancelled (also when it already was), or cancel_requested while it runs",
+                        body=ScanOut,
+                    ),
                     404: Reply(description="No scan with that id", body=NotFoundResponse),
-                    409: error_reply("The scan already finished"),
+                    409: error_reply("The scan already finished: Complete or Error"),
+                    415: BODY_ERRORS[415],
+                    **CROSS_SITE_ERRORS,
                     **STORE_ERRORS,
                 },
             ),
@@ -160,6 +176,7 @@ class IngestEndpoints:
                     schema={"type": "string", "format": "uuid"},
                 ),
                 422: error_reply("The default scanner needs a target"),
+                **CROSS_SITE_ERRORS,
                 **STORE_ERRORS,
             },
         )

@@ -96,14 +96,29 @@ def error_reply(description: str) -> Reply:
 BODY_ERRORS: Mapping[int, Reply] = {
     400: error_reply("Malformed JSON"),
     413: error_reply("Body larger than the server's max_body_bytes"),
-    415: error_reply("Body sent with a content type other than application/json"),
+    415: error_reply("Body sent without Content-Type: application/json (or an empty body from a browser without it)"),
     422: error_reply("Invalid request: wrong types, unknown fields, values out of bounds, unknown scanner"),
 }
 STORE_ERRORS: Mapping[int, Reply] = {503: error_reply("The store cannot be reached")}
+# Replies of every request that changes something (see crosssite.py).
+CROSS_SITE_ERRORS: Mapping[int, Reply] = {
+    403: error_reply("Sent by a browser from another site (an Origin not allowed, or Sec-Fetch-Site cross-site)"),
+}
 
 SCAN_ID_PARAM = Param(
     name="scan_id", location="path", description="The scan's id (UUIDv7)", schema={"type": "string"}, required=True
 )
+
+
+def declare_enum(document: dict[str, Any], *, schema: str, field: str, values: Sequence[str]) -> None:
+    """Restrict the string (or nullable string) property ``field`` of component ``schema`` to ``values``.
+
+    For a rule the Struct type cannot carry: the installed scanner plugins are only known at run time.
+    """
+    prop = document["components"]["schemas"][schema]["properties"][field]
+    for branch in prop.get("anyOf", [prop]):
+        if branch.get("type") == "string":
+            branch["enum"] = list(values)
 
 
 def build_routes(operations: Iterable[Operation]) -> list[Route]:

@@ -21,10 +21,12 @@ from scanq.exceptions import ValidationError
 from scanq.models import ScanStatus
 from scanq.scans import (
     DEFAULT_PAGE_SIZE,
+    MAX_PAGE_CURSOR_LENGTH,
     MAX_PAGE_SIZE,
     MAX_THROUGHPUT_BUCKETS,
     MAX_THROUGHPUT_WINDOW_S,
     MIN_THROUGHPUT_STEP_S,
+    PAGE_CURSOR_PATTERN,
     ScanService,
 )
 
@@ -47,8 +49,11 @@ LIST_PARAMS = (
     Param(
         name="cursor",
         location="query",
-        description="The next_cursor of the previous page (opaque)",
-        schema={"type": "string"},
+        description=(
+            "The next_cursor of the previous page (opaque). It carries the page's status filter: "
+            "leave status out to follow it; another status with it is a 422"
+        ),
+        schema={"type": "string", "pattern": PAGE_CURSOR_PATTERN, "maxLength": MAX_PAGE_CURSOR_LENGTH},
     ),
 )
 
@@ -81,8 +86,8 @@ def wants_html(request: Request) -> bool:
 
 
 def parse_limit(raw: str | None) -> int:
-    """The ``?limit=`` value (default when absent or empty); raise ``ValidationError`` when not an integer."""
-    if not raw:
+    """The ``?limit=`` value (default when absent); raise ``ValidationError`` when not an integer (or empty)."""
+    if raw is None:
         return DEFAULT_PAGE_SIZE
     try:
         return int(raw)
@@ -124,10 +129,11 @@ class StatusEndpoints:
     async def list_scans(self, request: Request) -> Response:
         """``GET /scans``: a page of scans, newest first; ``?status=``, ``?limit=``, ``?cursor=``."""
         query = request.query_params
+        # An empty value is refused like any other that is not in the schema, not read as "absent".
         page = await self._scans.list_scans(
-            status=query.get("status") or None,
+            status=query.get("status"),
             limit=parse_limit(query.get("limit")),
-            cursor=query.get("cursor") or None,
+            cursor=query.get("cursor"),
         )
         return json_response(ScanPage(scans=[scan_out(s) for s in page.scans], next_cursor=page.next_cursor))
 
@@ -150,7 +156,10 @@ class StatusEndpoints:
     def operations(self, *, with_root: bool = True) -> list[Operation]:
         """The status routes, fixed paths before ``/{scan_id}``; ``with_root`` False leaves ``GET /`` to the caller."""
         page = Reply(description="A page of scans, newest first", body=ScanPage)
-        bad_query = error_reply("Unknown status, limit out of range, or a cursor scanq did not make")
+        bad_query = error_reply(
+            "Unknown or empty status, limit not an integer in range, a cursor scanq did not make, "
+            "or a cursor with another status than it continues"
+        )
         scan = Reply(description="The scan with its attempt history", body=ScanOut)
         not_found = Reply(description="No scan with that id, or not a scan id", body=NotFoundResponse)
         ops = [

@@ -479,7 +479,11 @@
     if (!scanId) return;
     $("detail-cancel").disabled = true;
     try {
-      const scan = await requestJson(`${ingestUrl}/scans/${encodeURIComponent(scanId)}/cancel`, { method: "POST" });
+      // A browser's POST must declare JSON even without a body (the ingest service's cross-site rules).
+      const scan = await requestJson(`${ingestUrl}/scans/${encodeURIComponent(scanId)}/cancel`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+      });
       setMessage("detail-message", scan.status === "Cancelled" ? "cancelled" : "cancel requested");
     } catch (error) {
       const why = error.status === 409 ? "already finished" : error.message;

@@ -9,7 +9,8 @@ and in the ``mock`` section ``min_sleep`` ↔ ``mock_min_sleep`` ↔
 original system's names (``INGEST_PORT``, ``MIN_SLEEP``). Flags win over
 ``SCANQ_*``, which win over the original names; a bad value raises
 ``ConfigError`` naming where it came from. ``cli.py`` builds the flags from
-``setting_specs()``.
+``setting_specs()``. ``sections.py`` holds the parts a section is declared
+with, ``values.py`` the text ↔ value rules; both are re-exported here.
 
 config imports no plugin: it finds the sections through the ``scanq.scanners``
 entry points (as the registry finds the plugins), so plugins depend on config
@@ -20,107 +21,33 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import types
-from collections.abc import Iterable, Iterator, Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, get_type_hints
 
+from scanq.config.sections import ENV_PREFIX, PluginSettings, SectionT, SettingSpec, setting, setting_error
+from scanq.config.values import format_value, is_host, parse_value
 from scanq.exceptions import ConfigError
 from scanq.retention import RetentionPolicy
 
-ENV_PREFIX = "SCANQ_"
 SCANNER_ENTRY_POINTS = "scanq.scanners"
 # SCANQ_* names that are not settings but are expected in the environment.
 NON_SETTING_ENV_PREFIXES = ("SCANQ_TEST_", "SCANQ_SUPERVISOR_")
+# One default store for `./run` and for `scanq` run by hand from the same directory (the file and its
+# directory are created on first use).
+DEFAULT_DATABASE_URL = "sqlite:///data/scanq.db"
 
 logger = logging.getLogger(__name__)
-
-SectionT = TypeVar("SectionT")
-
-
-def setting(default: Any, help: str, *, key: str | None = None, aliases: tuple[str, ...] = ()) -> Any:
-    """A field of a settings dataclass (``Settings`` or a plugin's section).
-
-    Args:
-        default: the value when nothing sets it (every setting has one).
-        help: one line for ``--help`` and the README.
-        key: the flag/variable name when it is not ``<namespace>_<field>`` (kept names such as ``target_allowlist``).
-        aliases: other variables that set it, weaker than ``SCANQ_*`` (the original system's ``MIN_SLEEP``).
-    """
-    return field(default=default, metadata={"help": help, "key": key, "aliases": aliases})
-
-
-def setting_error(name: str, why: str, value: Any) -> ConfigError:
-    """The error a settings dataclass raises for a bad field ``name`` (readers name the variable or flag instead)."""
-    return ConfigError(f"{name}: {why} (got {value!r})", setting=name)
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SettingSpec:
-    """One setting as a user sees it: the field of a section, with its flag, variable, default and help."""
-
-    key: str
-    field: str
-    section: type[Any]
-    annotation: Any
-    default: Any
-    help: str
-    aliases: tuple[str, ...]
-
-    @property
-    def env(self) -> str:
-        """``SCANQ_MOCK_MIN_SLEEP``."""
-        return ENV_PREFIX + self.key.upper()
-
-    @property
-    def flag(self) -> str:
-        """``--mock-min-sleep``."""
-        return "--" + self.key.replace("_", "-")
-
-
-class PluginSettings:
-    """The settings sections of the scanner plugins, one instance per section class.
-
-    A section not given holds its defaults, so ``PluginSettings()`` is every
-    plugin with its defaults and two containers are equal when every section is.
-
-    Args:
-        sections: instances of section dataclasses, at most one per class.
-    """
-
-    __slots__ = ("_sections",)
-
-    def __init__(self, *sections: Any) -> None:
-        classes = [type(section) for section in sections]
-        if len(set(classes)) != len(classes) or not all(dataclasses.is_dataclass(cls) for cls in classes):
-            raise TypeError(f"not one settings section per class: {sections!r}")
-        self._sections = {cls: section for cls, section in zip(classes, sections, strict=True) if section != cls()}
-
-    def __getitem__(self, cls: type[SectionT]) -> SectionT:
-        section = self._sections.get(cls)
-        return section if section is not None else cls()
-
-    def __iter__(self) -> Iterator[Any]:
-        """The sections that differ from their defaults."""
-        return iter(self._sections.values())
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PluginSettings) and self._sections == other._sections
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self._sections.values()))
-
-    def __repr__(self) -> str:
-        return f"PluginSettings({', '.join(map(repr, self))})"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Every option of a scanq process. Read with ``Settings.from_env``; flags override with ``replace``."""
 
-    database_url: str = setting("sqlite:///scanq.db", "Store URL: sqlite:///path, postgresql://… or mongodb://…")
+    database_url: str = setting(DEFAULT_DATABASE_URL, "Store URL: sqlite:///path, postgresql://… or mongodb://…")
     host: str = setting("127.0.0.1", "Address the HTTP services listen on")
     ingest_port: int = setting(10550, "Ingest service port", aliases=("INGEST_PORT",))
     status_port: int = setting(10551, "Status service port", aliases=("STATUS_PORT",))
@@ -139,6 +66,15 @@ class Settings:
     shutdown_seconds: float = setting(10.0, "On stop, how long running scans may finish before release")
     max_batch: int = setting(1000, "Largest POST /scans/batch")
     max_body_bytes: int = setting(1_048_576, "Largest request body in bytes")
+    header_timeout_seconds: float = setting(10.0, "HTTP: time a client has to send a request's headers")
+    body_timeout_seconds: float = setting(30.0, "HTTP: time a client has to send a request's body")
+    max_connections: int = setting(1000, "HTTP: connections one service process keeps open; more are closed")
+    allowed_hosts: tuple[str, ...] = setting(
+        (), "HTTP: Host names served, * for any (empty: loopback names on loopback, else any)"
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (), "HTTP: browser origins allowed to submit and cancel besides the dashboard"
+    )
     default_scanner: str = setting("mock", "Scanner used when a request names none")
     metrics_port: int = setting(0, "Worker metrics port (0: off)")
     retention: tuple[str, ...] = setting((), "Keep finished scans this long: Complete=30d,Error=90d (default: forever)")
@@ -322,39 +258,6 @@ def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
     return sorted(candidates)
 
 
-def parse_value(name: str, annotation: Any, raw: str, *, source: str) -> Any:
-    """Cast one environment string to the setting's type; raise ``ConfigError`` naming ``source``."""
-    base = _unwrap_optional(annotation)
-    try:
-        if base is bool:
-            lowered = raw.strip().lower()
-            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(raw)
-            return lowered in ("1", "true", "yes", "on")
-        if base is int:
-            return int(raw)
-        if base is float:
-            return float(raw)
-        if get_origin(base) is tuple:
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
-        return raw
-    except ValueError:
-        expected = getattr(base, "__name__", base)
-        raise ConfigError(f"{source}: invalid value {raw!r} for {name} (expected {expected})") from None
-
-
-def format_value(value: Any) -> str:
-    """A setting's value as the string ``parse_value`` reads back (lists comma-separated)."""
-    return ",".join(value) if isinstance(value, tuple) else str(value)
-
-
-def _unwrap_optional(annotation: Any) -> Any:
-    if get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        return args[0]
-    return annotation
-
-
 def _check(s: Settings) -> None:
     def fail(name: str, why: str) -> None:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {why} (got {getattr(s, name)!r})", setting=name)
@@ -364,7 +267,7 @@ def _check(s: Settings) -> None:
             fail(name, "must be a port number 0-65535")
     if not 0 <= s.metrics_port <= 65535:
         fail("metrics_port", "must be a port number 0-65535 (0: off)")
-    for name in ("workers", "concurrency", "max_attempts", "max_batch", "max_body_bytes"):
+    for name in ("workers", "concurrency", "max_attempts", "max_batch", "max_body_bytes", "max_connections"):
         if getattr(s, name) < 1:
             fail(name, "must be at least 1")
     for name in (
@@ -375,6 +278,8 @@ def _check(s: Settings) -> None:
         "retry_base_seconds",
         "retry_max_seconds",
         "scan_timeout_seconds",
+        "header_timeout_seconds",
+        "body_timeout_seconds",
     ):
         if not getattr(s, name) > 0:
             fail(name, "must be greater than 0")
@@ -390,5 +295,36 @@ def _check(s: Settings) -> None:
         RetentionPolicy.parse(s.retention)
     except ValueError as exc:
         fail("retention", str(exc))
+    if not is_host(s.host):
+        fail("host", "must be an IP address or a host name")
+    for name in s.allowed_hosts:
+        if name != "*" and not is_host(name.strip("[]")):
+            fail("allowed_hosts", f"{name!r} is not a host name or address (or *)")
+    for origin in s.allowed_origins:
+        if not re.fullmatch(r"https?://[^/?#\s]+", origin.rstrip("/")):
+            fail("allowed_origins", f"{origin!r} is not an origin such as https://console.example:8443")
     if "://" not in s.database_url:
-        fail("database_url", "must be a URL such as sqlite:///scanq.db")
+        fail("database_url", f"must be a URL such as {DEFAULT_DATABASE_URL}")
+
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "ENV_PREFIX",
+    "NON_SETTING_ENV_PREFIXES",
+    "SCANNER_ENTRY_POINTS",
+    "PluginSettings",
+    "SettingSpec",
+    "Settings",
+    "check_default_scanner",
+    "format_value",
+    "installed_scanner_classes",
+    "is_host",
+    "parse_value",
+    "plugin_sections",
+    "read_section",
+    "section_specs",
+    "setting",
+    "setting_error",
+    "setting_specs",
+    "unknown_env_names",
+]

@@ -1,0 +1,112 @@
+"""Serve an app: bind its listening sockets first, then run uvicorn with the edge protocol on them.
+
+Binding before uvicorn starts turns a host that does not resolve or a port
+already taken into one ``StartupError`` naming the address (uvicorn would log
+the bare ``OSError`` and exit with the code it also uses for a failed
+lifespan), so ``scanq up`` can tell "cannot start" from "crashed" and stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import socket
+import sys
+from typing import Any
+
+from starlette.types import ASGIApp
+
+from scanq.api.edge import edge_protocol
+from scanq.api.limits import EdgeLimits
+from scanq.config import Settings
+from scanq.exceptions import StartupError
+
+logger = logging.getLogger(__name__)
+
+# File descriptors kept free for the store, logs and the listening sockets when capping connections.
+RESERVED_FDS = 64
+# uvicorn's exit code when the app's lifespan (opening the store) fails.
+LIFESPAN_FAILURE_EXIT = 3
+
+
+def serve(app: ASGIApp, *, settings: Settings, port: int) -> None:
+    """Serve ``app`` on ``settings.host``:``port`` with uvloop and the edge limits, until SIGINT/SIGTERM.
+
+    Args:
+        app: the ASGI app.
+        settings: ``host`` and the edge limits (timeouts, ``max_connections``).
+        port: the port to listen on.
+
+    Raise ``StartupError`` when the host does not resolve or the port cannot be bound.
+    """
+    import uvicorn
+
+    sockets = bind(settings.host, port)
+    limits = EdgeLimits.from_settings(settings, max_connections=connection_limit(settings.max_connections))
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=edge_protocol(limits),
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
+    for sock in sockets:
+        logger.info("listening on %s", _url(sock.getsockname()), extra={"action": "listening"})
+    server = uvicorn.Server(config)
+    server.run(sockets=sockets)
+    if not server.started:
+        sys.exit(LIFESPAN_FAILURE_EXIT)
+
+
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Bound (not yet listening) TCP sockets for every address ``host`` resolves to.
+
+    Raise ``StartupError`` naming the host or the address that failed.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise StartupError(f"cannot listen on {host}:{port}: the host does not resolve ({reason})") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise StartupError(f"cannot listen on {_url(address)}: {exc.strerror or exc}") from None
+            sock.set_inheritable(True)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def connection_limit(wanted: int) -> int:
+    """``wanted``, or less when the open-file limit could not hold that many connections (with a warning)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted <= soft - RESERVED_FDS:
+        return wanted
+    allowed = max(1, soft - RESERVED_FDS)
+    logger.warning(
+        "max_connections %d is more than the open-file limit (%d) allows: using %d; raise `ulimit -n` for more",
+        wanted,
+        soft,
+        allowed,
+    )
+    return allowed
+
+
+def _url(address: tuple[Any, ...]) -> str:
+    host, port = address[0], address[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+__all__ = ["bind", "connection_limit", "serve"]
