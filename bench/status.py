@@ -23,7 +23,7 @@ from bench.context import BenchContext, fmt_ms
 from bench.databases import fresh_database
 from bench.loaders import load_scans, mix_statuses, settle
 from bench.processes import run_loadgen, start_scanq, stop_all, wait_http_ready
-from scanq.scans import encode_page_cursor
+from scanq.cursors import encode_page_cursor
 from scanq.store import open_store
 from scanq.store.base import encode_cursor
 

@@ -8,8 +8,6 @@ enforces idempotency (the same key with a different request is a conflict).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -20,13 +18,27 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from scanq.config import Settings
+
+# The cursor, page and throughput bounds are re-exported: entry points read bounds here.
+from scanq.cursors import (
+    MAX_PAGE_CURSOR_LENGTH,
+    PAGE_CURSOR_PATTERN,
+    decode_page_cursor,
+    encode_page_cursor,
+    filter_name,
+)
 from scanq.exceptions import IdempotencyConflict, ScanFinished, ScanNotFound, UnknownScanner, ValidationError
 from scanq.ids import is_scan_id, new_scan_id
 from scanq.models import Created, NewScan, Page, Scan, ScanStatus
 from scanq.scanners import ScannerRegistry
-
-# MAX_PAGE_SIZE is re-exported: entry points read bounds here.
 from scanq.store.base import FINISHED_STATUSES, MAX_PAGE_SIZE, Store
+from scanq.throughput import (
+    MAX_THROUGHPUT_BUCKETS,
+    MAX_THROUGHPUT_WINDOW_S,
+    MIN_THROUGHPUT_STEP_S,
+    Throughput,
+    check_throughput_bounds,
+)
 
 if TYPE_CHECKING:
     from scanq.metrics import ScanCounters
@@ -45,10 +57,6 @@ MIN_INT64 = -(2**63)
 MAX_INT64 = 2**63 - 1
 DEFAULT_PAGE_SIZE = 50
 STATUS_NAMES = ", ".join(s.value for s in ScanStatus)
-# GET /stats/throughput: a window of at most a day, in steps of at least a second, at most this many steps.
-MAX_THROUGHPUT_WINDOW_S = 24 * 3600.0
-MIN_THROUGHPUT_STEP_S = 1.0
-MAX_THROUGHPUT_BUCKETS = 1000
 
 
 class Submission(Protocol):
@@ -94,20 +102,6 @@ class QueueStats:
 
     counts: Mapping[ScanStatus, int]
     oldest_accepted_age_s: float | None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Throughput:
-    """Scans finished per terminal status in each step of ``[since, until)``, oldest step first, every step present.
-
-    The edges are whole multiples of ``step_s`` since the epoch (calls made a moment apart agree on them) and
-    ``until`` lies just after now: the last step is the one still filling.
-    """
-
-    since: datetime
-    until: datetime
-    step_s: float
-    buckets: Sequence[tuple[datetime, Mapping[ScanStatus, int]]]
 
 
 class ScanService:
@@ -220,7 +214,7 @@ class ScanService:
             continued, store_cursor = decode_page_cursor(cursor)
             if status is not None and continued != wanted:
                 raise ValidationError(
-                    f"this cursor continues the list of {_filter_name(continued)}, not of {_filter_name(wanted)}: "
+                    f"this cursor continues the list of {filter_name(continued)}, not of {filter_name(wanted)}: "
                     "leave status out to follow it, or start without a cursor"
                 )
             wanted = continued
@@ -329,22 +323,6 @@ def check_options(options: Mapping[str, Any]) -> None:
                 stack.extend((child, depth + 1) for child in node)
 
 
-def check_throughput_bounds(*, window_s: float, step_s: float) -> int:
-    """The number of steps in the window; raise ``ValidationError`` for bounds a caller may not ask for."""
-    if not math.isfinite(step_s) or step_s < MIN_THROUGHPUT_STEP_S:
-        raise ValidationError(f"step must be at least {MIN_THROUGHPUT_STEP_S:g}s (got {step_s:g}s)")
-    if not math.isfinite(window_s) or not 0 < window_s <= MAX_THROUGHPUT_WINDOW_S:
-        raise ValidationError(
-            f"window must be more than 0s and at most {MAX_THROUGHPUT_WINDOW_S:g}s (got {window_s:g}s)"
-        )
-    steps = math.ceil(window_s / step_s - 1e-9)
-    if steps > MAX_THROUGHPUT_BUCKETS:
-        raise ValidationError(
-            f"window / step gives {steps} steps; at most {MAX_THROUGHPUT_BUCKETS} (use a longer step)"
-        )
-    return steps
-
-
 def check_idempotency_key(key: str) -> None:
     """Raise ``ValidationError`` for an empty or overlong key."""
     if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
@@ -359,41 +337,6 @@ def parse_status(value: str) -> ScanStatus:
         return ScanStatus(value)
     except ValueError:
         raise ValidationError(f"unknown status {value!r} (use one of {STATUS_NAMES})") from None
-
-
-# A page cursor is base64url (unpadded) of "<status or *>:<the store's cursor>", so it cannot lose its filter.
-PAGE_CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"
-MAX_PAGE_CURSOR_LENGTH = 256
-_ANY_STATUS = "*"
-
-
-def encode_page_cursor(store_cursor: str, *, status: ScanStatus | None) -> str:
-    """The ``next_cursor`` clients see: the store's cursor with the status filter it continues."""
-    payload = f"{_ANY_STATUS if status is None else status.value}:{store_cursor}"
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-
-
-def decode_page_cursor(cursor: str) -> tuple[ScanStatus | None, str]:
-    """The status filter and the store's cursor in ``cursor``; raise ``ValidationError`` if scanq did not make it."""
-    if not 0 < len(cursor) <= MAX_PAGE_CURSOR_LENGTH or not cursor.isascii():
-        raise ValidationError("invalid cursor")
-    try:
-        payload = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationError("invalid cursor") from None
-    name, sep, store_cursor = payload.partition(":")
-    if not sep or not store_cursor:
-        raise ValidationError("invalid cursor")
-    if name == _ANY_STATUS:
-        return None, store_cursor
-    try:
-        return ScanStatus(name), store_cursor
-    except ValueError:
-        raise ValidationError("invalid cursor") from None
-
-
-def _filter_name(status: ScanStatus | None) -> str:
-    return "every status" if status is None else f"status={status.value}"
 
 
 def is_same_request(stored: Scan, new: NewScan) -> bool:
@@ -428,7 +371,10 @@ __all__ = [
     "MAX_PRIORITY",
     "MAX_SCANNER_NAME_LENGTH",
     "MAX_TARGET_LENGTH",
+    "MAX_THROUGHPUT_BUCKETS",
+    "MAX_THROUGHPUT_WINDOW_S",
     "MIN_PRIORITY",
+    "MIN_THROUGHPUT_STEP_S",
     "PAGE_CURSOR_PATTERN",
     "QueueStats",
     "ScanService",

@@ -13,9 +13,10 @@ from click.testing import CliRunner
 
 import scanq.config
 from scanq import client
-from scanq.cli import ALL_SETTINGS, ScanqGroup, cli, flag_name, with_settings
+from scanq.cli import ALL_SETTINGS, ScanqGroup, cli
 from scanq.client import _table, parse_options
 from scanq.config import Settings, section_specs, setting_specs
+from scanq.flags import flag_name, with_settings
 from scanq.scanners.mock import MockSettings
 from scanq.scanners.net.settings import NetSettings
 
