@@ -238,7 +238,7 @@ def cancel(settings: Settings, *, scan_id: str) -> None:
     run_async(client.cancel(settings, scan_id=scan_id))
 
 
-@cli.command()
+@cli.command(short_help="Delete finished scans past their --retention age now.")
 @click.option("--dry-run", is_flag=True, help="Count what a pass would delete; delete nothing.")
 @with_settings((*STORE, "retention", "retention_archive", *LOGGING))
 def prune(settings: Settings, *, dry_run: bool) -> None:
@@ -259,8 +259,13 @@ def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) 
         raise click.BadParameter(exc.message) from None
 
 
-@cli.command()
-@click.option("--status", "scan_status", type=click.Choice(["Complete", "Error", "Cancelled"]), help="Only these.")
+@cli.command(short_help="Write finished scans to stdout as NDJSON.")
+@click.option(
+    "--status",
+    "scan_status",
+    type=click.Choice(["Complete", "Error", "Cancelled"], case_sensitive=False),
+    help="Only these.",
+)
 @click.option("--since", metavar="TIME", callback=_time_option, help="Finished at or after TIME (ISO 8601, UTC).")
 @click.option("--until", metavar="TIME", callback=_time_option, help="Finished before TIME.")
 @click.option("--tenant", help="Only this tenant's scans (accepted and ignored until tenants exist).")

@@ -172,7 +172,7 @@ def test_scanq_help_lists_every_command_without_cutting_its_summary() -> None:
     commands = out.split("Commands:", 1)[1].strip().splitlines()
     assert code == 0
     assert [line.split()[0] for line in commands] == sorted(
-        ["api", "cancel", "get", "ingest", "list", "stats", "status", "submit", "up", "worker"]
+        ["api", "cancel", "export", "get", "ingest", "list", "prune", "stats", "status", "submit", "up", "worker"]
     )
     assert [line for line in commands if line.rstrip().endswith("...")] == []
 

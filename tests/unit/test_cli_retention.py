@@ -87,6 +87,7 @@ def test_export_writes_ndjson_to_stdout_and_resumes_from_the_cursor_it_prints() 
 
     everything = invoke("export", "--database-url", url)
     errors = invoke("export", "--database-url", url, "--status", "Error")
+    errors_lower = invoke("export", "--database-url", url, "--status", "error")  # any case, as for `scanq list`
     lines = [msgspec.json.decode(line) for line in everything.stdout.splitlines()]
     resumed = invoke("export", "--database-url", url, "--cursor", lines[1]["scan_id"])
     late = invoke("export", "--database-url", url, "--since", datetime.now(UTC).isoformat())
@@ -97,6 +98,7 @@ def test_export_writes_ndjson_to_stdout_and_resumes_from_the_cursor_it_prints() 
     assert len(lines) == 5 and all("history" in line and "result" in line for line in lines)
     assert f"exported 5 scans; next --cursor {lines[-1]['scan_id']}" in everything.stderr
     assert [msgspec.json.decode(line)["status"] for line in errors.stdout.splitlines()] == ["Error", "Error"]
+    assert errors_lower.stdout == errors.stdout
     assert [msgspec.json.decode(line)["scan_id"] for line in resumed.stdout.splitlines()] == [
         line["scan_id"] for line in lines[2:]
     ]
