@@ -59,7 +59,8 @@ LIST_PARAMS = (
 
 DEFAULT_THROUGHPUT_WINDOW = "5m"
 DEFAULT_THROUGHPUT_STEP = "10s"
-DURATION_PATTERN = r"^[0-9]+(s|m|h)?$"
+# Empty is the default (as absent): the schema says so, so that the server accepts exactly what it documents.
+DURATION_PATTERN = r"^([0-9]+(s|m|h)?)?$"
 DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600}
 THROUGHPUT_PARAMS = (
     Param(
@@ -96,8 +97,11 @@ def parse_limit(raw: str | None) -> int:
 
 
 def parse_duration(name: str, raw: str | None, *, default: str) -> float:
-    """A ``?window=``/``?step=`` value in seconds: ``90``, ``90s``, ``5m``, ``24h``; raise ``ValidationError``."""
-    text = (raw or default).strip().lower()
+    """A ``?window=``/``?step=`` value in seconds: ``90``, ``90s``, ``5m``, ``24h``; raise ``ValidationError``.
+
+    Exactly ``DURATION_PATTERN`` (no spaces, lower-case units), as the OpenAPI document says.
+    """
+    text = raw or default
     unit = text[-1] if text[-1:] in DURATION_UNITS_S else "s"
     number = text[:-1] if text[-1:] in DURATION_UNITS_S else text
     if not (number.isascii() and number.isdigit()) or len(number) > 9:
