@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 FULL_SCANS, QUICK_SCANS = 1_000_000, 20_000
 FULL_RATE, QUICK_RATE = 500.0, 1000.0
 FULL_RETENTION = "Complete=60s,Error=60s,Cancelled=60s"
-QUICK_RETENTION = "Complete=5s,Error=5s,Cancelled=5s"
+QUICK_RETENTION = "Complete=10s,Error=10s,Cancelled=10s"
 FULL_INTERVAL_S, QUICK_INTERVAL_S = 10, 2
 WORKERS = 2
 WORKER_CONCURRENCY = 256

@@ -5,7 +5,10 @@ ones before, so a slow server shows as growing latency and schedule lag
 instead of a politely lower rate (a closed loop would hide it). Requests go
 over ``--connections`` keep-alive HTTP/1.1 connections, one in flight per
 connection; when every connection is busy a due scan waits, and that wait is
-its lag.
+its lag. The schedule never owes more than ``MAX_DEBT_S``: past that it slips
+(the lag is still recorded), so a server that was slowed down for a while
+(a busy machine) is not then flooded to catch up, and the offered rate stays
+at most ``rate`` all along.
 
 Every answer becomes one line of ``--out``, flushed about twice a second so
 the harness can read the file while it grows::
@@ -36,6 +39,7 @@ import msgspec
 CONNECT_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 30.0
 FLUSH_EVERY_S = 0.5
+MAX_DEBT_S = 1.0
 MAX_HEADER_BYTES = 65536
 BODY = json.dumps({"scanner": "noop", "target": "soak.example"}).encode()
 
@@ -89,6 +93,9 @@ class Submitter:
                 index = self._next
                 self._next += 1
                 due = self._start + index / self._rate
+                debt = time.monotonic() - due - MAX_DEBT_S
+                if debt > 0:
+                    self._start += debt  # slip the whole schedule instead of bursting to catch up
                 wait = due - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -162,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "elapsed_s": round(elapsed, 3),
         "rate_per_s": round(acknowledged / elapsed, 1) if elapsed else 0.0,
         "max_lag_ms": round(submitter.max_lag_ms, 1),
+        # How far behind its schedule the run ended: the time the server could not keep up.
+        "behind_s": round(max(0.0, elapsed - args.count / args.rate), 1),
     }
     json.dump(summary, sys.stdout)
     sys.stdout.write("\n")

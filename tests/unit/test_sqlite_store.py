@@ -324,3 +324,13 @@ def test_only_busy_locked_and_cantopen_errors_mean_unavailable(tmp_path: Path) -
 
     assert not is_unavailable(no_table.value) and not is_unavailable(duplicate.value)
     assert is_unavailable(cannot_open.value) and is_unavailable(busy.value)
+
+
+async def test_a_batch_answers_the_scans_as_stored(sqlite_url: str) -> None:
+    async with SQLiteStore(sqlite_url) as store:
+        created = await store.create_many(scans=[new_scan(), new_scan()])
+        stored = [await store.get(scan_id=c.scan.scan_id) for c in created]
+        with pytest.raises(ValidationError, match=r"^options must be JSON"):
+            await store.create(scan=new_scan(options={"x": object()}))
+    assert [c.scan.updated_at for c in created] == [s.updated_at for s in stored]
+    assert all(c.scan.updated_at is not None for c in created)

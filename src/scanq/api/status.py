@@ -1,4 +1,4 @@
-"""The status service (port 10551): one scan, pages of scans, counts by status."""
+"""The status service (port 10551): one scan, pages of scans, counts by status, finished scans per step."""
 
 from __future__ import annotations
 
