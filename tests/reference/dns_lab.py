@@ -182,12 +182,14 @@ class LabServer:
         for _ in range(20):  # the TCP port must be the UDP one: retry if it is taken
             udp = socketserver.ThreadingUDPServer((LOOPBACK, 0), Udp)
             port = udp.server_address[1]
+            tcp = socketserver.ThreadingTCPServer((LOOPBACK, port), Tcp, bind_and_activate=False)
             try:
-                tcp = socketserver.ThreadingTCPServer((LOOPBACK, port), Tcp, bind_and_activate=False)
                 tcp.allow_reuse_address = True
                 tcp.server_bind()
                 tcp.server_activate()
             except OSError:
+                # Both sockets go: an unclosed one surfaces later as a ResourceWarning in another test.
+                tcp.server_close()
                 udp.server_close()
                 continue
             break
