@@ -21,6 +21,7 @@ from scanq.store import open_store
 from scanq.store.base import RETENTION_ROLE
 from scanq.store.postgres import statements as pg
 from scanq.store.sqlite import finished as sqlite_finished
+from tests.integration.plans import assert_no_table_scan, explain, indexes_used, nodes, pages
 
 FINISHED_ROWS = 50_000
 LIVE_ROWS = 2_000
@@ -52,38 +53,6 @@ async def filled(postgres_database_url: str) -> AsyncIterator[asyncpg.Connection
         yield conn
     finally:
         await conn.close()
-
-
-async def explain(conn: asyncpg.Connection[Any], query: str, *args: object) -> dict[str, Any]:
-    """EXPLAIN ANALYZE (it runs) in a transaction rolled back afterwards; the plan's root."""
-    transaction = conn.transaction()
-    await transaction.start()
-    try:
-        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query}", *args)
-    finally:
-        await transaction.rollback()
-    plan: dict[str, Any] = json.loads(raw)[0]["Plan"]
-    return plan
-
-
-def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [plan]
-    for child in plan.get("Plans", []):
-        found.extend(nodes(child))
-    return found
-
-
-def pages(plan: dict[str, Any]) -> int:
-    return int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
-
-
-def assert_no_table_scan(plan: dict[str, Any]) -> None:
-    scans = [node for node in nodes(plan) if node["Node Type"] == "Seq Scan" and node.get("Relation Name") == "scans"]
-    assert not scans, f"sequential scan of scans: {scans}"
-
-
-def indexes_used(plan: dict[str, Any]) -> set[str]:
-    return {node["Index Name"] for node in nodes(plan) if "Index Name" in node}
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from scanq.store.postgres import (
     PostgresStore,
     migrations,
 )
+from tests.integration.plans import assert_no_table_scan, explain, indexes_used, nodes, pages
 
 FINISHED_ROWS = 50_000
 ACCEPTED_ROWS = 2_000
@@ -64,54 +65,22 @@ async def filled(postgres_database_url: str) -> AsyncIterator[asyncpg.Connection
         await conn.close()
 
 
-async def _explain(conn: asyncpg.Connection[Any], query: str, *args: object) -> dict[str, Any]:
-    """EXPLAIN ANALYZE a statement (it really runs) in a transaction that is rolled back; the plan's root."""
-    transaction = conn.transaction()
-    await transaction.start()
-    try:
-        raw = await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query}", *args)
-    finally:
-        await transaction.rollback()
-    plan: dict[str, Any] = json.loads(raw)[0]["Plan"]
-    return plan
-
-
-def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
-    found = [plan]
-    for child in plan.get("Plans", []):
-        found.extend(_nodes(child))
-    return found
-
-
-def _pages(plan: dict[str, Any]) -> int:
-    return int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
-
-
-def _assert_no_table_scan(plan: dict[str, Any]) -> None:
-    scans = [node for node in _nodes(plan) if node["Node Type"] == "Seq Scan" and node.get("Relation Name") == "scans"]
-    assert not scans, f"sequential scan of scans: {scans}"
-
-
-def _indexes_used(plan: dict[str, Any]) -> set[str]:
-    return {node["Index Name"] for node in _nodes(plan) if "Index Name" in node}
-
-
 def _pages_read_from(plan: dict[str, Any], relation: str) -> int:
     """Pages read by the nodes that scan ``relation`` or its indexes (a node's count includes its children)."""
-    return sum(_pages(node) for node in _nodes(plan) if node.get("Relation Name") == relation)
+    return sum(pages(node) for node in nodes(plan) if node.get("Relation Name") == relation)
 
 
 @pytest.mark.slow
 async def test_claim_walks_the_partial_index_and_reads_few_pages(filled: asyncpg.Connection[Any]) -> None:
-    plan = await _explain(filled, CLAIM, "explain-worker", CLAIM_LIMIT, 30.0)
-    _assert_no_table_scan(plan)
-    assert "scans_claimable" in _indexes_used(plan)
+    plan = await explain(filled, CLAIM, "explain-worker", CLAIM_LIMIT, 30.0)
+    assert_no_table_scan(plan)
+    assert "scans_claimable" in indexes_used(plan)
     assert plan["Actual Rows"] == CLAIM_LIMIT
     # Picking reads about one index entry and one row per claimed scan, whatever the table holds.
-    picking = next(node for node in _nodes(plan) if node["Node Type"] == "Limit")
-    assert _pages(picking) <= 3 * CLAIM_LIMIT + 10
+    picking = next(node for node in nodes(plan) if node["Node Type"] == "Limit")
+    assert pages(picking) <= 3 * CLAIM_LIMIT + 10
     # Updating rewrites each row and its index entries: a bounded cost per claimed scan.
-    assert _pages(plan) <= PAGES_PER_UPDATED_ROW * CLAIM_LIMIT
+    assert pages(plan) <= PAGES_PER_UPDATED_ROW * CLAIM_LIMIT
 
 
 @pytest.mark.slow
@@ -121,28 +90,28 @@ async def test_claim_generic_plan_uses_the_partial_index(filled: asyncpg.Connect
     await filled.execute("SET plan_cache_mode = force_generic_plan")
     rows = await filled.fetch("EXPLAIN (FORMAT JSON) EXECUTE claim_statement('w', 50, 30.0)")
     plan = json.loads(rows[0][0])[0]["Plan"]
-    _assert_no_table_scan(plan)
-    assert "scans_claimable" in _indexes_used(plan)
+    assert_no_table_scan(plan)
+    assert "scans_claimable" in indexes_used(plan)
 
 
 @pytest.mark.slow
 async def test_reaper_and_lists_stay_off_the_finished_rows(filled: asyncpg.Connection[Any]) -> None:
-    reaper = await _explain(filled, REQUEUE_EXPIRED, 1000)
-    _assert_no_table_scan(reaper)
-    assert _pages(reaper) < PAGE_BUDGET * 3  # walks the 100 Running scans
+    reaper = await explain(filled, REQUEUE_EXPIRED, 1000)
+    assert_no_table_scan(reaper)
+    assert pages(reaper) < PAGE_BUDGET * 3  # walks the 100 Running scans
 
-    page = await _explain(filled, LIST_STATUS, 51, "Accepted")
-    _assert_no_table_scan(page)
-    assert "scans_by_status" in _indexes_used(page)
-    assert _pages(page) < PAGE_BUDGET
+    page = await explain(filled, LIST_STATUS, 51, "Accepted")
+    assert_no_table_scan(page)
+    assert "scans_by_status" in indexes_used(page)
+    assert pages(page) < PAGE_BUDGET
 
 
 @pytest.mark.slow
 async def test_stats_reads_counters_not_the_table(filled: asyncpg.Connection[Any]) -> None:
-    plan = await _explain(filled, STATS)
-    _assert_no_table_scan(plan)
+    plan = await explain(filled, STATS)
+    assert_no_table_scan(plan)
     assert _pages_read_from(plan, "scans") < 10  # one index probe for the oldest Accepted scan
-    assert _pages(plan) < PAGE_BUDGET
+    assert pages(plan) < PAGE_BUDGET
 
 
 async def test_stats_stay_exact_through_the_store(postgres_database_url: str) -> None:
