@@ -34,6 +34,16 @@ Rules every backend keeps (``tests/contract`` checks each, on every backend):
    cutoff, in short batches of the (status, finished_at) index, and only while
    its caller holds ``RETENTION_ROLE`` (``lead``): one pruner at a time across
    every process; ``stats`` counts stay exact.
+7. Tenants: every scan belongs to one tenant (``NewScan.tenant``). A method
+   that takes ``tenant`` sees only that tenant's scans when it is a name and
+   every tenant's when it is None: another tenant's scan is answered exactly
+   as an unknown id (``ScanNotFound``, also by ``cancel``). An idempotency key
+   is unique within its tenant (two tenants may use the same key). Counts by
+   status are kept per tenant, so ``stats(tenant=T)`` costs what ``stats()``
+   costs. ``submitted_by`` / ``cancelled_by`` are stored and read back.
+8. API tokens and tenant limits are stored beside the scans (``create_token``
+   … ``touch_tokens``, ``set_tenant_limits`` …): the secret is never stored,
+   only its hash, which is unique.
 
 Timestamps are timezone-aware UTC datetimes; backends take "now" from one clock
 (the store process for SQLite, the server for PostgreSQL/MongoDB where it can).
@@ -44,13 +54,26 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self
 
 from scanq.exceptions import ValidationError
-from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Page, Scan, ScanStatus, Stats
+from scanq.models import (
+    Actor,
+    ApiToken,
+    Created,
+    Finish,
+    HeartbeatResult,
+    Lease,
+    NewScan,
+    Page,
+    Scan,
+    ScanStatus,
+    Stats,
+    TenantLimits,
+)
 
 MAX_PAGE_SIZE = 1000
 # finished_counts answers at most this many steps (the API asks for far fewer).
@@ -84,29 +107,35 @@ class Store(Protocol):
         """Raise ``StoreUnavailable`` unless the database answers a trivial query."""
 
     async def create(self, *, scan: NewScan) -> Created:
-        """Store one scan durably as Accepted.
+        """Store one scan durably as Accepted, with its ``tenant`` and ``submitted_by``.
 
         Concurrent calls share one transaction (group commit). A scan whose
-        ``idempotency_key`` is already stored is not inserted: the stored scan
-        is returned with ``is_new=False``.
+        ``idempotency_key`` is already stored for the same tenant is not
+        inserted: the stored scan is returned with ``is_new=False``.
         """
 
     async def create_many(self, *, scans: Sequence[NewScan]) -> list[Created]:
         """Store several scans in one transaction: all or none. Idempotency as in ``create``."""
 
-    async def get(self, *, scan_id: str) -> Scan:
-        """Return one scan; raise ``ScanNotFound``."""
+    async def get(self, *, scan_id: str, tenant: str | None = None) -> Scan:
+        """Return one scan; raise ``ScanNotFound`` (also when it belongs to another tenant than ``tenant``)."""
 
-    async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
-        """Return a page of scans newest first (by ``scan_id``, which is time-ordered).
+    async def list_scans(
+        self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None, tenant: str | None = None
+    ) -> Page:
+        """Return a page of scans newest first (by ``scan_id``, which is time-ordered), of ``tenant`` (None: all).
 
         ``cursor`` is the ``next_cursor`` of the previous page (see ``encode_cursor``);
         a page never repeats or skips a scan because of concurrent inserts.
         Raise ``ValidationError`` for a cursor this store did not make.
         """
 
-    async def stats(self) -> Stats:
-        """Counts by status and the oldest Accepted scan's ``created_at``, without scanning finished rows per call."""
+    async def stats(self, *, tenant: str | None = None) -> Stats:
+        """Counts by status and the oldest Accepted scan's ``created_at``, without scanning finished rows per call.
+
+        ``tenant``: that tenant's scans only (None: every tenant), at the same cost: the counts are kept
+        per tenant. A tenant with no scans has every count zero.
+        """
 
     async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
         """Atomically claim up to ``limit`` claimable scans for ``worker_id`` (rule 1)."""
@@ -138,12 +167,13 @@ class Store(Protocol):
     async def requeue_expired(self, *, limit: int = 1000) -> int:
         """The reaper (rule 2): handle up to ``limit`` Running scans whose lease expired; return how many."""
 
-    async def cancel(self, *, scan_id: str) -> Scan:
-        """Cancel a scan.
+    async def cancel(self, *, scan_id: str, tenant: str | None = None, by: Actor | None = None) -> Scan:
+        """Cancel a scan of ``tenant`` (None: any); ``by`` is recorded as its ``cancelled_by``.
 
         Accepted: becomes Cancelled at once. Running: ``cancel_requested`` is
         set and the holding worker stops it (heartbeat reports it). Raise
-        ``ScanNotFound``, or ``ScanFinished`` for a terminal scan.
+        ``ScanNotFound`` (also for another tenant's scan), or ``ScanFinished``
+        for a terminal scan (nothing is written then, ``cancelled_by`` included).
         """
 
     async def wait_for_work(self, *, timeout_s: float) -> None:
@@ -153,8 +183,37 @@ class Store(Protocol):
         while it sets up its notification channel); callers simply claim and wait again.
         """
 
+    # -- API tokens and tenant limits ----------------------------------------------------------------
+
+    async def create_token(self, *, token: ApiToken) -> None:
+        """Store a new token; ``ValidationError`` when its ``token_id`` or ``secret_hash`` is already stored."""
+
+    async def find_token(self, *, secret_hash: str) -> ApiToken | None:
+        """The token with this hash, revoked and expired ones included (the caller judges), or None."""
+
+    async def list_tokens(self, *, tenant: str | None = None) -> list[ApiToken]:
+        """Every token of ``tenant`` (None: all), revoked and expired ones included, oldest first (then by id)."""
+
+    async def revoke_token(self, *, token_id: str) -> ApiToken:
+        """Set ``revoked_at`` to the store's now (kept if already revoked) and return the token; ``TokenNotFound``."""
+
+    async def touch_tokens(self, *, last_used: Mapping[str, datetime]) -> None:
+        """Record when tokens were last used (token id → time), in one write; never moves a time backwards.
+
+        Unknown ids are ignored. Callers batch: one call per second or so, not one per request.
+        """
+
+    async def set_tenant_limits(self, *, limits: TenantLimits) -> None:
+        """Store ``limits`` for its tenant, replacing every field of what was stored."""
+
+    async def get_tenant_limits(self, *, tenant: str) -> TenantLimits:
+        """The stored limits of ``tenant``, or ``TenantLimits(tenant=tenant)`` (unlimited, weight 1) when none."""
+
+    async def list_tenant_limits(self) -> list[TenantLimits]:
+        """Every tenant with stored limits, by tenant name."""
+
     # -- finished scans: throughput, export, retention ----------------------------------------------
-    # ``tenant`` is accepted and ignored by each of these for now (added with tenants).
+    # ``tenant``: that tenant's scans only; None: every tenant's.
 
     async def finished_counts(
         self, *, since: datetime, until: datetime, step_s: float, tenant: str | None = None
@@ -291,6 +350,8 @@ def accepted_scan(new: NewScan, *, updated_at: datetime, available_at: datetime 
         updated_at=updated_at,
         available_at=available_at or new.available_at or new.created_at,
         idempotency_key=new.idempotency_key,
+        tenant=new.tenant,
+        submitted_by=new.submitted_by,
     )
 
 

@@ -16,7 +16,10 @@ from typing import Any
 from scanq import lifecycle
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreUnavailable, ValidationError
 from scanq.lifecycle import CancelAction
+from scanq.store.memory_accounts import MemoryAccounts
 from scanq.models import (
+    Actor,
+    ApiToken,
     Attempt,
     Created,
     Finish,
@@ -27,6 +30,7 @@ from scanq.models import (
     Scan,
     ScanStatus,
     Stats,
+    TenantLimits,
 )
 from scanq.store.base import (
     MAX_PAGE_SIZE,
@@ -51,7 +55,9 @@ class _Shared:
     """The state behind one ``memory://NAME``: every store opened on that URL in this process sees it."""
 
     scans: dict[str, Scan] = dataclasses.field(default_factory=dict)
-    by_key: dict[str, str] = dataclasses.field(default_factory=dict)
+    by_key: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)  # (tenant, key) → scan id
+    tokens: dict[str, ApiToken] = dataclasses.field(default_factory=dict)
+    limits: dict[str, TenantLimits] = dataclasses.field(default_factory=dict)
     waiters: set[asyncio.Event] = dataclasses.field(default_factory=set)
     leaders: dict[str, tuple[str, datetime]] = dataclasses.field(default_factory=dict)  # role → (owner, until)
 
@@ -65,7 +71,7 @@ class _Shared:
 _SHARED: dict[str, _Shared] = {}
 
 
-class MemoryStore(Store):
+class MemoryStore(MemoryAccounts, Store):
     """A dict of scans guarded by the event loop (every method runs to completion without awaiting).
 
     Args:
@@ -77,6 +83,8 @@ class MemoryStore(Store):
         self._shared = _SHARED.setdefault(url, _Shared())
         self._scans = self._shared.scans
         self._by_key = self._shared.by_key
+        self._tokens = self._shared.tokens
+        self._limits = self._shared.limits
         self._work = asyncio.Event()
         self._shared.waiters.add(self._work)
         self._is_open = False
@@ -98,10 +106,10 @@ class MemoryStore(Store):
     async def create_many(self, *, scans: Sequence[NewScan]) -> list[Created]:
         now = _now()
         staged: dict[str, Scan] = {}
-        keys: dict[str, str] = {}
+        keys: dict[tuple[str, str], str] = {}
         answers: list[Created] = []
         for new in scans:
-            key = new.idempotency_key
+            key = None if new.idempotency_key is None else (new.tenant, new.idempotency_key)
             existing_id = (keys.get(key) or self._by_key.get(key)) if key is not None else None
             if existing_id is not None:
                 answers.append(Created(scan=staged.get(existing_id) or self._scans[existing_id], is_new=False))
@@ -119,13 +127,15 @@ class MemoryStore(Store):
             self._shared.notify()
         return answers
 
-    async def get(self, *, scan_id: str) -> Scan:
-        try:
-            return self._scans[scan_id]
-        except KeyError:
-            raise ScanNotFound(scan_id) from None
+    async def get(self, *, scan_id: str, tenant: str | None = None) -> Scan:
+        scan = self._scans.get(scan_id)
+        if scan is None or (tenant is not None and scan.tenant != tenant):
+            raise ScanNotFound(scan_id)
+        return scan
 
-    async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
+    async def list_scans(
+        self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None, tenant: str | None = None
+    ) -> Page:
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         after = decode_cursor(cursor) if cursor else None
         ids = sorted(self._scans, reverse=True)
@@ -134,7 +144,7 @@ class MemoryStore(Store):
             if after is not None and scan_id >= after:
                 continue
             scan = self._scans[scan_id]
-            if status is not None and scan.status != status:
+            if (status is not None and scan.status != status) or (tenant is not None and scan.tenant != tenant):
                 continue
             picked.append(scan)
             if len(picked) > limit:
@@ -143,10 +153,12 @@ class MemoryStore(Store):
         picked = picked[:limit]
         return Page(scans=picked, next_cursor=encode_cursor(picked[-1].scan_id) if has_more else None)
 
-    async def stats(self) -> Stats:
+    async def stats(self, *, tenant: str | None = None) -> Stats:
         counts = dict.fromkeys(ScanStatus, 0)
         oldest: datetime | None = None
         for scan in self._scans.values():
+            if tenant is not None and scan.tenant != tenant:
+                continue
             counts[scan.status] += 1
             if scan.status == ScanStatus.ACCEPTED and (oldest is None or scan.created_at < oldest):
                 oldest = scan.created_at
@@ -223,15 +235,15 @@ class MemoryStore(Store):
             self._transit(scan, lifecycle.choose(lifecycle.LEASE_EXPIRED, scan), now=now)
         return len(expired)
 
-    async def cancel(self, *, scan_id: str) -> Scan:
-        scan = await self.get(scan_id=scan_id)
+    async def cancel(self, *, scan_id: str, tenant: str | None = None, by: Actor | None = None) -> Scan:
+        scan = await self.get(scan_id=scan_id, tenant=tenant)
         now = _now()
         action = lifecycle.cancel_action(scan.status)
         if action is CancelAction.REFUSE:
             raise ScanFinished(scan_id, scan.status)
         if action is CancelAction.CANCEL_NOW:
-            return self._put(scan, status=ScanStatus.CANCELLED, finished_at=now, updated_at=now)
-        return self._put(scan, cancel_requested=True, updated_at=now)
+            return self._put(scan, status=ScanStatus.CANCELLED, finished_at=now, updated_at=now, cancelled_by=by)
+        return self._put(scan, cancel_requested=True, updated_at=now, cancelled_by=by)
 
     async def wait_for_work(self, *, timeout_s: float) -> None:
         try:
@@ -250,7 +262,10 @@ class MemoryStore(Store):
         counts = [
             (math.floor((scan.finished_at - since).total_seconds() / step_s), scan.status, 1)
             for scan in self._scans.values()
-            if scan.status.is_terminal and scan.finished_at is not None and since <= scan.finished_at < until
+            if scan.status.is_terminal
+            and scan.finished_at is not None
+            and since <= scan.finished_at < until
+            and (tenant is None or scan.tenant == tenant)
         ]
         return finished_buckets(since=since, step_s=step_s, steps=steps, counts=counts)
 
@@ -274,6 +289,7 @@ class MemoryStore(Store):
             and scan.finished_at is not None
             and (since is None or scan.finished_at >= since)
             and (until is None or scan.finished_at < until)
+            and (tenant is None or scan.tenant == tenant)
         ]
         picked.sort(key=lambda scan: scan.scan_id)
         return picked[: max(1, min(limit, MAX_PAGE_SIZE))]
@@ -311,6 +327,7 @@ class MemoryStore(Store):
                 and scan.finished_at is not None
                 and scan.finished_at < finished_before
                 and (wanted is None or scan.scan_id in wanted)
+                and (tenant is None or scan.tenant == tenant)
             ),
             key=lambda scan: (scan.finished_at, scan.scan_id),
         )[: max(1, min(limit, MAX_PAGE_SIZE))]
@@ -322,7 +339,7 @@ class MemoryStore(Store):
         for scan in batch:
             del self._scans[scan.scan_id]
             if scan.idempotency_key is not None:
-                self._by_key.pop(scan.idempotency_key, None)
+                self._by_key.pop((scan.tenant, scan.idempotency_key), None)
         return batch
 
     def _held(self, lease: Lease) -> Scan | None:
