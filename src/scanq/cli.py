@@ -49,6 +49,10 @@ HTTP = (
     "max_connections",
     "allowed_hosts",
     "allowed_origins",
+    "auth",
+    "insecure_no_auth",
+    "tls_cert",
+    "tls_key",
 )
 WORKER = (
     "concurrency",
@@ -64,7 +68,7 @@ WORKER = (
     "retention",
     "retention_archive",
 )
-CLIENT = ("ingest_url", "status_url", "max_batch", *LOGGING)
+CLIENT = ("ingest_url", "status_url", "max_batch", "token", *LOGGING)
 SERVICE_SETTINGS = (*STORE, *HTTP, *SCANNER, *LOGGING)
 WORKER_SETTINGS = (*STORE, *WORKER, *SCANNER, *LOGGING)
 ALL_SETTINGS = tuple(CORE_SPECS)
@@ -268,7 +272,7 @@ def _time_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 )
 @click.option("--since", metavar="TIME", callback=_time_option, help="Finished at or after TIME (ISO 8601, UTC).")
 @click.option("--until", metavar="TIME", callback=_time_option, help="Finished before TIME.")
-@click.option("--tenant", help="Only this tenant's scans (accepted and ignored until tenants exist).")
+@click.option("--tenant", help="Only this tenant's scans.")
 @click.option("--cursor", metavar="SCAN_ID", help="Resume after this scan id: the last line of a cut-short export.")
 @with_settings((*STORE, *LOGGING))
 def export(settings: Settings, *, scan_status: str | None, cursor: str | None, **window: Any) -> None:
@@ -278,6 +282,75 @@ def export(settings: Settings, *, scan_status: str | None, cursor: str | None, *
     status = None if scan_status is None else ScanStatus(scan_status)
     done = run_async(export_to(settings, sys.stdout.buffer, status=status, after=cursor, **window))
     click.echo(f"exported {done.count} scans" + (f"; next --cursor {done.cursor}" if done.cursor else ""), err=True)
+
+
+@cli.group(cls=ScanqGroup)
+def tokens() -> None:
+    """Create, list and revoke API tokens (on the store directly)."""
+
+
+@tokens.command("create")
+@click.option("--tenant", required=True, help="The tenant whose scans the token submits and reads.")
+@click.option(
+    "--scopes",
+    default="submit,read,cancel",
+    show_default=True,
+    help="Comma-separated: submit, read, cancel, admin (every tenant).",
+)
+@click.option("--name", help="What the token is for (shown in listings and on the scans it submits).")
+@click.option("--expires", metavar="AGE", help="Lifetime such as 90d, 12h (default: until revoked).")
+@with_settings((*STORE, *LOGGING))
+def tokens_create(settings: Settings, *, tenant: str, scopes: str, name: str | None, expires: str | None) -> None:
+    """Make a token and print its secret, once (stdout; its id goes to stderr)."""
+    from scanq import accounts
+
+    run_async(accounts.create_token(settings, tenant=tenant, scopes=scopes.split(","), name=name, expires=expires))
+
+
+@tokens.command("list")
+@click.option("--tenant", help="Only this tenant's tokens.")
+@with_settings((*STORE, *LOGGING))
+def tokens_list(settings: Settings, *, tenant: str | None) -> None:
+    """List tokens (ids, never secrets), revoked and expired ones included."""
+    from scanq import accounts
+
+    run_async(accounts.list_tokens(settings, tenant=tenant))
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@with_settings((*STORE, *LOGGING))
+def tokens_revoke(settings: Settings, *, token_id: str) -> None:
+    """Revoke a token by id: every service refuses it within a second."""
+    from scanq import accounts
+
+    run_async(accounts.revoke_token(settings, token_id=token_id))
+
+
+@cli.group(cls=ScanqGroup)
+def tenants() -> None:
+    """Set and list tenant quotas (on the store directly)."""
+
+
+@tenants.command("set")
+@click.argument("tenant")
+@click.option("--max-queued", type=int, help="Most unfinished (Accepted + Running) scans at once (default: unlimited).")
+@click.option("--rate", type=float, help="Most submissions per second, per ingest process (default: unlimited).")
+@with_settings((*STORE, *LOGGING))
+def tenants_set(settings: Settings, *, tenant: str, max_queued: int | None, rate: float | None) -> None:
+    """Set a tenant's quotas; a limit left out is unlimited."""
+    from scanq import accounts
+
+    run_async(accounts.set_tenant(settings, tenant=tenant, max_queued=max_queued, rate=rate))
+
+
+@tenants.command("list")
+@with_settings((*STORE, *LOGGING))
+def tenants_list(settings: Settings) -> None:
+    """List the tenants that have quotas set."""
+    from scanq import accounts
+
+    run_async(accounts.list_tenants(settings))
 
 
 def _serve(app: Starlette, *, settings: Settings, port: int) -> None:

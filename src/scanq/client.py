@@ -20,6 +20,8 @@ import httpx
 
 from scanq.config import Settings
 from scanq.scanners.net.findings import format_findings_table
+from scanq.tables import cell as _cell
+from scanq.tables import text_table as _table
 
 REQUEST_TIMEOUT_S = 10.0
 WAIT_POLL_S = 0.25
@@ -56,7 +58,7 @@ async def submit(
         if value is not None:
             body[key] = value
     ids: list[str] = []
-    async with _client() as client:
+    async with _client(settings) as client:
         if count == 1:
             ids.append(_expect(await _call(client, "POST", f"{settings.ingest_url}/scans", json=body))["scan_id"])
         else:
@@ -125,7 +127,7 @@ async def _wait_for(client: httpx.AsyncClient, settings: Settings, ids: Sequence
 
 async def get(settings: Settings, *, scan_id: str) -> None:
     """Print one scan as pretty JSON; a 404 is an error."""
-    async with _client() as client:
+    async with _client(settings) as client:
         scan = _expect(await _call(client, "GET", f"{settings.status_url}/scans/{scan_id}"))
     click.echo(json.dumps(scan, indent=2))
 
@@ -137,7 +139,7 @@ async def list_scans(settings: Settings, *, status: str | None, limit: int, curs
         params["status"] = status
     if cursor:
         params["cursor"] = cursor
-    async with _client() as client:
+    async with _client(settings) as client:
         page = _expect(await _call(client, "GET", f"{settings.status_url}/scans", params=params))
     rows = [[_cell(scan.get(column)) for column in LIST_COLUMNS] for scan in page["scans"]]
     click.echo(_table(LIST_COLUMNS, rows))
@@ -147,7 +149,7 @@ async def list_scans(settings: Settings, *, status: str | None, limit: int, curs
 
 async def stats(settings: Settings) -> None:
     """Print the counts by status, then any other figure the status service reports."""
-    async with _client() as client:
+    async with _client(settings) as client:
         answer = _expect(await _call(client, "GET", f"{settings.status_url}/stats"))
     counts = answer.get("counts", {})
     click.echo(_table(["status", "scans"], [(name, counts[name]) for name in counts]))
@@ -160,7 +162,7 @@ async def stats(settings: Settings) -> None:
 
 async def cancel(settings: Settings, *, scan_id: str) -> None:
     """Cancel one scan and print its status afterwards (Cancelled, or Running until the worker stops it)."""
-    async with _client() as client:
+    async with _client(settings) as client:
         scan = _expect(await _call(client, "POST", f"{settings.ingest_url}/scans/{scan_id}/cancel"))
     note = " (cancel requested; the worker stops it)" if scan.get("status") == "Running" else ""
     click.echo(f"{scan['scan_id']} {scan['status']}{note}")
@@ -180,8 +182,10 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
     return options
 
 
-def _client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S)
+def _client(settings: Settings) -> httpx.AsyncClient:
+    """An HTTP client that sends ``settings.token`` (``--token`` / ``SCANQ_TOKEN``) as a bearer token, if set."""
+    headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else None
+    return httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, headers=headers)
 
 
 async def _call(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -213,17 +217,6 @@ def _expect(response: httpx.Response) -> Any:
             message = str(error["message"])
         elif body.get("status") == "Not Found":
             message = f"no scan with id {body.get('scan_id')!r}"
+    if response.status_code == 401:
+        message += " (pass an API token with --token or SCANQ_TOKEN; make one with `scanq tokens create`)"
     raise click.ClickException(f"{response.request.method} {response.request.url}: {response.status_code} {message}")
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain left-aligned text table."""
-    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)

@@ -76,6 +76,16 @@ def _spec(key: str) -> SettingSpec:
 
 
 def _option_args(spec: SettingSpec) -> tuple[list[str], dict[str, Any]]:
+    if spec.annotation is bool or spec.annotation == "bool":
+        # A switch: given on the command line it reads as "true" (the variable still takes 1/0, true/false).
+        return [spec.flag, spec.key], {
+            "is_flag": True,
+            "flag_value": "true",
+            "default": None,
+            "envvar": spec.env,
+            "show_envvar": True,
+            "help": spec.help,
+        }
     metavar = "SECONDS" if spec.key.endswith("_seconds") else _METAVARS.get(spec.annotation, "LIST")
     # The default is only shown: build_settings reads values given on the command line, nothing else.
     return [spec.flag, spec.key], {

@@ -53,6 +53,34 @@ class Actor:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Caller:
+    """Who makes a request: a tenant, what it may do, and the token it showed (None: authentication is off).
+
+    An ``admin`` caller sees and acts on every tenant; any other caller only on its own.
+    """
+
+    tenant: str
+    scopes: frozenset[Scope]
+    actor: Actor | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return Scope.ADMIN in self.scopes
+
+    def may(self, scope: Scope) -> bool:
+        """True when the caller holds ``scope`` (``admin`` holds every scope)."""
+        return scope in self.scopes or Scope.ADMIN in self.scopes
+
+    def tenant_filter(self, asked: str | None = None) -> str | None:
+        """The tenant a read is limited to: the caller's own, or for an admin ``asked`` (None: every tenant)."""
+        return asked if self.is_admin else self.tenant
+
+
+OPERATOR = Caller(tenant=DEFAULT_TENANT, scopes=frozenset(Scope))
+"""The caller while authentication is off, and the CLI's: every scope on every tenant, submitting to ``default``."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ApiToken:
     """A stored API token. The secret itself is never stored, only its SHA-256 (it is 256 random bits)."""
 

@@ -8,13 +8,15 @@ Timestamps are made at millisecond precision, the coarsest a backend keeps.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scanq.ids import new_scan_id
-from scanq.models import Lease, NewScan, Scan, ScanStatus
+from scanq.models import ApiToken, Lease, NewScan, Scan, ScanStatus, Scope
 from scanq.store import Store
 
 StoreFactory = Callable[[], Awaitable[Store]]
@@ -29,6 +31,8 @@ RACE_DEADLINE_S = 45.0
 WAKE_PROBE_S = 0.2
 # Clocks: the store may take "now" from a server on this machine; allow for rounding and scheduling.
 CLOCK_SLACK = timedelta(seconds=2)
+# Two reads of one stored time: a backend may keep milliseconds only (MongoDB) and answer a write with its own now.
+SAME_INSTANT = timedelta(milliseconds=1)
 
 
 def now_ms() -> datetime:
@@ -38,7 +42,27 @@ def now_ms() -> datetime:
 
 
 def new_scan(**fields: Any) -> NewScan:
+    """A submission with a fresh id, created now; ``fields`` (``tenant``, ``submitted_by``, ...) override."""
     return NewScan(**{"scan_id": new_scan_id(), "created_at": now_ms(), **fields})
+
+
+def secret_hash() -> str:
+    """The SHA-256 of a fresh random secret, as scanq stores it (never the secret)."""
+    return hashlib.sha256(secrets.token_bytes(32)).hexdigest()
+
+
+def new_token(**fields: Any) -> ApiToken:
+    """An API token of tenant ``acme`` with a fresh id and secret hash, created now; ``fields`` override."""
+    return ApiToken(
+        **{
+            "token_id": f"tok_{secrets.token_hex(8)}",
+            "tenant": "acme",
+            "scopes": frozenset({Scope.SUBMIT, Scope.READ}),
+            "secret_hash": secret_hash(),
+            "created_at": now_ms(),
+            **fields,
+        }
+    )
 
 
 def lease_of(scan: Scan) -> Lease:
@@ -50,6 +74,16 @@ def assert_near(actual: datetime | None, expected: datetime) -> None:
     assert actual is not None
     assert actual.tzinfo is not None
     assert abs(actual - expected) <= CLOCK_SLACK, (actual, expected)
+
+
+def assert_same_instant(actual: datetime | None, expected: datetime | None) -> None:
+    """Both None, or the same moment within ``SAME_INSTANT`` (timezone-aware)."""
+    if expected is None:
+        assert actual is None
+        return
+    assert actual is not None
+    assert actual.tzinfo is not None
+    assert abs(actual - expected) <= SAME_INSTANT, (actual, expected)
 
 
 async def claim_one(store: Store, *, worker_id: str = "w1", lease_s: float = LONG_LEASE_S) -> Scan:

@@ -14,11 +14,12 @@ from click.testing import CliRunner
 import scanq.config
 from scanq import client
 from scanq.cli import ALL_SETTINGS, ScanqGroup, cli
-from scanq.client import _table, parse_options
+from scanq.client import parse_options
 from scanq.config import Settings, section_specs, setting_specs
 from scanq.flags import flag_name, with_settings
 from scanq.scanners.mock import MockSettings
 from scanq.scanners.net.settings import NetSettings
+from scanq.tables import text_table as _table
 
 
 def probe_command() -> click.Command:
@@ -172,7 +173,22 @@ def test_scanq_help_lists_every_command_without_cutting_its_summary() -> None:
     commands = out.split("Commands:", 1)[1].strip().splitlines()
     assert code == 0
     assert [line.split()[0] for line in commands] == sorted(
-        ["api", "cancel", "export", "get", "ingest", "list", "prune", "stats", "status", "submit", "up", "worker"]
+        [
+            "api",
+            "cancel",
+            "export",
+            "get",
+            "ingest",
+            "list",
+            "prune",
+            "stats",
+            "status",
+            "submit",
+            "tenants",
+            "tokens",
+            "up",
+            "worker",
+        ]
     )
     assert [line for line in commands if line.rstrip().endswith("...")] == []
 
@@ -184,7 +200,7 @@ class FakeService:
         self.requests: list[httpx.Request] = []
         self.answers = answers
         transport = httpx.MockTransport(self.handle)
-        monkeypatch.setattr(client, "_client", lambda: httpx.AsyncClient(transport=transport))
+        monkeypatch.setattr(client, "_client", lambda settings: httpx.AsyncClient(transport=transport))
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)

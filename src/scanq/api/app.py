@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from scanq import __version__
+from scanq.api.callers import OPEN, Callers
 from scanq.api.crosssite import CrossSiteGuard
 from scanq.api.dashboard import Dashboard, cors_middleware, static_mount
 from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
@@ -34,6 +35,7 @@ from scanq.api.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoi
 from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes, declare_enum
 from scanq.api.schemas import HealthResponse, ReadyResponse
 from scanq.api.status import StatusEndpoints, wants_html
+from scanq.auth import Authenticator
 from scanq.config import Settings
 from scanq.metrics import QueueStatsCollector, ScanCounters, make_registry
 from scanq.scanners import ScannerRegistry
@@ -126,8 +128,8 @@ def create_ingest_app(
         scanners: the plugin registry; None builds one from the installed plugins.
     """
 
-    def operations(service: ScanService) -> list[Operation]:
-        return IngestEndpoints(scans=service, settings=settings).operations()
+    def operations(service: ScanService, callers: Callers) -> list[Operation]:
+        return IngestEndpoints(scans=service, settings=settings, callers=callers).operations()
 
     return _assemble(
         "scanq ingest",
@@ -160,8 +162,9 @@ def create_status_app(
     page = Dashboard(settings)
     browser_root = dashboard or page.endpoint
 
-    def operations(service: ScanService) -> list[Operation]:
-        return [*StatusEndpoints(scans=service, dashboard=browser_root).operations(), page.operation()]
+    def operations(service: ScanService, callers: Callers) -> list[Operation]:
+        status = StatusEndpoints(scans=service, dashboard=browser_root, callers=callers)
+        return [*status.operations(), page.operation()]
 
     return _assemble(
         "scanq status",
@@ -197,9 +200,9 @@ def create_api_app(
     page = Dashboard(settings)
     browser_root = dashboard or page.endpoint
 
-    def operations(service: ScanService) -> list[Operation]:
-        ingest = IngestEndpoints(scans=service, settings=settings)
-        status = StatusEndpoints(scans=service)
+    def operations(service: ScanService, callers: Callers) -> list[Operation]:
+        ingest = IngestEndpoints(scans=service, settings=settings, callers=callers)
+        status = StatusEndpoints(scans=service, callers=callers)
         root = _with_dashboard(ingest.root_operation(), browser_root)
         # Status's GET /{scan_id} comes last, after every fixed path.
         return [root, *ingest.operations(with_root=False), *status.operations(with_root=False), page.operation()]
@@ -237,6 +240,7 @@ def _with_dashboard(op: Operation, dashboard: Endpoint) -> Operation:
         replies=op.replies,
         params=op.params,
         allow_head=op.allow_head,
+        secured=op.secured,
     )
 
 
@@ -262,7 +266,7 @@ def _assemble(
     settings: Settings,
     store: Store | None,
     scanners: ScannerRegistry | None,
-    operations: Callable[[ScanService], Sequence[Operation]],
+    operations: Callable[[ScanService, Callers], Sequence[Operation]],
     mounts: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
     hot_routes: Collection[tuple[str, str]] = (),
@@ -273,11 +277,14 @@ def _assemble(
     registry = make_registry()
     plugins = scanners or ScannerRegistry(settings)
     service = ScanService(the_store, plugins, settings, counters=ScanCounters(registry))
+    callers = Callers(Authenticator(the_store)) if settings.auth_required else OPEN
     health = HealthEndpoints(store=the_store)
     metrics = _metrics_operation(registry, QueueStatsCollector(the_store.stats, registry=registry))
     # Fixed paths before templated ones (stable otherwise), so /healthz never reads as a scan id.
-    ops = sorted([*operations(service), *health.operations(), metrics], key=lambda op: "{" in op.path)
-    document = build_openapi(title=title, version=__version__, description=description, operations=ops)
+    ops = sorted([*operations(service, callers), *health.operations(), metrics], key=lambda op: "{" in op.path)
+    document = build_openapi(
+        title=title, version=__version__, description=description, operations=ops, tokens_required=callers.required
+    )
     if "ScanRequest" in document["components"]["schemas"]:
         # Another name is a 422 unknown_scanner: say so in the schema, as strict as the server.
         declare_enum(document, schema="ScanRequest", field="scanner", values=plugins.names)
@@ -285,12 +292,20 @@ def _assemble(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if callers.required:
+            logger.info("%s: API tokens required", title, extra={"action": "auth_on"})
         if not is_owned:
-            yield
+            try:
+                yield
+            finally:
+                await callers.aclose()
             return
         async with the_store:
             logger.info("%s: store open", title, extra={"action": "store_open"})
-            yield
+            try:
+                yield
+            finally:
+                await callers.aclose()
 
     routes = build_routes(ops)
     hot = [route for route in routes if any((method, route.path) in hot_routes for method in route.methods or ())]
@@ -310,5 +325,6 @@ def _assemble(
     app.state.store = the_store
     app.state.metrics = registry
     app.state.scans = service
+    app.state.callers = callers
     app.state.openapi = document
     return app

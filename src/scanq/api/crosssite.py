@@ -25,7 +25,6 @@ their settings are in docs/security.md.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
@@ -34,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from scanq.api.dashboard import dashboard_origins
 from scanq.api.errors import error_response
 from scanq.api.http import is_json_media_type
-from scanq.config import Settings
+from scanq.config import Settings, is_loopback
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -43,16 +42,6 @@ FOREIGN_SITES = frozenset({b"cross-site", b"same-site"})
 ANY_HOST = "*"
 JSON_CONTENT_TYPE = b"application/json"
 HOST_VERDICTS_KEPT = 256
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def allowed_hosts(settings: Settings) -> frozenset[str] | None:

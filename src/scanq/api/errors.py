@@ -11,6 +11,9 @@ error                                                 status  body
 ValidationError, TargetRefused, UnknownScanner        422     ``ErrorResponse``
 ScanNotFound                                          404     ``NotFoundResponse``
 ScanFinished, IdempotencyConflict                     409     ``ErrorResponse``
+Unauthenticated (+ ``WWW-Authenticate: Bearer``)      401     ``ErrorResponse``
+Forbidden                                             403     ``ErrorResponse``
+QuotaExceeded (+ ``Retry-After``)                     429     ``ErrorResponse``
 StoreUnavailable, StoreError                          503     ``ErrorResponse``
 ApiError (400 malformed JSON, 413, 415)               as set  ``ErrorResponse``
 unknown route / wrong method (Starlette)              404/405 ``ErrorResponse``
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import http
 import logging
+import math
 from collections.abc import Mapping
 
 import msgspec
@@ -32,13 +36,16 @@ from starlette.types import ExceptionHandler
 
 from scanq.api.schemas import NotFoundResponse
 from scanq.exceptions import (
+    Forbidden,
     IdempotencyConflict,
+    QuotaExceeded,
     ScanFinished,
     ScanNotFound,
     ScanqError,
     StoreError,
     StoreUnavailable,
     TargetRefused,
+    Unauthenticated,
     UnknownScanner,
     ValidationError,
 )
@@ -84,6 +91,9 @@ DOMAIN_ERRORS: Mapping[type[ScanqError], tuple[int, str]] = {
     UnknownScanner: (422, "unknown_scanner"),
     ScanFinished: (409, "scan_finished"),
     IdempotencyConflict: (409, "idempotency_conflict"),
+    Unauthenticated: (401, "unauthenticated"),
+    Forbidden: (403, "forbidden"),
+    QuotaExceeded: (429, "quota_exceeded"),
     StoreUnavailable: (503, "store_unavailable"),
     StoreError: (503, "store_error"),
 }
@@ -139,7 +149,20 @@ async def handle_scanq_error(request: Request, exc: Exception) -> Response:
         message = exc.message if isinstance(exc, StoreError) else INTERNAL_ERROR_MESSAGE
         return error_response(status_code, code, message)
     logger.debug("%s %s refused (%s): %s", request.method, request.url.path, code, exc)
-    return error_response(status_code, code, exc.message)
+    return error_response(status_code, code, exc.message, headers=refusal_headers(exc, request))
+
+
+def refusal_headers(exc: ScanqError, request: Request) -> Mapping[str, str] | None:
+    """The headers a refusal carries: the Bearer challenge of a 401 (RFC 6750), the wait of a 429."""
+    if isinstance(exc, Unauthenticated):
+        if "authorization" not in request.headers:
+            return {"WWW-Authenticate": 'Bearer realm="scanq"'}
+        return {"WWW-Authenticate": 'Bearer realm="scanq", error="invalid_token"'}
+    if isinstance(exc, Forbidden):
+        return {"WWW-Authenticate": 'Bearer realm="scanq", error="insufficient_scope"'}
+    if isinstance(exc, QuotaExceeded):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return None
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

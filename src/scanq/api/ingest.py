@@ -6,10 +6,12 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from scanq.api.callers import OPEN, Callers
 from scanq.api.http import decode_json, json_response, read_body
 from scanq.api.openapi import (
+    AUTH_ERRORS,
     BODY_ERRORS,
-    CROSS_SITE_ERRORS,
+    QUOTA_ERRORS,
     SCAN_ID_PARAM,
     STORE_ERRORS,
     Operation,
@@ -38,24 +40,30 @@ class IngestEndpoints:
     Args:
         scans: the scan service.
         settings: the body size limit.
+        callers: who each request is from (default: authentication off).
     """
 
-    def __init__(self, *, scans: ScanService, settings: Settings) -> None:
+    def __init__(self, *, scans: ScanService, settings: Settings, callers: Callers = OPEN) -> None:
         self._scans = scans
+        self._callers = callers
         self._max_body_bytes = settings.max_body_bytes
         self._scan_decoder = msgspec.json.Decoder(ScanRequest)
         self._batch_decoder = msgspec.json.Decoder(BatchRequest)
 
     async def queue_default(self, request: Request) -> Response:
         """``GET /``: queue a default scan and answer its id as text (``ID=$(curl -s localhost:10550)``)."""
-        created = await self._scans.submit(DEFAULT_SUBMISSION)
+        caller = await self._callers(request)
+        created = await self._scans.submit(DEFAULT_SUBMISSION, caller=caller)
         return PlainTextResponse(created.scan.scan_id)
 
     async def submit(self, request: Request) -> Response:
         """``POST /scans``: 202 with the new scan, or 200 with the earlier one when the idempotency key matched."""
+        caller = await self._callers(request)
         body = await read_body(request, max_bytes=self._max_body_bytes)
         submission = decode_json(body, self._scan_decoder) if body else DEFAULT_SUBMISSION
-        created = await self._scans.submit(submission, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER))
+        created = await self._scans.submit(
+            submission, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER), caller=caller
+        )
         scan = created.scan
         if created.is_new:
             return json_response(scan_out(scan), status_code=202, headers={"Location": scan_location(scan.scan_id)})
@@ -63,6 +71,7 @@ class IngestEndpoints:
 
     async def submit_batch(self, request: Request) -> Response:
         """``POST /scans/batch``: store every scan or none (one transaction)."""
+        caller = await self._callers(request)
         if IDEMPOTENCY_HEADER in request.headers:
             # A per-batch key cannot be honoured all-or-none without a lookup the store does not offer.
             raise ValidationError(f"{IDEMPOTENCY_HEADER} is not supported on /scans/batch; use POST /scans per scan")
@@ -70,12 +79,13 @@ class IngestEndpoints:
         if not body:
             raise ValidationError('send a JSON body {"scans": [...]}')
         batch = decode_json(body, self._batch_decoder)
-        scans = await self._scans.submit_many(batch.scans)
+        scans = await self._scans.submit_many(batch.scans, caller=caller)
         return json_response(BatchResponse(scans=[scan_out(s) for s in scans]), status_code=202)
 
     async def cancel(self, request: Request) -> Response:
         """``POST /scans/{scan_id}/cancel``: the scan (Cancelled, or cancel requested while it runs)."""
-        scan = await self._scans.cancel(request.path_params["scan_id"])
+        caller = await self._callers(request)
+        scan = await self._scans.cancel(request.path_params["scan_id"], caller=caller)
         return json_response(scan_out(scan))
 
     def operations(self, *, with_root: bool = True) -> list[Operation]:
@@ -93,6 +103,7 @@ class IngestEndpoints:
                 operation_id="submit_scan",
                 summary="Queue one scan",
                 tag=TAG,
+                secured=True,
                 request=ScanRequest,
                 params=(
                     Param(
@@ -113,8 +124,9 @@ class IngestEndpoints:
                         },
                     ),
                     **BODY_ERRORS,
-                    **CROSS_SITE_ERRORS,
+                    **AUTH_ERRORS,
                     409: error_reply("The Idempotency-Key was used for a different request"),
+                    **QUOTA_ERRORS,
                     **STORE_ERRORS,
                 },
             ),
@@ -125,12 +137,14 @@ class IngestEndpoints:
                 operation_id="submit_scans",
                 summary="Queue several scans: all or none",
                 tag=TAG,
+                secured=True,
                 request=BatchRequest,
                 request_required=True,
                 replies={
                     202: Reply(description="Accepted: every scan is stored durably", body=BatchResponse),
                     **BODY_ERRORS,
-                    **CROSS_SITE_ERRORS,
+                    **AUTH_ERRORS,
+                    **QUOTA_ERRORS,
                     **STORE_ERRORS,
                 },
             ),
@@ -141,6 +155,7 @@ class IngestEndpoints:
                 operation_id="cancel_scan",
                 summary="Cancel a scan",
                 tag=TAG,
+                secured=True,
                 params=(SCAN_ID_PARAM,),
                 replies={
                     200: Reply(
@@ -150,7 +165,7 @@ class IngestEndpoints:
                     404: Reply(description="No scan with that id", body=NotFoundResponse),
                     409: error_reply("The scan already finished: Complete or Error"),
                     415: BODY_ERRORS[415],
-                    **CROSS_SITE_ERRORS,
+                    **AUTH_ERRORS,
                     **STORE_ERRORS,
                 },
             ),
@@ -168,6 +183,7 @@ class IngestEndpoints:
             operation_id="queue_default_scan",
             summary="Queue a default scan; the body is its id",
             tag=TAG,
+            secured=True,
             allow_head=False,
             replies={
                 200: Reply(
@@ -176,7 +192,8 @@ class IngestEndpoints:
                     schema={"type": "string", "format": "uuid"},
                 ),
                 422: error_reply("The default scanner needs a target"),
-                **CROSS_SITE_ERRORS,
+                **AUTH_ERRORS,
+                **QUOTA_ERRORS,
                 **STORE_ERRORS,
             },
         )

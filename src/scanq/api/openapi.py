@@ -72,6 +72,7 @@ class Operation:
         params: path, query and header parameters.
         replies: status code → response.
         allow_head: also answer HEAD for a GET (off for ``GET /`` on ingest, which writes).
+        secured: takes an API token (``Authorization: Bearer``) when the service requires them.
     """
 
     method: str
@@ -85,6 +86,7 @@ class Operation:
     request_required: bool = False
     params: Sequence[Param] = ()
     allow_head: bool = True
+    secured: bool = False
 
 
 def error_reply(description: str) -> Reply:
@@ -104,6 +106,31 @@ STORE_ERRORS: Mapping[int, Reply] = {503: error_reply("The store cannot be reach
 CROSS_SITE_ERRORS: Mapping[int, Reply] = {
     403: error_reply("Sent by a browser from another site (an Origin not allowed, or Sec-Fetch-Site cross-site)"),
 }
+
+# Replies of every operation that needs a token when the service requires them (see docs/security.md).
+AUTH_ERRORS: Mapping[int, Reply] = {
+    401: Reply(
+        description="No API token, or one that is malformed, unknown, revoked or expired (when tokens are required)",
+        body=ErrorResponse,
+        headers={"WWW-Authenticate": "Bearer"},
+    ),
+    403: error_reply(
+        "The API token lacks this operation's scope or asks for another tenant; or, on a request that changes "
+        "something, sent by a browser from another site"
+    ),
+}
+READ_AUTH_ERRORS: Mapping[int, Reply] = {
+    401: AUTH_ERRORS[401],
+    403: error_reply("The API token lacks the read scope, or names another tenant without the admin scope"),
+}
+QUOTA_ERRORS: Mapping[int, Reply] = {
+    429: Reply(
+        description="The tenant is over a quota (unfinished scans, or submissions per second): nothing was stored",
+        body=ErrorResponse,
+        headers={"Retry-After": "Seconds to wait before trying again"},
+    ),
+}
+BEARER_SCHEME = "bearerAuth"
 
 SCAN_ID_PARAM = Param(
     name="scan_id", location="path", description="The scan's id (UUIDv7)", schema={"type": "string"}, required=True
@@ -132,8 +159,14 @@ def build_routes(operations: Iterable[Operation]) -> list[Route]:
     return routes
 
 
-def build_openapi(*, title: str, version: str, description: str, operations: Sequence[Operation]) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for ``operations``; schemas come from their Struct types."""
+def build_openapi(
+    *, title: str, version: str, description: str, operations: Sequence[Operation], tokens_required: bool = False
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for ``operations``; schemas come from their Struct types.
+
+    Secured operations name the bearer scheme: required when ``tokens_required``, else optional
+    (``{}`` in the list: the service runs without authentication).
+    """
     types: list[type[msgspec.Struct]] = []
     for op in operations:
         if op.request is not None:
@@ -143,14 +176,25 @@ def build_openapi(*, title: str, version: str, description: str, operations: Seq
     refs, components = msgspec.json.schema_components(unique, ref_template=SCHEMA_REF_TEMPLATE)
     ref_of = dict(zip(unique, refs, strict=True))
 
+    security: list[dict[str, list[str]]] = [{BEARER_SCHEME: []}] if tokens_required else [{BEARER_SCHEME: []}, {}]
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, ref_of)
+        doc = _operation(op, ref_of)
+        if op.secured:
+            doc["security"] = security
+        paths.setdefault(op.path, {})[op.method.lower()] = doc
+    schemes = {
+        BEARER_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API token made with `scanq tokens create` (scanq_…); see docs/security.md",
+        }
+    }
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": version, "description": description},
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "securitySchemes": schemes},
     }
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from scanq.models import Attempt, Outcome, Scan, ScanStatus
+from scanq.models import Actor, Attempt, Outcome, Scan, ScanStatus
 from scanq.scans import (
     MAX_ATTEMPTS_LIMIT,
     MAX_PRIORITY,
@@ -81,8 +81,15 @@ class AttemptOut(msgspec.Struct, kw_only=True):
     error: str | None
 
 
+class ActorOut(msgspec.Struct, kw_only=True):
+    """The API token that did something (its public id and name; never the secret)."""
+
+    token_id: str
+    token_name: str | None
+
+
 class ScanOut(msgspec.Struct, kw_only=True):
-    """A scan record with its attempt history."""
+    """A scan record with its attempt history, its tenant and who submitted and cancelled it."""
 
     scan_id: ScanId
     status: ScanStatus
@@ -104,6 +111,9 @@ class ScanOut(msgspec.Struct, kw_only=True):
     idempotency_key: str | None
     cancel_requested: bool
     history: list[AttemptOut]
+    tenant: str
+    submitted_by: ActorOut | None
+    cancelled_by: ActorOut | None
 
 
 class BatchResponse(msgspec.Struct, kw_only=True):
@@ -246,7 +256,14 @@ def scan_out(scan: Scan) -> ScanOut:
         idempotency_key=scan.idempotency_key,
         cancel_requested=scan.cancel_requested,
         history=[attempt_out(a) for a in scan.history],
+        tenant=scan.tenant,
+        submitted_by=_actor_out(scan.submitted_by),
+        cancelled_by=_actor_out(scan.cancelled_by),
     )
+
+
+def _actor_out(actor: Actor | None) -> ActorOut | None:
+    return None if actor is None else ActorOut(token_id=actor.token_id, token_name=actor.token_name)
 
 
 def stats_out(stats: QueueStats) -> StatsResponse:

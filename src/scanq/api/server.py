@@ -32,6 +32,8 @@ LIFESPAN_FAILURE_EXIT = 3
 def serve(app: ASGIApp, *, settings: Settings, port: int) -> None:
     """Serve ``app`` on ``settings.host``:``port`` with uvloop and the edge limits, until SIGINT/SIGTERM.
 
+    HTTPS when ``settings.tls_cert`` and ``tls_key`` name a certificate chain and its key (PEM).
+
     Args:
         app: the ASGI app.
         settings: ``host`` and the edge limits (timeouts, ``max_connections``).
@@ -50,9 +52,19 @@ def serve(app: ASGIApp, *, settings: Settings, port: int) -> None:
         access_log=False,
         log_config=None,
         server_header=False,
+        ssl_certfile=settings.tls_cert or None,
+        ssl_keyfile=settings.tls_key or None,
     )
+    scheme = "https" if settings.tls_cert else "http"
+    if settings.tls_cert:
+        try:
+            config.load()  # reads the certificate and key now: a bad file is one line, before anything listens
+        except (OSError, ValueError) as exc:
+            for sock in sockets:
+                sock.close()
+            raise StartupError(f"cannot serve HTTPS with {settings.tls_cert} and {settings.tls_key}: {exc}") from None
     for sock in sockets:
-        logger.info("listening on %s", _url(sock.getsockname()), extra={"action": "listening"})
+        logger.info("listening on %s", _url(sock.getsockname(), scheme), extra={"action": "listening"})
     server = uvicorn.Server(config)
     server.run(sockets=sockets)
     if not server.started:
@@ -80,7 +92,7 @@ def bind(host: str, port: int) -> list[socket.socket]:
             try:
                 sock.bind(address)
             except OSError as exc:
-                raise StartupError(f"cannot listen on {_url(address)}: {exc.strerror or exc}") from None
+                raise StartupError(f"cannot listen on {_url(address, 'http')}: {exc.strerror or exc}") from None
             sock.set_inheritable(True)
     except BaseException:
         for sock in sockets:
@@ -104,9 +116,9 @@ def connection_limit(wanted: int) -> int:
     return allowed
 
 
-def _url(address: tuple[Any, ...]) -> str:
+def _url(address: tuple[Any, ...], scheme: str) -> str:
     host, port = address[0], address[1]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 __all__ = ["bind", "connection_limit", "serve"]

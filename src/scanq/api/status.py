@@ -5,8 +5,18 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from scanq.api.callers import OPEN, Callers
 from scanq.api.http import json_response
-from scanq.api.openapi import SCAN_ID_PARAM, STORE_ERRORS, Endpoint, Operation, Param, Reply, error_reply
+from scanq.api.openapi import (
+    READ_AUTH_ERRORS,
+    SCAN_ID_PARAM,
+    STORE_ERRORS,
+    Endpoint,
+    Operation,
+    Param,
+    Reply,
+    error_reply,
+)
 from scanq.api.schemas import (
     NotFoundResponse,
     ScanOut,
@@ -17,6 +27,7 @@ from scanq.api.schemas import (
     stats_out,
     throughput_out,
 )
+from scanq.auth import TENANT_PATTERN, check_tenant
 from scanq.exceptions import ValidationError
 from scanq.models import ScanStatus
 from scanq.scans import (
@@ -32,6 +43,14 @@ from scanq.scans import (
 
 TAG = "status"
 HTML_MEDIA_TYPE = "text/html"
+
+TENANT_PARAM = Param(
+    name="tenant",
+    location="query",
+    description="Only this tenant's scans (an admin token's filter; any other token may only name its own tenant)",
+    schema={"type": "string", "pattern": TENANT_PATTERN},
+)
+
 
 LIST_PARAMS = (
     Param(
@@ -55,6 +74,7 @@ LIST_PARAMS = (
         ),
         schema={"type": "string", "pattern": PAGE_CURSOR_PATTERN, "maxLength": MAX_PAGE_CURSOR_LENGTH},
     ),
+    TENANT_PARAM,
 )
 
 DEFAULT_THROUGHPUT_WINDOW = "5m"
@@ -78,7 +98,13 @@ THROUGHPUT_PARAMS = (
         ),
         schema={"type": "string", "pattern": DURATION_PATTERN, "default": DEFAULT_THROUGHPUT_STEP},
     ),
+    TENANT_PARAM,
 )
+
+
+def parse_tenant(raw: str | None) -> str | None:
+    """The ``?tenant=`` filter; ``ValidationError`` for a name no tenant can have."""
+    return None if raw is None else check_tenant(raw)
 
 
 def wants_html(request: Request) -> bool:
@@ -116,13 +142,15 @@ class StatusEndpoints:
 
     Args:
         scans: the scan service.
+        callers: who each request is from (default: authentication off).
         dashboard: DASHBOARD HOOK: the handler that answers a browser's ``GET /``
             (``Accept: text/html``). None until the dashboard exists: browsers get the JSON list.
     """
 
-    def __init__(self, *, scans: ScanService, dashboard: Endpoint | None = None) -> None:
+    def __init__(self, *, scans: ScanService, dashboard: Endpoint | None = None, callers: Callers = OPEN) -> None:
         self._scans = scans
         self._dashboard = dashboard
+        self._callers = callers
 
     async def root(self, request: Request) -> Response:
         """``GET /``: the dashboard for a browser (once there is one), else the first page of scans."""
@@ -132,30 +160,39 @@ class StatusEndpoints:
 
     async def list_scans(self, request: Request) -> Response:
         """``GET /scans``: a page of scans, newest first; ``?status=``, ``?limit=``, ``?cursor=``."""
+        caller = await self._callers(request)
         query = request.query_params
         # An empty value is refused like any other that is not in the schema, not read as "absent".
         page = await self._scans.list_scans(
             status=query.get("status"),
             limit=parse_limit(query.get("limit")),
             cursor=query.get("cursor"),
+            tenant=parse_tenant(query.get("tenant")),
+            caller=caller,
         )
         return json_response(ScanPage(scans=[scan_out(s) for s in page.scans], next_cursor=page.next_cursor))
 
     async def get_scan(self, request: Request) -> Response:
         """``GET /scans/{scan_id}`` and ``GET /{scan_id}``: the scan with its history, or the Not Found body."""
-        scan = await self._scans.get(request.path_params["scan_id"])
+        caller = await self._callers(request)
+        scan = await self._scans.get(request.path_params["scan_id"], caller=caller)
         return json_response(scan_out(scan))
 
     async def stats(self, request: Request) -> Response:
         """``GET /stats``: counts by status and the oldest Accepted scan's age."""
-        return json_response(stats_out(await self._scans.stats()))
+        caller = await self._callers(request)
+        tenant = parse_tenant(request.query_params.get("tenant"))
+        return json_response(stats_out(await self._scans.stats(tenant=tenant, caller=caller)))
 
     async def throughput(self, request: Request) -> Response:
         """``GET /stats/throughput``: scans finished per status per ``?step=`` over the last ``?window=``."""
+        caller = await self._callers(request)
         query = request.query_params
         window_s = parse_duration("window", query.get("window"), default=DEFAULT_THROUGHPUT_WINDOW)
         step_s = parse_duration("step", query.get("step"), default=DEFAULT_THROUGHPUT_STEP)
-        return json_response(throughput_out(await self._scans.throughput(window_s=window_s, step_s=step_s)))
+        tenant = parse_tenant(query.get("tenant"))
+        throughput = await self._scans.throughput(window_s=window_s, step_s=step_s, tenant=tenant, caller=caller)
+        return json_response(throughput_out(throughput))
 
     def operations(self, *, with_root: bool = True) -> list[Operation]:
         """The status routes, fixed paths before ``/{scan_id}``; ``with_root`` False leaves ``GET /`` to the caller."""
@@ -174,7 +211,13 @@ class StatusEndpoints:
                 operation_id="scan_stats",
                 summary="Counts by status and the oldest Accepted scan's age",
                 tag=TAG,
-                replies={200: Reply(description="Queue counts", body=StatsResponse), **STORE_ERRORS},
+                secured=True,
+                params=(TENANT_PARAM,),
+                replies={
+                    200: Reply(description="Queue counts", body=StatsResponse),
+                    **READ_AUTH_ERRORS,
+                    **STORE_ERRORS,
+                },
             ),
             Operation(
                 method="GET",
@@ -183,10 +226,12 @@ class StatusEndpoints:
                 operation_id="scan_throughput",
                 summary="Scans finished per status in each step of a recent window",
                 tag=TAG,
+                secured=True,
                 params=THROUGHPUT_PARAMS,
                 replies={
                     200: Reply(description="Finished scans per step, oldest first", body=ThroughputResponse),
                     422: error_reply("A window or step that is not a duration, or out of bounds"),
+                    **READ_AUTH_ERRORS,
                     **STORE_ERRORS,
                 },
             ),
@@ -197,8 +242,9 @@ class StatusEndpoints:
                 operation_id="list_scans",
                 summary="A page of scans, newest first",
                 tag=TAG,
+                secured=True,
                 params=LIST_PARAMS,
-                replies={200: page, 422: bad_query, **STORE_ERRORS},
+                replies={200: page, 422: bad_query, **READ_AUTH_ERRORS, **STORE_ERRORS},
             ),
             Operation(
                 method="GET",
@@ -207,8 +253,9 @@ class StatusEndpoints:
                 operation_id="get_scan",
                 summary="One scan",
                 tag=TAG,
+                secured=True,
                 params=(SCAN_ID_PARAM,),
-                replies={200: scan, 404: not_found, **STORE_ERRORS},
+                replies={200: scan, 404: not_found, **READ_AUTH_ERRORS, **STORE_ERRORS},
             ),
         ]
         if with_root:
@@ -220,8 +267,9 @@ class StatusEndpoints:
                     operation_id="list_scans_root",
                     summary="A page of scans, newest first (a browser gets the dashboard)",
                     tag=TAG,
+                    secured=True,
                     params=LIST_PARAMS,
-                    replies={200: page, 422: bad_query, **STORE_ERRORS},
+                    replies={200: page, 422: bad_query, **READ_AUTH_ERRORS, **STORE_ERRORS},
                 )
             )
         ops.append(
@@ -232,8 +280,9 @@ class StatusEndpoints:
                 operation_id="get_scan_short",
                 summary="One scan (the original system's path)",
                 tag=TAG,
+                secured=True,
                 params=(SCAN_ID_PARAM,),
-                replies={200: scan, 404: not_found, **STORE_ERRORS},
+                replies={200: scan, 404: not_found, **READ_AUTH_ERRORS, **STORE_ERRORS},
             )
         )
         return ops

@@ -29,7 +29,7 @@ from importlib.metadata import entry_points
 from typing import Any, get_type_hints
 
 from scanq.config.sections import ENV_PREFIX, PluginSettings, SectionT, SettingSpec, setting, setting_error
-from scanq.config.values import format_value, is_host, parse_value
+from scanq.config.values import format_value, is_host, is_loopback, parse_value
 from scanq.exceptions import ConfigError
 from scanq.retention import RetentionPolicy
 
@@ -75,6 +75,11 @@ class Settings:
     allowed_origins: tuple[str, ...] = setting(
         (), "HTTP: browser origins allowed to submit and cancel besides the dashboard"
     )
+    auth: str = setting("auto", "API tokens: auto (required unless every service listens on loopback), tokens, off")
+    insecure_no_auth: bool = setting(False, "Allow --auth off on a non-loopback address (anyone there sees every scan)")
+    tls_cert: str = setting("", "HTTPS: certificate chain file (PEM); with --tls-key the services serve HTTPS only")
+    tls_key: str = setting("", "HTTPS: private key file (PEM) of --tls-cert")
+    token: str = setting("", "CLI: the API token sent to the services (Authorization: Bearer)")
     default_scanner: str = setting("mock", "Scanner used when a request names none")
     metrics_port: int = setting(0, "Worker metrics port (0: off)")
     retention: tuple[str, ...] = setting((), "Keep finished scans this long: Complete=30d,Error=90d (default: forever)")
@@ -108,6 +113,11 @@ class Settings:
         if read_plugins:
             check_default_scanner(settings.default_scanner, installed=installed_scanner_classes())
         return settings
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether the HTTP services require API tokens: ``tokens``, or ``auto`` off loopback."""
+        return self.auth == "tokens" or (self.auth == "auto" and not is_loopback(self.host))
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (None values ignored)."""
@@ -303,6 +313,16 @@ def _check(s: Settings) -> None:
     for origin in s.allowed_origins:
         if not re.fullmatch(r"https?://[^/?#\s]+", origin.rstrip("/")):
             fail("allowed_origins", f"{origin!r} is not an origin such as https://console.example:8443")
+    if s.auth not in ("auto", "tokens", "off"):
+        fail("auth", "must be auto, tokens or off")
+    if s.auth == "off" and not is_loopback(s.host) and not s.insecure_no_auth:
+        fail(
+            "auth",
+            f"off on {s.host}, not loopback, would let anyone who can reach it read and cancel every scan; "
+            "use API tokens, or add --insecure-no-auth (SCANQ_INSECURE_NO_AUTH=1) if that is really meant",
+        )
+    if bool(s.tls_cert) != bool(s.tls_key):
+        fail("tls_cert" if not s.tls_cert else "tls_key", "HTTPS needs both --tls-cert and --tls-key")
     if "://" not in s.database_url:
         fail("database_url", f"must be a URL such as {DEFAULT_DATABASE_URL}")
 
@@ -319,6 +339,7 @@ __all__ = [
     "format_value",
     "installed_scanner_classes",
     "is_host",
+    "is_loopback",
     "parse_value",
     "plugin_sections",
     "read_section",

@@ -65,3 +65,13 @@ def is_host(value: str) -> bool:
 
 
 __all__ = ["format_value", "is_host", "parse_value"]
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

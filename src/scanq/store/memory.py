@@ -16,7 +16,6 @@ from typing import Any
 from scanq import lifecycle
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreUnavailable, ValidationError
 from scanq.lifecycle import CancelAction
-from scanq.store.memory_accounts import MemoryAccounts
 from scanq.models import (
     Actor,
     ApiToken,
@@ -44,6 +43,7 @@ from scanq.store.base import (
     encode_cursor,
     finished_buckets,
 )
+from scanq.store.memory_accounts import MemoryAccounts
 
 
 def _now() -> datetime:
