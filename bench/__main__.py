@@ -43,7 +43,7 @@ logger = logging.getLogger("bench")
 
 _T = TypeVar("_T")
 
-SCENARIOS = ("ingest", "drain", "pickup", "status", "concurrency")
+SCENARIOS = ("ingest", "ingest-auth", "drain", "pickup", "status", "concurrency")
 # Run only when named: the soak takes the better part of an hour (bench/soak.py).
 ON_REQUEST = ("soak",)
 
@@ -98,7 +98,7 @@ async def run_all(
         "failed": {},
     }
     for name in scenarios:
-        module = importlib.import_module(f"bench.{name}")
+        module = importlib.import_module(f"bench.{name.replace('-', '_')}")
         logger.info("scenario %s: starting (load %s)", name, load_average())
         started = time.perf_counter()
         try:

@@ -61,9 +61,11 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return float(sorted_values[index])
 
 
-def build_request(*, method: str, host: str, port: int, path: str, body: bytes, content_type: str) -> bytes:
-    """One pre-encoded HTTP/1.1 keep-alive request."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: keep-alive"]
+def build_request(
+    *, method: str, host: str, port: int, path: str, body: bytes, content_type: str, headers: Sequence[str] = ()
+) -> bytes:
+    """One pre-encoded HTTP/1.1 keep-alive request; ``headers`` are extra ``Name: value`` lines."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: keep-alive", *headers]
     if body or method in ("POST", "PUT", "PATCH"):
         lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
@@ -224,6 +226,7 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--paths-file", type=Path, help="file with one request path per line, cycled")
     parser.add_argument("--body-file", type=Path, help="request body (sent with every request)")
     parser.add_argument("--content-type", default="application/json")
+    parser.add_argument("--header", action="append", default=[], help="extra 'Name: value' header; repeatable")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
@@ -239,7 +242,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     body = args.body_file.read_bytes() if args.body_file is not None else b""
     requests = [
         build_request(
-            method=args.method, host=args.host, port=args.port, path=path, body=body, content_type=args.content_type
+            method=args.method,
+            host=args.host,
+            port=args.port,
+            path=path,
+            body=body,
+            content_type=args.content_type,
+            headers=args.header,
         )
         for path in (paths or ["/"])
     ]

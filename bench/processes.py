@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,8 +215,12 @@ async def run_loadgen(
     duration_s: float,
     warmup_s: float,
     workdir: Path,
+    headers: Sequence[str] = (),
 ) -> dict[str, object]:
-    """Run ``bench.loadgen`` in its own process against ``port`` and return its JSON result."""
+    """Run ``bench.loadgen`` in its own process against ``port`` and return its JSON result.
+
+    ``headers``: extra ``Name: value`` lines sent with every request (an ``Authorization`` header).
+    """
     import json
 
     argv = [
@@ -240,6 +244,8 @@ async def run_loadgen(
     paths_file = workdir / f"paths-{stamp}.txt"
     paths_file.write_text("\n".join(paths) + "\n")
     argv += ["--paths-file", str(paths_file)]
+    for header in headers:
+        argv += ["--header", header]
     if body:
         body_file = workdir / f"body-{stamp}.json"
         body_file.write_bytes(body)

@@ -50,6 +50,12 @@ class QuotaGuard:
         if limits.max_queued is not None:
             stats = await self._store.stats(tenant=tenant)
             queued = stats.counts.get(ScanStatus.ACCEPTED, 0) + stats.counts.get(ScanStatus.RUNNING, 0)
+            if scans > limits.max_queued:
+                raise QuotaExceeded(
+                    f"tenant {tenant!r} may hold at most {limits.max_queued} unfinished scans: a batch of {scans} "
+                    "can never fit; split it",
+                    retry_after_s=QUEUED_RETRY_AFTER_S,
+                )
             if queued + scans > limits.max_queued:
                 raise QuotaExceeded(
                     f"tenant {tenant!r} may hold at most {limits.max_queued} unfinished scans "
@@ -81,7 +87,7 @@ class QuotaGuard:
         if scans > capacity:
             raise QuotaExceeded(
                 f"tenant {tenant!r} may submit {rate:g} scans per second: a batch of {scans} is more than one "
-                f"second's worth ({math.floor(capacity)})",
+                f"second's worth ({math.floor(capacity)}); split it",
                 retry_after_s=1.0,
             )
         if bucket.tokens < scans:

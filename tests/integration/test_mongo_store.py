@@ -70,8 +70,13 @@ async def test_open_creates_the_indexes(mongo_database_url: str, raw: AsyncColle
     assert indexes["claim"]["key"] == [("status", 1), ("priority", -1), ("_id", 1), ("available_at", 1)]
     assert indexes["list_by_status"]["key"] == [("status", 1), ("_id", -1)]
     assert indexes["oldest_by_status"]["key"] == [("status", 1), ("created_at", 1)]
-    assert indexes["idempotency_key"]["unique"] is True
-    assert indexes["idempotency_key"]["partialFilterExpression"] == {"idempotency_key": {"$type": "string"}}
+    # A key is unique within its tenant: two tenants may use the same one.
+    assert "idempotency_key" not in indexes
+    assert indexes["tenant_idempotency_key"]["key"] == [("tenant", 1), ("idempotency_key", 1)]
+    assert indexes["tenant_idempotency_key"]["unique"] is True
+    assert indexes["tenant_idempotency_key"]["partialFilterExpression"] == {"idempotency_key": {"$type": "string"}}
+    assert indexes["tenant_status"]["key"] == [("tenant", 1), ("status", 1), ("_id", -1)]
+    assert indexes["tenant_oldest_accepted"]["key"] == [("tenant", 1), ("created_at", 1)]
 
 
 async def test_documents_use_the_scan_record_fields(mongo_database_url: str, raw: AsyncCollection[Document]) -> None:

@@ -3,10 +3,12 @@
 - ``store``: ``MongoStore``, the domain operations;
 - ``options``: ``MongoOptions``, scanq's options of the URL query string;
 - ``statements``: indexes, filters and updates, the lifecycle's transitions among them;
+- ``schema``: creating the indexes, bringing an older collection up to date (tenants);
 - ``rows``: a scan as a document and back;
 - ``inserts``: the group commit's insert and the all-or-none batch;
 - ``wakeup``: the change stream, or polling on a standalone server;
 - ``legacy``: adopting the original system's documents;
+- ``finished``: throughput counts, export, retention; ``accounts``: API tokens and tenant limits;
 - ``errors``: PyMongo errors as scanq errors.
 """
 

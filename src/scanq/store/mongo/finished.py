@@ -3,7 +3,9 @@
 ``FinishedScans`` is mixed into ``MongoStore``, whose ``store.py`` keeps the live
 queue's operations. Counts and prune batches use the ``finished`` index
 (status, finished_at, _id): counts are one aggregation over a range of it per
-status, a prune batch is the start of one status's range.
+status, a prune batch is the start of one status's range. With a ``tenant`` the
+same ranges are read, and each scan in them is checked for its tenant: the cost
+stays bounded by the window or the batch.
 
 The retention role is a document per role in ``<collection>_leaders``: its owner
 and the end of its term. A prune reads it and then deletes (two operations, where
@@ -34,6 +36,7 @@ from scanq.store.base import (
 )
 from scanq.store.mongo.errors import wrap_errors
 from scanq.store.mongo.rows import Document, scan_from_document, to_bson_time
+from scanq.store.mongo.statements import tenant_match
 
 if TYPE_CHECKING:
     from pymongo.asynchronous.collection import AsyncCollection
@@ -41,6 +44,11 @@ if TYPE_CHECKING:
 LEADERS_SUFFIX = "_leaders"
 # A prune batch's order: the ``finished`` index (statements.FINISHED_INDEX) after its status.
 RETENTION_SORT = [("finished_at", ASCENDING), ("_id", ASCENDING)]
+
+
+def of_tenant(tenant: str | None) -> Document:
+    """The filter of ``tenant``'s scans (None: every tenant's)."""
+    return {} if tenant is None else tenant_match(tenant)
 
 
 class FinishedScans:
@@ -72,6 +80,7 @@ class FinishedScans:
                 "$match": {
                     "status": {"$in": [s.value for s in FINISHED_STATUSES]},
                     "finished_at": {"$gte": start, "$lt": to_bson_time(until)},
+                    **of_tenant(tenant),
                 }
             },
             {"$group": {"_id": {"status": "$status", "step": step}, "n": {"$sum": 1}}},
@@ -91,7 +100,7 @@ class FinishedScans:
         limit: int = MAX_PAGE_SIZE,
         tenant: str | None = None,
     ) -> list[Scan]:
-        query: Document = {"status": {"$in": [s.value for s in check_finished_status(status)]}}
+        query: Document = {"status": {"$in": [s.value for s in check_finished_status(status)]}, **of_tenant(tenant)}
         after = check_after(after)
         if after is not None:
             query["_id"] = {"$gt": after}
@@ -137,7 +146,11 @@ class FinishedScans:
         tenant: str | None = None,
     ) -> list[Scan]:
         check_finished_status(status)
-        rule: Document = {"status": status.value, "finished_at": {"$lt": to_bson_time(finished_before)}}
+        rule: Document = {
+            "status": status.value,
+            "finished_at": {"$lt": to_bson_time(finished_before)},
+            **of_tenant(tenant),
+        }
         query: Document = rule if scan_ids is None else {**rule, "_id": {"$in": list(scan_ids)}}
         with wrap_errors():
             found = self.collection.find(query).sort(RETENTION_SORT).limit(max(1, min(limit, MAX_PAGE_SIZE)))
@@ -152,4 +165,4 @@ class FinishedScans:
         return [scan_from_document(doc) for doc in docs]
 
 
-__all__ = ["LEADERS_SUFFIX", "FinishedScans"]
+__all__ = ["LEADERS_SUFFIX", "FinishedScans", "of_tenant"]

@@ -1,13 +1,13 @@
 """Writing submitted scans: the group commit's unordered insert and ``create_many``'s all-or-none batch.
 
-The unique indexes (``_id``, idempotency key) decide races between stores: a
-duplicate idempotency key answers with the stored scan, a duplicate ``_id`` is
-the caller's mistake (``ValidationError``).
+The unique indexes (``_id``, (tenant, idempotency key)) decide races between
+stores: a duplicate idempotency key of the same tenant answers with the stored
+scan, a duplicate ``_id`` is the caller's mistake (``ValidationError``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,13 @@ from scanq.store.mongo.errors import DUPLICATE_KEY, is_key_conflict, wrap_errors
 from scanq.store.mongo.rows import Document, new_document, scan_from_document
 
 DURABLE = WriteConcern(w="majority", j=True)
+TenantKey = tuple[str, str]
+"""An idempotency key and the tenant it is unique in: (tenant, key)."""
+
+
+def tenant_key(new: NewScan) -> TenantKey | None:
+    """The (tenant, key) a submission is idempotent by, None without a key."""
+    return None if new.idempotency_key is None else (new.tenant, new.idempotency_key)
 
 
 async def insert_unordered(
@@ -37,18 +44,19 @@ async def insert_unordered(
                 raise
             failed = {error["index"]: error for error in exc.details.get("writeErrors", [])}
         lost_keys = [
-            new.idempotency_key
+            key
             for index, new in enumerate(scans)
-            if index in failed and new.idempotency_key is not None and is_key_conflict(failed[index])
+            if index in failed and (key := tenant_key(new)) is not None and is_key_conflict(failed[index])
         ]
         existing = await find_by_keys(collection, lost_keys)
     answers: list[Created | Exception] = []
     for index, (new, doc) in enumerate(zip(scans, docs, strict=True)):
         error = failed.get(index)
+        key = tenant_key(new)
         if error is None:
             answers.append(Created(scan=scan_from_document(doc), is_new=True))
-        elif error.get("code") == DUPLICATE_KEY and new.idempotency_key in existing:
-            answers.append(Created(scan=existing[new.idempotency_key], is_new=False))
+        elif error.get("code") == DUPLICATE_KEY and key in existing:
+            answers.append(Created(scan=existing[key], is_new=False))
         elif error.get("code") == DUPLICATE_KEY and not is_key_conflict(error):
             answers.append(ValidationError(f"duplicate scan id {new.scan_id}"))
         else:
@@ -68,13 +76,13 @@ async def insert_all_or_none(
     Args:
         client: the client to run a transaction on, None when the server has no transactions.
     """
-    existing = await find_by_keys(collection, [new.idempotency_key for new in scans if new.idempotency_key is not None])
+    existing = await find_by_keys(collection, [key for new in scans if (key := tenant_key(new)) is not None])
     answers: list[Created] = []
     docs: list[Document] = []
-    batch_keys: dict[str, Scan] = {}
+    batch_keys: dict[TenantKey, Scan] = {}
     seen_ids: set[str] = set()
     for new in scans:
-        key = new.idempotency_key
+        key = tenant_key(new)
         known = (existing.get(key) or batch_keys.get(key)) if key is not None else None
         if known is not None:
             answers.append(Created(scan=known, is_new=False))
@@ -132,12 +140,21 @@ async def _insert_atomically(
         raise
 
 
-async def find_by_keys(collection: AsyncCollection[Document], keys: Sequence[str]) -> dict[str, Scan]:
-    """The stored scans of these idempotency keys, by key."""
-    if not keys:
+async def find_by_keys(collection: AsyncCollection[Document], keys: Iterable[TenantKey]) -> dict[TenantKey, Scan]:
+    """The stored scans of these (tenant, idempotency key) pairs, by pair: ranges of the unique index."""
+    by_tenant: dict[str, set[str]] = {}
+    for tenant, key in keys:
+        by_tenant.setdefault(tenant, set()).add(key)
+    if not by_tenant:
         return {}
-    cursor = collection.find({"idempotency_key": {"$in": list(set(keys))}})
-    return {doc["idempotency_key"]: scan_from_document(doc) async for doc in cursor}
+    parts = [{"tenant": tenant, "idempotency_key": {"$in": sorted(names)}} for tenant, names in by_tenant.items()]
+    cursor = collection.find(parts[0] if len(parts) == 1 else {"$or": parts})
+    found: dict[TenantKey, Scan] = {}
+    async for doc in cursor:
+        scan = scan_from_document(doc)
+        if scan.idempotency_key is not None:
+            found[(scan.tenant, scan.idempotency_key)] = scan
+    return found
 
 
-__all__ = ["DURABLE", "find_by_keys", "insert_all_or_none", "insert_unordered"]
+__all__ = ["DURABLE", "TenantKey", "find_by_keys", "insert_all_or_none", "insert_unordered", "tenant_key"]

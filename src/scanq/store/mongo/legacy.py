@@ -1,8 +1,8 @@
 """Adopting the original system's documents (``{_id, status}`` only) as scans.
 
 On open and on every reaper pass one ``update_many`` fills in the missing
-fields (priority 0, attempt 0, scanner ``mock``, ``created_at``/``available_at``
-= the time scanq first saw the document). Until then reads fill in the same
+fields (priority 0, attempt 0, scanner ``mock``, tenant ``default``, ``created_at``
+/ ``available_at`` = the time scanq first saw the document). Until then reads fill in the same
 defaults (``rows.scan_from_document``), except that an unknown ``created_at``
 reads as ``updated_at`` or else the Unix epoch. A legacy ``Running`` document
 gets a lease owned by ``legacy`` that expires five minutes after adoption, so
@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from scanq.models import ScanStatus
+from scanq.models import DEFAULT_TENANT, ScanStatus
 from scanq.store.mongo.rows import LEGACY_MAX_ATTEMPTS, LEGACY_SCANNER, Document, to_bson_time
 
 LEGACY_OWNER = "legacy"
@@ -42,6 +42,7 @@ def legacy_adoption(now: datetime) -> tuple[Document, list[Document]]:
         "available_at": now,
         "cancel_requested": False,
         "history": {"$literal": []},
+        "tenant": DEFAULT_TENANT,
         "lease_owner": {"$cond": [is_running, LEGACY_OWNER, None]},
         "lease_expires_at": {"$cond": [is_running, to_bson_time(now + timedelta(seconds=LEGACY_LEASE_S)), None]},
     }

@@ -4,7 +4,9 @@ Field names are the scan record's (DESIGN.md); ``_id`` is the scan id. Datetimes
 are BSON dates, which hold milliseconds: every time is truncated before it is
 written, so what a store answers after a write equals what it reads back.
 A document of the original system (``{_id, status}`` only) reads with the
-defaults the legacy adoption fills in (``legacy.py``).
+defaults the legacy adoption fills in (``legacy.py``); one without ``tenant``
+(written before tenants, or by the original system) reads as ``DEFAULT_TENANT``.
+``submitted_by`` / ``cancelled_by`` are ``{token_id, token_name}`` or null.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scanq.exceptions import StoreError
-from scanq.models import Attempt, NewScan, Outcome, Scan, ScanStatus
+from scanq.models import DEFAULT_TENANT, Actor, Attempt, NewScan, Outcome, Scan, ScanStatus
 
 Document = dict[str, Any]
 
@@ -32,6 +34,23 @@ def to_bson_time(moment: datetime) -> datetime:
 def as_utc(value: Any) -> datetime | None:
     """A stored BSON date as an aware UTC datetime; None for anything else."""
     return value.astimezone(UTC) if isinstance(value, datetime) else None
+
+
+def actor_document(actor: Actor | None) -> Document | None:
+    """Who did something, as stored in ``submitted_by`` / ``cancelled_by``."""
+    return None if actor is None else {"token_id": actor.token_id, "token_name": actor.token_name}
+
+
+def actor_from_document(value: Any) -> Actor | None:
+    """The ``Actor`` of a stored ``submitted_by`` / ``cancelled_by`` (None when unset)."""
+    if not isinstance(value, Mapping) or value.get("token_id") is None:
+        return None
+    return Actor(token_id=str(value["token_id"]), token_name=value.get("token_name"))
+
+
+def tenant_of(doc: Mapping[str, Any]) -> str:
+    """The tenant of a stored scan: a document written without one belongs to ``DEFAULT_TENANT``."""
+    return doc.get("tenant") or DEFAULT_TENANT
 
 
 def new_document(new: NewScan, now: datetime) -> Document:
@@ -57,6 +76,9 @@ def new_document(new: NewScan, now: datetime) -> Document:
         "result": None,
         "cancel_requested": False,
         "history": [],
+        "tenant": new.tenant,
+        "submitted_by": actor_document(new.submitted_by),
+        "cancelled_by": None,
     }
     if new.idempotency_key is not None:
         # Absent rather than null: the unique index is partial on string keys.
@@ -92,6 +114,9 @@ def scan_from_document(doc: Mapping[str, Any]) -> Scan:
         idempotency_key=doc.get("idempotency_key"),
         cancel_requested=bool(doc.get("cancel_requested")),
         history=tuple(attempt_from_entry(entry) for entry in doc.get("history") or ()),
+        tenant=tenant_of(doc),
+        submitted_by=actor_from_document(doc.get("submitted_by")),
+        cancelled_by=actor_from_document(doc.get("cancelled_by")),
     )
 
 
@@ -113,9 +138,12 @@ __all__ = [
     "LEGACY_MAX_ATTEMPTS",
     "LEGACY_SCANNER",
     "Document",
+    "actor_document",
+    "actor_from_document",
     "as_utc",
     "attempt_from_entry",
     "new_document",
     "scan_from_document",
+    "tenant_of",
     "to_bson_time",
 ]

@@ -16,8 +16,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from scanq import lifecycle
 from scanq.lifecycle import AvailableChange, CancelAction, Condition, ErrorChange, Rule, Transition
-from scanq.models import Lease, ScanStatus
-from scanq.store.mongo.rows import LEGACY_MAX_ATTEMPTS, Document, to_bson_time
+from scanq.models import DEFAULT_TENANT, Actor, Lease, ScanStatus
+from scanq.store.mongo.rows import LEGACY_MAX_ATTEMPTS, Document, actor_document, to_bson_time
 
 # ESR order (equality, sort, range): status, then the claim sort (priority desc, _id asc), then the
 # available_at range, so the claim walks the index in claim order and stops at the first match.
@@ -26,15 +26,28 @@ CLAIM_INDEX = IndexModel(
 )
 LIST_INDEX = IndexModel([("status", ASCENDING), ("_id", DESCENDING)], name="list_by_status")
 OLDEST_INDEX = IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="oldest_by_status")
+# An idempotency key is unique within its tenant (Store rule 7). It replaced the index
+# ``idempotency_key`` (the key alone), which ``schema.prepare`` drops.
 IDEMPOTENCY_INDEX = IndexModel(
-    [("idempotency_key", ASCENDING)],
-    name="idempotency_key",
+    [("tenant", ASCENDING), ("idempotency_key", ASCENDING)],
+    name="tenant_idempotency_key",
     unique=True,
     partialFilterExpression={"idempotency_key": {"$type": "string"}},
 )
+REPLACED_INDEXES = ("idempotency_key",)
+# One tenant's scans: counts by (tenant, status) count its keys as ``list_by_status`` serves ``stats()``,
+# and it lists a tenant's scans newest first (with a status, or across all of them: ``tenant_query``).
+TENANT_INDEX = IndexModel([("tenant", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)], name="tenant_status")
+# A tenant's oldest Accepted scan is its first key. Partial: only Accepted scans are in it, so
+# it changes only when a scan enters or leaves Accepted.
+TENANT_OLDEST_INDEX = IndexModel(
+    [("tenant", ASCENDING), ("created_at", ASCENDING)],
+    name="tenant_oldest_accepted",
+    partialFilterExpression={"status": ScanStatus.ACCEPTED.value},
+)
 # Finished scans (finished.py): counts per step, and retention's batches in (finished_at, _id) order.
 FINISHED_INDEX = IndexModel([("status", ASCENDING), ("finished_at", ASCENDING), ("_id", ASCENDING)], name="finished")
-INDEXES = [CLAIM_INDEX, LIST_INDEX, OLDEST_INDEX, IDEMPOTENCY_INDEX, FINISHED_INDEX]
+INDEXES = [CLAIM_INDEX, LIST_INDEX, OLDEST_INDEX, IDEMPOTENCY_INDEX, TENANT_INDEX, TENANT_OLDEST_INDEX, FINISHED_INDEX]
 CLAIM_SORT = [("priority", DESCENDING), ("_id", ASCENDING)]
 
 HEARTBEAT_PROJECTION = {"status": True, "lease_owner": True, "attempt": True, "cancel_requested": True}
@@ -58,6 +71,29 @@ WATCH_PIPELINE: list[Document] = [
 def claimable_filter(now: datetime) -> Document:
     """Accepted scans that are due."""
     return {"status": ScanStatus.ACCEPTED.value, "available_at": {"$lte": now}}
+
+
+def tenant_match(tenant: str) -> Document:
+    """``tenant``'s scans; a document without ``tenant`` (not adopted yet, see ``schema``) is the default's.
+
+    Not for counts: ``stats`` matches the tenant exactly, so the count stays a count of index keys.
+    """
+    return {"tenant": {"$in": [tenant, None]} if tenant == DEFAULT_TENANT else tenant}
+
+
+def tenant_query(tenant: str, status: ScanStatus | None = None) -> Document:
+    """One tenant's scans (of ``status``), as ranges of the ``tenant_status`` index.
+
+    Without a status every status is named: the index then gives each status's keys in ``_id``
+    order and the server merges them, so a tenant's newest scans come without a sort.
+    """
+    statuses: Any = status.value if status is not None else {"$in": [s.value for s in ScanStatus]}
+    return {**tenant_match(tenant), "status": statuses}
+
+
+def scan_of_tenant(scan_id: str, tenant: str | None) -> Document:
+    """One scan by id, if it belongs to ``tenant`` (None: any)."""
+    return {"_id": scan_id} if tenant is None else {"_id": scan_id, **tenant_match(tenant)}
 
 
 def expired_filter(now: datetime) -> Document:
@@ -191,12 +227,14 @@ def rule_filters(rules: Sequence[Rule]) -> list[tuple[Transition, Document]]:
     return filters
 
 
-def cancel_update(action: CancelAction, *, now: datetime) -> Document:
-    """What ``action`` sets on a scan (``lifecycle.CANCEL`` says which action a status gets)."""
+def cancel_update(action: CancelAction, *, now: datetime, by: Actor | None = None) -> Document:
+    """What ``action`` sets on a scan (``lifecycle.CANCEL`` says which action a status gets), ``by`` whom."""
+    cancelled_by = actor_document(by)
     if action is CancelAction.CANCEL_NOW:
-        return {"$set": {"status": ScanStatus.CANCELLED.value, "finished_at": now, "updated_at": now}}
+        changes = {"status": ScanStatus.CANCELLED.value, "finished_at": now, "updated_at": now}
+        return {"$set": {**changes, "cancelled_by": cancelled_by}}
     if action is CancelAction.REQUEST:
-        return {"$set": {"cancel_requested": True, "updated_at": now}}
+        return {"$set": {"cancel_requested": True, "updated_at": now, "cancelled_by": cancelled_by}}
     raise ValueError(f"cancel action {action} changes nothing")
 
 
@@ -205,7 +243,11 @@ __all__ = [
     "EXPIRED_PROJECTION",
     "FINISHED_INDEX",
     "HEARTBEAT_PROJECTION",
+    "IDEMPOTENCY_INDEX",
     "INDEXES",
+    "REPLACED_INDEXES",
+    "TENANT_INDEX",
+    "TENANT_OLDEST_INDEX",
     "WATCH_PIPELINE",
     "cancel_update",
     "claim_update",
@@ -217,5 +259,8 @@ __all__ = [
     "held_filter",
     "holds",
     "rule_filters",
+    "scan_of_tenant",
+    "tenant_match",
+    "tenant_query",
     "transition_update",
 ]

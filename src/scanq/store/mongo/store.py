@@ -11,8 +11,10 @@ or none is left. Each one is a single-document atomic update, which is what make
 two workers unable to take the same scan (the original system's find-then-update could).
 
 The documents are described in ``rows``, the statements in ``statements``, the
-adoption of the original system's documents in ``legacy``, the wake-up in ``wakeup``
-and the operations on finished scans (counts, export, retention) in ``finished``.
+indexes and the changes an older collection needs in ``schema``, the adoption of the
+original system's documents in ``legacy``, the wake-up in ``wakeup``, the operations
+on finished scans (counts, export, retention) in ``finished`` and the API tokens and
+tenant limits in ``accounts``.
 """
 
 from __future__ import annotations
@@ -29,16 +31,18 @@ from pymongo.asynchronous.collection import AsyncCollection
 from scanq import lifecycle
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable
 from scanq.lifecycle import CancelAction
-from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Outcome, Page, Scan, ScanStatus, Stats
+from scanq.models import Actor, Created, Finish, HeartbeatResult, Lease, NewScan, Outcome, Page, Scan, ScanStatus, Stats
 from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
 from scanq.store.group_commit import GroupCommit
 from scanq.store.mongo import statements as st
+from scanq.store.mongo.accounts import AccountsMixin
 from scanq.store.mongo.errors import wrap_errors
 from scanq.store.mongo.finished import FinishedScans
 from scanq.store.mongo.inserts import DURABLE, insert_all_or_none, insert_unordered
 from scanq.store.mongo.legacy import adopt_legacy
 from scanq.store.mongo.options import DEFAULT_DATABASE, parse_url
-from scanq.store.mongo.rows import EPOCH, Document, as_utc, scan_from_document, to_bson_time
+from scanq.store.mongo.rows import EPOCH, Document, as_utc, scan_from_document, tenant_of, to_bson_time
+from scanq.store.mongo.schema import prepare
 from scanq.store.mongo.wakeup import ChangeStreamWatcher
 
 logger = logging.getLogger(__name__)
@@ -53,10 +57,11 @@ CANCEL_RETRIES = 5
 CLOCK_SKEW_IGNORED_S = 0.5
 
 
-class MongoStore(FinishedScans, Store):
+class MongoStore(FinishedScans, AccountsMixin, Store):
     """The Store Protocol on a MongoDB collection (replica set, sharded cluster or standalone).
 
-    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``.
+    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``,
+    the API tokens and tenant limits from ``accounts.AccountsMixin``.
 
     Args:
         url: ``mongodb://host:port/DATABASE?collection=NAME&poll_interval_s=S&…``; the database defaults
@@ -115,7 +120,7 @@ class MongoStore(FinishedScans, Store):
         try:
             with wrap_errors():
                 await self._inspect_server()
-                await self._coll.create_indexes(st.INDEXES)
+                await prepare(self._coll, tokens=self.tokens)
                 adopted = await adopt_legacy(self._coll, now=self._now())
         except BaseException:
             await self.aclose()
@@ -189,17 +194,21 @@ class MongoStore(FinishedScans, Store):
 
     # -- reading ------------------------------------------------------------------------------------
 
-    async def get(self, *, scan_id: str) -> Scan:
+    async def get(self, *, scan_id: str, tenant: str | None = None) -> Scan:
         with wrap_errors():
             doc = await self.collection.find_one({"_id": scan_id})
-        if doc is None:
+        if doc is None or (tenant is not None and tenant_of(doc) != tenant):
             raise ScanNotFound(scan_id)
         return scan_from_document(doc)
 
-    async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
+    async def list_scans(
+        self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None, tenant: str | None = None
+    ) -> Page:
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         query: Document = {}
-        if status is not None:
+        if tenant is not None:
+            query = st.tenant_query(tenant, status)
+        elif status is not None:
             query["status"] = status.value
         if cursor:
             query["_id"] = {"$lt": decode_cursor(cursor)}
@@ -209,19 +218,23 @@ class MongoStore(FinishedScans, Store):
         has_more = len(docs) > limit
         return Page(scans=scans, next_cursor=encode_cursor(scans[-1].scan_id) if has_more else None)
 
-    async def stats(self) -> Stats:
+    async def stats(self, *, tenant: str | None = None) -> Stats:
         """Counts by status: one ``count_documents({status: s})`` per status, run concurrently.
 
         Each is answered from the ``status``-prefixed indexes alone (a covered count of index
         keys, no document is fetched), so it costs one index range per status instead of a
         scan of the collection that a ``$group`` over every document would be. The oldest
-        Accepted scan is the first key of the (status, created_at) index.
+        Accepted scan is the first key of the (status, created_at) index. For one tenant the
+        same, on its ranges of the ``tenant_status`` and ``tenant_oldest_accepted`` indexes.
         """
         collection = self.collection
+        of_tenant: Document = {} if tenant is None else {"tenant": tenant}
         with wrap_errors():
-            counts = await asyncio.gather(*(collection.count_documents({"status": s.value}) for s in ScanStatus))
+            counts = await asyncio.gather(
+                *(collection.count_documents({**of_tenant, "status": s.value}) for s in ScanStatus)
+            )
             oldest = await collection.find_one(
-                {"status": ScanStatus.ACCEPTED.value},
+                {**of_tenant, "status": ScanStatus.ACCEPTED.value},
                 projection={"created_at": True},
                 sort=[("created_at", ASCENDING)],
             )
@@ -337,20 +350,21 @@ class MongoStore(FinishedScans, Store):
         )
         return result.modified_count == 1
 
-    async def cancel(self, *, scan_id: str) -> Scan:
+    async def cancel(self, *, scan_id: str, tenant: str | None = None, by: Actor | None = None) -> Scan:
         collection = self.collection
+        of_tenant = st.scan_of_tenant(scan_id, tenant)
         for _ in range(CANCEL_RETRIES):
             now = self._now()
             doc: Document | None = None
             with wrap_errors():
                 for status in lifecycle.CANCELLABLE_STATUSES:
-                    update = st.cancel_update(lifecycle.cancel_action(status), now=now)
+                    update = st.cancel_update(lifecycle.cancel_action(status), now=now, by=by)
                     doc = await collection.find_one_and_update(
-                        {"_id": scan_id, "status": status.value}, update, return_document=ReturnDocument.AFTER
+                        {**of_tenant, "status": status.value}, update, return_document=ReturnDocument.AFTER
                     )
                     if doc is not None:
                         return scan_from_document(doc)
-            scan = await self.get(scan_id=scan_id)
+            scan = await self.get(scan_id=scan_id, tenant=tenant)
             if lifecycle.cancel_action(scan.status) is CancelAction.REFUSE:
                 raise ScanFinished(scan_id, scan.status)
             # It moved between Accepted and Running while we looked: try again.
