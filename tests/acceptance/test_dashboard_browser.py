@@ -6,6 +6,10 @@ the button; then ``scanq worker`` starts and a second scan runs to Complete.
 Nothing reloads the page: a marker set on ``window`` at the start must
 survive to the end.
 
+With ``SCANQ_AUTH=tokens`` the page asks for an API token, keeps it in
+``sessionStorage`` only (never in a URL), shows the token's tenant only, and
+asks again once the token is revoked (``scanq tokens revoke``).
+
 Chromium is never downloaded: ``scripts/ensure-chromium.sh`` (run by
 ``./test``) installs Debian's package. Without it the test skips locally and
 fails under ``CI=true``.
@@ -23,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.conftest import Spawn, free_port, wait_http_ready
+from tests.acceptance.conftest import READY_TIMEOUT_S, Spawn, free_port, wait_http_ready
 from tests.servers.availability import backend_unavailable
 
 pytestmark = pytest.mark.slow
@@ -292,5 +296,152 @@ def test_dashboard_renders_findings_as_a_table_worst_first_and_never_as_html(
             assert page.locator("#detail img").count() == 0
             assert page.evaluate("window.__owned === undefined") is True
             page.screenshot(path=str(tmp_path / "findings.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+TOKEN_LINE = re.compile(r"^(scanq_[A-Za-z0-9_-]{43})$", re.MULTILINE)
+TOKEN_ID = re.compile(r"\btoken (tok_[0-9a-f]+) for tenant\b")
+AUTH_DEADLINE_MS = 30_000  # the server refuses a revoked token within a second; the page notices on its next poll
+
+
+def create_token(spawn: Spawn, env: dict[str, str], tenant: str, scopes: str, name: str) -> tuple[str, str]:
+    """``scanq tokens create`` on the test's store: (the secret, the token id)."""
+    process = spawn("tokens", "create", "--tenant", tenant, "--scopes", scopes, "--name", name, env=env)
+    assert process.wait(READY_TIMEOUT_S) == 0, process.output()
+    secret, token_id = TOKEN_LINE.search(process.output()), TOKEN_ID.search(process.output())
+    assert secret and token_id, process.output()
+    return secret.group(1), token_id.group(1)
+
+
+def submit_as(ingest_url: str, secret: str, target: str) -> str:
+    reply = httpx.post(f"{ingest_url}/scans", json={"target": target}, headers={"Authorization": f"Bearer {secret}"})
+    assert reply.status_code == 202, reply.text
+    scan_id: str = reply.json()["scan_id"]
+    return scan_id
+
+
+def test_dashboard_with_tokens_signs_in_shows_one_tenant_and_signs_out_when_the_token_is_revoked(
+    spawn: Spawn, scanq_env: dict[str, str], chromium_path: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    env = {**scanq_env, "SCANQ_AUTH": "tokens"}
+    ingest_url = start_service(spawn, env, "ingest")
+    status_url = start_service(spawn, env, "status")
+    secret_a, id_a = create_token(spawn, env, "A", "submit,read,cancel", "alice-dashboard")
+    secret_b, _ = create_token(spawn, env, "B", "submit,read,cancel", "bob-dashboard")
+    secret_admin, _ = create_token(spawn, env, "ops", "read,admin", "ops-dashboard")
+    secrets = (secret_a, secret_b, secret_admin)
+    scans_a = [submit_as(ingest_url, secret_a, "a-one.example")]
+    scans_b = [submit_as(ingest_url, secret_b, f"b-{i}.example") for i in range(2)]
+    # No worker: every scan stays Accepted.
+    assert httpx.get(f"{status_url}/scans").status_code == 401
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            errors: list[Any] = []
+            requested: list[str] = []
+            page.on("pageerror", lambda error: errors.append(error))
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{status_url}/")
+            page.evaluate("window.__notReloaded = true")
+
+            # Tokens required: the sign-in form, a password input, and nothing of the dashboard.
+            expect(page.locator("#login")).to_be_visible()
+            expect(page.locator("#login-token")).to_have_attribute("type", "password")
+            expect(page.locator("#main")).to_be_hidden()
+            expect(page.locator("#sign-out")).to_be_hidden()
+
+            # A wrong token: the server's message, still signed out.
+            page.fill("#login-token", "scanq_" + "x" * 43)
+            page.click("#login-button")
+            expect(page.locator("#login-message")).to_contain_text("unknown API token")
+            expect(page.locator("#main")).to_be_hidden()
+
+            # Tenant A: only A's scans, each marked with its tenant.
+            page.fill("#login-token", secret_a)
+            page.click("#login-button")
+            expect(page.locator("#login")).to_be_hidden()
+            expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            expect(page.locator("#sign-out")).to_be_visible()
+            rows = page.locator("#scan-rows tr")
+            expect(rows).to_have_count(len(scans_a))
+            expect(rows.first).to_have_attribute("data-scan-id", scans_a[0])
+            expect(rows.first.locator("td.col-tenant")).to_have_text("A")
+            expect(page.locator('[data-count="Accepted"]')).to_have_text("1")
+
+            # Another tenant's filter is refused for a token that is not admin: the message, the filter cleared.
+            page.fill("#tenant-filter", "B")
+            page.press("#tenant-filter", "Tab")
+            expect(page.locator("#tenant-message")).to_contain_text("admin")
+            expect(page.locator("#tenant-filter")).to_have_value("")
+            expect(rows).to_have_count(len(scans_a))
+
+            # Submit from the dashboard: through ingest with the token (CORS), the new scan is A's.
+            page.fill("#submit-target", "a-two.example")
+            with page.expect_request(lambda r: r.url == f"{ingest_url}/scans" and r.method == "POST") as posted:
+                page.click("#submit-button")
+            assert posted.value.all_headers().get("authorization") == f"Bearer {secret_a}"
+            expect(page.locator("#submit-result")).to_have_text(re.compile(r"^submitted "))
+            new_id = page.locator("#submit-result").get_attribute("data-scan-id")
+            assert new_id and new_id not in scans_a
+            scans_a.append(new_id)
+            new_row = page.locator(f'#scan-rows tr[data-scan-id="{new_id}"]')
+            expect(new_row).to_have_attribute("data-status", "Accepted")
+            expect(new_row.locator("td.col-tenant")).to_have_text("A")
+            expect(rows).to_have_count(len(scans_a))
+            expect(page.locator("#detail-id")).to_have_text(new_id)
+            expect(page.locator("#detail-fields")).to_contain_text("alice-dashboard")
+            for scan_id in scans_b:
+                expect(page.locator(f'#scan-rows tr[data-scan-id="{scan_id}"]')).to_have_count(0)
+            stored = httpx.get(f"{status_url}/scans/{new_id}", headers={"Authorization": f"Bearer {secret_a}"})
+            assert stored.json()["tenant"] == "A"
+
+            # The token lives in this tab's sessionStorage only.
+            assert page.evaluate("Object.values(sessionStorage)") == [secret_a]
+            assert page.evaluate("localStorage.length") == 0
+
+            # Revoked: the page's next poll gets 401, drops the token and asks again, with the server's reason.
+            revoke = spawn("tokens", "revoke", id_a, env=env)
+            assert revoke.wait(READY_TIMEOUT_S) == 0, revoke.output()
+            expect(page.locator("#login")).to_be_visible(timeout=AUTH_DEADLINE_MS)
+            expect(page.locator("#login-message")).to_contain_text("revoked")
+            expect(page.locator("#main")).to_be_hidden()
+            assert page.evaluate("sessionStorage.length") == 0
+            page.screenshot(path=str(tmp_path / "dashboard-login.png"), full_page=True)
+
+            # Tenant B sees B's scans only, and signs out with the button.
+            page.fill("#login-token", secret_b)
+            page.click("#login-button")
+            expect(rows).to_have_count(len(scans_b))
+            expect(page.locator("#scan-rows td.col-tenant")).to_have_text(["B"] * len(scans_b))
+            page.click("#sign-out")
+            expect(page.locator("#login")).to_be_visible()
+            expect(page.locator("#main")).to_be_hidden()
+            assert page.evaluate("sessionStorage.length") == 0
+
+            # An admin token sees every tenant, and its tenant filter narrows the list and the counts.
+            page.fill("#login-token", secret_admin)
+            page.click("#login-button")
+            expect(rows).to_have_count(len(scans_a) + len(scans_b))
+            page.fill("#tenant-filter", "B")
+            page.press("#tenant-filter", "Tab")
+            expect(rows).to_have_count(len(scans_b))
+            expect(page.locator('[data-count="Accepted"]')).to_have_text(str(len(scans_b)))
+            expect(page.locator("#tenant-message")).to_have_text("")
+            page.fill("#tenant-filter", "")
+            page.press("#tenant-filter", "Tab")
+            expect(rows).to_have_count(len(scans_a) + len(scans_b))
+
+            assert any(url.startswith(f"{status_url}/scans?") and "tenant=B" in url for url in requested)
+            leaked = [url for url in [*requested, page.url] if any(secret in url for secret in secrets)]
+            assert leaked == []
+            assert page.evaluate("window.__notReloaded") is True
+            page.screenshot(path=str(tmp_path / "dashboard-tokens.png"), full_page=True)
+            assert errors == []
         finally:
             browser.close()

@@ -7,6 +7,12 @@ That is a cross-origin call, so the ingest app allows CORS from the status
 service's origin only (``cors_middleware``): a page from any other site
 cannot make a visitor's browser queue scans.
 
+When the status service requires API tokens (``Settings.auth_required``) the
+page says so in a ``scanq-auth`` meta tag and asks for a token before its
+first call; on any 401 it asks again. The token stays in the tab's
+``sessionStorage`` and travels only in ``Authorization: Bearer`` headers,
+to status and to ingest (which is why CORS allows that header).
+
 The assets live in ``scanq/api/static`` inside the package, so an installed
 wheel serves them too.
 """
@@ -33,22 +39,26 @@ DASHBOARD_PATH = "/dashboard"
 HTML_MEDIA = "text/html; charset=utf-8"
 TAG = "dashboard"
 INGEST_URL_PLACEHOLDER = "__SCANQ_INGEST_URL__"
+AUTH_PLACEHOLDER = "__SCANQ_AUTH__"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 # Browsers cache the preflight answer this long (seconds), so a busy dashboard does not double its requests.
 CORS_MAX_AGE_S = 600
 
 
 class Dashboard:
-    """Renders the page once (the ingest URL filled in) and serves it.
+    """Renders the page once (the ingest URL and whether tokens are required filled in) and serves it.
 
     Args:
-        settings: ``ingest_url`` is where the page sends submit and cancel.
+        settings: ``ingest_url`` is where the page sends submit and cancel; ``auth_required`` says whether
+            the page asks for a token before its first call (``tokens``) or only after a 401 (``off``).
     """
 
     def __init__(self, settings: Settings) -> None:
         ingest_url = settings.ingest_url.rstrip("/")
+        auth = "tokens" if settings.auth_required else "off"
         template = (STATIC_DIR / "dashboard.html").read_text(encoding="utf-8")
-        self.body = template.replace(INGEST_URL_PLACEHOLDER, html.escape(ingest_url, quote=True)).encode()
+        page = template.replace(INGEST_URL_PLACEHOLDER, html.escape(ingest_url, quote=True))
+        self.body = page.replace(AUTH_PLACEHOLDER, auth).encode()
         self.headers = {
             "Cache-Control": "no-cache",
             "X-Content-Type-Options": "nosniff",
@@ -101,6 +111,9 @@ def dashboard_origins(settings: Settings) -> list[str]:
 def cors_middleware(settings: Settings) -> Middleware:
     """CORS for the ingest app: the dashboard's origins may POST scans and cancels, nothing else is allowed.
 
+    ``Authorization`` is allowed so the page can send its API token; no cookie or other credential is
+    involved, so ``allow_credentials`` stays off.
+
     Starlette's ``CORSMiddleware`` is plain ASGI; a request without an
     ``Origin`` header (every API client) passes straight through it.
     """
@@ -108,7 +121,7 @@ def cors_middleware(settings: Settings) -> Middleware:
         CORSMiddleware,
         allow_origins=dashboard_origins(settings),
         allow_methods=["GET", "POST"],
-        allow_headers=["Content-Type", "Idempotency-Key"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         expose_headers=["Location"],
         max_age=CORS_MAX_AGE_S,
     )

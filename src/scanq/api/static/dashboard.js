@@ -2,6 +2,11 @@
 // It reads only GET /stats (cheap by store contract), bounded pages of GET /scans and GET /stats/throughput
 // (the whole window once when the page opens, then only its last steps), so it stays fast with millions of
 // scans. Every value from the server goes into the page through textContent, never HTML.
+//
+// API tokens: when the status service requires them (its "scanq-auth" meta tag says "tokens") or any call
+// answers 401, the page shows a sign-in form instead of the dashboard. The token is kept in sessionStorage
+// (this tab only, never localStorage, never in a URL) and sent as "Authorization: Bearer …" to status and
+// ingest. A later 401 (token revoked or expired) drops it and shows the form again with the server's message.
 "use strict";
 
 (() => {
@@ -18,8 +23,11 @@
   const FINISHED = ["Complete", "Error", "Cancelled"];
   const X_TICK_S = 60;
   const SEVERITY_RANK = { critical: 4, high: 3, medium: 2, low: 1, info: 0 };
+  const TOKEN_KEY = "scanq.token";
+  const TENANT_PATTERN = /^[A-Za-z0-9._-]{1,64}$/; // as the server checks ?tenant=
 
   const ingestUrl = document.querySelector('meta[name="scanq-ingest-url"]').content.replace(/\/+$/, "");
+  const authMeta = document.querySelector('meta[name="scanq-auth"]');
   const $ = (id) => document.getElementById(id);
 
   const state = {
@@ -32,7 +40,30 @@
     buckets: new Map(), // start (ms) -> {counts: {Complete, Error, Cancelled}, total}, from GET /stats/throughput
     until: null, // the end (ms) of the last step the server answered for
     fetchedAt: null, // when the throughput was last read (ms)
+    isAuth: Boolean(authMeta && authMeta.content === "tokens"), // the service asks for a token
+    isSignedIn: true, // false while the sign-in form is shown: nothing is polled
+    tenant: "", // the tenant filter (?tenant=), "" for every tenant the token may read
+    generation: 0, // bumped when the tenant or the token changes: answers to older requests are dropped
   };
+
+  // -- the API token -------------------------------------------------------------------------------------
+
+  function storedToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY) || "";
+    } catch {
+      return ""; // storage disabled: the page works without auth only
+    }
+  }
+
+  function storeToken(token) {
+    try {
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch {
+      // nothing to keep it in; the next call answers 401 and the form comes back
+    }
+  }
 
   class HttpError extends Error {
     constructor(status, body) {
@@ -41,10 +72,18 @@
     }
   }
 
+  // Every call goes through here: the token (if any) in the Authorization header, a 401 shows the sign-in form.
   async function requestJson(url, options = {}) {
-    const response = await fetch(url, { ...options, headers: { Accept: "application/json", ...options.headers } });
+    const token = storedToken();
+    const headers = { Accept: "application/json", ...options.headers };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await fetch(url, { ...options, headers });
     const body = await response.json().catch(() => null);
-    if (!response.ok) throw new HttpError(response.status, body);
+    if (!response.ok) {
+      const error = new HttpError(response.status, body);
+      if (response.status === 401) showLogin(error.message, { failedToken: token, isBad: true });
+      throw error;
+    }
     return body;
   }
 
@@ -112,6 +151,85 @@
     node.classList.toggle("bad", isBad);
   }
 
+  // -- signing in and out ----------------------------------------------------------------------------------
+
+  // The sign-in form in place of the dashboard; the stored token is dropped. A 401 for a token that is no
+  // longer the stored one (the user signed in again while the request ran) changes nothing.
+  function showLogin(message, { failedToken = "", isBad = false } = {}) {
+    const current = storedToken();
+    if (current && current !== failedToken) return;
+    storeToken("");
+    state.isAuth = true;
+    document.body.dataset.auth = "tokens";
+    state.isSignedIn = false;
+    clearData();
+    $("main").hidden = true;
+    $("sign-out").hidden = true;
+    $("login").hidden = false;
+    setLive("signed-out", "sign in");
+    setMessage("login-message", message || "", isBad);
+    $("login-token").focus();
+  }
+
+  function showDashboard() {
+    state.isSignedIn = true;
+    state.generation += 1;
+    document.body.dataset.auth = state.isAuth ? "tokens" : "off";
+    $("login").hidden = true;
+    $("main").hidden = false;
+    $("sign-out").hidden = !storedToken();
+    $("tenant-filter-label").hidden = !state.isAuth;
+    setMessage("login-message", "");
+    setLive(state.isLive ? "connecting" : "paused", state.isLive ? "connecting…" : "paused");
+    refreshAll();
+  }
+
+  // What one token showed must not stay on the page for the next one.
+  function clearData() {
+    state.generation += 1;
+    state.selected = null;
+    state.cursor = null;
+    state.cursors = [];
+    state.nextCursor = null;
+    state.tenant = "";
+    resetThroughput();
+    $("tenant-filter").value = "";
+    $("detail").hidden = true;
+    $("counts").replaceChildren();
+    $("oldest").textContent = "–";
+    $("scan-rows").replaceChildren();
+    $("list-note").textContent = "";
+    $("submit-form").reset();
+    $("lookup-form").reset();
+    for (const id of ["submit-result", "lookup-result", "detail-message", "tenant-message"]) setMessage(id, "");
+  }
+
+  async function signIn(event) {
+    event.preventDefault();
+    const token = $("login-token").value.trim();
+    $("login-token").value = "";
+    if (!token) {
+      setMessage("login-message", "paste an API token (scanq_…)", true);
+      return;
+    }
+    storeToken(token);
+    $("login-button").disabled = true;
+    setMessage("login-message", "checking…");
+    try {
+      await requestJson("/stats"); // a 401 puts the form back with the server's message
+    } catch (error) {
+      // Not a 401 (a token without the read scope, the service down): signed in; the panels say what fails.
+      if (error.status !== 401) console.error(error);
+    } finally {
+      $("login-button").disabled = false;
+    }
+    if (storedToken() === token) showDashboard();
+  }
+
+  function signOut() {
+    showLogin("Signed out.", { failedToken: storedToken() });
+  }
+
   // -- polling: one setTimeout chain per source, so a slow answer never stacks requests --------------
 
   // ``run()`` from a timer runs only while live; ``run(true)`` (a user action) always runs. A call during a
@@ -129,7 +247,7 @@
       }
       isRunning = true;
       try {
-        if (isForced === true || state.isLive) await task();
+        if (state.isSignedIn && (isForced === true || state.isLive)) await task();
       } catch (error) {
         console.error(error);
       } finally {
@@ -153,14 +271,33 @@
     return { counts, oldestAge: body.oldest_accepted_age_s };
   }
 
+  // "?tenant=…" when the tenant filter is set (an admin token's choice; the server refuses others with 403).
+  function tenantQuery(params = new URLSearchParams()) {
+    if (state.tenant) params.set("tenant", state.tenant);
+    const query = params.toString();
+    return query ? `?${query}` : "";
+  }
+
+  // A 403 for the tenant filter: say why and show what the token may read instead. True if it was that.
+  function tenantRefused(error, tenant) {
+    if (error.status !== 403 || !tenant || tenant !== state.tenant) return false;
+    setMessage("tenant-message", `tenant filter cleared: ${error.message}`, true);
+    setTenant("");
+    return true;
+  }
+
   async function refreshStats() {
+    const { generation, tenant } = state;
     let stats;
     try {
-      stats = readStats(await requestJson("/stats"));
+      stats = readStats(await requestJson(`/stats${tenantQuery()}`));
     } catch (error) {
-      setLive("offline", `status service unreachable (${error.message})`);
+      if (error.status === 401 || tenantRefused(error, tenant)) return;
+      const why = error.status === 403 ? "refused" : "unreachable";
+      setLive("offline", `status service ${why} (${error.message})`);
       return;
     }
+    if (generation !== state.generation) return;
     setLive(state.isLive ? "live" : "paused", state.isLive ? "live" : "paused");
     renderCounts(stats);
   }
@@ -202,7 +339,16 @@
     const since = state.fetchedAt === null ? 0 : (Date.now() - state.fetchedAt) / 1000;
     const steps = state.fetchedAt === null ? WINDOW_S / BUCKET_S : Math.min(WINDOW_S / BUCKET_S, Math.ceil(since / BUCKET_S) + 2);
     const fetchedAt = Date.now();
-    const body = await requestJson(`/stats/throughput?window=${steps * BUCKET_S}s&step=${BUCKET_S}s`);
+    const { generation, tenant } = state;
+    const params = new URLSearchParams({ window: `${steps * BUCKET_S}s`, step: `${BUCKET_S}s` });
+    let body;
+    try {
+      body = await requestJson(`/stats/throughput${tenantQuery(params)}`);
+    } catch (error) {
+      if (error.status === 401 || tenantRefused(error, tenant)) return;
+      throw error;
+    }
+    if (generation !== state.generation) return; // another tenant's or token's steps must not mix in
     state.fetchedAt = fetchedAt;
     for (const bucket of body.buckets) {
       state.buckets.set(Date.parse(bucket.start), { counts: bucket.counts, total: bucket.total });
@@ -212,6 +358,14 @@
       if (start < state.until - WINDOW_S * 1000) state.buckets.delete(start);
     }
     renderThroughput();
+  }
+
+  function resetThroughput() {
+    state.buckets.clear();
+    state.until = null;
+    state.fetchedAt = null;
+    for (const id of ["throughput", "throughput-y", "throughput-x"]) $(id).replaceChildren();
+    $("rate").textContent = "–";
   }
 
   function renderThroughput() {
@@ -265,13 +419,16 @@
     const params = new URLSearchParams({ limit: String(LIST_LIMIT) });
     if (state.status) params.set("status", state.status);
     if (state.cursor) params.set("cursor", state.cursor);
+    const { generation, tenant } = state;
     let page;
     try {
-      page = await requestJson(`/scans?${params}`);
+      page = await requestJson(`/scans${tenantQuery(params)}`);
     } catch (error) {
+      if (error.status === 401 || tenantRefused(error, tenant)) return;
       $("list-note").textContent = `could not load scans: ${error.message}`;
       return;
     }
+    if (generation !== state.generation) return;
     state.nextCursor = page.next_cursor || null;
     $("page-older").disabled = !state.nextCursor;
     $("page-newest").disabled = !state.cursor;
@@ -285,7 +442,8 @@
       { "data-scan-id": scan.scan_id, "data-status": scan.status, onclick: () => openDetail(scan.scan_id) },
       el("td", {}, el("code", { text: scan.scan_id, title: scan.scan_id })),
       el("td", {}, badge(scan.status)),
-      el("td", { text: scan.target || "–", title: scan.target || "" }),
+      el("td", { class: "col-tenant", text: scan.tenant || "–" }),
+      el("td", { class: "col-target", text: scan.target || "–", title: scan.target || "" }),
       el("td", { text: scan.scanner }),
       el("td", { text: `${scan.attempt}/${scan.max_attempts}` }),
       el("td", { text: ago(scan.created_at), title: scan.created_at }),
@@ -307,6 +465,28 @@
     listPoll(true);
   }
 
+  // The list, the counts and the chart of one tenant ("" for all the token may read).
+  function setTenant(tenant) {
+    $("tenant-filter").value = tenant;
+    if (tenant === state.tenant) return;
+    state.tenant = tenant;
+    state.generation += 1;
+    resetThroughput();
+    resetPaging();
+    statsPoll(true);
+    throughputPoll(true);
+  }
+
+  function applyTenantFilter() {
+    const tenant = $("tenant-filter").value.trim();
+    if (tenant && !TENANT_PATTERN.test(tenant)) {
+      setMessage("tenant-message", "a tenant is 1 to 64 letters, digits, '-', '_' or '.'", true);
+      return;
+    }
+    setMessage("tenant-message", "");
+    setTenant(tenant);
+  }
+
   // -- one scan's detail --------------------------------------------------------------------------------
 
   async function openDetail(scanId) {
@@ -314,6 +494,7 @@
     for (const row of $("scan-rows").children) row.classList.toggle("selected", row.dataset.scanId === scanId);
     setMessage("detail-message", "");
     await refreshDetail();
+    if (state.selected !== scanId) return; // not found, signed out, or another scan opened meanwhile
     $("detail").hidden = false;
     $("detail").scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
@@ -324,6 +505,7 @@
     try {
       renderDetail(await requestJson(`/scans/${encodeURIComponent(scanId)}`));
     } catch (error) {
+      if (error.status === 401) return;
       if (error.status === 404) {
         state.selected = null;
         $("detail").hidden = true;
@@ -355,6 +537,9 @@
       ["Lease", scan.lease_owner ? `${scan.lease_owner} until ${formatTime(scan.lease_expires_at)}` : "–"],
       ["Options", JSON.stringify(scan.options || {})],
     ];
+    if (state.isAuth) fields.splice(2, 0, ["Tenant", scan.tenant || "–"]);
+    if (scan.submitted_by) fields.push(["Submitted by", actorText(scan.submitted_by)]);
+    if (scan.cancelled_by) fields.push(["Cancelled by", actorText(scan.cancelled_by)]);
     if (scan.error) fields.push(["Error", scan.error]);
     if (scan.cancel_requested) fields.push(["Cancel", "requested"]);
     $("detail-fields").replaceChildren(...fields.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })]));
@@ -377,6 +562,11 @@
       ),
     );
     renderResult(scan.result);
+  }
+
+  // {token_id, token_name} -> "name (tok_…)"
+  function actorText(actor) {
+    return actor.token_name ? `${actor.token_name} (${actor.token_id})` : actor.token_id;
   }
 
   function renderResult(result) {
@@ -468,6 +658,7 @@
       resetPaging();
       statsPoll(true);
     } catch (error) {
+      if (error.status === 401) return;
       setMessage("submit-result", `submit failed: ${error.message}`, true);
     } finally {
       $("submit-button").disabled = false;
@@ -486,6 +677,7 @@
       });
       setMessage("detail-message", scan.status === "Cancelled" ? "cancelled" : "cancel requested");
     } catch (error) {
+      if (error.status === 401) return;
       const why = error.status === 409 ? "already finished" : error.message;
       setMessage("detail-message", `cancel failed: ${why}`, true);
     }
@@ -512,6 +704,9 @@
     if (scanId) openDetail(scanId);
   });
   $("status-filter").addEventListener("change", (event) => setFilter(event.target.value));
+  $("tenant-filter").addEventListener("change", applyTenantFilter);
+  $("login-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
   $("page-older").addEventListener("click", () => {
     state.cursors.push(state.cursor);
     state.cursor = state.nextCursor;
@@ -526,23 +721,25 @@
   });
   $("live-toggle").addEventListener("change", (event) => {
     state.isLive = event.target.checked;
+    if (!state.isSignedIn) return;
     setLive(state.isLive ? "live" : "paused", state.isLive ? "live" : "paused");
-    if (state.isLive) {
-      statsPoll(true);
-      throughputPoll(true);
-      listPoll(true);
-    }
+    if (state.isLive) refreshAll();
   });
   document.addEventListener("visibilitychange", () => {
-    if (!document.hidden) {
-      statsPoll(true);
-      throughputPoll(true);
-      listPoll(true);
-    }
+    if (!document.hidden) refreshAll();
   });
 
-  statsPoll(true);
-  throughputPoll(true);
-  listPoll(true);
+  function refreshAll() {
+    statsPoll(true);
+    throughputPoll(true);
+    listPoll(true);
+  }
+
+  // Tokens required and none kept in this tab: the form first, no call that could only answer 401.
+  if (state.isAuth && !storedToken()) {
+    showLogin("");
+  } else {
+    showDashboard();
+  }
   detailPoll(true);
 })();
