@@ -17,7 +17,7 @@ import pytest
 
 from scanq.exceptions import ConfigError, ScanNotFound, StoreError, StoreUnavailable, ValidationError
 from scanq.ids import new_scan_id
-from scanq.models import Finish, Lease, NewScan, Outcome, ScanStatus
+from scanq.models import DEFAULT_TENANT, Finish, Lease, NewScan, Outcome, ScanStatus
 from scanq.store import open_store
 from scanq.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, sqlite_path
 from scanq.store.sqlite.connection import is_unavailable
@@ -84,6 +84,38 @@ async def test_a_newer_schema_is_refused(sqlite_url: str) -> None:
 
     with pytest.raises(StoreError, match="newer"):
         await SQLiteStore(sqlite_url).open()
+
+
+async def test_tenants_migration_keeps_existing_scans_and_counts_in_the_default_tenant(sqlite_url: str) -> None:
+    """A file made before tenants (schema 2): its scans become the default tenant's, counts and keys intact."""
+    path = db_file(sqlite_url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created_at = datetime.now(UTC).timestamp() - 3600
+    old = {status: new_scan_id() for status in ("Accepted", "Running", "Complete", "Error", "Cancelled")}
+    with sqlite3.connect(path) as conn:
+        for migration in MIGRATIONS[:2]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 2")
+        conn.executemany(
+            "INSERT INTO scans (scan_id, status, scanner, options, priority, max_attempts, created_at, updated_at,"
+            " available_at, idempotency_key) VALUES (?, ?, 'mock', '{}', 0, 3, ?, ?, ?, ?)",
+            [(scan_id, status, created_at, created_at, created_at, f"key-{status}") for status, scan_id in old.items()],
+        )
+    conn.close()
+
+    async with SQLiteStore(sqlite_url) as store:
+        assert (await store.pragmas())["user_version"] == SCHEMA_VERSION
+        every, default = await store.stats(), await store.stats(tenant=DEFAULT_TENANT)
+        accepted = await store.get(scan_id=old["Accepted"], tenant=DEFAULT_TENANT)
+        same_key = await store.create(scan=new_scan(idempotency_key="key-Accepted"))
+        other_tenant = await store.create(scan=new_scan(idempotency_key="key-Accepted", tenant="acme"))
+
+    assert every.counts == default.counts == dict.fromkeys(ScanStatus, 1)
+    assert every.oldest_accepted_at == default.oldest_accepted_at == datetime.fromtimestamp(created_at, UTC)
+    assert (accepted.tenant, accepted.submitted_by, accepted.cancelled_by) == (DEFAULT_TENANT, None, None)
+    assert (same_key.is_new, same_key.scan.scan_id) == (False, old["Accepted"])
+    assert other_tenant.is_new
 
 
 def test_url_paths_follow_the_sqlalchemy_convention() -> None:

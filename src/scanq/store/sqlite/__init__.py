@@ -4,6 +4,7 @@ Modules, named alike across the backends:
 
 - ``store``: ``SQLiteStore``, the domain operations;
 - ``finished``: the operations on finished scans (throughput counts, export, retention);
+- ``accounts``: API tokens and tenant limits;
 - ``options``: ``SQLiteOptions`` from the URL's query string, and the file it names;
 - ``statements``: the SQL (transitions rendered from ``scanq.lifecycle``);
 - ``schema``: numbered migrations, ``PRAGMA user_version``, WAL;

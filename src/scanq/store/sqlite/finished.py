@@ -5,8 +5,10 @@ queue's operations. Counts and prune batches are ranges of ``scans_finished``
 (status, finished_at, scan_id), partial on ``finished_at IS NOT NULL``: a
 ``finished_at`` comparison in the query implies the predicate, and ``INDEXED BY``
 keeps the plan off the table whatever ANALYZE says. Export pages walk the primary
-key (key order at constant memory). Deleting keeps ``scan_counts`` exact through
-its delete trigger.
+key (key order at constant memory), or one tenant's range of ``scans_by_tenant``
+(tenant, scan_id). Deleting keeps ``scan_counts`` exact through its delete trigger.
+A tenant filter on counts and prune checks each row of the range: their cost stays
+bounded by the window or the batch's range, not by the table.
 
 No ``incremental_vacuum``: the pages a prune frees go to the file's freelist and
 the next inserts reuse them, so under retention the file levels off at its high
@@ -80,6 +82,24 @@ RETURNING owner
 RESIGN = "DELETE FROM scanq_leaders WHERE role = :role AND owner = :owner"
 
 
+def _of_tenant(sql: str) -> str:
+    """``sql`` limited to the scans of ``:tenant``: its one top-level WHERE clause gains the condition."""
+    head, tail = sql.split("\nWHERE ", 1)
+    return f"{head}\nWHERE tenant = :tenant AND {tail}"
+
+
+FINISHED_COUNTS_OF_TENANT = _of_tenant(FINISHED_COUNTS)
+# One tenant's export walks its range of (tenant, scan_id): key order still, without the others' rows.
+EXPORT_OF_TENANT = f"""
+SELECT {COLUMNS} FROM scans INDEXED BY scans_by_tenant
+WHERE tenant = :tenant AND scan_id > :after AND status IN (SELECT value FROM json_each(:statuses))
+    AND finished_at >= :since AND finished_at < :until
+ORDER BY scan_id LIMIT :limit
+"""
+PRUNE_BATCH_OF_TENANT = _of_tenant(PRUNE_BATCH)
+PRUNE_NAMED_OF_TENANT = _of_tenant(PRUNE_NAMED)
+
+
 class FinishedScans:
     """The finished-scan operations of the ``Store`` contract (see ``store.base``), on SQLite."""
 
@@ -95,8 +115,11 @@ class FinishedScans:
         steps = count_steps(since=since, until=until, step_s=step_s)
         if steps == 0:
             return []
-        params = {"since": since.timestamp(), "until": until.timestamp(), "step": step_s}
-        rows = await self._read(lambda conn: conn.execute(FINISHED_COUNTS, params).fetchall())
+        params: dict[str, Any] = {"since": since.timestamp(), "until": until.timestamp(), "step": step_s}
+        sql = FINISHED_COUNTS
+        if tenant is not None:
+            sql, params["tenant"] = FINISHED_COUNTS_OF_TENANT, tenant
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return finished_buckets(since=since, step_s=step_s, steps=steps, counts=rows)
 
     async def export_scans(
@@ -109,14 +132,17 @@ class FinishedScans:
         limit: int = MAX_PAGE_SIZE,
         tenant: str | None = None,
     ) -> list[Scan]:
-        params = {
+        params: dict[str, Any] = {
             "statuses": msgspec.json.encode([str(s) for s in check_finished_status(status)]).decode(),
             "after": check_after(after) or _BEFORE_EVERY_ID,
             "since": _NO_SINCE if since is None else since.timestamp(),
             "until": _NO_UNTIL if until is None else until.timestamp(),
             "limit": max(1, min(limit, MAX_PAGE_SIZE)),
         }
-        rows = await self._read(lambda conn: conn.execute(EXPORT, params).fetchall())
+        sql = EXPORT
+        if tenant is not None:
+            sql, params["tenant"] = EXPORT_OF_TENANT, tenant
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         return [scan_from_row(row) for row in rows]
 
     async def lead(self, *, role: str, owner: str, term_s: float) -> bool:
@@ -150,9 +176,12 @@ class FinishedScans:
             "before": finished_before.timestamp(),
             "limit": max(1, min(limit, MAX_PAGE_SIZE)),
         }
-        select = PRUNE_BATCH
+        select = PRUNE_BATCH if tenant is None else PRUNE_BATCH_OF_TENANT
         if scan_ids is not None:
-            select, params["ids"] = PRUNE_NAMED, msgspec.json.encode(list(scan_ids)).decode()
+            select = PRUNE_NAMED if tenant is None else PRUNE_NAMED_OF_TENANT
+            params["ids"] = msgspec.json.encode(list(scan_ids)).decode()
+        if tenant is not None:
+            params["tenant"] = tenant
         if dry_run:
             rows = await self._read(lambda conn: conn.execute(select, params).fetchall())
             return [scan_from_row(row) for row in rows]

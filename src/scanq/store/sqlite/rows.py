@@ -13,7 +13,21 @@ from typing import Any
 import msgspec
 
 from scanq.exceptions import ValidationError
-from scanq.models import Attempt, Finish, Lease, NewScan, Outcome, Scan, ScanStatus
+from scanq.models import (
+    Actor,
+    ApiToken,
+    Attempt,
+    Finish,
+    Lease,
+    NewScan,
+    Outcome,
+    Scan,
+    ScanStatus,
+    Scope,
+    TenantLimits,
+)
+
+_ACTOR = msgspec.json.Decoder(Actor)
 
 
 def to_datetime(epoch: float) -> datetime:
@@ -62,7 +76,15 @@ def scan_from_row(row: tuple[Any, ...]) -> Scan:
         idempotency_key=row[17],
         cancel_requested=bool(row[18]),
         history=tuple(attempt_from_json(entry) for entry in msgspec.json.decode(row[19])),
+        tenant=row[20],
+        submitted_by=None if row[21] is None else _ACTOR.decode(row[21]),
+        cancelled_by=None if row[22] is None else _ACTOR.decode(row[22]),
     )
+
+
+def actor_json(actor: Actor | None) -> str | None:
+    """An ``Actor`` as the JSON object stored in ``submitted_by`` / ``cancelled_by`` (None stays NULL)."""
+    return None if actor is None else msgspec.json.encode(actor).decode()
 
 
 def to_json(value: Any, *, what: str) -> str:
@@ -79,7 +101,7 @@ def insert_row(new: NewScan) -> tuple[Any, ...]:
     available_at = created_at if new.available_at is None else new.available_at.timestamp()
     options = to_json(dict(new.options), what="options")
     return (new.scan_id, new.target, new.scanner, options, new.priority, new.max_attempts, created_at, available_at,
-            new.idempotency_key)  # fmt: skip
+            new.idempotency_key, new.tenant, actor_json(new.submitted_by))  # fmt: skip
 
 
 def leases_json(leases: Sequence[Lease]) -> str:
@@ -98,13 +120,62 @@ def finishes_json(finishes: Sequence[Finish]) -> str:
     return msgspec.json.encode(items).decode()
 
 
+# -- API tokens and tenant limits (accounts.py) ---------------------------------------------------
+
+TOKEN_COLUMNS = "token_id, tenant, scopes, secret_hash, name, created_at, expires_at, revoked_at, last_used_at"
+LIMITS_COLUMNS = "tenant, max_queued, rate_per_s, weight"
+
+
+def token_row(token: ApiToken) -> tuple[Any, ...]:
+    """A token's values in ``TOKEN_COLUMNS`` order; scopes as a sorted JSON list of names."""
+    scopes = msgspec.json.encode(sorted(str(scope) for scope in token.scopes)).decode()
+    return (token.token_id, token.tenant, scopes, token.secret_hash, token.name, token.created_at.timestamp(),
+            _epoch(token.expires_at), _epoch(token.revoked_at), _epoch(token.last_used_at))  # fmt: skip
+
+
+def token_from_row(row: tuple[Any, ...]) -> ApiToken:
+    """An ``ApiToken`` from a row in ``TOKEN_COLUMNS`` order."""
+    return ApiToken(
+        token_id=row[0],
+        tenant=row[1],
+        scopes=frozenset(Scope(name) for name in msgspec.json.decode(row[2])),
+        secret_hash=row[3],
+        name=row[4],
+        created_at=to_datetime(row[5]),
+        expires_at=to_optional_datetime(row[6]),
+        revoked_at=to_optional_datetime(row[7]),
+        last_used_at=to_optional_datetime(row[8]),
+    )
+
+
+def limits_row(limits: TenantLimits) -> tuple[Any, ...]:
+    """A tenant's limits in ``LIMITS_COLUMNS`` order."""
+    return (limits.tenant, limits.max_queued, limits.rate_per_s, limits.weight)
+
+
+def limits_from_row(row: tuple[Any, ...]) -> TenantLimits:
+    """``TenantLimits`` from a row in ``LIMITS_COLUMNS`` order."""
+    return TenantLimits(tenant=row[0], max_queued=row[1], rate_per_s=row[2], weight=row[3])
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
 __all__ = [
+    "LIMITS_COLUMNS",
+    "TOKEN_COLUMNS",
+    "actor_json",
     "attempt_from_json",
     "finishes_json",
     "insert_row",
     "leases_json",
+    "limits_from_row",
+    "limits_row",
     "scan_from_row",
     "to_datetime",
     "to_json",
     "to_optional_datetime",
+    "token_from_row",
+    "token_row",
 ]

@@ -75,7 +75,81 @@ MIGRATION_2 = (
     "CREATE INDEX scans_finished ON scans (status, finished_at, scan_id) WHERE finished_at IS NOT NULL",
     "CREATE TABLE scanq_leaders (role TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL) WITHOUT ROWID",
 )
-MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1, MIGRATION_2)
+# Tenants (Store rules 7 and 8). Existing scans belong to 'default' (models.DEFAULT_TENANT, spelled out:
+# a migration never changes); ADD COLUMN with a constant DEFAULT rewrites no row. Actors are JSON
+# objects ({"token_id", "token_name"}). Idempotency keys become unique per tenant. The counts are
+# kept per (tenant, status): the old per-status counts are all the 'default' tenant's, copied over
+# (exact by construction, no scan of the table); triggers upsert a tenant's row on its first scan.
+# The oldest Accepted scan of a tenant is the first entry of its range of a partial (tenant, created_at)
+# index (every tenant's: the least of those firsts, a tenant at a time); a tenant's pages and
+# export walk (tenant, scan_id).
+MIGRATION_3 = (
+    "ALTER TABLE scans ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'",
+    "ALTER TABLE scans ADD COLUMN submitted_by TEXT",
+    "ALTER TABLE scans ADD COLUMN cancelled_by TEXT",
+    "DROP INDEX scans_idempotency_key",
+    "CREATE UNIQUE INDEX scans_tenant_idempotency_key ON scans (tenant, idempotency_key)"
+    " WHERE idempotency_key IS NOT NULL",
+    "CREATE INDEX scans_accepted_by_tenant ON scans (tenant, created_at) WHERE status = 'Accepted'",
+    "CREATE INDEX scans_by_tenant ON scans (tenant, scan_id)",
+    "DROP TRIGGER scans_count_insert",
+    "DROP TRIGGER scans_count_update",
+    "DROP TRIGGER scans_count_delete",
+    "ALTER TABLE scan_counts RENAME TO scan_counts_by_status",
+    """
+    CREATE TABLE scan_counts (
+        tenant TEXT NOT NULL,
+        status TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (tenant, status)
+    ) WITHOUT ROWID
+    """,
+    "INSERT INTO scan_counts (tenant, status, n) SELECT 'default', status, n FROM scan_counts_by_status",
+    "DROP TABLE scan_counts_by_status",
+    """
+    CREATE TRIGGER scans_count_insert AFTER INSERT ON scans BEGIN
+        INSERT INTO scan_counts (tenant, status, n) VALUES (NEW.tenant, NEW.status, 1)
+            ON CONFLICT (tenant, status) DO UPDATE SET n = n + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER scans_count_update AFTER UPDATE OF status, tenant ON scans
+    WHEN OLD.status <> NEW.status OR OLD.tenant <> NEW.tenant BEGIN
+        UPDATE scan_counts SET n = n - 1 WHERE tenant = OLD.tenant AND status = OLD.status;
+        INSERT INTO scan_counts (tenant, status, n) VALUES (NEW.tenant, NEW.status, 1)
+            ON CONFLICT (tenant, status) DO UPDATE SET n = n + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER scans_count_delete AFTER DELETE ON scans BEGIN
+        UPDATE scan_counts SET n = n - 1 WHERE tenant = OLD.tenant AND status = OLD.status;
+    END
+    """,
+    # API tokens: only the secret's SHA-256 is stored, unique; scopes are a sorted JSON list of names.
+    """
+    CREATE TABLE api_tokens (
+        token_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        name TEXT,
+        created_at REAL NOT NULL,
+        expires_at REAL,
+        revoked_at REAL,
+        last_used_at REAL
+    ) WITHOUT ROWID
+    """,
+    "CREATE UNIQUE INDEX api_tokens_secret_hash ON api_tokens (secret_hash)",
+    """
+    CREATE TABLE tenant_limits (
+        tenant TEXT PRIMARY KEY,
+        max_queued INTEGER,
+        rate_per_s REAL,
+        weight REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

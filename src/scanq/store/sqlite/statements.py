@@ -21,13 +21,14 @@ from scanq.store.sql_rules import RenderedTransition, SqlNames, literal, render,
 COLUMNS = (
     "scan_id, status, target, scanner, options, priority, attempt, max_attempts, created_at, updated_at,"
     " available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result, idempotency_key,"
-    " cancel_requested, history"
+    " cancel_requested, history, tenant, submitted_by, cancelled_by"
 )
 INSERT_SCAN = (
     "INSERT INTO scans (scan_id, status, target, scanner, options, priority, max_attempts, created_at,"
-    " available_at, idempotency_key, updated_at) VALUES (?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " available_at, idempotency_key, tenant, submitted_by, updated_at)"
+    " VALUES (?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_COLUMNS = 10  # parameters per row of INSERT_SCAN
+INSERT_COLUMNS = 12  # parameters per row of INSERT_SCAN
 
 
 @functools.lru_cache(maxsize=64)
@@ -38,18 +39,41 @@ def insert_scans(rows: int) -> str:
     once per batch instead of once per row, and each retake can wait a whole switch
     interval (5 ms) behind a busy event loop.
     """
-    values = ", ".join(["(?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    values = ", ".join(["(?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return INSERT_SCAN.split(" VALUES ", 1)[0] + " VALUES " + values
 
 
 SELECT_SCAN = f"SELECT {COLUMNS} FROM scans WHERE scan_id = ?"
-SELECT_BY_KEY = f"SELECT {COLUMNS} FROM scans WHERE idempotency_key = ?"
-SELECT_STATUS = "SELECT status FROM scans WHERE scan_id = ?"
+SELECT_BY_KEY = (
+    f"SELECT {COLUMNS} FROM scans INDEXED BY scans_tenant_idempotency_key WHERE tenant = ? AND idempotency_key = ?"
+)
+SELECT_STATUS = "SELECT status, tenant FROM scans WHERE scan_id = ?"
 LIST_ALL = f"SELECT {COLUMNS} FROM scans WHERE scan_id < ? ORDER BY scan_id DESC LIMIT ?"
 LIST_BY_STATUS = f"SELECT {COLUMNS} FROM scans WHERE status = ? AND scan_id < ? ORDER BY scan_id DESC LIMIT ?"
-COUNTS = "SELECT status, n FROM scan_counts"
-# scan_id is time-ordered like created_at, and (status, scan_id) is indexed: O(log n).
-OLDEST_ACCEPTED = "SELECT created_at FROM scans WHERE status = 'Accepted' ORDER BY scan_id LIMIT 1"
+# One tenant's pages walk its range of (tenant, scan_id), whatever the other tenants hold.
+LIST_OF_TENANT = (
+    f"SELECT {COLUMNS} FROM scans INDEXED BY scans_by_tenant WHERE tenant = ? AND scan_id < ?"
+    " ORDER BY scan_id DESC LIMIT ?"
+)
+LIST_BY_STATUS_OF_TENANT = (
+    f"SELECT {COLUMNS} FROM scans INDEXED BY scans_by_tenant WHERE tenant = ? AND status = ? AND scan_id < ?"
+    " ORDER BY scan_id DESC LIMIT ?"
+)
+# The counts table holds a row per (tenant, status): every tenant's is a sum over a few rows per tenant.
+COUNTS = "SELECT status, sum(n) FROM scan_counts GROUP BY status"
+COUNTS_OF_TENANT = "SELECT status, n FROM scan_counts WHERE tenant = ?"
+# A tenant's oldest Accepted scan is the first entry of its range of the partial (tenant, created_at)
+# index: O(log n). Every tenant's is the least of those, one search per tenant with Accepted scans
+# (the counts table names them), NULL when there is none.
+OLDEST_ACCEPTED_OF_TENANT = (
+    "SELECT created_at FROM scans INDEXED BY scans_accepted_by_tenant"
+    " WHERE tenant = ? AND status = 'Accepted' ORDER BY created_at LIMIT 1"
+)
+OLDEST_ACCEPTED = """
+SELECT min((SELECT created_at FROM scans INDEXED BY scans_accepted_by_tenant
+            WHERE tenant = counted.tenant AND status = 'Accepted' ORDER BY created_at LIMIT 1))
+FROM scan_counts AS counted WHERE counted.status = 'Accepted' AND counted.n > 0
+"""
 CLAIMABLE_EXISTS = (
     "SELECT EXISTS (SELECT 1 FROM scans INDEXED BY scans_claimable WHERE status = 'Accepted' AND available_at <= ?)"
 )
@@ -162,8 +186,9 @@ UPDATE scans SET
     status = {_by_cancel_action(lifecycle.CancelAction.CANCEL_NOW, literal(ScanStatus.CANCELLED), "status")},
     finished_at = {_by_cancel_action(lifecycle.CancelAction.CANCEL_NOW, ":now", "finished_at")},
     cancel_requested = {_by_cancel_action(lifecycle.CancelAction.REQUEST, "1", "cancel_requested")},
-    updated_at = :now
-WHERE scan_id = :scan_id AND status IN ({", ".join(literal(status) for status in lifecycle.CANCELLABLE_STATUSES)})
+    cancelled_by = :by, updated_at = :now
+WHERE scan_id = :scan_id AND (:tenant IS NULL OR tenant = :tenant)
+    AND status IN ({", ".join(literal(status) for status in lifecycle.CANCELLABLE_STATUSES)})
 RETURNING {COLUMNS}
 """
 
@@ -173,13 +198,17 @@ __all__ = [
     "CLAIMABLE_EXISTS",
     "COLUMNS",
     "COUNTS",
+    "COUNTS_OF_TENANT",
     "FINISH",
     "HEARTBEAT",
     "INSERT_COLUMNS",
     "INSERT_SCAN",
     "LIST_ALL",
     "LIST_BY_STATUS",
+    "LIST_BY_STATUS_OF_TENANT",
+    "LIST_OF_TENANT",
     "OLDEST_ACCEPTED",
+    "OLDEST_ACCEPTED_OF_TENANT",
     "RELEASE",
     "REQUEUE_EXPIRED",
     "SELECT_BY_KEY",

@@ -8,8 +8,8 @@ This module holds the domain operations; each write is a function of
 
 Timestamps are REAL epoch seconds from this process's clock (history entries
 keep the exact same value: ``json(repr(now))`` keeps all 17 digits, where a
-bound REAL would be printed with 15). ``stats`` reads a five-row counts table
-kept by triggers, so it costs the same at 1M rows as at 10.
+bound REAL would be printed with 15). ``stats`` reads a counts table kept by
+triggers (five rows per tenant), so it costs the same at 1M rows as at 10.
 """
 
 from __future__ import annotations
@@ -21,22 +21,39 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable
-from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Outcome, Page, Scan, ScanStatus, Stats
+from scanq.models import (
+    Actor,
+    Created,
+    Finish,
+    HeartbeatResult,
+    Lease,
+    NewScan,
+    Outcome,
+    Page,
+    Scan,
+    ScanStatus,
+    Stats,
+)
 from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
+from scanq.store.sqlite.accounts import Accounts
 from scanq.store.sqlite.finished import FinishedScans
 from scanq.store.sqlite.options import parse_url
 from scanq.store.sqlite.readers import Readers
-from scanq.store.sqlite.rows import finishes_json, insert_row, leases_json, scan_from_row, to_datetime
+from scanq.store.sqlite.rows import actor_json, finishes_json, insert_row, leases_json, scan_from_row, to_datetime
 from scanq.store.sqlite.schema import check_sqlite_version
 from scanq.store.sqlite.statements import (
     CANCEL,
     CLAIM,
     COUNTS,
+    COUNTS_OF_TENANT,
     FINISH,
     HEARTBEAT,
     LIST_ALL,
     LIST_BY_STATUS,
+    LIST_BY_STATUS_OF_TENANT,
+    LIST_OF_TENANT,
     OLDEST_ACCEPTED,
+    OLDEST_ACCEPTED_OF_TENANT,
     RELEASE,
     REQUEUE_EXPIRED,
     SELECT_SCAN,
@@ -53,10 +70,11 @@ T = TypeVar("T")
 _AFTER_EVERY_ID = "~"
 
 
-class SQLiteStore(FinishedScans, Store):
+class SQLiteStore(FinishedScans, Accounts, Store):
     """The embedded store: a SQLite file in WAL mode; safe for many processes on one machine.
 
-    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``.
+    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``,
+    API tokens and tenant limits from ``accounts.Accounts``.
 
     Args:
         url: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``; the parent directory is created.
@@ -167,29 +185,41 @@ class SQLiteStore(FinishedScans, Store):
             return [Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True) for new in scans]
         return answer
 
-    async def get(self, *, scan_id: str) -> Scan:
+    async def get(self, *, scan_id: str, tenant: str | None = None) -> Scan:
         row = await self._read(lambda conn: conn.execute(SELECT_SCAN, (scan_id,)).fetchone())
         if row is None:
             raise ScanNotFound(scan_id)
-        return scan_from_row(row)
+        scan = scan_from_row(row)
+        if tenant is not None and scan.tenant != tenant:
+            raise ScanNotFound(scan_id)  # another tenant's scan is an unknown id
+        return scan
 
-    async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
+    async def list_scans(
+        self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None, tenant: str | None = None
+    ) -> Page:
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         after = decode_cursor(cursor) if cursor else _AFTER_EVERY_ID
         sql, params = (
             (LIST_ALL, [after, limit + 1]) if status is None else (LIST_BY_STATUS, [str(status), after, limit + 1])
         )
+        if tenant is not None:
+            sql = LIST_OF_TENANT if status is None else LIST_BY_STATUS_OF_TENANT
+            params.insert(0, tenant)
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         scans = [scan_from_row(row) for row in rows[:limit]]
         next_cursor = encode_cursor(scans[-1].scan_id) if len(rows) > limit else None
         return Page(scans=scans, next_cursor=next_cursor)
 
-    async def stats(self) -> Stats:
+    async def stats(self, *, tenant: str | None = None) -> Stats:
         def query(conn: sqlite3.Connection) -> tuple[list[tuple[str, int]], Any]:
             conn.execute("BEGIN")  # one snapshot for both reads
             try:
-                counts = conn.execute(COUNTS).fetchall()
-                oldest = conn.execute(OLDEST_ACCEPTED).fetchone()
+                if tenant is None:
+                    counts = conn.execute(COUNTS).fetchall()
+                    oldest = conn.execute(OLDEST_ACCEPTED).fetchone()
+                else:
+                    counts = conn.execute(COUNTS_OF_TENANT, (tenant,)).fetchall()
+                    oldest = conn.execute(OLDEST_ACCEPTED_OF_TENANT, (tenant,)).fetchone()
             finally:
                 conn.execute("COMMIT")
             return counts, oldest
@@ -198,7 +228,8 @@ class SQLiteStore(FinishedScans, Store):
         by_status = dict.fromkeys(ScanStatus, 0)
         for status, n in counts:
             by_status[ScanStatus(status)] = n
-        return Stats(counts=by_status, oldest_accepted_at=None if oldest is None else to_datetime(oldest[0]))
+        oldest_at = None if oldest is None else oldest[0]  # no row (one tenant) or NULL (every tenant): none
+        return Stats(counts=by_status, oldest_accepted_at=None if oldest_at is None else to_datetime(oldest_at))
 
     async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
         if limit <= 0:
@@ -266,12 +297,14 @@ class SQLiteStore(FinishedScans, Store):
 
         return await self._write(apply)
 
-    async def cancel(self, *, scan_id: str) -> Scan:
+    async def cancel(self, *, scan_id: str, tenant: str | None = None, by: Actor | None = None) -> Scan:
+        params = {"scan_id": scan_id, "tenant": tenant, "by": actor_json(by)}
+
         def apply(conn: sqlite3.Connection, now: float) -> tuple[Scan, bool]:
-            row = conn.execute(CANCEL, {"scan_id": scan_id, "now": now}).fetchone()
+            row = conn.execute(CANCEL, {**params, "now": now}).fetchone()
             if row is None:
                 found = conn.execute(SELECT_STATUS, (scan_id,)).fetchone()
-                if found is None:
+                if found is None or (tenant is not None and found[1] != tenant):
                     raise ScanNotFound(scan_id)
                 raise ScanFinished(scan_id, found[0])
             return scan_from_row(row), False

@@ -263,7 +263,7 @@ def _create_one_job(conn: sqlite3.Connection, job: _CreateJob, now: float, updat
     try:
         for new, row in zip(job.scans, job.rows, strict=True):
             if new.idempotency_key is not None:
-                existing = conn.execute(SELECT_BY_KEY, (new.idempotency_key,)).fetchone()
+                existing = conn.execute(SELECT_BY_KEY, (new.tenant, new.idempotency_key)).fetchone()
                 if existing is not None:
                     created.append(Created(scan=scan_from_row(existing), is_new=False))
                     continue
