@@ -15,6 +15,7 @@ Modules, named alike across backends:
 
 - ``store``: ``PostgresStore``, the domain operations;
 - ``finished``: the operations on finished scans (throughput counts, export, retention);
+- ``accounts``: API tokens and tenant limits;
 - ``options``: ``PostgresOptions``, scanq's query parameters of the URL;
 - ``statements``: the named statements of ``sql/queries.sql``, lifecycle rules filled in;
 - ``schema``: the numbered migrations (``sql/NNNN_name.sql``) and the durability check;

@@ -2,7 +2,8 @@
 
 ``FinishedScans`` is mixed into ``PostgresStore``, whose ``store.py`` keeps the
 live queue's operations; the statements are in ``sql/queries.sql``. Counts and
-prune batches are ranges of ``scans_finished`` (status, finished_at, scan_id);
+prune batches are ranges of ``scans_finished`` (status, finished_at, scan_id), of one tenant
+when ``tenant`` is given (its rows picked out of those ranges);
 a prune deletes one batch per statement (one short transaction, fenced by the
 retention role's row) and appends its count delta, so ``stats`` stays exact.
 Plain deletes rather than partitions: ``docs/postgres.md`` has the measurements.
@@ -47,7 +48,10 @@ class FinishedScans:
         steps = count_steps(since=since, until=until, step_s=step_s)
         if steps == 0:
             return []
-        rows = await self._fetch(statements.FINISHED_COUNTS, since, until, float(step_s))
+        if tenant is None:  # index-only: scans_finished holds no tenant
+            rows = await self._fetch(statements.FINISHED_COUNTS, since, until, float(step_s))
+        else:
+            rows = await self._fetch(statements.FINISHED_COUNTS_TENANT, since, until, float(step_s), tenant)
         counts = [(row["step"], row["status"], row["n"]) for row in rows]
         return finished_buckets(since=since, step_s=step_s, steps=steps, counts=counts)
 
@@ -64,7 +68,7 @@ class FinishedScans:
         statuses = [str(s) for s in check_finished_status(status)]
         after = check_after(after) or _NIL_UUID
         rows = await self._fetch(
-            statements.EXPORT_SCANS, after, statuses, since, until, max(1, min(limit, MAX_PAGE_SIZE))
+            statements.EXPORT_SCANS, after, statuses, since, until, max(1, min(limit, MAX_PAGE_SIZE)), tenant
         )
         return [scan_from_row(row) for row in rows]
 
@@ -88,13 +92,16 @@ class FinishedScans:
         check_finished_status(status)
         args: list[Any] = [str(status), finished_before, max(1, min(limit, MAX_PAGE_SIZE))]
         named = None if scan_ids is None else [scan_id for scan_id in scan_ids if is_scan_id(scan_id)]
-        if dry_run:
-            query = statements.PRUNE_BATCH if named is None else statements.PRUNE_NAMED
-            rows = await self._fetch(query, *args, *([] if named is None else [named]))
-        elif named is None:
-            rows = await self._fetch(statements.PRUNE, *args, owner, RETENTION_ROLE)
+        held = [owner, RETENTION_ROLE]
+        if named is not None:  # by key: the tenant is a filter (NULL: any)
+            query = statements.PRUNE_NAMED if dry_run else statements.PRUNE_NAMED_DELETE
+            rows = await self._fetch(query, *args, *([] if dry_run else held), named, tenant)
+        elif tenant is not None:
+            query = statements.PRUNE_BATCH_TENANT if dry_run else statements.PRUNE_TENANT
+            rows = await self._fetch(query, *args, *([] if dry_run else held), tenant)
         else:
-            rows = await self._fetch(statements.PRUNE_NAMED_DELETE, *args, owner, RETENTION_ROLE, named)
+            query = statements.PRUNE_BATCH if dry_run else statements.PRUNE
+            rows = await self._fetch(query, *args, *([] if dry_run else held))
         scans = [scan_from_row(row) for row in rows]
         scans.sort(key=lambda scan: (scan.finished_at, scan.scan_id))  # RETURNING has no order
         return scans

@@ -9,11 +9,28 @@ from typing import Any
 import asyncpg
 
 from scanq.ids import is_scan_id
-from scanq.models import Attempt, Finish, Lease, NewScan, Outcome, Scan, ScanStatus
+from scanq.models import (
+    Actor,
+    ApiToken,
+    Attempt,
+    Finish,
+    Lease,
+    NewScan,
+    Outcome,
+    Scan,
+    ScanStatus,
+    Scope,
+    TenantLimits,
+)
 
 
 def _timestamp(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
+
+
+def actor_from_columns(token_id: str | None, token_name: str | None) -> Actor | None:
+    """``submitted_by`` / ``cancelled_by``: the token's id and name columns (no id: no actor)."""
+    return Actor(token_id=token_id, token_name=token_name) if token_id is not None else None
 
 
 def attempt_from_entry(entry: dict[str, Any]) -> Attempt:
@@ -52,6 +69,9 @@ def scan_from_row(row: asyncpg.Record) -> Scan:
         idempotency_key=row["idempotency_key"],
         cancel_requested=row["cancel_requested"],
         history=tuple(attempt_from_entry(entry) for entry in row["history"]),
+        tenant=row["tenant"],
+        submitted_by=actor_from_columns(row["submitted_by"], row["submitted_by_name"]),
+        cancelled_by=actor_from_columns(row["cancelled_by"], row["cancelled_by_name"]),
     )
 
 
@@ -67,6 +87,9 @@ def new_scan_arrays(scans: Sequence[NewScan]) -> tuple[list[Any], ...]:
         [scan.created_at for scan in scans],
         [scan.available_at for scan in scans],
         [scan.idempotency_key for scan in scans],
+        [scan.tenant for scan in scans],
+        [scan.submitted_by.token_id if scan.submitted_by is not None else None for scan in scans],
+        [scan.submitted_by.token_name if scan.submitted_by is not None else None for scan in scans],
     )
 
 
@@ -105,12 +128,53 @@ def finish_arrays(ordered: Sequence[Finish]) -> tuple[list[Any], ...]:
     )
 
 
+def token_from_row(row: asyncpg.Record) -> ApiToken:
+    """An ``api_tokens`` row; its scopes are a sorted text array."""
+    return ApiToken(
+        token_id=row["token_id"],
+        tenant=row["tenant"],
+        scopes=frozenset(Scope(scope) for scope in row["scopes"]),
+        secret_hash=row["secret_hash"],
+        created_at=row["created_at"],
+        name=row["name"],
+        expires_at=row["expires_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+def token_arguments(token: ApiToken) -> tuple[Any, ...]:
+    """The arguments of ``insert_token``, in its column order."""
+    return (
+        token.token_id,
+        token.tenant,
+        token.name,
+        sorted(str(scope) for scope in token.scopes),
+        token.secret_hash,
+        token.created_at,
+        token.expires_at,
+        token.revoked_at,
+        token.last_used_at,
+    )
+
+
+def limits_from_row(row: asyncpg.Record) -> TenantLimits:
+    """A ``tenant_limits`` row."""
+    return TenantLimits(
+        tenant=row["tenant"], max_queued=row["max_queued"], rate_per_s=row["rate_per_s"], weight=row["weight"]
+    )
+
+
 __all__ = [
+    "actor_from_columns",
     "attempt_from_entry",
     "finish_arrays",
     "first_finishes",
     "held_leases",
     "lease_arrays",
+    "limits_from_row",
     "new_scan_arrays",
     "scan_from_row",
+    "token_arguments",
+    "token_from_row",
 ]

@@ -96,7 +96,10 @@ LIST_ALL = _QUERIES["list_all"]
 LIST_ALL_AFTER = _QUERIES["list_all_after"]
 LIST_STATUS = _QUERIES["list_status"]
 LIST_STATUS_AFTER = _QUERIES["list_status_after"]
+LIST_TENANT = _QUERIES["list_tenant"]
+LIST_TENANT_AFTER = _QUERIES["list_tenant_after"]
 STATS = _QUERIES["stats"]
+STATS_TENANT = _QUERIES["stats_tenant"]
 FOLD_COUNTS = _QUERIES["fold_counts"]
 CLAIM = _QUERIES["claim"]
 HEARTBEAT = _QUERIES["heartbeat"]
@@ -107,13 +110,25 @@ CANCEL = _QUERIES["cancel"]
 DURABILITY_SETTINGS = _QUERIES["durability_settings"]
 HAS_CLAIMABLE = _QUERIES["has_claimable"]
 FINISHED_COUNTS = _QUERIES["finished_counts"]
+FINISHED_COUNTS_TENANT = _QUERIES["finished_counts_tenant"]
 EXPORT_SCANS = _QUERIES["export_scans"]
 PRUNE_BATCH = _QUERIES["prune_batch"]
+PRUNE_BATCH_TENANT = _QUERIES["prune_batch_tenant"]
 PRUNE_NAMED = _QUERIES["prune_named"]
 PRUNE = _QUERIES["prune"]
+PRUNE_TENANT = _QUERIES["prune_tenant"]
 PRUNE_NAMED_DELETE = _QUERIES["prune_named_delete"]
 LEAD = _QUERIES["lead"]
 RESIGN = _QUERIES["resign"]
+INSERT_TOKEN = _QUERIES["insert_token"]
+FIND_TOKEN = _QUERIES["find_token"]
+LIST_TOKENS = _QUERIES["list_tokens"]
+LIST_TENANT_TOKENS = _QUERIES["list_tenant_tokens"]
+REVOKE_TOKEN = _QUERIES["revoke_token"]
+TOUCH_TOKENS = _QUERIES["touch_tokens"]
+SET_TENANT_LIMITS = _QUERIES["set_tenant_limits"]
+GET_TENANT_LIMITS = _QUERIES["get_tenant_limits"]
+LIST_TENANT_LIMITS = _QUERIES["list_tenant_limits"]
 
 
 __all__ = [
@@ -122,27 +137,42 @@ __all__ = [
     "COUNT_FOLD_LOCK_KEY",
     "DURABILITY_SETTINGS",
     "EXPORT_SCANS",
+    "FIND_TOKEN",
     "FINISH",
     "FINISHED_COUNTS",
+    "FINISHED_COUNTS_TENANT",
     "FOLD_COUNTS",
+    "GET_TENANT_LIMITS",
     "HAS_CLAIMABLE",
     "HEARTBEAT",
     "INSERT_SCANS",
+    "INSERT_TOKEN",
     "LEAD",
     "LIST_ALL",
     "LIST_ALL_AFTER",
     "LIST_STATUS",
     "LIST_STATUS_AFTER",
+    "LIST_TENANT",
+    "LIST_TENANT_AFTER",
+    "LIST_TENANT_LIMITS",
+    "LIST_TENANT_TOKENS",
+    "LIST_TOKENS",
     "PRUNE",
     "PRUNE_BATCH",
+    "PRUNE_BATCH_TENANT",
     "PRUNE_NAMED",
     "PRUNE_NAMED_DELETE",
+    "PRUNE_TENANT",
     "RELEASE",
     "REQUEUE_EXPIRED",
     "RESIGN",
+    "REVOKE_TOKEN",
     "SELECT_BY_KEYS",
     "SELECT_SCAN",
+    "SET_TENANT_LIMITS",
     "STATS",
+    "STATS_TENANT",
+    "TOUCH_TOKENS",
     "TRANSITIONS",
     "WORK_CHANNEL",
     "load_queries",

@@ -11,10 +11,11 @@ import asyncpg
 
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable, ValidationError
 from scanq.ids import is_scan_id
-from scanq.models import Created, Finish, HeartbeatResult, Lease, NewScan, Page, Scan, ScanStatus, Stats
+from scanq.models import Actor, Created, Finish, HeartbeatResult, Lease, NewScan, Page, Scan, ScanStatus, Stats
 from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
 from scanq.store.group_commit import GroupCommit
 from scanq.store.postgres import connection, statements
+from scanq.store.postgres.accounts import Accounts
 from scanq.store.postgres.connection import SERVER_SETTINGS, Connection, Pool, wrap_errors
 from scanq.store.postgres.finished import FinishedScans
 from scanq.store.postgres.options import PostgresOptions, parse_url
@@ -39,10 +40,15 @@ GROUP_COMMIT_IN_FLIGHT = 2
 COUNT_FOLD_THRESHOLD = 1000
 
 
-class PostgresStore(FinishedScans, Store):
+# Every status, in the order list_tenant reads the ranges of one tenant.
+_STATUSES = [str(status) for status in ScanStatus]
+
+
+class PostgresStore(FinishedScans, Accounts, Store):
     """The Store on PostgreSQL (asyncpg, a bounded pool); see the package docstring and ``docs/postgres.md``.
 
-    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``.
+    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``,
+    those on API tokens and tenant limits from ``accounts.Accounts``.
 
     Args:
         url: ``postgresql://user:password@host:port/database``; the query parameters of
@@ -107,19 +113,28 @@ class PostgresStore(FinishedScans, Store):
             return []
         return await self._insert(scans)
 
-    async def get(self, *, scan_id: str) -> Scan:
+    async def get(self, *, scan_id: str, tenant: str | None = None) -> Scan:
         if not is_scan_id(scan_id):
             raise ScanNotFound(scan_id)
         rows = await self._fetch(statements.SELECT_SCAN, scan_id)
-        if not rows:
+        # Another tenant's scan is answered as an unknown one.
+        if not rows or (tenant is not None and rows[0]["tenant"] != tenant):
             raise ScanNotFound(scan_id)
         return scan_from_row(rows[0])
 
-    async def list_scans(self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None) -> Page:
+    async def list_scans(
+        self, *, status: ScanStatus | None = None, limit: int = 50, cursor: str | None = None, tenant: str | None = None
+    ) -> Page:
         limit = max(1, min(limit, MAX_PAGE_SIZE))
         after = decode_cursor(cursor) if cursor else None
         # One row more than asked tells whether there is a next page.
-        if status is None and after:
+        if tenant is not None:
+            statuses = _STATUSES if status is None else [str(status)]
+            if after:
+                rows = await self._fetch(statements.LIST_TENANT_AFTER, limit + 1, tenant, statuses, after)
+            else:
+                rows = await self._fetch(statements.LIST_TENANT, limit + 1, tenant, statuses)
+        elif status is None and after:
             rows = await self._fetch(statements.LIST_ALL_AFTER, limit + 1, after)
         elif status is None:
             rows = await self._fetch(statements.LIST_ALL, limit + 1)
@@ -131,8 +146,11 @@ class PostgresStore(FinishedScans, Store):
         has_more = len(rows) > limit
         return Page(scans=scans, next_cursor=encode_cursor(scans[-1].scan_id) if has_more else None)
 
-    async def stats(self) -> Stats:
-        row = (await self._fetch(statements.STATS))[0]
+    async def stats(self, *, tenant: str | None = None) -> Stats:
+        if tenant is None:
+            row = (await self._fetch(statements.STATS))[0]
+        else:
+            row = (await self._fetch(statements.STATS_TENANT, tenant))[0]
         counts = dict.fromkeys(ScanStatus, 0)
         for status, count in row["counts"].items():
             counts[ScanStatus(status)] = int(count)
@@ -183,13 +201,14 @@ class PostgresStore(FinishedScans, Store):
             await self._fold_counts()
         return int(rows[0]["requeued"])
 
-    async def cancel(self, *, scan_id: str) -> Scan:
+    async def cancel(self, *, scan_id: str, tenant: str | None = None, by: Actor | None = None) -> Scan:
         if not is_scan_id(scan_id):
             raise ScanNotFound(scan_id)
-        rows = await self._fetch(statements.CANCEL, scan_id)
+        by_id, by_name = (by.token_id, by.token_name) if by is not None else (None, None)
+        rows = await self._fetch(statements.CANCEL, scan_id, tenant, by_id, by_name)
         if rows:
             return scan_from_row(rows[0])
-        scan = await self.get(scan_id=scan_id)  # raises ScanNotFound
+        scan = await self.get(scan_id=scan_id, tenant=tenant)  # raises ScanNotFound
         raise ScanFinished(scan_id, scan.status)
 
     async def wait_for_work(self, *, timeout_s: float) -> None:
@@ -215,18 +234,28 @@ class PostgresStore(FinishedScans, Store):
             for new in scans
             if new.scan_id in stored
         }
-        by_key = {scan.idempotency_key: scan for scan in inserted.values() if scan.idempotency_key is not None}
-        missing = [s.idempotency_key for s in scans if s.scan_id not in inserted and s.idempotency_key not in by_key]
+        # An idempotency key is unique per tenant: (tenant, key) → the scan stored under it.
+        by_key: dict[tuple[str, str | None], Scan] = {
+            (scan.tenant, scan.idempotency_key): scan for scan in inserted.values() if scan.idempotency_key is not None
+        }
+        missing = {
+            (s.tenant, s.idempotency_key)
+            for s in scans
+            if s.scan_id not in inserted and (s.tenant, s.idempotency_key) not in by_key
+        }
         if missing:
             # Keys stored before this statement: ON CONFLICT skipped those rows, read them back.
-            for row in await self._fetch(statements.SELECT_BY_KEYS, missing):
-                by_key[row["idempotency_key"]] = scan_from_row(row)
+            tenants = sorted({tenant for tenant, _ in missing})
+            keys = sorted({key for _, key in missing if key is not None})
+            for row in await self._fetch(statements.SELECT_BY_KEYS, tenants, keys):
+                if (row["tenant"], row["idempotency_key"]) in missing:
+                    by_key[row["tenant"], row["idempotency_key"]] = scan_from_row(row)
         answers: list[Created] = []
         for new in scans:
             if new.scan_id in inserted:
                 answers.append(Created(scan=inserted[new.scan_id], is_new=True))
-            elif new.idempotency_key in by_key:
-                answers.append(Created(scan=by_key[new.idempotency_key], is_new=False))
+            elif (new.tenant, new.idempotency_key) in by_key:
+                answers.append(Created(scan=by_key[new.tenant, new.idempotency_key], is_new=False))
             else:  # the key's scan vanished between the two statements (deleted): should not happen
                 raise StoreError(f"scan with idempotency key {new.idempotency_key!r} not found")
         return answers

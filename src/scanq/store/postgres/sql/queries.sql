@@ -5,7 +5,8 @@
 -- take every column value they set from scanq.lifecycle, rendered by scanq.store.sql_rules.
 --
 -- Each is one round trip and one implicit transaction. Statements that move scans between
--- statuses also append to scan_count_deltas (the counts `stats` reads) and, when they make
+-- statuses also append to scan_count_deltas (the counts `stats` reads, one row per tenant and
+-- status they changed) and, when they make
 -- work claimable now, call pg_notify: PostgreSQL delivers identical notifications of one
 -- transaction once, so a batch wakes the workers once. Data-modifying CTEs run whether or
 -- not the final SELECT reads them; the "notified" CTE is read by a scalar subquery, which
@@ -16,29 +17,36 @@
 -- skipped here; the caller reads the stored scan back. Without available_at a scan is due
 -- at its creation, but never later than the server's now (the ingest clock may run ahead).
 -- options are json, not jsonb: stored as the text msgspec made of what the client sent.
+-- An idempotency key is unique per tenant.
 WITH inserted AS (
     INSERT INTO scans AS s (scan_id, status, target, scanner, options, priority, max_attempts,
-                            created_at, updated_at, available_at, idempotency_key)
+                            created_at, updated_at, available_at, idempotency_key,
+                            tenant, submitted_by, submitted_by_name)
     SELECT n.scan_id, 'Accepted', n.target, n.scanner, n.options, n.priority, n.max_attempts,
-           n.created_at, now(), coalesce(n.available_at, least(n.created_at, now())), n.idempotency_key
+           n.created_at, now(), coalesce(n.available_at, least(n.created_at, now())), n.idempotency_key,
+           n.tenant, n.submitted_by, n.submitted_by_name
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::json[], $5::int[], $6::int[],
-                $7::timestamptz[], $8::timestamptz[], $9::text[])
-         AS n(scan_id, target, scanner, options, priority, max_attempts, created_at, available_at, idempotency_key)
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[])
+         AS n(scan_id, target, scanner, options, priority, max_attempts, created_at, available_at, idempotency_key,
+              tenant, submitted_by, submitted_by_name)
+    ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     -- Only what the server decided: the caller has the rest (decoding whole rows cost more than the insert).
-    RETURNING s.scan_id, s.updated_at, s.available_at
+    RETURNING s.scan_id, s.tenant, s.updated_at, s.available_at
 ),
 counted AS (
-    INSERT INTO scan_count_deltas (status, delta)
-    SELECT 'Accepted', count(*) FROM inserted HAVING count(*) > 0
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT tenant, 'Accepted', count(*) FROM inserted GROUP BY tenant
 ),
 notified AS (
     SELECT pg_notify({work_channel}, '') FROM inserted WHERE available_at <= now() LIMIT 1
 )
-SELECT inserted.*, (SELECT count(*) FROM notified) AS notified FROM inserted;
+SELECT inserted.scan_id, inserted.updated_at, inserted.available_at, (SELECT count(*) FROM notified) AS notified
+FROM inserted;
 
 -- name: select_by_keys
-SELECT * FROM scans WHERE idempotency_key = ANY($1::text[]);
+-- Scans stored under these keys in these tenants (the caller pairs them up): scans_idempotency_key.
+SELECT * FROM scans
+WHERE tenant = ANY($1::text[]) AND idempotency_key = ANY($2::text[]) AND idempotency_key IS NOT NULL;
 
 -- name: select_scan
 SELECT * FROM scans WHERE scan_id = $1::uuid;
@@ -55,9 +63,73 @@ SELECT * FROM scans WHERE status = $2 ORDER BY scan_id DESC LIMIT $1;
 -- name: list_status_after
 SELECT * FROM scans WHERE status = $2 AND scan_id < $3::uuid ORDER BY scan_id DESC LIMIT $1;
 
+-- One tenant's scans of the statuses $3 (one, or all five). Each status is a range of
+-- scans_by_tenant (tenant, status, scan_id) except Running, which that index leaves out (a
+-- claim adds no entry there): the few Running scans are walked in scans_by_status. The newest
+-- ids of each range asked for (index-only; a status not in $3 is skipped before it is read),
+-- the page's ids picked from those, and only those rows read. The status is spelled out in
+-- each range so that every plan, generic ones too, can use the partial index. PostgreSQL does
+-- not merge the ranges in order by itself, and walking scans_pkey instead would step over
+-- every other tenant's scans: all of the table for a tenant that submitted nothing lately.
+
+-- name: list_tenant
+WITH page AS (
+    SELECT scan_id FROM (
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Accepted' AND 'Accepted' = ANY ($3::text[])
+         ORDER BY scan_id DESC LIMIT $1)
+        UNION ALL
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Running' AND 'Running' = ANY ($3::text[])
+         ORDER BY scan_id DESC LIMIT $1)
+        UNION ALL
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Complete' AND 'Complete' = ANY ($3::text[])
+         ORDER BY scan_id DESC LIMIT $1)
+        UNION ALL
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Error' AND 'Error' = ANY ($3::text[])
+         ORDER BY scan_id DESC LIMIT $1)
+        UNION ALL
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Cancelled' AND 'Cancelled' = ANY ($3::text[])
+         ORDER BY scan_id DESC LIMIT $1)
+    ) AS newest
+    ORDER BY scan_id DESC LIMIT $1
+)
+SELECT * FROM scans WHERE scan_id = ANY (ARRAY(SELECT scan_id FROM page)) ORDER BY scan_id DESC;
+
+-- name: list_tenant_after
+WITH page AS (
+    SELECT scan_id FROM (
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Accepted' AND scan_id < $4::uuid
+           AND 'Accepted' = ANY ($3::text[]) ORDER BY scan_id DESC LIMIT $1)
+        UNION ALL
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Running' AND scan_id < $4::uuid
+           AND 'Running' = ANY ($3::text[]) ORDER BY scan_id DESC LIMIT $1)
+        UNION ALL
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Complete' AND scan_id < $4::uuid
+           AND 'Complete' = ANY ($3::text[]) ORDER BY scan_id DESC LIMIT $1)
+        UNION ALL
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Error' AND scan_id < $4::uuid
+           AND 'Error' = ANY ($3::text[]) ORDER BY scan_id DESC LIMIT $1)
+        UNION ALL
+        (SELECT scan_id FROM scans WHERE tenant = $2 AND status = 'Cancelled' AND scan_id < $4::uuid
+           AND 'Cancelled' = ANY ($3::text[]) ORDER BY scan_id DESC LIMIT $1)
+    ) AS newest
+    ORDER BY scan_id DESC LIMIT $1
+)
+SELECT * FROM scans WHERE scan_id = ANY (ARRAY(SELECT scan_id FROM page)) ORDER BY scan_id DESC;
+
 -- name: stats
--- Counts from the counter tables, never from scans; the oldest Accepted scan is the first
--- entry of scans_by_status for 'Accepted' (scan ids are time-ordered).
+-- Counts from the counter tables (summed over tenants), never from scans. The oldest Accepted
+-- scan is the least of each tenant's first entry of scans_accepted_by_tenant: the recursive
+-- walk jumps from one tenant's first entry to the next tenant's (one index probe per tenant
+-- with Accepted scans, however long their backlogs).
+WITH RECURSIVE firsts AS (
+    (SELECT tenant, created_at FROM scans WHERE status = 'Accepted' ORDER BY tenant, created_at LIMIT 1)
+    UNION ALL
+    SELECT next.tenant, next.created_at FROM firsts, LATERAL (
+        SELECT tenant, created_at FROM scans
+        WHERE status = 'Accepted' AND tenant > firsts.tenant
+        ORDER BY tenant, created_at LIMIT 1
+    ) AS next
+)
 SELECT (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM (
             SELECT status, sum(n) AS n FROM (
                 SELECT status, n FROM scan_counts
@@ -65,15 +137,30 @@ SELECT (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM (
             ) AS c GROUP BY status
         ) AS t) AS counts,
        (SELECT count(*) FROM scan_count_deltas) AS deltas,
-       (SELECT created_at FROM scans WHERE status = 'Accepted' ORDER BY scan_id LIMIT 1) AS oldest_accepted_at;
+       (SELECT min(created_at) FROM firsts) AS oldest_accepted_at;
+
+-- name: stats_tenant
+-- stats of one tenant: its rows of the counter tables (scan_counts by its primary key), and
+-- the first entry of scans_accepted_by_tenant.
+SELECT (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM (
+            SELECT status, sum(n) AS n FROM (
+                SELECT status, n FROM scan_counts WHERE tenant = $1
+                UNION ALL SELECT status, delta FROM scan_count_deltas WHERE tenant = $1
+            ) AS c GROUP BY status
+        ) AS t) AS counts,
+       (SELECT count(*) FROM scan_count_deltas) AS deltas,
+       (SELECT created_at FROM scans WHERE tenant = $1 AND status = 'Accepted' ORDER BY created_at LIMIT 1)
+           AS oldest_accepted_at;
 
 -- name: fold_counts
 -- Fold the deltas into scan_counts. One folder at a time (a try-lock: the others skip); a
--- DELETE racing ours would wait for it and then skip the rows it took.
+-- DELETE racing ours would wait for it and then skip the rows it took. A tenant's first
+-- count of a status adds its row.
 WITH folding AS (SELECT pg_try_advisory_xact_lock($1) AS locked),
-taken AS (DELETE FROM scan_count_deltas WHERE (SELECT locked FROM folding) RETURNING status, delta),
-summed AS (SELECT status, sum(delta) AS n FROM taken GROUP BY status)
-UPDATE scan_counts AS c SET n = c.n + summed.n FROM summed WHERE c.status = summed.status;
+taken AS (DELETE FROM scan_count_deltas WHERE (SELECT locked FROM folding) RETURNING tenant, status, delta),
+summed AS (SELECT tenant, status, sum(delta) AS n FROM taken GROUP BY tenant, status)
+INSERT INTO scan_counts AS c (tenant, status, n) SELECT tenant, status, n FROM summed
+ON CONFLICT (tenant, status) DO UPDATE SET n = c.n + excluded.n;
 
 -- name: claim
 -- Walks scans_claimable in order; SKIP LOCKED lets concurrent workers take disjoint rows
@@ -97,10 +184,9 @@ claimed AS (
     RETURNING s.*
 ),
 counted AS (
-    INSERT INTO scan_count_deltas (status, delta)
-    SELECT v.status, v.sign * c.n FROM (SELECT count(*) AS n FROM claimed) AS c,
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
            (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
-    WHERE c.n > 0
 )
 SELECT * FROM claimed;
 
@@ -124,12 +210,12 @@ WITH done AS (
     FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::timestamptz[])
          AS l(scan_id, worker_id, attempt, outcome, result, error, retry_at)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
-    RETURNING s.scan_id, s.status, s.available_at
+    RETURNING s.scan_id, s.tenant, s.status, s.available_at
 ),
 counted AS (
-    INSERT INTO scan_count_deltas (status, delta)
-    SELECT status, count(*) FROM done GROUP BY status
-    UNION ALL SELECT 'Running', -count(*) FROM done HAVING count(*) > 0
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT tenant, status, count(*) FROM done GROUP BY tenant, status
+    UNION ALL SELECT tenant, 'Running', -count(*) FROM done GROUP BY tenant
 ),
 notified AS (
     SELECT pg_notify({work_channel}, '') FROM done WHERE status = 'Accepted' AND available_at <= now() LIMIT 1
@@ -147,12 +233,12 @@ WITH released AS (
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
-    RETURNING s.scan_id, s.status
+    RETURNING s.scan_id, s.tenant, s.status
 ),
 counted AS (
-    INSERT INTO scan_count_deltas (status, delta)
-    SELECT status, count(*) FROM released GROUP BY status
-    UNION ALL SELECT 'Running', -count(*) FROM released HAVING count(*) > 0
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT tenant, status, count(*) FROM released GROUP BY tenant, status
+    UNION ALL SELECT tenant, 'Running', -count(*) FROM released GROUP BY tenant
 ),
 notified AS (SELECT pg_notify({work_channel}, '') FROM released WHERE status = 'Accepted' LIMIT 1)
 SELECT count(*) AS released, (SELECT count(*) FROM notified) AS notified FROM released;
@@ -176,22 +262,24 @@ requeued AS (
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM expired
     WHERE s.scan_id = expired.scan_id
-    RETURNING s.scan_id, s.status
+    RETURNING s.scan_id, s.tenant, s.status
 ),
 counted AS (
-    INSERT INTO scan_count_deltas (status, delta)
-    SELECT status, count(*) FROM requeued GROUP BY status
-    UNION ALL SELECT 'Running', -count(*) FROM requeued HAVING count(*) > 0
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT tenant, status, count(*) FROM requeued GROUP BY tenant, status
+    UNION ALL SELECT tenant, 'Running', -count(*) FROM requeued GROUP BY tenant
 ),
 notified AS (SELECT pg_notify({work_channel}, '') FROM requeued WHERE status = 'Accepted' LIMIT 1)
 SELECT count(*) AS requeued, (SELECT count(*) FROM notified) AS notified FROM requeued;
 
 -- name: cancel
 -- Accepted: Cancelled at once. Running: flagged; the holding worker learns it from its next
--- heartbeat and stops the scan. Terminal or unknown: no row (the caller tells which).
+-- heartbeat and stops the scan. Either way $3/$4 (the token, NULL without one) is recorded as
+-- who cancelled. Terminal, unknown or another tenant's than $2 (NULL: any): no row, nothing
+-- written (the caller tells which).
 WITH target AS (
     SELECT scan_id, status FROM scans
-    WHERE scan_id = $1::uuid AND status IN ('Accepted', 'Running')
+    WHERE scan_id = $1::uuid AND status IN ('Accepted', 'Running') AND ($2::text IS NULL OR tenant = $2::text)
     FOR UPDATE
 ),
 cancelled AS (
@@ -199,14 +287,16 @@ cancelled AS (
         status = CASE WHEN target.status = 'Accepted' THEN 'Cancelled' ELSE s.status END,
         finished_at = CASE WHEN target.status = 'Accepted' THEN now() ELSE s.finished_at END,
         cancel_requested = s.cancel_requested OR target.status = 'Running',
+        cancelled_by = $3::text, cancelled_by_name = $4::text,
         updated_at = now()
     FROM target
     WHERE s.scan_id = target.scan_id
     RETURNING s.*
 ),
 counted AS (
-    INSERT INTO scan_count_deltas (status, delta)
-    SELECT v.status, v.delta FROM cancelled, (VALUES ('Accepted', -1), ('Cancelled', 1)) AS v(status, delta)
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT cancelled.tenant, v.status, v.delta
+    FROM cancelled, (VALUES ('Accepted', -1), ('Cancelled', 1)) AS v(status, delta)
     WHERE cancelled.status = 'Cancelled'
 )
 SELECT * FROM cancelled;
@@ -228,11 +318,21 @@ FROM scans
 WHERE status IN ('Complete', 'Error', 'Cancelled') AND finished_at >= $1::timestamptz AND finished_at < $2::timestamptz
 GROUP BY 1, 2;
 
+-- name: finished_counts_tenant
+-- The same for one tenant: the same ranges of scans_finished, each row's tenant read from the
+-- table (the cost is still bounded by the window, not the table).
+SELECT floor(extract(epoch FROM finished_at - $1::timestamptz) / $3::float8)::int AS step, status, count(*) AS n
+FROM scans
+WHERE status IN ('Complete', 'Error', 'Cancelled') AND finished_at >= $1::timestamptz AND finished_at < $2::timestamptz
+  AND tenant = $4::text
+GROUP BY 1, 2;
+
 -- name: export_scans
--- One page of an export, in key order. An open bound is NULL.
+-- One page of an export, in key order. An open bound is NULL, and so is $6, every tenant.
 SELECT * FROM scans
 WHERE scan_id > $1::uuid AND status = ANY($2::text[])
   AND finished_at >= coalesce($3::timestamptz, '-infinity') AND finished_at < coalesce($4::timestamptz, 'infinity')
+  AND ($6::text IS NULL OR tenant = $6::text)
 ORDER BY scan_id
 LIMIT $5;
 
@@ -240,10 +340,17 @@ LIMIT $5;
 -- The next batch of retention: the start of one status's range of scans_finished, up to the cutoff.
 SELECT * FROM scans WHERE status = $1::text AND finished_at < $2::timestamptz ORDER BY finished_at, scan_id LIMIT $3;
 
+-- name: prune_batch_tenant
+-- The same for one tenant: its rows picked out of that range.
+SELECT * FROM scans
+WHERE status = $1::text AND finished_at < $2::timestamptz AND tenant = $4::text
+ORDER BY finished_at, scan_id LIMIT $3;
+
 -- name: prune_named
--- The same rule for a batch named by id (an archived one), looked up by key.
+-- The same rule for a batch named by id (an archived one), looked up by key; of tenant $5 (NULL: any).
 SELECT * FROM scans
 WHERE scan_id = ANY($4::uuid[]) AND status = $1::text AND finished_at < $2::timestamptz
+  AND ($5::text IS NULL OR tenant = $5::text)
 ORDER BY finished_at, scan_id LIMIT $3;
 
 -- name: prune
@@ -264,19 +371,41 @@ deleted AS (
     RETURNING s.*
 ),
 counted AS (
-    INSERT INTO scan_count_deltas (status, delta) SELECT $1::text, -count(*) FROM deleted HAVING count(*) > 0
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT tenant, $1::text, -count(*) FROM deleted GROUP BY tenant
+)
+SELECT * FROM deleted;
+
+-- name: prune_tenant
+-- prune of one tenant's scans ($6): its rows picked out of the same range.
+WITH holder AS (
+    SELECT 1 FROM scanq_leaders WHERE role = $5::text AND owner = $4::text AND expires_at > now() FOR SHARE
+),
+batch AS (
+    SELECT scan_id FROM scans
+    WHERE status = $1::text AND finished_at < $2::timestamptz AND tenant = $6::text AND EXISTS (SELECT 1 FROM holder)
+    ORDER BY finished_at, scan_id
+    LIMIT $3
+),
+deleted AS (
+    DELETE FROM scans AS s WHERE s.scan_id = ANY (ARRAY(SELECT scan_id FROM batch)) AND s.status = $1::text
+    RETURNING s.*
+),
+counted AS (
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT tenant, $1::text, -count(*) FROM deleted GROUP BY tenant
 )
 SELECT * FROM deleted;
 
 -- name: prune_named_delete
--- prune for a batch named by id (written to the archive first).
+-- prune for a batch named by id (written to the archive first); of tenant $7 (NULL: any).
 WITH holder AS (
     SELECT 1 FROM scanq_leaders WHERE role = $5::text AND owner = $4::text AND expires_at > now() FOR SHARE
 ),
 batch AS (
     SELECT scan_id FROM scans
     WHERE scan_id = ANY($6::uuid[]) AND status = $1::text AND finished_at < $2::timestamptz
-      AND EXISTS (SELECT 1 FROM holder)
+      AND ($7::text IS NULL OR tenant = $7::text) AND EXISTS (SELECT 1 FROM holder)
     ORDER BY finished_at, scan_id
     LIMIT $3
 ),
@@ -286,7 +415,8 @@ deleted AS (
     RETURNING s.*
 ),
 counted AS (
-    INSERT INTO scan_count_deltas (status, delta) SELECT $1::text, -count(*) FROM deleted HAVING count(*) > 0
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT tenant, $1::text, -count(*) FROM deleted GROUP BY tenant
 )
 SELECT * FROM deleted;
 
@@ -299,3 +429,40 @@ RETURNING owner;
 
 -- name: resign
 DELETE FROM scanq_leaders WHERE role = $1 AND owner = $2;
+
+-- API tokens and tenant limits (store/postgres/accounts.py).
+
+-- name: insert_token
+INSERT INTO api_tokens (token_id, tenant, name, scopes, secret_hash, created_at, expires_at, revoked_at, last_used_at)
+VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, $9);
+
+-- name: find_token
+-- The hot lookup of every authenticated request: the unique index on secret_hash.
+SELECT * FROM api_tokens WHERE secret_hash = $1;
+
+-- name: list_tokens
+SELECT * FROM api_tokens ORDER BY created_at, token_id;
+
+-- name: list_tenant_tokens
+SELECT * FROM api_tokens WHERE tenant = $1 ORDER BY created_at, token_id;
+
+-- name: revoke_token
+-- The server's now, unless the token was revoked already (that time is kept).
+UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE token_id = $1 RETURNING *;
+
+-- name: touch_tokens
+-- Many tokens in one statement; a time never moves backwards, an unknown id matches nothing.
+UPDATE api_tokens AS t SET last_used_at = u.used_at
+FROM unnest($1::text[], $2::timestamptz[]) AS u(token_id, used_at)
+WHERE t.token_id = u.token_id AND (t.last_used_at IS NULL OR t.last_used_at < u.used_at);
+
+-- name: set_tenant_limits
+INSERT INTO tenant_limits AS l (tenant, max_queued, rate_per_s, weight) VALUES ($1, $2, $3, $4)
+ON CONFLICT (tenant) DO UPDATE
+SET max_queued = excluded.max_queued, rate_per_s = excluded.rate_per_s, weight = excluded.weight;
+
+-- name: get_tenant_limits
+SELECT * FROM tenant_limits WHERE tenant = $1;
+
+-- name: list_tenant_limits
+SELECT * FROM tenant_limits ORDER BY tenant;
