@@ -88,7 +88,7 @@ async def export_ndjson(
         since: finished at or after this moment.
         until: finished before this moment.
         after: resume after this scan id (the cursor of an earlier export).
-        tenant: accepted and ignored for now (added with tenants).
+        tenant: only that tenant's scans (None: every tenant's).
         page: scans read per store call.
     """
     count, cursor = 0, after

@@ -77,8 +77,11 @@ async def test_a_scan_by_both_paths_with_its_history(api: Services) -> None:
         "scan_id", "status", "target", "scanner", "options", "priority", "attempt", "max_attempts",
         "created_at", "updated_at", "available_at", "started_at", "finished_at", "lease_owner",
         "lease_expires_at", "error", "result", "idempotency_key", "cancel_requested", "history",
+        "tenant", "submitted_by", "cancelled_by",
     }  # fmt: skip
     assert set(scan) == expected_fields
+    # Without authentication every scan is the default tenant's, submitted by no token.
+    assert (scan["tenant"], scan["submitted_by"], scan["cancelled_by"]) == ("default", None, None)
 
 
 @pytest.mark.parametrize("scan_id", [UNKNOWN_ID, "nope", "01900000-0000-7000-8000-00000000000Z"])

@@ -175,7 +175,7 @@ async def test_the_route_is_documented_with_its_parameters_and_bounds(api: Servi
 
     operation = doc["paths"]["/stats/throughput"]["get"]
     params = {p["name"]: p for p in operation["parameters"]}
-    assert set(params) == {"window", "step"}
+    assert set(params) == {"window", "step", "tenant"}
     assert params["window"]["schema"]["default"] == "5m" and params["step"]["schema"]["default"] == "10s"
     assert {"200", "422", "503"} <= set(operation["responses"])
     schema = operation["responses"]["200"]["content"]["application/json"]["schema"]

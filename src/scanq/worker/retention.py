@@ -84,7 +84,7 @@ async def prune_pass(
 
     Stops early (``lost_role``) when ``owner`` does not hold the retention role or loses it; a dry
     run counts what a pass would delete (from ``finished_counts``), holding no role and deleting nothing.
-    ``tenant`` is passed to the store, which ignores it for now (added with tenants).
+    ``tenant``: only that tenant's scans (None: every tenant's).
     """
     report = PassReport(cutoffs=policy.cutoffs(datetime.now(UTC)), is_dry_run=dry_run)
     for status, cutoff in report.cutoffs.items():
