@@ -28,12 +28,18 @@ SQLITE_FULL_SCAN = re.compile(r"^SCAN scans\b(?! USING (COVERING )?INDEX)")
 SCANS = 40
 
 
+TENANTS = ("acme", "globex")
+
+
 def new_scans(count: int) -> list[NewScan]:
-    return [NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)) for _ in range(count)]
+    return [
+        NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC), tenant=TENANTS[i % len(TENANTS)])
+        for i in range(count)
+    ]
 
 
 async def fill(url: str) -> None:
-    """Some finished and some waiting scans, so the counts are not trivially empty."""
+    """Some finished and some waiting scans of two tenants, so the counts are not trivially empty."""
     async with open_store(url) as store:
         await store.create_many(scans=new_scans(SCANS))
         claimed = await store.claim(worker_id="w", limit=SCANS // 2, lease_s=30.0)
@@ -45,10 +51,10 @@ async def fill(url: str) -> None:
         assert stats.oldest_accepted_at is not None
 
 
-def sqlite_plan(path: Path, sql: str) -> list[str]:
+def sqlite_plan(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[str]:
     conn = sqlite3.connect(path)
     try:
-        return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
     finally:
         conn.close()
 
@@ -62,6 +68,20 @@ async def test_sqlite_stats_read_the_counts_table_and_an_index(tmp_path: Path) -
         assert not [line for line in plan if SQLITE_FULL_SCAN.match(line)], (sql, plan)
     assert any("scan_counts" in line for line in sqlite_plan(path, sqlite_store.COUNTS))
     assert any("INDEX" in line for line in sqlite_plan(path, sqlite_store.OLDEST_ACCEPTED))
+
+
+async def test_sqlite_stats_of_one_tenant_read_its_counts_and_an_index(tmp_path: Path) -> None:
+    path = tmp_path / "scanq.db"
+    await fill(f"sqlite:///{path}")
+    for sql in (sqlite_store.COUNTS_OF_TENANT, sqlite_store.OLDEST_ACCEPTED_OF_TENANT):
+        plan = sqlite_plan(path, sql, ("acme",))
+        assert plan, sql
+        assert not [line for line in plan if SQLITE_FULL_SCAN.match(line)], (sql, plan)
+    assert any("scan_counts" in line for line in sqlite_plan(path, sqlite_store.COUNTS_OF_TENANT, ("acme",)))
+    async with open_store(f"sqlite:///{path}") as store:
+        each = [await store.stats(tenant=tenant) for tenant in TENANTS]
+        every = await store.stats()
+    assert {s: sum(t.counts[s] for t in each) for s in ScanStatus} == dict(every.counts)
 
 
 def test_the_sqlite_check_catches_a_full_count(tmp_path: Path) -> None:
@@ -98,6 +118,10 @@ async def test_postgres_stats_read_at_most_one_row_of_scans(postgres_database_ur
         await conn.execute("SET enable_seqscan = off")
         nodes = await rows_read_from_scans(conn, postgres_store.STATS)
         assert nodes, "the stats query no longer reads scans at all: update this test"
+        for node_type, rows in nodes:
+            assert node_type in ("Index Scan", "Index Only Scan") and rows <= 1, nodes
+        nodes = await rows_read_from_scans(conn, postgres_store.STATS_TENANT.replace("$1", "'acme'"))
+        assert nodes, "the tenant stats query no longer reads scans at all: update this test"
         for node_type, rows in nodes:
             assert node_type in ("Index Scan", "Index Only Scan") and rows <= 1, nodes
         # The check can fail: a plain count reads every row.

@@ -38,6 +38,7 @@ from scanq.store.postgres.statements import (
     LIST_STATUS,
     REQUEUE_EXPIRED,
     STATS,
+    STATS_TENANT,
     WORK_CHANNEL,
 )
 from scanq.store.postgres.store import PostgresStore
@@ -50,6 +51,7 @@ __all__ = [
     "MIGRATION_LOCK_KEY",
     "REQUEUE_EXPIRED",
     "STATS",
+    "STATS_TENANT",
     "WORK_CHANNEL",
     "PostgresOptions",
     "PostgresStore",
