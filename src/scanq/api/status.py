@@ -215,6 +215,7 @@ class StatusEndpoints:
                 params=(TENANT_PARAM,),
                 replies={
                     200: Reply(description="Queue counts", body=StatsResponse),
+                    422: error_reply("A tenant name no tenant can have"),
                     **READ_AUTH_ERRORS,
                     **STORE_ERRORS,
                 },
