@@ -230,13 +230,14 @@ async def test_stats_count_per_tenant_through_a_whole_life_and_add_up(store: Sto
     expected: dict[str, Counter[ScanStatus]] = {"acme": Counter(), "globex": Counter()}
     await assert_counts_per_tenant(store, expected)
 
-    acme = [(await store.create(scan=new_scan(tenant="acme"))).scan for _ in range(4)]
+    # acme's scans first by priority: between tenants of one priority the claim shares by fair key (rule 9).
+    acme = [(await store.create(scan=new_scan(tenant="acme", priority=1))).scan for _ in range(4)]
     globex = [c.scan for c in await store.create_many(scans=[new_scan(tenant="globex") for _ in range(3)])]
     expected = {"acme": Counter({ScanStatus.ACCEPTED: 4}), "globex": Counter({ScanStatus.ACCEPTED: 3})}
     await assert_counts_per_tenant(store, expected)
 
     claimed = {s.scan_id: s for s in await store.claim(worker_id="w1", limit=5, lease_s=LONG_LEASE_S)}
-    assert sorted(claimed) == sorted(ids([*acme, globex[0]]))  # the five oldest
+    assert sorted(claimed) == sorted(ids([*acme, globex[0]]))  # acme's four, then globex's oldest
     expected["acme"] = Counter({ScanStatus.RUNNING: 4})
     expected["globex"] = Counter({ScanStatus.RUNNING: 1, ScanStatus.ACCEPTED: 2})
     await assert_counts_per_tenant(store, expected)
