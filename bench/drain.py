@@ -6,22 +6,33 @@ started. Two rates: ``rate_per_s`` by the store's own timestamps (first
 start-up) and ``wall_rate_per_s`` from spawning the workers until the
 harness saw every scan finished. Every scan is then read back: all must be
 Complete with a closing ``Complete`` history entry.
+
+Both rates move by ±30% on a loaded machine, so the workers' CPU time is
+reported too (from ``/proc``, read when the drain is seen finished):
+``cpu_us_per_scan`` is the CPU the worker processes spent per scan after their
+first claim (their start-up, measured at the first claim seen, is left out).
+Compare versions by it, interleaved runs, rather than by a wall-clock rate.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bench.context import BenchContext, fmt_rate
 from bench.databases import fresh_database
 from bench.loaders import load_scans
-from bench.processes import start_scanq, stop_all
+from bench.processes import Process, start_scanq, stop_all
 from bench.verify import census, wait_until_finished
-from scanq.store import open_store
+from scanq.models import ScanStatus
+from scanq.store import Store, open_store
 
 WORKER_CONCURRENCY = 1000
 DRAIN_TIMEOUT_S = 600.0
+# How often the start-up probe looks for the first claim (only until it sees one).
+FIRST_CLAIM_POLL_S = 0.01
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
@@ -36,7 +47,7 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             [
                 f"{count:,} noop scans, {workers} worker process{'es' if workers > 1 else ''}",
                 f"{fmt_rate(run_result['rate_per_s'])} (wall {fmt_rate(run_result['wall_rate_per_s'])}), "
-                f"verified: {ok}",
+                f"CPU {run_result['cpu_us_per_scan']:.1f} µs/scan, verified: {ok}",
             ]
         )
     return result
@@ -53,9 +64,14 @@ async def _drain(ctx: BenchContext, *, count: int, workers: int) -> dict[str, An
             processes = [
                 start_scanq("worker", database_url=url, log_dir=ctx.log_dir, settings=settings) for _ in range(workers)
             ]
+            startup_probe = asyncio.create_task(_cpu_at_first_claim(store, processes, count=count))
             try:
                 seen_at = await wait_until_finished(store, count=count, timeout_s=DRAIN_TIMEOUT_S, processes=processes)
+                # Before the stop: shutting down is not draining.
+                worker_cpu_s = sum(process.cpu_seconds() for process in processes)
+                startup_cpu_s = await startup_probe
             finally:
+                startup_probe.cancel()
                 await stop_all(processes)
             found = await census(store)
     complete = found.statuses.get("Complete", 0)
@@ -71,5 +87,17 @@ async def _drain(ctx: BenchContext, *, count: int, workers: int) -> dict[str, An
         "wall_rate_per_s": round(count / (seen_at - spawned_at), 1),
         "statuses": dict(found.statuses),
         "with_bad_history": found.with_bad_history,
+        "worker_cpu_s": round(worker_cpu_s, 3),
+        "startup_cpu_s": round(startup_cpu_s, 3),
+        "cpu_us_per_scan": round((worker_cpu_s - startup_cpu_s) / count * 1e6, 2),
         "is_verified": is_verified,
     }
+
+
+async def _cpu_at_first_claim(store: Store, processes: Sequence[Process], *, count: int) -> float:
+    """The workers' CPU seconds (start-up: interpreter, imports, store open) when the first claim shows in ``stats``."""
+    while True:
+        stats = await store.stats()
+        if stats.counts.get(ScanStatus.ACCEPTED, 0) < count:
+            return sum(process.cpu_seconds() for process in processes)
+        await asyncio.sleep(FIRST_CLAIM_POLL_S)

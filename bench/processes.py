@@ -31,6 +31,7 @@ PROFILE_RATE_HZ = 250
 # Set (to a directory) to record every scanq process the harness starts with py-spy (``--profile DIR``).
 PROFILE_DIR_ENV = "BENCH_PROFILE_DIR"
 PAGE_SIZE_BYTES = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -63,6 +64,19 @@ class Process:
                 return int(statm.read().split()[1]) * PAGE_SIZE_BYTES
         except (FileNotFoundError, ProcessLookupError, IndexError):
             return 0
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far, user + system, all threads (from ``/proc``), 0 once the process is gone.
+
+        Unlike wall-clock rates, this hardly moves when other processes load the machine.
+        """
+        try:
+            with open(f"/proc/{self.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            return 0.0
+        # Fields 14 and 15 of proc(5) (utime, stime), counted from the state field (3) after the name.
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
 
     def log_tail(self, lines: int = 20) -> str:
         try:
