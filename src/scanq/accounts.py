@@ -22,6 +22,9 @@ from scanq.store import open_store
 from scanq.tables import text_table as _table
 
 _DURATION = re.compile(r"(?P<number>[0-9]+)(?P<unit>[smhd])")
+# A tenant's share of the workers against another's: 1/weight is the step of its fair keys (Store rule 9).
+MIN_WEIGHT = 0.01
+MAX_WEIGHT = 1000.0
 TOKEN_COLUMNS = ("id", "tenant", "scopes", "name", "created", "expires", "last used", "state")
 
 
@@ -65,26 +68,29 @@ async def revoke_token(settings: Settings, *, token_id: str) -> None:
     click.echo(f"token {token.token_id} revoked at {_time(token.revoked_at)}")
 
 
-async def set_tenant(settings: Settings, *, tenant: str, max_queued: int | None, rate: float | None) -> None:
-    """Set a tenant's quotas (a limit left out is unlimited); the services apply them within a second."""
+async def set_tenant(
+    settings: Settings, *, tenant: str, max_queued: int | None, rate: float | None, weight: float = 1.0
+) -> None:
+    """Replace a tenant's quotas and share (left out: unlimited, weight 1); services apply them within a second."""
     if max_queued is not None and max_queued < 0:
         raise ValidationError("--max-queued must not be negative")
     if rate is not None and not rate > 0:
         raise ValidationError("--rate must be more than 0 scans per second")
+    if not (MIN_WEIGHT <= weight <= MAX_WEIGHT):
+        raise ValidationError(f"--weight must be between {MIN_WEIGHT:g} and {MAX_WEIGHT:g}")
     async with open_store(settings.database_url) as store:
-        old = await store.get_tenant_limits(tenant=check_tenant(tenant))
         await store.set_tenant_limits(
-            limits=TenantLimits(tenant=tenant, max_queued=max_queued, rate_per_s=rate, weight=old.weight)
+            limits=TenantLimits(tenant=check_tenant(tenant), max_queued=max_queued, rate_per_s=rate, weight=weight)
         )
-    click.echo(f"tenant {tenant}: {_limits_text(max_queued, rate)}")
+    click.echo(f"tenant {tenant}: {_limits_text(max_queued, rate)}, weight {weight:g}")
 
 
 async def list_tenants(settings: Settings) -> None:
     """Print every tenant with quotas set."""
     async with open_store(settings.database_url) as store:
         limits = await store.list_tenant_limits()
-    rows = [(lim.tenant, _cell(lim.max_queued), _cell(lim.rate_per_s)) for lim in limits]
-    click.echo(_table(("tenant", "max queued", "rate per s"), rows))
+    rows = [(lim.tenant, _cell(lim.max_queued), _cell(lim.rate_per_s), _cell(lim.weight)) for lim in limits]
+    click.echo(_table(("tenant", "max queued", "rate per s", "weight"), rows))
 
 
 def _limits_text(max_queued: int | None, rate: float | None) -> str:

@@ -63,6 +63,7 @@ WORKER = (
     "retry_base_seconds",
     "retry_max_seconds",
     "scan_timeout_seconds",
+    "max_per_target",
     "shutdown_seconds",
     "metrics_port",
     "retention",
@@ -329,19 +330,22 @@ def tokens_revoke(settings: Settings, *, token_id: str) -> None:
 
 @cli.group(cls=ScanqGroup)
 def tenants() -> None:
-    """Set and list tenant quotas (on the store directly)."""
+    """Set and list tenant quotas and shares (on the store directly)."""
 
 
 @tenants.command("set")
 @click.argument("tenant")
 @click.option("--max-queued", type=int, help="Most unfinished (Accepted + Running) scans at once (default: unlimited).")
 @click.option("--rate", type=float, help="Most submissions per second, per ingest process (default: unlimited).")
+@click.option(
+    "--weight", type=float, default=1.0, show_default=True, help="Share of the workers against other tenants."
+)
 @with_settings((*STORE, *LOGGING))
-def tenants_set(settings: Settings, *, tenant: str, max_queued: int | None, rate: float | None) -> None:
-    """Set a tenant's quotas; a limit left out is unlimited."""
+def tenants_set(settings: Settings, *, tenant: str, max_queued: int | None, rate: float | None, weight: float) -> None:
+    """Set a tenant's quotas and share (replacing them all; a limit left out is unlimited)."""
     from scanq import accounts
 
-    run_async(accounts.set_tenant(settings, tenant=tenant, max_queued=max_queued, rate=rate))
+    run_async(accounts.set_tenant(settings, tenant=tenant, max_queued=max_queued, rate=rate, weight=weight))
 
 
 @tenants.command("list")

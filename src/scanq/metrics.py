@@ -39,12 +39,16 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from scanq.models import Outcome, Scan, ScanStatus, Stats
+from scanq.models import Outcome, Scan, ScanStatus, Stats, TenantQueue
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "scanq"
 QUEUE_STATS_TTL_S = 5.0
+# Per-tenant gauges name at most this many tenants (the busiest); the rest are summed under OTHER_TENANTS,
+# which no tenant can be called (tenant names are letters, digits, '-', '_' and '.').
+TENANT_LABELS = 20
+OTHER_TENANTS = "(other)"
 # Scan run time: mock scans take about a second, real scanners up to the 600 s scan timeout.
 RUN_SECONDS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 # Pickup delay: milliseconds on an idle queue, minutes or hours behind a backlog.
@@ -211,6 +215,8 @@ class QueueStatsCollector(Collector):
 
     Args:
         fetch: returns the store's stats (usually ``store.stats``, bound late if the store opens in a lifespan).
+        tenants: returns the busiest tenants' queues (``store.tenant_queues``), for the per-tenant gauges:
+            the ``TENANT_LABELS`` busiest, the rest summed under ``(other)`` (bounded cardinality); None: none.
         registry: where to register; None to register later.
         ttl_s: how long one ``stats()`` answer is reused.
         clock: monotonic seconds (tests pass their own).
@@ -220,11 +226,14 @@ class QueueStatsCollector(Collector):
         self,
         fetch: Callable[[], Awaitable[Stats]],
         *,
+        tenants: Callable[[int], Awaitable[list[TenantQueue]]] | None = None,
         registry: CollectorRegistry | None = None,
         ttl_s: float = QUEUE_STATS_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
+        self._fetch_tenants = tenants
+        self._tenants: list[TenantQueue] = []
         self._ttl_s = ttl_s
         self._clock = clock
         self._stats: Stats | None = None
@@ -247,8 +256,11 @@ class QueueStatsCollector(Collector):
                 return
             try:
                 self._stats = await self._fetch()
+                if self._fetch_tenants is not None:
+                    self._tenants = await self._fetch_tenants(TENANT_LABELS)
             except Exception as exc:
                 self._stats = None
+                self._tenants = []
                 logger.warning("queue metrics: store stats failed: %s", exc)
             # Also after a failure: a store that is down is asked again only after ttl_s.
             self._fetched_at = self._clock()
@@ -271,13 +283,39 @@ class QueueStatsCollector(Collector):
             f"{PREFIX}_queue_oldest_age_seconds",
             "Age of the oldest claimable Accepted scan in seconds, 0 when none (cached store stats)",
         )
+        families: list[Metric] = [by_status, depth, age]
         if stats is not None:
             for status in ScanStatus:
                 by_status.add_metric([status.value], stats.counts.get(status, 0))
             depth.add_metric([], stats.counts.get(ScanStatus.ACCEPTED, 0))
             oldest = stats.oldest_accepted_at
             age.add_metric([], 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
-        return [by_status, depth, age]
+        if self._fetch_tenants is not None:
+            families += self._tenant_families(stats)
+        return families
+
+    def _tenant_families(self, stats: Stats | None) -> list[Metric]:
+        """Waiting and running scans per tenant: the busiest ``TENANT_LABELS`` tenants, the rest as ``other``."""
+        waiting = GaugeMetricFamily(
+            f"{PREFIX}_tenant_queue_depth",
+            "Accepted scans per tenant (busiest tenants, the rest as other)",
+            labels=["tenant"],
+        )
+        running = GaugeMetricFamily(
+            f"{PREFIX}_tenant_running",
+            "Running scans per tenant (busiest tenants, the rest as other)",
+            labels=["tenant"],
+        )
+        if stats is None:
+            return [waiting, running]
+        for queue in self._tenants:
+            waiting.add_metric([queue.tenant], queue.accepted)
+            running.add_metric([queue.tenant], queue.running)
+        other_waiting = stats.counts.get(ScanStatus.ACCEPTED, 0) - sum(q.accepted for q in self._tenants)
+        other_running = stats.counts.get(ScanStatus.RUNNING, 0) - sum(q.running for q in self._tenants)
+        waiting.add_metric([OTHER_TENANTS], max(0, other_waiting))
+        running.add_metric([OTHER_TENANTS], max(0, other_running))
+        return [waiting, running]
 
 
 @contextlib.asynccontextmanager
@@ -300,8 +338,10 @@ async def serve_metrics(registry: CollectorRegistry, *, host: str, port: int) ->
 
 
 __all__ = [
+    "OTHER_TENANTS",
     "PREFIX",
     "QUEUE_STATS_TTL_S",
+    "TENANT_LABELS",
     "QueueStatsCollector",
     "ScanCounters",
     "WorkerMetrics",

@@ -146,6 +146,8 @@ class NewScan:
     idempotency_key: str | None = None
     tenant: str = DEFAULT_TENANT
     submitted_by: Actor | None = None
+    # The host the politeness cap counts (``claim(max_per_target=…)``); None: never capped (mock, noop).
+    target_key: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -175,6 +177,7 @@ class Scan:
     tenant: str = DEFAULT_TENANT
     submitted_by: Actor | None = None
     cancelled_by: Actor | None = None
+    target_key: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -224,6 +227,16 @@ class Page:
 
     scans: list[Scan]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TenantQueue:
+    """One tenant's share of the live queue: waiting and running scans, and its oldest waiting scan."""
+
+    tenant: str
+    accepted: int
+    running: int
+    oldest_accepted_at: datetime | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -34,7 +34,7 @@ from scanq.exceptions import (
     ValidationError,
 )
 from scanq.ids import is_scan_id, new_scan_id
-from scanq.models import OPERATOR, Caller, Created, NewScan, Page, Scan, ScanStatus, Scope
+from scanq.models import OPERATOR, Caller, Created, NewScan, Page, Scan, ScanStatus, Scope, TenantQueue
 from scanq.quotas import QuotaGuard
 from scanq.scanners import ScannerRegistry
 from scanq.store.base import FINISHED_STATUSES, MAX_PAGE_SIZE, Store
@@ -68,13 +68,21 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# /stats names at most this many tenants (the busiest) for an admin.
+MAX_TENANT_QUEUES = 100
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class QueueStats:
-    """Counts by status (every status present) and how long the oldest Accepted scan has waited."""
+    """Counts by status (every status present), how long the oldest Accepted scan has waited, and per tenant.
+
+    ``tenants``: each tenant's waiting and running scans, busiest first (an admin without a tenant filter
+    sees up to ``MAX_TENANT_QUEUES`` tenants; any other caller, or a filter, only that tenant).
+    """
 
     counts: Mapping[ScanStatus, int]
     oldest_accepted_age_s: float | None
+    tenants: Sequence[TenantQueue] = ()
 
 
 class ScanService:
@@ -240,12 +248,26 @@ class ScanService:
 
         ``tenant``: as in ``list_scans``; a caller that is not admin always gets its own tenant's.
         """
-        stats = await self._store.stats(tenant=self._read_scope(caller, tenant))
+        scope = self._read_scope(caller, tenant)
+        stats = await self._store.stats(tenant=scope)
         age: float | None = None
         if stats.oldest_accepted_at is not None:
             age = round(max(0.0, (datetime.now(UTC) - stats.oldest_accepted_at).total_seconds()), 3)
         counts = {status: stats.counts.get(status, 0) for status in ScanStatus}
-        return QueueStats(counts=counts, oldest_accepted_age_s=age)
+        if scope is None:
+            queues = await self._store.tenant_queues(limit=MAX_TENANT_QUEUES)
+        elif counts[ScanStatus.ACCEPTED] or counts[ScanStatus.RUNNING]:
+            queues = [
+                TenantQueue(
+                    tenant=scope,
+                    accepted=counts[ScanStatus.ACCEPTED],
+                    running=counts[ScanStatus.RUNNING],
+                    oldest_accepted_at=stats.oldest_accepted_at,
+                )
+            ]
+        else:
+            queues = []
+        return QueueStats(counts=counts, oldest_accepted_age_s=age, tenants=queues)
 
     def _read_scope(self, caller: Caller, tenant: str | None) -> str | None:
         """The tenant a read by ``caller`` covers (None: all); ``Forbidden`` for another tenant's, unless admin."""
@@ -287,7 +309,8 @@ class ScanService:
         scanner = submission.scanner or self._settings.default_scanner
         options = dict(submission.options)
         # The plugin may refuse the target (TargetRefused) or the options (ValidationError).
-        target = await self._scanners.get(scanner).validate(target=submission.target, options=options)
+        plugin = self._scanners.get(scanner)
+        target = await plugin.validate(target=submission.target, options=options)
         max_attempts = submission.max_attempts
         return NewScan(
             scan_id=new_scan_id(),
@@ -300,6 +323,7 @@ class ScanService:
             idempotency_key=idempotency_key,
             tenant=caller.tenant,
             submitted_by=caller.actor,
+            target_key=plugin.politeness_key(target=target),
         )
 
 

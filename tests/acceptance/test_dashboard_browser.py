@@ -22,13 +22,16 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from tests.acceptance.conftest import READY_TIMEOUT_S, Spawn, free_port, wait_http_ready
 from tests.servers.availability import backend_unavailable
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
 
 pytestmark = pytest.mark.slow
 
@@ -104,11 +107,15 @@ def test_dashboard_submits_cancels_and_follows_scans_live_without_reloading(
             assert cancelled_id
             cancelled_row = page.locator(f'#scan-rows tr[data-scan-id="{cancelled_id}"]')
             expect(cancelled_row).to_have_attribute("data-status", "Accepted")
+            # The per-tenant queue: without tokens every scan is tenant "default" (no filter to set: plain text).
+            expect(tenant_queue(page, "default", "accepted")).to_have_text("1")
+            expect(page.locator("#tenant-rows button")).to_have_count(0)
             expect(page.locator("#detail-id")).to_have_text(cancelled_id)
             page.click("#detail-cancel")
             expect(page.locator("#detail-status")).to_have_text("Cancelled")
             expect(cancelled_row).to_have_attribute("data-status", "Cancelled")
             expect(page.locator('[data-count="Cancelled"]')).to_have_text("1")
+            expect(page.locator("#tenant-queues")).to_be_hidden()  # nothing waiting or running
 
             spawn("worker", env=scanq_env)
             page.fill("#submit-target", "example.com")
@@ -152,6 +159,17 @@ def test_dashboard_submits_cancels_and_follows_scans_live_without_reloading(
             assert errors == []
         finally:
             browser.close()
+
+
+def tenant_queue(page: Page, tenant: str, field: str) -> Locator:
+    """One cell of a tenant's row in the dashboard's per-tenant queue (``accepted``, ``running``, ``oldest``)."""
+    return page.locator(f'#tenant-rows tr[data-tenant="{tenant}"] [data-field="{field}"]')
+
+
+def tenant_queue_names(page: Page) -> set[str]:
+    """The tenants the per-tenant queue shows now."""
+    names = page.locator("#tenant-rows tr").evaluate_all("rows => rows.map(row => row.dataset.tenant)")
+    return set(names)
 
 
 def wait_finished(status_url: str, expected: dict[str, int]) -> None:
@@ -373,6 +391,12 @@ def test_dashboard_with_tokens_signs_in_shows_one_tenant_and_signs_out_when_the_
             expect(rows.first).to_have_attribute("data-scan-id", scans_a[0])
             expect(rows.first.locator("td.col-tenant")).to_have_text("A")
             expect(page.locator('[data-count="Accepted"]')).to_have_text("1")
+            # The per-tenant queue: A's own row only, with its waiting scan and how long it has waited.
+            tenant_rows = page.locator("#tenant-rows tr")
+            expect(tenant_queue(page, "A", "accepted")).to_have_text("1")
+            expect(tenant_rows).to_have_count(1)
+            expect(tenant_queue(page, "A", "running")).to_have_text("0")
+            expect(tenant_queue(page, "A", "oldest")).to_have_text(re.compile(r"^\d+ (s|min)$"))
 
             # Another tenant's filter is refused for a token that is not admin: the message, the filter cleared.
             page.fill("#tenant-filter", "B")
@@ -394,6 +418,8 @@ def test_dashboard_with_tokens_signs_in_shows_one_tenant_and_signs_out_when_the_
             expect(new_row).to_have_attribute("data-status", "Accepted")
             expect(new_row.locator("td.col-tenant")).to_have_text("A")
             expect(rows).to_have_count(len(scans_a))
+            expect(tenant_queue(page, "A", "accepted")).to_have_text(str(len(scans_a)))
+            expect(tenant_rows).to_have_count(1)
             expect(page.locator("#detail-id")).to_have_text(new_id)
             expect(page.locator("#detail-fields")).to_contain_text("alice-dashboard")
             for scan_id in scans_b:
@@ -419,6 +445,8 @@ def test_dashboard_with_tokens_signs_in_shows_one_tenant_and_signs_out_when_the_
             page.click("#login-button")
             expect(rows).to_have_count(len(scans_b))
             expect(page.locator("#scan-rows td.col-tenant")).to_have_text(["B"] * len(scans_b))
+            expect(tenant_queue(page, "B", "accepted")).to_have_text(str(len(scans_b)))
+            expect(tenant_rows).to_have_count(1)
             page.click("#sign-out")
             expect(page.locator("#login")).to_be_visible()
             expect(page.locator("#main")).to_be_hidden()
@@ -428,14 +456,34 @@ def test_dashboard_with_tokens_signs_in_shows_one_tenant_and_signs_out_when_the_
             page.fill("#login-token", secret_admin)
             page.click("#login-button")
             expect(rows).to_have_count(len(scans_a) + len(scans_b))
+            # Its per-tenant queue has every tenant with waiting scans (not its own "ops", which has none).
+            expect(tenant_queue(page, "A", "accepted")).to_have_text(str(len(scans_a)))
+            expect(tenant_queue(page, "B", "accepted")).to_have_text(str(len(scans_b)))
+            expect(tenant_rows).to_have_count(2)
+            assert tenant_queue_names(page) == {"A", "B"}
             page.fill("#tenant-filter", "B")
             page.press("#tenant-filter", "Tab")
             expect(rows).to_have_count(len(scans_b))
             expect(page.locator('[data-count="Accepted"]')).to_have_text(str(len(scans_b)))
             expect(page.locator("#tenant-message")).to_have_text("")
+            expect(tenant_rows).to_have_count(1)
+            expect(tenant_queue(page, "B", "accepted")).to_have_text(str(len(scans_b)))
             page.fill("#tenant-filter", "")
             page.press("#tenant-filter", "Tab")
             expect(rows).to_have_count(len(scans_a) + len(scans_b))
+            expect(tenant_rows).to_have_count(2)
+
+            # A tenant's name in the queue sets the tenant filter; clicking it again clears it.
+            page.locator('#tenant-rows tr[data-tenant="A"] button').click()
+            expect(page.locator("#tenant-filter")).to_have_value("A")
+            expect(rows).to_have_count(len(scans_a))
+            expect(page.locator("#scan-rows td.col-tenant")).to_have_text(["A"] * len(scans_a))
+            expect(tenant_rows).to_have_count(1)
+            expect(page.locator('#tenant-rows tr[data-tenant="A"]')).to_have_class("selected")
+            page.locator('#tenant-rows tr[data-tenant="A"] button').click()
+            expect(page.locator("#tenant-filter")).to_have_value("")
+            expect(rows).to_have_count(len(scans_a) + len(scans_b))
+            expect(tenant_rows).to_have_count(2)
 
             assert any(url.startswith(f"{status_url}/scans?") and "tenant=B" in url for url in requested)
             leaked = [url for url in [*requested, page.url] if any(secret in url for secret in secrets)]

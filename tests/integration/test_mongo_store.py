@@ -67,7 +67,14 @@ async def test_open_creates_the_indexes(mongo_database_url: str, raw: AsyncColle
     async with open_store(mongo_database_url):
         indexes = await raw.index_information()
 
-    assert indexes["claim"]["key"] == [("status", 1), ("priority", -1), ("_id", 1), ("available_at", 1)]
+    assert indexes["fair_claim"]["key"] == [
+        ("status", 1),
+        ("priority", -1),
+        ("fair_key", 1),
+        ("_id", 1),
+        ("available_at", 1),
+    ]
+    assert "claim" not in indexes  # replaced by fair_claim (Store rule 9)
     assert indexes["list_by_status"]["key"] == [("status", 1), ("_id", -1)]
     assert indexes["oldest_by_status"]["key"] == [("status", 1), ("created_at", 1)]
     # A key is unique within its tenant: two tenants may use the same one.
@@ -226,3 +233,58 @@ async def test_reads_fill_in_what_a_partial_document_lacks(
     assert scan.status == ScanStatus.ERROR
     assert (scan.scanner, scan.attempt, scan.max_attempts, scan.priority, scan.history) == ("mock", 0, 3, 0, ())
     assert scan.created_at == when and scan.available_at == when
+
+
+async def test_scans_written_before_fair_keys_keep_their_order(
+    mongo_database_url: str, raw: AsyncCollection[Document]
+) -> None:
+    async with open_store(mongo_database_url):
+        pass
+    # The collection as an older scanq left it: the old claim index, live scans without a fair key.
+    await raw.drop_index("fair_claim")
+    await raw.create_index([("status", 1), ("priority", -1), ("_id", 1), ("available_at", 1)], name="claim")
+    old = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    async with open_store(mongo_database_url) as store:
+        first, second = (await store.create(scan=new_scan())).scan, (await store.create(scan=new_scan())).scan
+    for scan_id, minutes in ((second.scan_id, 2), (first.scan_id, 1)):
+        await raw.update_one(
+            {"_id": scan_id}, {"$set": {"created_at": old + timedelta(minutes=minutes)}, "$unset": {"fair_key": ""}}
+        )
+
+    async with open_store(mongo_database_url) as store:
+        newer = (await store.create(scan=new_scan())).scan
+        claimed = await store.claim(worker_id="w1", limit=3, lease_s=5)
+        indexes = await raw.index_information()
+        doc = await raw.find_one({"_id": first.scan_id})
+
+    assert [scan.scan_id for scan in claimed] == [first.scan_id, second.scan_id, newer.scan_id]
+    assert doc is not None and doc["fair_key"] == (old + timedelta(minutes=1)).timestamp()
+    assert "claim" not in indexes and "fair_claim" in indexes
+
+
+async def test_the_reaper_gives_back_a_slot_no_running_scan_holds(
+    mongo_database_url: str, raw: AsyncCollection[Document]
+) -> None:
+    slots = raw.database[raw.name + "_target_slots"]
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    async with open_store(mongo_database_url) as store:
+        waiting = [(await store.create(scan=new_scan(target_key="a.example"))).scan for _ in range(3)]
+        [running] = await store.claim(worker_id="w1", limit=1, lease_s=60, max_per_target=2)
+        # A claimer that died between taking a slot and claiming its scan; the Running scan's entry is old too.
+        stalled = next(scan for scan in waiting if scan.scan_id != running.scan_id)
+        await slots.update_one({"_id": "a.example"}, {"$set": {"holders.$[].at": long_ago}})
+        entry = {"s": stalled.scan_id, "t": "dead-claimer", "at": long_ago}
+        await slots.update_one({"_id": "a.example"}, {"$push": {"holders": entry}})
+        assert await store.claim(worker_id="w2", limit=3, lease_s=60, max_per_target=2) == []
+
+        await store.requeue_expired()
+
+        again = await store.claim(worker_id="w2", limit=3, lease_s=60, max_per_target=2)
+        stalled_doc = await raw.find_one({"_id": stalled.scan_id})
+        slot = await slots.find_one({"_id": "a.example"})
+
+    assert len(again) == 1
+    assert stalled_doc is not None and "dead-claimer" in stalled_doc.get("slot_revoked", [])
+    assert slot is not None
+    assert sorted(entry["s"] for entry in slot["holders"]) == sorted([running.scan_id, again[0].scan_id])
+    assert all(entry["at"] > long_ago + timedelta(minutes=30) for entry in slot["holders"])  # the live ones restamped

@@ -30,7 +30,9 @@ from scanq.store.postgres import (
     STATS,
     PostgresStore,
     migrations,
+    statements,
 )
+from scanq.store.postgres.rows import new_scan_arrays
 from tests.integration.plans import assert_no_table_scan, explain, indexes_used, nodes, pages
 
 FINISHED_ROWS = 50_000
@@ -92,6 +94,58 @@ async def test_claim_generic_plan_uses_the_partial_index(filled: asyncpg.Connect
     plan = json.loads(rows[0][0])[0]["Plan"]
     assert_no_table_scan(plan)
     assert "scans_claimable" in indexes_used(plan)
+
+
+@pytest.mark.slow
+async def test_capped_claim_walks_the_partial_index_and_reads_few_pages(filled: asyncpg.Connection[Any]) -> None:
+    """With targets spread out, a claim with a cap costs about what one without does: one window, no rescan."""
+    # 1,000 targets taken in turn along the queue (claim order), as a varied submission would spread them.
+    await filled.execute(
+        "UPDATE scans AS s SET target_key = 't' || q.n % 1000 FROM ("
+        " SELECT scan_id, row_number() OVER (ORDER BY priority DESC, fair_key, scan_id) AS n"
+        " FROM scans WHERE status = 'Accepted') AS q WHERE s.scan_id = q.scan_id"
+    )
+    await filled.execute("VACUUM ANALYZE scans")
+    window = CLAIM_LIMIT + CLAIM_LIMIT // 4
+    args = ("explain-worker", CLAIM_LIMIT, 30.0, 2, window)
+
+    plan = await explain(filled, statements.CLAIM_CAPPED, *args)
+
+    assert_no_table_scan(plan)
+    assert "scans_claimable" in indexes_used(plan)
+    walk = next(node for node in nodes(plan) if node["Node Type"] == "Limit")
+    assert walk["Actual Rows"] == window
+    assert pages(walk) <= 3 * window + 10
+    # About twice the pages of a claim without a cap: the window's locks, the counts read and written.
+    assert pages(plan) <= 2 * PAGES_PER_UPDATED_ROW * CLAIM_LIMIT
+    claimed = [row for row in await filled.fetch(statements.CLAIM_CAPPED, *args) if row["scan_id"] is not None]
+    assert len(claimed) == CLAIM_LIMIT
+    assert await filled.fetchval("SELECT sum(running) FROM target_slots") == CLAIM_LIMIT
+
+    await filled.execute(f"PREPARE capped_statement AS {statements.CLAIM_CAPPED}")
+    await filled.execute("SET plan_cache_mode = force_generic_plan")
+    rows = await filled.fetch(f"EXPLAIN (FORMAT JSON) EXECUTE capped_statement('w', 50, 30.0, 2, {window})")
+    generic = json.loads(rows[0][0])[0]["Plan"]
+    assert_no_table_scan(generic)
+    assert "scans_claimable" in indexes_used(generic)
+
+
+@pytest.mark.slow
+async def test_insert_probes_the_keys_it_is_given_never_the_whole_table(filled: asyncpg.Connection[Any]) -> None:
+    """The replay check of a batch (rule 9: a replay takes no fair key) is one index probe per key, any plan."""
+    news = [NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC), idempotency_key=f"k{i}") for i in range(500)]
+    arrays = list(new_scan_arrays(news))
+    arrays[3] = ["{}"] * len(news)  # options as json text: this connection has no json codec
+
+    plan = await explain(filled, statements.INSERT_SCANS, *arrays)
+
+    assert_no_table_scan(plan)
+    assert "scans_idempotency_key" in indexes_used(plan)
+    await filled.execute(f"PREPARE insert_statement AS {statements.INSERT_SCANS}")
+    await filled.execute("SET plan_cache_mode = force_generic_plan")
+    empty = ", ".join(["'{}'"] * len(arrays))
+    rows = await filled.fetch(f"EXPLAIN (FORMAT JSON) EXECUTE insert_statement({empty})")
+    assert_no_table_scan(json.loads(rows[0][0])[0]["Plan"])
 
 
 @pytest.mark.slow
@@ -169,7 +223,7 @@ async def test_table_storage_settings_and_indexes(postgres_database_url: str) ->
     assert "fillfactor=75" in options
     assert "autovacuum_vacuum_scale_factor=0.01" in options
     assert "WHERE (status = 'Accepted'::text)" in indexes["scans_claimable"]
-    assert "(priority DESC, scan_id, available_at)" in indexes["scans_claimable"]
+    assert "(priority DESC, fair_key, scan_id, available_at)" in indexes["scans_claimable"]
     assert "WHERE (idempotency_key IS NOT NULL)" in indexes["scans_idempotency_key"]
     assert "UNIQUE" in indexes["scans_idempotency_key"]
     assert "(status, scan_id)" in indexes["scans_by_status"]
@@ -200,3 +254,70 @@ async def test_sessions_commit_durably_even_when_the_database_says_otherwise(
         async with pool.acquire() as conn:
             assert await conn.fetchval("SHOW synchronous_commit") == "on"
     assert "synchronous_commit is off" in caplog.text
+
+
+async def test_migration_5_keeps_the_order_of_the_queue_it_finds(postgres_empty_database_url: str) -> None:
+    """Scans Accepted before fair keys get their creation time as key: they keep their order, ahead of new ones."""
+    conn = await asyncpg.connect(postgres_empty_database_url)
+    try:
+        await conn.execute(
+            "CREATE TABLE scanq_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+            "applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, name, sql in migrations():
+            if version < 5:
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO scanq_migrations (version, name) VALUES ($1, $2)", version, name)
+        old = [new_scan_id() for _ in range(3)]  # time-ordered ids: the old claim order (priority, scan_id)
+        urgent = new_scan_id()
+        rows = [(old[0], 0, 30.0), (old[1], 0, 20.0), (old[2], 0, 10.0), (urgent, 5, 5.0)]
+        for scan_id, priority, age_s in rows:
+            await conn.execute(
+                "INSERT INTO scans (scan_id, status, scanner, priority, max_attempts, created_at, updated_at,"
+                " available_at) VALUES ($1::uuid, 'Accepted', 'noop', $2, 3, now() - make_interval(secs => $3),"
+                " now(), now() - make_interval(secs => $3))",
+                scan_id,
+                priority,
+                age_s,
+            )
+    finally:
+        await conn.close()
+
+    async with PostgresStore(postgres_empty_database_url) as store:
+        conn = await asyncpg.connect(postgres_empty_database_url)
+        try:
+            keyed = await conn.fetchval("SELECT bool_and(fair_key = extract(epoch FROM created_at)) FROM scans")
+        finally:
+            await conn.close()
+        new = (await store.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)))).scan
+        claimed = await store.claim(worker_id="w", limit=10, lease_s=30.0)
+
+    assert keyed
+    assert [scan.scan_id for scan in claimed] == [urgent, *old, new.scan_id]
+
+
+async def test_the_reaper_deletes_the_counts_of_targets_with_nothing_running(postgres_database_url: str) -> None:
+    async with PostgresStore(postgres_database_url) as store:
+        now = datetime.now(UTC)
+        await store.create_many(
+            scans=[NewScan(scan_id=new_scan_id(), created_at=now, target_key=f"t{i % 3}") for i in range(6)]
+        )
+        claimed = await store.claim(worker_id="w", limit=6, lease_s=30.0, max_per_target=1)
+        assert len(claimed) == 3
+        done = claimed[:2]
+        await store.finish(
+            finishes=[
+                Finish(lease=Lease(scan_id=s.scan_id, worker_id="w", attempt=1), outcome=Outcome.COMPLETE, result={})
+                for s in done
+            ]
+        )
+        conn = await asyncpg.connect(postgres_database_url)
+        try:
+            counted = "SELECT target_key, running FROM target_slots ORDER BY target_key"
+            assert sorted(map(tuple, await conn.fetch(counted))) == sorted(
+                [(s.target_key, 0) for s in done] + [(claimed[2].target_key, 1)]
+            )
+            await store.requeue_expired()
+            assert [tuple(row) for row in await conn.fetch(counted)] == [(claimed[2].target_key, 1)]
+        finally:
+            await conn.close()

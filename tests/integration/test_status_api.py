@@ -181,10 +181,18 @@ async def test_stats_count_every_status(api: Services) -> None:
     stats = (await api.status.get("/stats")).json()
 
     zero = {"Accepted": 0, "Running": 0, "Complete": 0, "Error": 0, "Cancelled": 0}
-    assert empty == {"counts": zero, "total": 0, "oldest_accepted_age_s": None}
+    assert empty == {"counts": zero, "total": 0, "oldest_accepted_age_s": None, "tenants": []}
     assert stats["counts"] == {**zero, "Accepted": 1, "Running": 1, "Cancelled": 1}
     assert stats["total"] == 3
     assert 0 <= stats["oldest_accepted_age_s"] < 60
+    # Without authentication the caller sees every tenant's queue: here only the default tenant's.
+    (queue_of_default,) = stats["tenants"]
+    assert {k: v for k, v in queue_of_default.items() if k != "oldest_accepted_age_s"} == {
+        "tenant": "default",
+        "accepted": 1,
+        "running": 1,
+    }
+    assert 0 <= queue_of_default["oldest_accepted_age_s"] < 60
 
 
 async def test_a_browser_gets_the_dashboard_and_an_api_client_json(api: Services) -> None:

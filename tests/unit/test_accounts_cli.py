@@ -210,16 +210,26 @@ def test_revoking_an_unknown_id_exits_1_in_one_line(url: str) -> None:
 
 
 def test_tenants_set_then_list_shows_the_limits(url: str) -> None:
-    set_ = invoke(url, "tenants", "set", "acme", "--max-queued", "5", "--rate", "2")
+    set_ = invoke(url, "tenants", "set", "acme", "--max-queued", "5", "--rate", "2", "--weight", "3")
     listing = invoke(url, "tenants", "list")
 
     assert set_.exit_code == 0, set_.output
     assert "at most 5 unfinished scans" in set_.stdout and "at most 2 submissions per second" in set_.stdout
+    assert "weight 3" in set_.stdout
     assert listing.exit_code == 0, listing.output
-    assert listing.stdout.splitlines()[0].split() == ["tenant", "max", "queued", "rate", "per", "s"]
+    assert listing.stdout.splitlines()[0].split() == ["tenant", "max", "queued", "rate", "per", "s", "weight"]
     (row,) = [line.split() for line in listing.stdout.splitlines() if line.startswith("acme")]
-    assert row == ["acme", "5", "2"]
-    assert stored_limits(url) == [TenantLimits(tenant="acme", max_queued=5, rate_per_s=2.0)]
+    assert row == ["acme", "5", "2", "3"]
+    assert stored_limits(url) == [TenantLimits(tenant="acme", max_queued=5, rate_per_s=2.0, weight=3.0)]
+
+
+@pytest.mark.parametrize("weight", ["0", "-1", "1001"])
+def test_tenants_set_refuses_a_weight_out_of_bounds(url: str, weight: str) -> None:
+    result = invoke(url, "tenants", "set", "acme", "--weight", weight)
+
+    assert result.exit_code != 0
+    assert "--weight must be between 0.01 and 1000" in result.output
+    assert stored_limits(url) == []
 
 
 def test_tenants_set_without_a_limit_makes_it_unlimited(url: str) -> None:

@@ -16,8 +16,16 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from scanq.api.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
-from scanq.metrics import QueueStatsCollector, ScanCounters, WorkerMetrics, make_registry, serve_metrics
-from scanq.models import Outcome, Scan, ScanStatus, Stats
+from scanq.metrics import (
+    OTHER_TENANTS,
+    TENANT_LABELS,
+    QueueStatsCollector,
+    ScanCounters,
+    WorkerMetrics,
+    make_registry,
+    serve_metrics,
+)
+from scanq.models import Outcome, Scan, ScanStatus, Stats, TenantQueue
 from tests.prometheus import sample_sum, sample_value
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -240,3 +248,35 @@ async def test_serve_metrics_answers_scrapes_on_its_own_port_and_frees_it() -> N
     async with httpx.AsyncClient() as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{port}/metrics")
+
+
+async def test_tenant_gauges_name_the_busiest_tenants_and_sum_the_rest_as_other() -> None:
+    queues = [
+        TenantQueue(tenant=f"t{i:02}", accepted=100 - i, running=1, oldest_accepted_at=None)
+        for i in range(TENANT_LABELS)
+    ]
+    asked: list[int] = []
+
+    async def fetch() -> Stats:
+        # Every tenant's Accepted scans: the listed ones plus 7 of tenants past the limit; 3 more Running.
+        listed_accepted = sum(q.accepted for q in queues)
+        return Stats(
+            counts={**dict.fromkeys(ScanStatus, 0), ScanStatus.ACCEPTED: listed_accepted + 7, ScanStatus.RUNNING: 23},
+            oldest_accepted_at=None,
+        )
+
+    async def tenants(limit: int) -> list[TenantQueue]:
+        asked.append(limit)
+        return queues
+
+    registry = make_registry(process_metrics=False)
+    queue = QueueStatsCollector(fetch, tenants=tenants, registry=registry)
+    await queue.refresh()
+    text = exposition(registry)
+
+    assert asked == [TENANT_LABELS]
+    assert sample_value(text, "scanq_tenant_queue_depth", {"tenant": "t00"}) == 100
+    assert sample_value(text, "scanq_tenant_running", {"tenant": "t19"}) == 1
+    assert sample_value(text, "scanq_tenant_queue_depth", {"tenant": OTHER_TENANTS}) == 7
+    assert sample_value(text, "scanq_tenant_running", {"tenant": OTHER_TENANTS}) == 3
+    assert text.count("scanq_tenant_queue_depth{") == TENANT_LABELS + 1  # bounded: never one series per tenant

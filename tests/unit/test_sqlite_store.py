@@ -118,6 +118,51 @@ async def test_tenants_migration_keeps_existing_scans_and_counts_in_the_default_
     assert other_tenant.is_new
 
 
+async def test_fairness_migration_keeps_the_claim_order_of_existing_scans(sqlite_url: str) -> None:
+    """A file of schema 3: its live scans take their created_at as fair key, so they are claimed as before.
+
+    Before: priority DESC, then scan id (time-ordered, so creation order). A scan submitted after the
+    upgrade comes after them, and the old Running scan, back to Accepted, keeps its place.
+    """
+    path = db_file(sqlite_url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created_at = datetime.now(UTC).timestamp() - 3600
+    running = new_scan_id()
+    # (scan id, priority, seconds after created_at), created in this order.
+    old = [(new_scan_id(), priority, age) for priority, age in ((0, 1.0), (5, 2.0), (0, 3.0), (0, 4.0))]
+    with sqlite3.connect(path) as conn:
+        for migration in MIGRATIONS[:3]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 3")
+        conn.executemany(
+            "INSERT INTO scans (scan_id, status, scanner, options, priority, max_attempts, created_at, updated_at,"
+            " available_at, lease_expires_at) VALUES (?, ?, 'mock', '{}', ?, 3, ?, ?, ?, ?)",
+            [
+                *((scan_id, "Accepted", priority, created_at + age, created_at, created_at, None)
+                  for scan_id, priority, age in old),
+                (running, "Running", 0, created_at, created_at, created_at, created_at),
+            ],
+        )  # fmt: skip
+    conn.close()
+
+    async with SQLiteStore(sqlite_url) as store:
+        assert (await store.pragmas())["user_version"] == SCHEMA_VERSION
+        newer = await store.create(scan=new_scan(target_key="example.org"))
+        assert await store.requeue_expired() == 1  # the old Running scan is back with its place
+        claimed = await store.claim(worker_id="w", limit=10, lease_s=30.0)
+
+    assert [scan.scan_id for scan in claimed] == [
+        old[1][0],
+        running,
+        old[0][0],
+        old[2][0],
+        old[3][0],
+        newer.scan.scan_id,
+    ]
+    assert [scan.target_key for scan in claimed] == [None] * 5 + ["example.org"]
+
+
 def test_url_paths_follow_the_sqlalchemy_convention() -> None:
     assert sqlite_path("sqlite:///scanq.db") == Path("scanq.db")
     assert sqlite_path("sqlite:///data/scanq.db") == Path("data/scanq.db")

@@ -37,11 +37,15 @@ class RecordingStore(MemoryStore):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.claim_limits: list[int] = []
+        self.claim_caps: list[int | None] = []
         self.finish_sizes: list[int] = []
 
-    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
+    async def claim(
+        self, *, worker_id: str, limit: int, lease_s: float, max_per_target: int | None = None
+    ) -> list[Scan]:
         self.claim_limits.append(limit)
-        return await super().claim(worker_id=worker_id, limit=limit, lease_s=lease_s)
+        self.claim_caps.append(max_per_target)
+        return await super().claim(worker_id=worker_id, limit=limit, lease_s=lease_s, max_per_target=max_per_target)
 
     async def finish(self, *, finishes: Sequence[Finish]) -> list[bool]:
         self.finish_sizes.append(len(finishes))
@@ -70,6 +74,19 @@ async def test_claims_in_batches_up_to_free_slots_and_never_exceeds_concurrency(
     assert all(1 <= limit <= 4 for limit in store.claim_limits)
     assert len([n for n in store.claim_limits if n > 0]) < 20  # batched, not one claim per scan
     assert (await store.stats()).counts[ScanStatus.COMPLETE] == 20
+
+
+@pytest.mark.parametrize(("max_per_target", "cap"), [(2, 2), (5, 5), (0, None)])
+async def test_every_claim_asks_for_the_per_target_cap(
+    store: RecordingStore, max_per_target: int, cap: int | None
+) -> None:
+    cfg = settings(concurrency=4, max_per_target=max_per_target)
+    registry, _ = scripted_registry(cfg)
+    await store.create_many(scans=[new_scan(sleep=0.01) for _ in range(6)])
+
+    await asyncio.wait_for(Worker(store, registry, cfg, burst=True).run(), 10)
+
+    assert store.claim_caps and set(store.claim_caps) == {cap}
 
 
 async def test_finishes_are_written_in_batches(store: RecordingStore) -> None:

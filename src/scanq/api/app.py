@@ -13,7 +13,7 @@ lets the dashboard (served by status, another origin) submit and cancel.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
@@ -38,6 +38,7 @@ from scanq.api.status import StatusEndpoints, wants_html
 from scanq.auth import Authenticator
 from scanq.config import Settings
 from scanq.metrics import QueueStatsCollector, ScanCounters, make_registry
+from scanq.models import TenantQueue
 from scanq.scanners import ScannerRegistry
 from scanq.scans import ScanService
 from scanq.store import Store, open_store
@@ -244,6 +245,13 @@ def _with_dashboard(op: Operation, dashboard: Endpoint) -> Operation:
     )
 
 
+def _tenant_queues(store: Store) -> Callable[[int], Awaitable[list[TenantQueue]]]:
+    async def fetch(limit: int) -> list[TenantQueue]:
+        return await store.tenant_queues(limit=limit)
+
+    return fetch
+
+
 def _metrics_operation(registry: CollectorRegistry, queue: QueueStatsCollector) -> Operation:
     """``GET /metrics``: this process's registry; the queue gauges come from the store at most every few seconds."""
     return Operation(
@@ -279,7 +287,9 @@ def _assemble(
     service = ScanService(the_store, plugins, settings, counters=ScanCounters(registry))
     callers = Callers(Authenticator(the_store)) if settings.auth_required else OPEN
     health = HealthEndpoints(store=the_store)
-    metrics = _metrics_operation(registry, QueueStatsCollector(the_store.stats, registry=registry))
+    metrics = _metrics_operation(
+        registry, QueueStatsCollector(the_store.stats, tenants=_tenant_queues(the_store), registry=registry)
+    )
     # Fixed paths before templated ones (stable otherwise), so /healthz never reads as a scan id.
     ops = sorted([*operations(service, callers), *health.operations(), metrics], key=lambda op: "{" in op.path)
     document = build_openapi(

@@ -10,13 +10,13 @@ rules for callers that do not come through HTTP. The error body lives in
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-from scanq.models import Actor, Attempt, Outcome, Scan, ScanStatus
+from scanq.models import Actor, Attempt, Outcome, Scan, ScanStatus, TenantQueue
 from scanq.scans import (
     MAX_ATTEMPTS_LIMIT,
     MAX_PRIORITY,
@@ -149,12 +149,26 @@ class StatusCounts(
     cancelled: int
 
 
+class TenantQueueOut(msgspec.Struct, kw_only=True):
+    """One tenant's live queue: waiting (Accepted) and running scans, and its oldest waiting scan's age."""
+
+    tenant: str
+    accepted: int
+    running: int
+    oldest_accepted_age_s: float | None
+
+
 class StatsResponse(msgspec.Struct, kw_only=True):
-    """Counts by status, their total, and how long the oldest Accepted scan has waited (null: none waiting)."""
+    """Counts by status, their total, how long the oldest Accepted scan has waited (null: none waiting), per tenant.
+
+    ``tenants``: the tenants with waiting or running scans, busiest first: every tenant (up to 100) for an
+    admin token or without authentication, else only the caller's own.
+    """
 
     counts: StatusCounts
     total: int
     oldest_accepted_age_s: float | None
+    tenants: list[TenantQueueOut]
 
 
 class FinishedCounts(
@@ -269,6 +283,7 @@ def _actor_out(actor: Actor | None) -> ActorOut | None:
 def stats_out(stats: QueueStats) -> StatsResponse:
     """The JSON form of the queue counts."""
     counts = stats.counts
+    now = datetime.now(UTC)
     return StatsResponse(
         counts=StatusCounts(
             accepted=counts[ScanStatus.ACCEPTED],
@@ -279,6 +294,15 @@ def stats_out(stats: QueueStats) -> StatsResponse:
         ),
         total=sum(counts.values()),
         oldest_accepted_age_s=stats.oldest_accepted_age_s,
+        tenants=[_tenant_queue_out(queue, now) for queue in stats.tenants],
+    )
+
+
+def _tenant_queue_out(queue: TenantQueue, now: datetime) -> TenantQueueOut:
+    oldest = queue.oldest_accepted_at
+    age = None if oldest is None else round(max(0.0, (now - oldest).total_seconds()), 3)
+    return TenantQueueOut(
+        tenant=queue.tenant, accepted=queue.accepted, running=queue.running, oldest_accepted_age_s=age
     )
 
 

@@ -63,6 +63,7 @@ class Settings:
     retry_base_seconds: float = setting(1.0, "First retry backoff; doubles each attempt, with jitter")
     retry_max_seconds: float = setting(300.0, "Largest retry backoff")
     scan_timeout_seconds: float = setting(600.0, "A scan running longer than this fails as transient")
+    max_per_target: int = setting(2, "Most scans Running against one target host across all workers (0: no cap)")
     shutdown_seconds: float = setting(10.0, "On stop, how long running scans may finish before release")
     max_batch: int = setting(1000, "Largest POST /scans/batch")
     max_body_bytes: int = setting(1_048_576, "Largest request body in bytes")
@@ -277,6 +278,8 @@ def _check(s: Settings) -> None:
             fail(name, "must be a port number 0-65535")
     if not 0 <= s.metrics_port <= 65535:
         fail("metrics_port", "must be a port number 0-65535 (0: off)")
+    if s.max_per_target < 0:
+        fail("max_per_target", "must not be negative (0: no cap)")
     for name in ("workers", "concurrency", "max_attempts", "max_batch", "max_body_bytes", "max_connections"):
         if getattr(s, name) < 1:
             fail(name, "must be at least 1")

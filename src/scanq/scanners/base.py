@@ -51,6 +51,14 @@ class Scanner(abc.ABC):
         """
         return target
 
+    def politeness_key(self, *, target: str | None) -> str | None:
+        """The host a scan of the (normalised) ``target`` loads, for the per-target cap; None: never capped.
+
+        A plugin that connects to its target returns the host, so workers never run more than
+        ``--max-per-target`` scans against one host at once. The default (mock, noop): None.
+        """
+        return None
+
     @abc.abstractmethod
     async def run(self, *, scan_id: str, target: str | None, options: Mapping[str, Any]) -> Mapping[str, Any]:
         """Run one scan and return its JSON result.

@@ -23,6 +23,7 @@ class MockSettings:
     min_sleep: float = setting(1.0, "Mock scanner: shortest run in seconds", aliases=("MIN_SLEEP",))
     max_sleep: float = setting(5.0, "Mock scanner: longest run in seconds", aliases=("MAX_SLEEP",))
     failure_rate: float = setting(0.1, "Mock scanner: probability a scan fails", aliases=("CHANCE_OF_FAILURE",))
+    polite: bool = setting(False, "Mock scanner: count its targets against --max-per-target like a real scanner")
 
     def __post_init__(self) -> None:
         if self.min_sleep < 0:
@@ -89,6 +90,10 @@ class MockScanner(Scanner):
     async def validate(self, *, target: str | None, options: Mapping[str, Any]) -> str | None:
         parse_options(options)  # no I/O: this is ingest's hot path
         return target
+
+    def politeness_key(self, *, target: str | None) -> str | None:
+        """The target itself when ``--mock-polite`` asks for the cap (tests, benchmarks), else None."""
+        return target if self.settings.polite and target else None
 
     async def run(self, *, scan_id: str, target: str | None, options: Mapping[str, Any]) -> Mapping[str, Any]:
         try:

@@ -44,6 +44,17 @@ Rules every backend keeps (``tests/contract`` checks each, on every backend):
 8. API tokens and tenant limits are stored beside the scans (``create_token``
    … ``touch_tokens``, ``set_tenant_limits`` …): the secret is never stored,
    only its hash, which is unique.
+9. Fair share and politeness (``claim``): each new scan gets a fair key, the
+   virtual start time of weighted fair queueing: ``max(now, T's last fair
+   key) + 1 / weight`` for its tenant T (``TenantLimits.weight``, default 1;
+   ``now`` in epoch seconds by the store's clock; a batch takes consecutive
+   keys in its order), and T's last fair key becomes it. ``claim`` orders by
+   priority (higher first), then fair key, then ``scan_id``; a scan going back
+   to Accepted keeps its key. With ``max_per_target`` set, a claim never makes
+   more than that many scans with the same non-null ``target_key`` Running at
+   once (counting every worker's), whoever races: a scan over the cap stays
+   Accepted and the claim goes on to other scans. Scans whose ``target_key`` is
+   None are never capped.
 
 Timestamps are timezone-aware UTC datetimes; backends take "now" from one clock
 (the store process for SQLite, the server for PostgreSQL/MongoDB where it can).
@@ -53,9 +64,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -73,12 +83,19 @@ from scanq.models import (
     ScanStatus,
     Stats,
     TenantLimits,
+    TenantQueue,
+)
+from scanq.store.finished_rules import (
+    FINISHED_STATUSES,
+    MAX_FINISHED_STEPS,
+    check_after,
+    check_finished_status,
+    count_steps,
+    finished_buckets,
 )
 
 MAX_PAGE_SIZE = 1000
 # finished_counts answers at most this many steps (the API asks for far fewer).
-MAX_FINISHED_STEPS = 10_000
-FINISHED_STATUSES = (ScanStatus.COMPLETE, ScanStatus.ERROR, ScanStatus.CANCELLED)
 RETENTION_ROLE = "retention"
 """The role (``Store.lead``) whose holder alone may ``prune``: one pruner at a time across all workers."""
 
@@ -130,6 +147,12 @@ class Store(Protocol):
         Raise ``ValidationError`` for a cursor this store did not make.
         """
 
+    async def tenant_queues(self, *, limit: int = 100) -> list[TenantQueue]:
+        """The tenants with Accepted or Running scans, most scans first (then by name), at most ``limit``.
+
+        From the per-tenant counts (no scan of finished rows), with each tenant's oldest Accepted scan.
+        """
+
     async def stats(self, *, tenant: str | None = None) -> Stats:
         """Counts by status and the oldest Accepted scan's ``created_at``, without scanning finished rows per call.
 
@@ -137,8 +160,13 @@ class Store(Protocol):
         per tenant. A tenant with no scans has every count zero.
         """
 
-    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
-        """Atomically claim up to ``limit`` claimable scans for ``worker_id`` (rule 1)."""
+    async def claim(
+        self, *, worker_id: str, limit: int, lease_s: float, max_per_target: int | None = None
+    ) -> list[Scan]:
+        """Atomically claim up to ``limit`` claimable scans for ``worker_id`` (rules 1 and 9).
+
+        ``max_per_target``: the most scans of one ``target_key`` Running at once (None: no cap).
+        """
 
     async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
         """Extend the leases still held to now + ``lease_s``; report lost ones and pending cancels (rules 2, 3)."""
@@ -284,51 +312,6 @@ class Store(Protocol):
         """
 
 
-def count_steps(*, since: datetime, until: datetime, step_s: float) -> int:
-    """How many steps of ``step_s`` seconds cover ``[since, until)`` (0 when empty); ``ValidationError`` past bounds."""
-    if not (math.isfinite(step_s) and step_s > 0):
-        raise ValidationError(f"step must be a positive number of seconds (got {step_s!r})")
-    if until <= since:
-        return 0
-    steps = math.ceil((until - since).total_seconds() / step_s)
-    if steps > MAX_FINISHED_STEPS:
-        raise ValidationError(f"{steps} steps asked for; at most {MAX_FINISHED_STEPS}")
-    return steps
-
-
-def finished_buckets(
-    *, since: datetime, step_s: float, steps: int, counts: Iterable[tuple[int, str, int]]
-) -> list[tuple[datetime, dict[ScanStatus, int]]]:
-    """The answer of ``finished_counts``: every step from ``since``, zeros filled in.
-
-    Args:
-        counts: (step index, status, scans) as a backend grouped them; indexes outside the window are ignored.
-    """
-    buckets = [(since + timedelta(seconds=i * step_s), dict.fromkeys(FINISHED_STATUSES, 0)) for i in range(steps)]
-    for index, status, n in counts:
-        if 0 <= index < steps:
-            buckets[index][1][ScanStatus(status)] += n
-    return buckets
-
-
-def check_finished_status(status: ScanStatus | None) -> tuple[ScanStatus, ...]:
-    """The terminal statuses ``status`` selects (None: all three); ``ValidationError`` for a live status."""
-    if status is None:
-        return FINISHED_STATUSES
-    if not status.is_terminal:
-        raise ValidationError(f"{status} scans are not finished: retention and export take Complete, Error, Cancelled")
-    return (status,)
-
-
-def check_after(after: str | None) -> str | None:
-    """An export's ``after`` key; ``ValidationError`` unless it is a scan id."""
-    from scanq.ids import is_scan_id
-
-    if after is not None and not is_scan_id(after):
-        raise ValidationError(f"invalid export cursor {after!r}: the scan id of the last exported scan")
-    return after
-
-
 def accepted_scan(new: NewScan, *, updated_at: datetime, available_at: datetime | None = None) -> Scan:
     """The record a backend just stored for ``new``, built from the submission instead of read back.
 
@@ -352,6 +335,7 @@ def accepted_scan(new: NewScan, *, updated_at: datetime, available_at: datetime 
         idempotency_key=new.idempotency_key,
         tenant=new.tenant,
         submitted_by=new.submitted_by,
+        target_key=new.target_key,
     )
 
 
@@ -362,7 +346,6 @@ def encode_cursor(scan_id: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     """Read a cursor made by ``encode_cursor``; raise ``ValidationError`` for anything else."""
-    from scanq.exceptions import ValidationError
     from scanq.ids import is_scan_id
 
     try:

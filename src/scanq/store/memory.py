@@ -58,6 +58,8 @@ class _Shared:
     by_key: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)  # (tenant, key) → scan id
     tokens: dict[str, ApiToken] = dataclasses.field(default_factory=dict)
     limits: dict[str, TenantLimits] = dataclasses.field(default_factory=dict)
+    fair_keys: dict[str, float] = dataclasses.field(default_factory=dict)  # scan id → its fair key (rule 9)
+    clocks: dict[str, float] = dataclasses.field(default_factory=dict)  # tenant → its last fair key
     waiters: set[asyncio.Event] = dataclasses.field(default_factory=set)
     leaders: dict[str, tuple[str, datetime]] = dataclasses.field(default_factory=dict)  # role → (owner, until)
 
@@ -106,6 +108,8 @@ class MemoryStore(MemoryAccounts, Store):
     async def create_many(self, *, scans: Sequence[NewScan]) -> list[Created]:
         now = _now()
         staged: dict[str, Scan] = {}
+        fair_keys: dict[str, float] = {}
+        clocks = dict(self._shared.clocks)  # applied only when the whole batch is
         keys: dict[tuple[str, str], str] = {}
         answers: list[Created] = []
         for new in scans:
@@ -118,11 +122,14 @@ class MemoryStore(MemoryAccounts, Store):
                 raise ValidationError(f"duplicate scan id {new.scan_id}")
             scan = accepted_scan(new, updated_at=now)
             staged[scan.scan_id] = scan
+            fair_keys[scan.scan_id] = self._next_fair_key(new.tenant, now, clocks)
             if key is not None:
                 keys[key] = scan.scan_id
             answers.append(Created(scan=scan, is_new=True))
         self._scans.update(staged)
         self._by_key.update(keys)
+        self._shared.fair_keys.update(fair_keys)
+        self._shared.clocks.update(clocks)
         if staged:
             self._shared.notify()
         return answers
@@ -164,12 +171,29 @@ class MemoryStore(MemoryAccounts, Store):
                 oldest = scan.created_at
         return Stats(counts=counts, oldest_accepted_at=oldest)
 
-    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
+    async def claim(
+        self, *, worker_id: str, limit: int, lease_s: float, max_per_target: int | None = None
+    ) -> list[Scan]:
         now = _now()
         ready = [s for s in self._scans.values() if s.status == ScanStatus.ACCEPTED and s.available_at <= now]
-        ready.sort(key=lambda s: (-s.priority, s.scan_id))
+        fair_keys = self._shared.fair_keys
+        ready.sort(key=lambda s: (-s.priority, fair_keys.get(s.scan_id, 0.0), s.scan_id))
+        running: dict[str, int] = {}
+        if max_per_target is not None:
+            for other in self._scans.values():
+                if other.status == ScanStatus.RUNNING and other.target_key is not None:
+                    running[other.target_key] = running.get(other.target_key, 0) + 1
+        picked: list[Scan] = []
+        for scan in ready:
+            if len(picked) >= limit:
+                break
+            if max_per_target is not None and scan.target_key is not None:
+                if running.get(scan.target_key, 0) >= max_per_target:
+                    continue  # over the cap: stays Accepted, the claim goes on
+                running[scan.target_key] = running.get(scan.target_key, 0) + 1
+            picked.append(scan)
         claimed: list[Scan] = []
-        for scan in ready[:limit]:
+        for scan in picked:
             attempt = scan.attempt + 1
             entry = Attempt(attempt=attempt, worker=worker_id, started_at=now)
             claimed.append(
@@ -338,6 +362,7 @@ class MemoryStore(MemoryAccounts, Store):
             return []
         for scan in batch:
             del self._scans[scan.scan_id]
+            self._shared.fair_keys.pop(scan.scan_id, None)
             if scan.idempotency_key is not None:
                 self._by_key.pop((scan.tenant, scan.idempotency_key), None)
         return batch

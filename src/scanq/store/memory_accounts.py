@@ -1,13 +1,14 @@
-"""API tokens and tenant limits of the in-process store (the reference for ``Store`` rule 8)."""
+"""Tenants in the in-process store: tokens and limits (``Store`` rule 8), fair keys and queues (rule 9)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from scanq.exceptions import TokenNotFound, ValidationError
-from scanq.models import ApiToken, TenantLimits
+from scanq.models import ApiToken, Scan, ScanStatus, TenantLimits, TenantQueue
 
 
 class MemoryAccounts:
@@ -15,6 +16,7 @@ class MemoryAccounts:
 
     _tokens: dict[str, ApiToken]
     _limits: dict[str, TenantLimits]
+    _scans: dict[str, Scan]
 
     async def create_token(self, *, token: ApiToken) -> None:
         if token.token_id in self._tokens:
@@ -52,6 +54,31 @@ class MemoryAccounts:
 
     async def list_tenant_limits(self) -> list[TenantLimits]:
         return [self._limits[name] for name in sorted(self._limits)]
+
+    async def tenant_queues(self, *, limit: int = 100) -> list[TenantQueue]:
+        queues: dict[str, list[Any]] = {}
+        for scan in self._scans.values():
+            if scan.status not in (ScanStatus.ACCEPTED, ScanStatus.RUNNING):
+                continue
+            entry = queues.setdefault(scan.tenant, [0, 0, None])
+            if scan.status == ScanStatus.ACCEPTED:
+                entry[0] += 1
+                if entry[2] is None or scan.created_at < entry[2]:
+                    entry[2] = scan.created_at
+            else:
+                entry[1] += 1
+        ordered = sorted(queues.items(), key=lambda item: (-(item[1][0] + item[1][1]), item[0]))
+        return [
+            TenantQueue(tenant=tenant, accepted=a, running=r, oldest_accepted_at=oldest)
+            for tenant, (a, r, oldest) in ordered[: max(0, limit)]
+        ]
+
+    def _next_fair_key(self, tenant: str, now: datetime, clocks: dict[str, float]) -> float:
+        """Rule 9: ``max(now, the tenant's last key) + 1 / weight``, and that becomes its last key."""
+        weight = self._limits.get(tenant, TenantLimits(tenant=tenant)).weight
+        key = max(now.timestamp(), clocks.get(tenant, 0.0)) + 1.0 / weight
+        clocks[tenant] = key
+        return key
 
 
 __all__ = ["MemoryAccounts"]

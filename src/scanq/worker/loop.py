@@ -186,7 +186,10 @@ class Worker:
                 continue
             try:
                 scans = await self.store.claim(
-                    worker_id=self.worker_id, limit=free, lease_s=self.settings.lease_seconds
+                    worker_id=self.worker_id,
+                    limit=free,
+                    lease_s=self.settings.lease_seconds,
+                    max_per_target=self.settings.max_per_target or None,
                 )
             except Exception as exc:
                 await self._sleep_unless_stopped(retry.failed(exc))

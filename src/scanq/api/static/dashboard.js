@@ -197,6 +197,8 @@
     $("detail").hidden = true;
     $("counts").replaceChildren();
     $("oldest").textContent = "–";
+    $("tenant-rows").replaceChildren();
+    $("tenant-queues").hidden = true;
     $("scan-rows").replaceChildren();
     $("list-note").textContent = "";
     $("submit-form").reset();
@@ -265,10 +267,14 @@
 
   // -- counts and throughput ---------------------------------------------------------------------------
 
-  // GET /stats answers {"counts": {"Accepted": n, ...}, "total": n, "oldest_accepted_age_s": seconds | null}.
+  // GET /stats answers {"counts": {"Accepted": n, ...}, "total": n, "oldest_accepted_age_s": seconds | null,
+  // "tenants": [{"tenant", "accepted", "running", "oldest_accepted_age_s"}, ...]}; "tenants" holds the tenants
+  // with waiting or running scans, busiest first (every tenant for an admin token or without auth, else the
+  // token's own; only the filtered one with ?tenant=).
   function readStats(body) {
     const counts = Object.fromEntries(STATUSES.map((s) => [s, Number(body.counts[s] || 0)]));
-    return { counts, oldestAge: body.oldest_accepted_age_s };
+    const tenants = Array.isArray(body.tenants) ? body.tenants : [];
+    return { counts, oldestAge: body.oldest_accepted_age_s, tenants };
   }
 
   // "?tenant=…" when the tenant filter is set (an admin token's choice; the server refuses others with 403).
@@ -300,6 +306,7 @@
     if (generation !== state.generation) return;
     setLive(state.isLive ? "live" : "paused", state.isLive ? "live" : "paused");
     renderCounts(stats);
+    renderTenants(stats.tenants);
   }
 
   function renderCounts({ counts, oldestAge }) {
@@ -317,6 +324,61 @@
     );
     $("counts").replaceChildren(...cards);
     $("oldest").textContent = counts.Accepted ? formatSeconds(oldestAge) : "none waiting";
+  }
+
+  // "12 s", "3 min", "2 h 5 min", "3 d 4 h": how long a tenant's oldest scan has waited, at a glance.
+  function formatAge(seconds) {
+    if (seconds === null || seconds === undefined || !Number.isFinite(Number(seconds))) return "–";
+    const s = Math.max(0, Math.floor(Number(seconds)));
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min`;
+    if (s < 86400) {
+      const minutes = Math.floor((s % 3600) / 60);
+      return `${Math.floor(s / 3600)} h${minutes ? ` ${minutes} min` : ""}`;
+    }
+    const hours = Math.floor((s % 86400) / 3600);
+    return `${Math.floor(s / 86400)} d${hours ? ` ${hours} h` : ""}`;
+  }
+
+  // The per-tenant queue: hidden while no tenant has a waiting or running scan.
+  function renderTenants(tenants) {
+    $("tenant-rows").replaceChildren(...tenants.map(tenantRow));
+    $("tenant-queues").hidden = tenants.length === 0;
+  }
+
+  function tenantRow(queue) {
+    const tenant = String(queue.tenant);
+    const accepted = Number(queue.accepted || 0);
+    const running = Number(queue.running || 0);
+    const age = queue.oldest_accepted_age_s;
+    const isFiltered = tenant === state.tenant;
+    // A tenant's name sets the tenant filter (shown only while tokens are required); again, clears it.
+    const name =
+      state.isAuth && TENANT_PATTERN.test(tenant)
+        ? el("button", {
+            type: "button",
+            text: tenant,
+            title: isFiltered ? "show every tenant" : `show only ${tenant}'s scans`,
+            onclick: () => pickTenant(isFiltered ? "" : tenant),
+          })
+        : el("span", { text: tenant });
+    return el(
+      "tr",
+      { "data-tenant": tenant, class: isFiltered ? "selected" : null },
+      el("td", { class: "tenant-name" }, name),
+      el("td", { class: "num", "data-field": "accepted", text: accepted.toLocaleString() }),
+      el("td", { class: "num", "data-field": "running", text: running.toLocaleString() }),
+      el("td", {
+        "data-field": "oldest",
+        text: accepted ? formatAge(age) : "–",
+        title: accepted && Number.isFinite(Number(age)) ? `${Number(age).toFixed(1)} s` : null,
+      }),
+    );
+  }
+
+  function pickTenant(tenant) {
+    setMessage("tenant-message", "");
+    setTenant(tenant);
   }
 
   // -- the throughput chart: GET /stats/throughput answers every step of the window, oldest first ------------

@@ -81,6 +81,12 @@ class TargetScanner(Scanner, Generic[OptionsT]):
         await self.check_addresses(parsed, opts)  # last: the only step with I/O
         return str(parsed)
 
+    def politeness_key(self, *, target: str | None) -> str | None:
+        """The target's host: the per-target cap counts every scan of one host, whichever plugin runs it."""
+        if target is None:
+            return None
+        return self.parse(target).host
+
     async def check_addresses(self, target: ParsedTarget, options: OptionsT) -> None:
         """Submit time: resolve the target and check every address, when this plugin connects to it.
 

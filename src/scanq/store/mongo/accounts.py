@@ -4,6 +4,8 @@
 ``scopes`` (a sorted list of strings), ``secret_hash`` (unique: ``find_token`` is one probe of
 its index; the secret itself is never stored), ``created_at``, ``expires_at``, ``revoked_at`` and
 ``last_used_at``. ``<collection>_tenant_limits``: one document per tenant, ``_id`` the tenant.
+A tenant's weight is copied into its clock (``<collection>_tenant_clocks``, ``fairness``), where
+the fair keys of its new scans are reserved (rule 9); ``tenant_queues`` is ``fairness``'s.
 
 ``AccountsMixin`` is mixed into ``MongoStore``, as ``finished.FinishedScans`` is.
 """
@@ -18,7 +20,8 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from scanq.exceptions import StoreError, TokenNotFound, ValidationError
-from scanq.models import ApiToken, Scope, TenantLimits
+from scanq.models import ApiToken, Scope, TenantLimits, TenantQueue
+from scanq.store.mongo import fairness
 from scanq.store.mongo.errors import wrap_errors
 from scanq.store.mongo.rows import Document, as_utc, to_bson_time
 
@@ -115,6 +118,12 @@ class AccountsMixin:
         scans = self.collection
         return scans.database.get_collection(scans.name + LIMITS_SUFFIX)
 
+    @property
+    def tenant_clocks(self) -> AsyncCollection[Document]:
+        """Each tenant's last fair key and weight (``fairness``), beside the scans."""
+        scans = self.collection
+        return scans.database.get_collection(scans.name + fairness.CLOCKS_SUFFIX)
+
     async def create_token(self, *, token: ApiToken) -> None:
         with wrap_errors():
             try:
@@ -165,6 +174,7 @@ class AccountsMixin:
     async def set_tenant_limits(self, *, limits: TenantLimits) -> None:
         with wrap_errors():
             await self.tenant_limits.replace_one({"_id": limits.tenant}, limits_document(limits), upsert=True)
+            await fairness.set_weight(self.tenant_clocks, limits.tenant, limits.weight)
 
     async def get_tenant_limits(self, *, tenant: str) -> TenantLimits:
         with wrap_errors():
@@ -175,6 +185,10 @@ class AccountsMixin:
         with wrap_errors():
             docs = await self.tenant_limits.find({}).sort("_id", ASCENDING).to_list()
         return [limits_from_document(doc) for doc in docs]
+
+    async def tenant_queues(self, *, limit: int = 100) -> list[TenantQueue]:
+        with wrap_errors():
+            return await fairness.tenant_queues(self.collection, limit=limit)
 
 
 __all__ = ["LIMITS_SUFFIX", "TOKENS_SUFFIX", "TOKEN_INDEXES", "AccountsMixin", "token_document", "token_from_document"]

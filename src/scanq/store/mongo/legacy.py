@@ -2,7 +2,7 @@
 
 On open and on every reaper pass one ``update_many`` fills in the missing
 fields (priority 0, attempt 0, scanner ``mock``, tenant ``default``, ``created_at``
-/ ``available_at`` = the time scanq first saw the document). Until then reads fill in the same
+/ ``available_at`` / ``fair_key`` = the time scanq first saw the document). Until then reads fill in the same
 defaults (``rows.scan_from_document``), except that an unknown ``created_at``
 reads as ``updated_at`` or else the Unix epoch. A legacy ``Running`` document
 gets a lease owned by ``legacy`` that expires five minutes after adoption, so
@@ -43,6 +43,7 @@ def legacy_adoption(now: datetime) -> tuple[Document, list[Document]]:
         "cancel_requested": False,
         "history": {"$literal": []},
         "tenant": DEFAULT_TENANT,
+        "fair_key": now.timestamp(),  # its created_at (Store rule 9)
         "lease_owner": {"$cond": [is_running, LEGACY_OWNER, None]},
         "lease_expires_at": {"$cond": [is_running, to_bson_time(now + timedelta(seconds=LEGACY_LEASE_S)), None]},
     }

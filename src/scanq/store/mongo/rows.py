@@ -7,6 +7,9 @@ A document of the original system (``{_id, status}`` only) reads with the
 defaults the legacy adoption fills in (``legacy.py``); one without ``tenant``
 (written before tenants, or by the original system) reads as ``DEFAULT_TENANT``.
 ``submitted_by`` / ``cancelled_by`` are ``{token_id, token_name}`` or null.
+``fair_key`` (epoch seconds, a double) orders the claim within a priority (``Store`` rule 9,
+``fairness``); ``target_key`` is the host the politeness cap counts, null when never capped;
+``slot_token`` names the claim that took the scan's slot (``slots``).
 """
 
 from __future__ import annotations
@@ -53,8 +56,8 @@ def tenant_of(doc: Mapping[str, Any]) -> str:
     return doc.get("tenant") or DEFAULT_TENANT
 
 
-def new_document(new: NewScan, now: datetime) -> Document:
-    """The document of a submitted scan, Accepted at ``now``."""
+def new_document(new: NewScan, now: datetime, *, fair_key: float) -> Document:
+    """The document of a submitted scan, Accepted at ``now`` with its ``fair_key`` (``fairness.reserve``)."""
     created_at = to_bson_time(new.created_at)
     doc: Document = {
         "_id": new.scan_id,
@@ -79,6 +82,8 @@ def new_document(new: NewScan, now: datetime) -> Document:
         "tenant": new.tenant,
         "submitted_by": actor_document(new.submitted_by),
         "cancelled_by": None,
+        "fair_key": fair_key,
+        "target_key": new.target_key,
     }
     if new.idempotency_key is not None:
         # Absent rather than null: the unique index is partial on string keys.
@@ -117,6 +122,7 @@ def scan_from_document(doc: Mapping[str, Any]) -> Scan:
         tenant=tenant_of(doc),
         submitted_by=actor_from_document(doc.get("submitted_by")),
         cancelled_by=actor_from_document(doc.get("cancelled_by")),
+        target_key=doc.get("target_key"),
     )
 
 

@@ -19,11 +19,11 @@ from scanq.lifecycle import AvailableChange, CancelAction, Condition, ErrorChang
 from scanq.models import DEFAULT_TENANT, Actor, Lease, ScanStatus
 from scanq.store.mongo.rows import LEGACY_MAX_ATTEMPTS, Document, actor_document, to_bson_time
 
-# ESR order (equality, sort, range): status, then the claim sort (priority desc, _id asc), then the
-# available_at range, so the claim walks the index in claim order and stops at the first match.
-CLAIM_INDEX = IndexModel(
-    [("status", ASCENDING), ("priority", DESCENDING), ("_id", ASCENDING), ("available_at", ASCENDING)], name="claim"
-)
+# ESR order (equality, sort, range): status, then the claim sort (priority desc, fair_key asc, _id asc;
+# Store rule 9), then the available_at range, so the claim walks the index in claim order and stops at
+# the first match. It replaced ``claim`` (the same without fair_key), which ``schema.prepare`` drops.
+CLAIM_SORT = [("priority", DESCENDING), ("fair_key", ASCENDING), ("_id", ASCENDING)]
+CLAIM_INDEX = IndexModel([("status", ASCENDING), *CLAIM_SORT, ("available_at", ASCENDING)], name="fair_claim")
 LIST_INDEX = IndexModel([("status", ASCENDING), ("_id", DESCENDING)], name="list_by_status")
 OLDEST_INDEX = IndexModel([("status", ASCENDING), ("created_at", ASCENDING)], name="oldest_by_status")
 # An idempotency key is unique within its tenant (Store rule 7). It replaced the index
@@ -34,7 +34,7 @@ IDEMPOTENCY_INDEX = IndexModel(
     unique=True,
     partialFilterExpression={"idempotency_key": {"$type": "string"}},
 )
-REPLACED_INDEXES = ("idempotency_key",)
+REPLACED_INDEXES = ("idempotency_key", "claim")
 # One tenant's scans: counts by (tenant, status) count its keys as ``list_by_status`` serves ``stats()``,
 # and it lists a tenant's scans newest first (with a status, or across all of them: ``tenant_query``).
 TENANT_INDEX = IndexModel([("tenant", ASCENDING), ("status", ASCENDING), ("_id", DESCENDING)], name="tenant_status")
@@ -48,11 +48,12 @@ TENANT_OLDEST_INDEX = IndexModel(
 # Finished scans (finished.py): counts per step, and retention's batches in (finished_at, _id) order.
 FINISHED_INDEX = IndexModel([("status", ASCENDING), ("finished_at", ASCENDING), ("_id", ASCENDING)], name="finished")
 INDEXES = [CLAIM_INDEX, LIST_INDEX, OLDEST_INDEX, IDEMPOTENCY_INDEX, TENANT_INDEX, TENANT_OLDEST_INDEX, FINISHED_INDEX]
-CLAIM_SORT = [("priority", DESCENDING), ("_id", ASCENDING)]
 
 HEARTBEAT_PROJECTION = {"status": True, "lease_owner": True, "attempt": True, "cancel_requested": True}
 # What ``lifecycle.choose`` reads of an expired scan (and the lease that fences its update).
 EXPIRED_PROJECTION = {**HEARTBEAT_PROJECTION, "max_attempts": True}
+# What a scan leaving Running must tell: the slot it gives back (``slots``).
+SLOT_PROJECTION = {"target_key": True, "slot_token": True}
 
 # Change events that may mean new claimable work.
 WATCH_PIPELINE: list[Document] = [
@@ -120,8 +121,11 @@ def holds(doc: Mapping[str, Any], lease: Lease) -> bool:
     )
 
 
-def claim_update(*, worker_id: str, now: datetime, lease_s: float) -> list[Document]:
-    """A pipeline update, so the new history entry can carry the incremented attempt number."""
+def claim_update(*, worker_id: str, now: datetime, lease_s: float, slot_token: str) -> list[Document]:
+    """A pipeline update, so the new history entry can carry the incremented attempt number.
+
+    ``slot_token`` names this claim, so the scan gives back the right slot when it leaves Running (``slots``).
+    """
     attempt = {"$add": [{"$ifNull": ["$attempt", 0]}, 1]}
     entry = {
         "attempt": attempt,
@@ -141,6 +145,7 @@ def claim_update(*, worker_id: str, now: datetime, lease_s: float) -> list[Docum
                 "started_at": now,
                 "updated_at": now,
                 "history": {"$concatArrays": [{"$ifNull": ["$history", []]}, [entry]]},
+                "slot_token": {"$literal": slot_token},
             }
         }
     ]
@@ -239,6 +244,7 @@ def cancel_update(action: CancelAction, *, now: datetime, by: Actor | None = Non
 
 
 __all__ = [
+    "CLAIM_INDEX",
     "CLAIM_SORT",
     "EXPIRED_PROJECTION",
     "FINISHED_INDEX",
@@ -246,6 +252,7 @@ __all__ = [
     "IDEMPOTENCY_INDEX",
     "INDEXES",
     "REPLACED_INDEXES",
+    "SLOT_PROJECTION",
     "TENANT_INDEX",
     "TENANT_OLDEST_INDEX",
     "WATCH_PIPELINE",

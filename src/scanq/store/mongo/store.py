@@ -9,6 +9,8 @@ has no sort/limit and returns no documents; ``findAndModify`` touches one), so
 ``claim(limit=n)`` repeats an atomic ``find_one_and_update`` until it has ``n`` scans
 or none is left. Each one is a single-document atomic update, which is what makes
 two workers unable to take the same scan (the original system's find-then-update could).
+Fair keys (rule 9) are reserved in ``fairness``; a claim with ``max_per_target`` takes
+target slots first (``slots``), and a scan leaving Running gives its slot back.
 
 The documents are described in ``rows``, the statements in ``statements``, the
 indexes and the changes an older collection needs in ``schema``, the adoption of the
@@ -34,6 +36,7 @@ from scanq.lifecycle import CancelAction
 from scanq.models import Actor, Created, Finish, HeartbeatResult, Lease, NewScan, Outcome, Page, Scan, ScanStatus, Stats
 from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
 from scanq.store.group_commit import GroupCommit
+from scanq.store.mongo import slots
 from scanq.store.mongo import statements as st
 from scanq.store.mongo.accounts import AccountsMixin
 from scanq.store.mongo.errors import wrap_errors
@@ -101,6 +104,11 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
             raise StoreError("the MongoDB store is not open")
         return self._coll
 
+    @property
+    def target_slots(self) -> AsyncCollection[Document]:
+        """The Running scans of each target (``slots``), beside the scans."""
+        return self.collection.database.get_collection(self.collection.name + slots.SLOTS_SUFFIX)
+
     async def open(self) -> None:
         options = dict(self._client_options)
         lowered = self._client_url.lower()
@@ -120,7 +128,7 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
         try:
             with wrap_errors():
                 await self._inspect_server()
-                await prepare(self._coll, tokens=self.tokens)
+                await prepare(self._coll, now=self._now())
                 adopted = await adopt_legacy(self._coll, now=self._now())
         except BaseException:
             await self.aclose()
@@ -173,7 +181,7 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
         return await self._group.submit(scan)
 
     async def _insert_unordered(self, scans: Sequence[NewScan]) -> list[Created | Exception]:
-        answers = await insert_unordered(self.collection, scans, now=self._now())
+        answers = await insert_unordered(self.collection, scans, now=self._now(), clocks=self.tenant_clocks)
         if any(isinstance(answer, Created) and answer.is_new for answer in answers):
             self._wakeup.wake()
         return answers
@@ -185,7 +193,9 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
         client = self._client if self.has_change_streams else None
         for _ in range(CREATE_RETRIES):
             with wrap_errors():
-                answers = await insert_all_or_none(self.collection, scans, now=self._now(), client=client)
+                answers = await insert_all_or_none(
+                    self.collection, scans, now=self._now(), client=client, clocks=self.tenant_clocks
+                )
             if answers is not None:
                 if any(answer.is_new for answer in answers):
                     self._wakeup.wake()
@@ -245,23 +255,20 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
 
     # -- working ------------------------------------------------------------------------------------
 
-    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
-        """Repeat one atomic ``find_one_and_update`` per scan (see the module docstring for why)."""
-        claimed: list[Scan] = []
-        collection = self.collection
+    async def claim(
+        self, *, worker_id: str, limit: int, lease_s: float, max_per_target: int | None = None
+    ) -> list[Scan]:
+        """Repeat one atomic ``find_one_and_update`` per scan (module docstring); with a cap, in ``slots``'s rounds."""
         with wrap_errors():
-            for _ in range(limit):
-                now = self._now()
-                doc = await collection.find_one_and_update(
-                    st.claimable_filter(now),
-                    st.claim_update(worker_id=worker_id, now=now, lease_s=lease_s),
-                    sort=st.CLAIM_SORT,
-                    return_document=ReturnDocument.AFTER,
-                )
-                if doc is None:
-                    break
-                claimed.append(scan_from_document(doc))
-        return claimed
+            return await slots.claim(
+                self.collection,
+                self.target_slots,
+                worker_id,
+                limit=limit,
+                lease_s=lease_s,
+                cap=max_per_target,
+                now=self._now,
+            )
 
     async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
         if not leases:
@@ -330,6 +337,7 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
             cursor = self.collection.find(st.expired_filter(now), projection=st.EXPIRED_PROJECTION).limit(limit)
             expired = await cursor.to_list()
             handled = await asyncio.gather(*(self._requeue_one(doc, now=now) for doc in expired))
+            await slots.repair(self.collection, self.target_slots, now=now)
         if any(requeued == ScanStatus.ACCEPTED for requeued in handled):
             self._wakeup.wake()
         return sum(1 for status in handled if status is not None)
@@ -344,11 +352,21 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
     async def _update_held(
         self, lease: Lease, update: Document, array_filters: list[Document], condition: Document | None = None
     ) -> bool:
-        """Apply ``update`` if ``lease`` still holds the scan (and it meets ``condition``); True if it did."""
-        result = await self.collection.update_one(
-            {**st.held_filter(lease), **(condition or {})}, update, array_filters=array_filters
+        """Apply ``update`` if ``lease`` still holds the scan (and it meets ``condition``); True if it did.
+
+        The scan leaves Running: it gives back its target slot (``slots``), if it has a target.
+        """
+        doc = await self.collection.find_one_and_update(
+            {**st.held_filter(lease), **(condition or {})},
+            update,
+            projection=st.SLOT_PROJECTION,
+            array_filters=array_filters,
         )
-        return result.modified_count == 1
+        if doc is None:
+            return False
+        if doc.get("target_key") is not None:
+            await slots.give_back(self.target_slots, doc["target_key"], lease.scan_id, doc.get("slot_token"))
+        return True
 
     async def cancel(self, *, scan_id: str, tenant: str | None = None, by: Actor | None = None) -> Scan:
         collection = self.collection

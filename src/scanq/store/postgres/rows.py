@@ -21,6 +21,7 @@ from scanq.models import (
     ScanStatus,
     Scope,
     TenantLimits,
+    TenantQueue,
 )
 
 
@@ -72,6 +73,7 @@ def scan_from_row(row: asyncpg.Record) -> Scan:
         tenant=row["tenant"],
         submitted_by=actor_from_columns(row["submitted_by"], row["submitted_by_name"]),
         cancelled_by=actor_from_columns(row["cancelled_by"], row["cancelled_by_name"]),
+        target_key=row["target_key"],
     )
 
 
@@ -90,6 +92,40 @@ def new_scan_arrays(scans: Sequence[NewScan]) -> tuple[list[Any], ...]:
         [scan.tenant for scan in scans],
         [scan.submitted_by.token_id if scan.submitted_by is not None else None for scan in scans],
         [scan.submitted_by.token_name if scan.submitted_by is not None else None for scan in scans],
+        [scan.target_key for scan in scans],
+    )
+
+
+def first_submissions(scans: Sequence[NewScan]) -> list[NewScan]:
+    """The scans ``insert_scans`` is sent: each (tenant, idempotency key) once, at its first place in the batch.
+
+    A later scan with the same key is a replay of the first: it takes no fair key (rule 9), and the
+    caller answers it with the first one's scan.
+    """
+    seen: set[tuple[str, str]] = set()
+    first: list[NewScan] = []
+    for scan in scans:
+        if scan.idempotency_key is not None:
+            key = (scan.tenant, scan.idempotency_key)
+            if key in seen:
+                continue
+            seen.add(key)
+        first.append(scan)
+    return first
+
+
+def claim_order(rows: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
+    """Claimed rows (whole ``scans`` rows) in claim order: priority (higher first), fair key, scan id (rule 9)."""
+    return sorted(rows, key=lambda row: (-row["priority"], row["fair_key"], row["scan_id"]))
+
+
+def queue_from_row(row: asyncpg.Record) -> TenantQueue:
+    """A row of ``tenant_queues``."""
+    return TenantQueue(
+        tenant=row["tenant"],
+        accepted=int(row["accepted"]),
+        running=int(row["running"]),
+        oldest_accepted_at=row["oldest_accepted_at"],
     )
 
 
@@ -168,12 +204,15 @@ def limits_from_row(row: asyncpg.Record) -> TenantLimits:
 __all__ = [
     "actor_from_columns",
     "attempt_from_entry",
+    "claim_order",
     "finish_arrays",
     "first_finishes",
+    "first_submissions",
     "held_leases",
     "lease_arrays",
     "limits_from_row",
     "new_scan_arrays",
+    "queue_from_row",
     "scan_from_row",
     "token_arguments",
     "token_from_row",

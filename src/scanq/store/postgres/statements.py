@@ -102,6 +102,9 @@ STATS = _QUERIES["stats"]
 STATS_TENANT = _QUERIES["stats_tenant"]
 FOLD_COUNTS = _QUERIES["fold_counts"]
 CLAIM = _QUERIES["claim"]
+CLAIM_CAPPED = _QUERIES["claim_capped"]
+PRUNE_TARGET_SLOTS = _QUERIES["prune_target_slots"]
+TENANT_QUEUES = _QUERIES["tenant_queues"]
 HEARTBEAT = _QUERIES["heartbeat"]
 FINISH = _QUERIES["finish"]
 RELEASE = _QUERIES["release"]
@@ -134,6 +137,7 @@ LIST_TENANT_LIMITS = _QUERIES["list_tenant_limits"]
 __all__ = [
     "CANCEL",
     "CLAIM",
+    "CLAIM_CAPPED",
     "COUNT_FOLD_LOCK_KEY",
     "DURABILITY_SETTINGS",
     "EXPORT_SCANS",
@@ -162,6 +166,7 @@ __all__ = [
     "PRUNE_BATCH_TENANT",
     "PRUNE_NAMED",
     "PRUNE_NAMED_DELETE",
+    "PRUNE_TARGET_SLOTS",
     "PRUNE_TENANT",
     "RELEASE",
     "REQUEUE_EXPIRED",
@@ -172,6 +177,7 @@ __all__ = [
     "SET_TENANT_LIMITS",
     "STATS",
     "STATS_TENANT",
+    "TENANT_QUEUES",
     "TOUCH_TOKENS",
     "TRANSITIONS",
     "WORK_CHANNEL",

@@ -11,7 +11,19 @@ import asyncpg
 
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable, ValidationError
 from scanq.ids import is_scan_id
-from scanq.models import Actor, Created, Finish, HeartbeatResult, Lease, NewScan, Page, Scan, ScanStatus, Stats
+from scanq.models import (
+    Actor,
+    Created,
+    Finish,
+    HeartbeatResult,
+    Lease,
+    NewScan,
+    Page,
+    Scan,
+    ScanStatus,
+    Stats,
+    TenantQueue,
+)
 from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
 from scanq.store.group_commit import GroupCommit
 from scanq.store.postgres import connection, statements
@@ -20,11 +32,14 @@ from scanq.store.postgres.connection import SERVER_SETTINGS, Connection, Pool, w
 from scanq.store.postgres.finished import FinishedScans
 from scanq.store.postgres.options import PostgresOptions, parse_url
 from scanq.store.postgres.rows import (
+    claim_order,
     finish_arrays,
     first_finishes,
+    first_submissions,
     held_leases,
     lease_arrays,
     new_scan_arrays,
+    queue_from_row,
     scan_from_row,
 )
 from scanq.store.postgres.schema import durable_settings, migrate
@@ -38,6 +53,15 @@ GROUP_COMMIT_MAX_SCANS = 1000
 GROUP_COMMIT_IN_FLIGHT = 2
 # Fold the count deltas into scan_counts once this many have piled up.
 COUNT_FOLD_THRESHOLD = 1000
+# A capped claim (claim_capped) of n scans locks a window of n plus a slack (n / divisor, at least the
+# minimum) claimable scans, and takes a window twice as large (up to the maximum) while it is short,
+# at most this many windows per claim.
+CAPPED_SLACK_DIVISOR = 4
+CAPPED_MIN_SLACK = 4
+CAPPED_MAX_WINDOW = 4096
+CAPPED_MAX_WINDOWS = 8
+# Target rows at zero the reaper deletes per pass.
+TARGET_SLOTS_PRUNE_BATCH = 1000
 
 
 # Every status, in the order list_tenant reads the ranges of one tenant.
@@ -154,20 +178,47 @@ class PostgresStore(FinishedScans, Accounts, Store):
         counts = dict.fromkeys(ScanStatus, 0)
         for status, count in row["counts"].items():
             counts[ScanStatus(status)] = int(count)
-        if row["deltas"] >= COUNT_FOLD_THRESHOLD:
-            # Best effort: on a read replica (status service) the fold is refused; the primary folds.
-            with contextlib.suppress(StoreError):
-                await self._fold_counts()
+        await self._fold_when_long(row["deltas"])
         return Stats(counts=counts, oldest_accepted_at=row["oldest_accepted_at"])
 
-    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
+    async def tenant_queues(self, *, limit: int = 100) -> list[TenantQueue]:
         if limit <= 0:
             return []
-        rows = await self._fetch(statements.CLAIM, worker_id, limit, float(lease_s))
-        scans = [scan_from_row(row) for row in rows]
+        rows = await self._fetch(statements.TENANT_QUEUES, limit)
+        if rows:
+            await self._fold_when_long(rows[0]["deltas"])
+        return [queue_from_row(row) for row in rows]
+
+    async def claim(
+        self, *, worker_id: str, limit: int, lease_s: float, max_per_target: int | None = None
+    ) -> list[Scan]:
+        if limit <= 0:
+            return []
+        if max_per_target is None:  # one statement, one walk of scans_claimable
+            rows = await self._fetch(statements.CLAIM, worker_id, limit, float(lease_s))
+        else:
+            rows = await self._claim_capped(worker_id, limit, float(lease_s), max_per_target)
         # RETURNING has no order; hand scans out in claim order.
-        scans.sort(key=lambda scan: (-scan.priority, scan.scan_id))
-        return scans
+        return [scan_from_row(row) for row in claim_order(rows)]
+
+    async def _claim_capped(self, worker_id: str, limit: int, lease_s: float, cap: int) -> list[asyncpg.Record]:
+        """Claim from windows of the queue (``claim_capped``) until ``limit`` scans or a window not full.
+
+        Each window is one statement (its own transaction) that never overshoots the cap (see
+        ``queries.sql``). A window leaves out the targets already full, so one is usually enough; a
+        scan over a target's cap in it, a scan lost to a racing claimer, or a target another claimer
+        holds makes the claim take another, larger window.
+        """
+        claimed: list[asyncpg.Record] = []
+        window = limit + max(limit // CAPPED_SLACK_DIVISOR, CAPPED_MIN_SLACK)
+        for _ in range(CAPPED_MAX_WINDOWS):
+            need = limit - len(claimed)
+            rows = await self._fetch(statements.CLAIM_CAPPED, worker_id, need, lease_s, cap, window)
+            claimed.extend(row for row in rows if row["scan_id"] is not None)
+            if len(claimed) >= limit or rows[0]["walked"] < window:  # enough, or every claimable scan seen
+                break
+            window = min(2 * window, CAPPED_MAX_WINDOW)
+        return claimed
 
     async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
         held = held_leases(leases)
@@ -196,9 +247,12 @@ class PostgresStore(FinishedScans, Accounts, Store):
 
     async def requeue_expired(self, *, limit: int = 1000) -> int:
         rows = await self._fetch(statements.REQUEUE_EXPIRED, limit)
-        # Every worker runs the reaper on a timer: a good moment to keep the count deltas short.
+        # Every worker runs the reaper on a timer: a good moment to keep the count deltas and the
+        # target counts short.
         with contextlib.suppress(StoreError):
             await self._fold_counts()
+        with contextlib.suppress(StoreError):
+            await self._fetch(statements.PRUNE_TARGET_SLOTS, TARGET_SLOTS_PRUNE_BATCH)
         return int(rows[0]["requeued"])
 
     async def cancel(self, *, scan_id: str, tenant: str | None = None, by: Actor | None = None) -> Scan:
@@ -221,7 +275,7 @@ class PostgresStore(FinishedScans, Accounts, Store):
             if not is_scan_id(scan.scan_id):
                 raise ValidationError(f"invalid scan id {scan.scan_id!r}")
         try:
-            rows = await self._fetch(statements.INSERT_SCANS, *new_scan_arrays(scans))
+            rows = await self._fetch(statements.INSERT_SCANS, *new_scan_arrays(first_submissions(scans)))
         except StoreError as exc:
             if isinstance(exc.__cause__, asyncpg.UniqueViolationError):
                 raise ValidationError("duplicate scan id") from exc.__cause__
@@ -262,6 +316,12 @@ class PostgresStore(FinishedScans, Accounts, Store):
 
     async def _fold_counts(self) -> None:
         await self._fetch(statements.FOLD_COUNTS, statements.COUNT_FOLD_LOCK_KEY)
+
+    async def _fold_when_long(self, deltas: int) -> None:
+        if deltas >= COUNT_FOLD_THRESHOLD:
+            # Best effort: on a read replica (status service) the fold is refused; the primary folds.
+            with contextlib.suppress(StoreError):
+                await self._fold_counts()
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return await connection.fetch(self._require_pool(), query, *args)

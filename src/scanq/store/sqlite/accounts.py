@@ -1,9 +1,10 @@
-"""SQLite: API tokens and tenant limits (``Store`` rule 8), beside the scans in the same file.
+"""SQLite: API tokens and tenant limits (``Store`` rule 8) and the queue per tenant (rule 9), beside the scans.
 
 ``Accounts`` is mixed into ``SQLiteStore``. Writes go through the writer thread like every
 other write (they join its batches); reads go to the reader threads. ``find_token`` is the
 lookup every authenticated request makes: one search of the unique ``api_tokens_secret_hash``
 index. The tables are small (a row per token, a row per tenant with limits): listing sorts.
+``tenant_queues`` reads the per-tenant counts, not the scans (statements.TENANT_QUEUES).
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from scanq.exceptions import TokenNotFound, ValidationError
-from scanq.models import ApiToken, TenantLimits
+from scanq.models import ApiToken, TenantLimits, TenantQueue
 from scanq.store.sqlite.rows import (
     LIMITS_COLUMNS,
     TOKEN_COLUMNS,
     limits_from_row,
     limits_row,
+    to_optional_datetime,
     token_from_row,
     token_row,
 )
+from scanq.store.sqlite.statements import TENANT_QUEUES
 
 if TYPE_CHECKING:
     from scanq.store.sqlite.writer import Apply
@@ -130,6 +133,16 @@ class Accounts:
     async def list_tenant_limits(self) -> list[TenantLimits]:
         rows = await self._read(lambda conn: conn.execute(LIST_LIMITS).fetchall())
         return [limits_from_row(row) for row in rows]
+
+    async def tenant_queues(self, *, limit: int = 100) -> list[TenantQueue]:
+        if limit <= 0:
+            return []  # (SQLite reads a negative LIMIT as none)
+        # One statement: one snapshot for the counts and the oldest scans.
+        rows = await self._read(lambda conn: conn.execute(TENANT_QUEUES, {"limit": limit}).fetchall())
+        return [
+            TenantQueue(tenant=tenant, accepted=accepted, running=running, oldest_accepted_at=to_optional_datetime(at))
+            for tenant, accepted, running, at in rows
+        ]
 
 
 __all__ = ["Accounts"]

@@ -79,6 +79,7 @@ def scan_from_row(row: tuple[Any, ...]) -> Scan:
         tenant=row[20],
         submitted_by=None if row[21] is None else _ACTOR.decode(row[21]),
         cancelled_by=None if row[22] is None else _ACTOR.decode(row[22]),
+        target_key=row[23],
     )
 
 
@@ -96,12 +97,12 @@ def to_json(value: Any, *, what: str) -> str:
 
 
 def insert_row(new: NewScan) -> tuple[Any, ...]:
-    """INSERT_SCAN parameters except the trailing ``updated_at``, which the writer adds."""
+    """INSERT_SCAN parameters except the trailing ``fair_key`` and ``updated_at``, which the writer adds."""
     created_at = new.created_at.timestamp()
     available_at = created_at if new.available_at is None else new.available_at.timestamp()
     options = to_json(dict(new.options), what="options")
     return (new.scan_id, new.target, new.scanner, options, new.priority, new.max_attempts, created_at, available_at,
-            new.idempotency_key, new.tenant, actor_json(new.submitted_by))  # fmt: skip
+            new.idempotency_key, new.tenant, actor_json(new.submitted_by), new.target_key)  # fmt: skip
 
 
 def leases_json(leases: Sequence[Lease]) -> str:

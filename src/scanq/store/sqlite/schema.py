@@ -149,7 +149,24 @@ MIGRATION_3 = (
     ) WITHOUT ROWID
     """,
 )
-MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3)
+# Fair share and politeness (Store rule 9). ``fair_key`` is a scan's virtual start time (weighted fair
+# queueing, epoch seconds); the writer assigns it at insert from ``tenant_clocks`` (a tenant's last key,
+# moved in the insert's transaction, so every process on the file shares it). Scans that may still be
+# claimed (Accepted, or Running and so perhaps back to Accepted) take their created_at: the old order is
+# kept; finished ones never need one (0). The claim walks (priority DESC, fair_key, scan_id): same name,
+# same shape as before with one more REAL in each entry. ``target_key`` is what the per-target cap
+# counts: the partial index holds only Running scans that have one, so uncapped scans (mock, noop)
+# never touch it, and the capped claim counts a target's Running scans with one range search.
+MIGRATION_4 = (
+    "ALTER TABLE scans ADD COLUMN fair_key REAL NOT NULL DEFAULT 0",
+    "ALTER TABLE scans ADD COLUMN target_key TEXT",
+    "UPDATE scans SET fair_key = created_at WHERE status IN ('Accepted', 'Running')",
+    "CREATE TABLE tenant_clocks (tenant TEXT PRIMARY KEY, last_key REAL NOT NULL) WITHOUT ROWID",
+    "DROP INDEX scans_claimable",
+    "CREATE INDEX scans_claimable ON scans (priority DESC, fair_key, scan_id, available_at) WHERE status = 'Accepted'",
+    "CREATE INDEX scans_running_by_target ON scans (target_key) WHERE status = 'Running' AND target_key IS NOT NULL",
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

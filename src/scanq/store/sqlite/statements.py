@@ -21,14 +21,15 @@ from scanq.store.sql_rules import RenderedTransition, SqlNames, literal, render,
 COLUMNS = (
     "scan_id, status, target, scanner, options, priority, attempt, max_attempts, created_at, updated_at,"
     " available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result, idempotency_key,"
-    " cancel_requested, history, tenant, submitted_by, cancelled_by"
+    " cancel_requested, history, tenant, submitted_by, cancelled_by, target_key"
 )
+# The last two values, ``fair_key`` and ``updated_at``, come from the writer's transaction (rule 9).
 INSERT_SCAN = (
     "INSERT INTO scans (scan_id, status, target, scanner, options, priority, max_attempts, created_at,"
-    " available_at, idempotency_key, tenant, submitted_by, updated_at)"
-    " VALUES (?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " available_at, idempotency_key, tenant, submitted_by, target_key, fair_key, updated_at)"
+    " VALUES (?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_COLUMNS = 12  # parameters per row of INSERT_SCAN
+INSERT_COLUMNS = 14  # parameters per row of INSERT_SCAN
 
 
 @functools.lru_cache(maxsize=64)
@@ -39,7 +40,7 @@ def insert_scans(rows: int) -> str:
     once per batch instead of once per row, and each retake can wait a whole switch
     interval (5 ms) behind a busy event loop.
     """
-    values = ", ".join(["(?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    values = ", ".join(["(?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return INSERT_SCAN.split(" VALUES ", 1)[0] + " VALUES " + values
 
 
@@ -78,17 +79,81 @@ CLAIMABLE_EXISTS = (
     "SELECT EXISTS (SELECT 1 FROM scans INDEXED BY scans_claimable WHERE status = 'Accepted' AND available_at <= ?)"
 )
 
-CLAIM = f"""
-UPDATE scans SET
+# -- claims (rules 1 and 9) -------------------------------------------------------------------------
+
+_CLAIM_SETS = """
     status = 'Running', attempt = attempt + 1, lease_owner = :worker, lease_expires_at = :expires,
     started_at = :now, updated_at = :now,
     history = json_insert(history, '$[#]', json_object(
         'attempt', attempt + 1, 'worker', :worker, 'started_at', json(:now_json),
-        'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+        'finished_at', NULL, 'outcome', NULL, 'error', NULL))"""
+# The claim order is the index order: one walk of scans_claimable, stopped at LIMIT, no sort.
+# RETURNING has no order: ``fair_key`` comes back after COLUMNS so the caller can sort by claim order.
+CLAIM = f"""
+UPDATE scans SET{_CLAIM_SETS}
 WHERE scan_id IN (
     SELECT scan_id FROM scans INDEXED BY scans_claimable WHERE status = 'Accepted' AND available_at <= :now
-    ORDER BY priority DESC, scan_id LIMIT :limit)
-RETURNING {COLUMNS}
+    ORDER BY priority DESC, fair_key, scan_id LIMIT :limit)
+RETURNING {COLUMNS}, fair_key
+"""
+# The capped claim (``max_per_target``) picks in Python, inside the writer's transaction, then claims
+# the picked ids in one UPDATE. Candidates come in claim order, a chunk at a time, from a position
+# (priority, fair_key, scan_id): the rest of that priority (a row-value seek), then lower priorities.
+# Targets already full are left out here; NULL targets never are.
+CLAIM_CANDIDATES = """
+SELECT scan_id, priority, fair_key, target_key FROM (
+    SELECT * FROM (
+        SELECT scan_id, priority, fair_key, target_key FROM scans INDEXED BY scans_claimable
+        WHERE status = 'Accepted' AND priority = :priority AND (fair_key, scan_id) > (:fair_key, :scan_id)
+            AND available_at <= :now AND (target_key IS NULL OR target_key NOT IN (SELECT value FROM json_each(:full)))
+        ORDER BY fair_key, scan_id LIMIT :chunk)
+    UNION ALL
+    SELECT * FROM (
+        SELECT scan_id, priority, fair_key, target_key FROM scans INDEXED BY scans_claimable
+        WHERE status = 'Accepted' AND priority < :priority
+            AND available_at <= :now AND (target_key IS NULL OR target_key NOT IN (SELECT value FROM json_each(:full)))
+        ORDER BY priority DESC, fair_key, scan_id LIMIT :chunk))
+LIMIT :chunk
+"""
+# Every worker's Running scans of the given targets (a JSON array): one range of the partial index each.
+RUNNING_BY_TARGET = """
+SELECT target_key, count(*) FROM scans INDEXED BY scans_running_by_target
+WHERE status = 'Running' AND target_key IS NOT NULL AND target_key IN (SELECT value FROM json_each(:targets))
+GROUP BY target_key
+"""
+CLAIM_IDS = f"""
+UPDATE scans SET{_CLAIM_SETS}
+WHERE scan_id IN (SELECT value FROM json_each(:ids)) AND +status = 'Accepted'
+RETURNING {COLUMNS}, fair_key
+"""
+# A batch's tenants (a JSON array) with their last fair key and weight (NULL: none yet, no limits row);
+# TENANT_CLOCK for the common batch of one tenant (half the cost: no JSON).
+TENANT_CLOCK = (
+    "SELECT ?1, (SELECT last_key FROM tenant_clocks WHERE tenant = ?1),"
+    " (SELECT weight FROM tenant_limits WHERE tenant = ?1)"
+)
+TENANT_CLOCKS = """
+SELECT named.value, clock.last_key, limits.weight FROM json_each(:tenants) AS named
+LEFT JOIN tenant_clocks AS clock ON clock.tenant = named.value
+LEFT JOIN tenant_limits AS limits ON limits.tenant = named.value
+"""
+SET_TENANT_CLOCK = (
+    "INSERT INTO tenant_clocks (tenant, last_key) VALUES (?, ?)"
+    " ON CONFLICT (tenant) DO UPDATE SET last_key = excluded.last_key"
+)
+# The live queue per tenant, from the counts table (a few rows per tenant), with each tenant's oldest
+# Accepted scan: the first entry of its range of scans_accepted_by_tenant.
+TENANT_QUEUES = """
+SELECT queued.tenant, queued.accepted, queued.running,
+    (SELECT created_at FROM scans INDEXED BY scans_accepted_by_tenant
+     WHERE tenant = queued.tenant AND status = 'Accepted' ORDER BY created_at LIMIT 1)
+FROM (
+    SELECT tenant, sum(CASE status WHEN 'Accepted' THEN n ELSE 0 END) AS accepted,
+        sum(CASE status WHEN 'Running' THEN n ELSE 0 END) AS running
+    FROM scan_counts WHERE status IN ('Accepted', 'Running') GROUP BY tenant) AS queued
+WHERE queued.accepted + queued.running > 0
+ORDER BY queued.accepted + queued.running DESC, queued.tenant
+LIMIT :limit
 """
 
 # -- transitions, rendered from scanq.lifecycle ---------------------------------------------------
@@ -196,6 +261,8 @@ __all__ = [
     "CANCEL",
     "CLAIM",
     "CLAIMABLE_EXISTS",
+    "CLAIM_CANDIDATES",
+    "CLAIM_IDS",
     "COLUMNS",
     "COUNTS",
     "COUNTS_OF_TENANT",
@@ -211,8 +278,13 @@ __all__ = [
     "OLDEST_ACCEPTED_OF_TENANT",
     "RELEASE",
     "REQUEUE_EXPIRED",
+    "RUNNING_BY_TARGET",
     "SELECT_BY_KEY",
     "SELECT_SCAN",
     "SELECT_STATUS",
+    "SET_TENANT_CLOCK",
+    "TENANT_CLOCK",
+    "TENANT_CLOCKS",
+    "TENANT_QUEUES",
     "insert_scans",
 ]

@@ -10,15 +10,20 @@ Timestamps are REAL epoch seconds from this process's clock (history entries
 keep the exact same value: ``json(repr(now))`` keeps all 17 digits, where a
 bound REAL would be printed with 15). ``stats`` reads a counts table kept by
 triggers (five rows per tenant), so it costs the same at 1M rows as at 10.
+Fair share (rule 9): the writer gives each new scan its fair key (``writer``), the
+claim walks the index in that order; ``max_per_target`` picks in ``_claim_capped``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+import msgspec
 
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable
 from scanq.models import (
@@ -44,6 +49,8 @@ from scanq.store.sqlite.schema import check_sqlite_version
 from scanq.store.sqlite.statements import (
     CANCEL,
     CLAIM,
+    CLAIM_CANDIDATES,
+    CLAIM_IDS,
     COUNTS,
     COUNTS_OF_TENANT,
     FINISH,
@@ -56,6 +63,7 @@ from scanq.store.sqlite.statements import (
     OLDEST_ACCEPTED_OF_TENANT,
     RELEASE,
     REQUEUE_EXPIRED,
+    RUNNING_BY_TARGET,
     SELECT_SCAN,
     SELECT_STATUS,
 )
@@ -68,6 +76,61 @@ T = TypeVar("T")
 
 # Greater than every scan id: the first page of a keyset list.
 _AFTER_EVERY_ID = "~"
+# A claim returns rows of COLUMNS then fair_key: claim order is (priority DESC, fair_key, scan_id).
+_PRIORITY, _FAIR_KEY = 5, -1
+# The capped claim's first chunk of candidates is this many times its limit (most are taken when
+# targets are spread out); each further chunk is twice the last, up to the most.
+_CANDIDATES_PER_SCAN = 2
+_MAX_CANDIDATES = 4096
+_ABOVE_EVERY_PRIORITY = 2**63 - 1
+
+
+def _claim_order(row: tuple[Any, ...]) -> tuple[int, float, str]:
+    return -row[_PRIORITY], row[_FAIR_KEY], row[0]
+
+
+def _claim_capped(conn: sqlite3.Connection, params: dict[str, Any], *, limit: int, cap: int) -> list[Any]:
+    """Claim up to ``limit`` scans in claim order, at most ``cap`` Running per non-null target (rule 9).
+
+    Runs in the writer's ``BEGIN IMMEDIATE`` transaction: it holds the file's write lock from the
+    counts below to the UPDATE, so no claimer of any process can make a target's scan Running in
+    between, and Running scans are every worker's (they are rows of this file). Hence no overshoot
+    without a counter to keep: the partial index of Running scans by target is the counter. A scan
+    over the cap is never updated (it stays Accepted); the walk goes on to later candidates.
+    Cost: about 2 * limit candidates when targets are spread out; a claim that cannot fill its limit
+    steps over every Accepted scan of the full targets (in SQL, a fraction of a microsecond each).
+    """
+    running: dict[str, int] = {}  # per target seen so far: Running now, plus picked by this claim
+    full: list[str] = []
+    picked: list[str] = []
+    walk = {"priority": _ABOVE_EVERY_PRIORITY, "fair_key": -math.inf, "scan_id": "", "now": params["now"]}
+    chunk = max(limit * _CANDIDATES_PER_SCAN, 16)
+    while len(picked) < limit:
+        walk.update(full=msgspec.json.encode(full).decode(), chunk=chunk)
+        rows = conn.execute(CLAIM_CANDIDATES, walk).fetchall()
+        unseen = {target for _, _, _, target in rows if target is not None and target not in running}
+        if unseen:
+            running.update(dict.fromkeys(unseen, 0))
+            targets = msgspec.json.encode(sorted(unseen)).decode()
+            running.update(conn.execute(RUNNING_BY_TARGET, {"targets": targets}).fetchall())
+            full += [target for target in unseen if running[target] >= cap]
+        for scan_id, _, _, target in rows:
+            if target is not None:
+                if running[target] >= cap:
+                    continue  # over the cap: stays Accepted
+                running[target] += 1
+                if running[target] >= cap:
+                    full.append(target)
+            picked.append(scan_id)
+            if len(picked) == limit:
+                break
+        if len(rows) < chunk:
+            break  # no more candidates
+        walk.update(scan_id=rows[-1][0], priority=rows[-1][1], fair_key=rows[-1][2])
+        chunk = min(chunk * 2, _MAX_CANDIDATES)
+    if not picked:
+        return []
+    return conn.execute(CLAIM_IDS, {**params, "ids": msgspec.json.encode(picked).decode()}).fetchall()
 
 
 class SQLiteStore(FinishedScans, Accounts, Store):
@@ -231,18 +294,22 @@ class SQLiteStore(FinishedScans, Accounts, Store):
         oldest_at = None if oldest is None else oldest[0]  # no row (one tenant) or NULL (every tenant): none
         return Stats(counts=by_status, oldest_accepted_at=None if oldest_at is None else to_datetime(oldest_at))
 
-    async def claim(self, *, worker_id: str, limit: int, lease_s: float) -> list[Scan]:
+    async def claim(
+        self, *, worker_id: str, limit: int, lease_s: float, max_per_target: int | None = None
+    ) -> list[Scan]:
         if limit <= 0:
             return []
 
         def apply(conn: sqlite3.Connection, now: float) -> tuple[list[Scan], bool]:
             params = {"worker": worker_id, "expires": now + lease_s, "now": now, "now_json": repr(now), "limit": limit}
-            rows = conn.execute(CLAIM, params).fetchall()
+            if max_per_target is None:
+                rows = conn.execute(CLAIM, params).fetchall()  # one statement: the fast path
+            else:
+                rows = _claim_capped(conn, params, limit=limit, cap=max_per_target)
+            rows.sort(key=_claim_order)  # RETURNING has no order
             return [scan_from_row(row) for row in rows], False
 
-        scans = await self._write(apply)
-        scans.sort(key=lambda scan: (-scan.priority, scan.scan_id))  # RETURNING has no order
-        return scans
+        return await self._write(apply)
 
     async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
         if not leases:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import sqlite3
 import threading
@@ -20,8 +21,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import accumulate, repeat
 from pathlib import Path
 from typing import Any, TypeVar
+
+import msgspec
 
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreUnavailable, ValidationError
 from scanq.models import Created, NewScan
@@ -30,7 +34,15 @@ from scanq.store.group_commit import settle
 from scanq.store.sqlite.connection import begin_immediate, connect, wrap_errors
 from scanq.store.sqlite.rows import scan_from_row, to_datetime
 from scanq.store.sqlite.schema import migrate, set_wal
-from scanq.store.sqlite.statements import INSERT_COLUMNS, INSERT_SCAN, SELECT_BY_KEY, insert_scans
+from scanq.store.sqlite.statements import (
+    INSERT_COLUMNS,
+    INSERT_SCAN,
+    SELECT_BY_KEY,
+    SET_TENANT_CLOCK,
+    TENANT_CLOCK,
+    TENANT_CLOCKS,
+    insert_scans,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -226,13 +238,78 @@ class Writer:
 # -- creates --------------------------------------------------------------------------------------
 
 
+class _FairClocks:
+    """Rule 9 for one batch: each tenant's last fair key and weight, read once, moved here, written once.
+
+    Read and written inside the batch's write transaction, which holds the file's write lock: no other
+    process moves a clock in between, so every process on the file shares one clock per tenant.
+    """
+
+    __slots__ = ("_clocks", "_now", "_read", "_steps")
+
+    def __init__(self, conn: sqlite3.Connection, jobs: list[_CreateJob], now: float) -> None:
+        tenants = {new.tenant for job in jobs for new in job.scans}
+        if len(tenants) == 1:
+            read = conn.execute(TENANT_CLOCK, (*tenants,))
+        else:
+            read = conn.execute(TENANT_CLOCKS, {"tenants": msgspec.json.encode(sorted(tenants)).decode()})
+        self._now = now
+        self._clocks: dict[str, float] = {}
+        self._steps: dict[str, float] = {}
+        for tenant, last_key, weight in read:
+            self._clocks[tenant] = -math.inf if last_key is None else last_key
+            # TenantLimits.weight is positive; a row written some other way must not stop the queue.
+            self._steps[tenant] = 1.0 / (weight if weight is not None and weight > 0 else 1.0)
+        self._read = dict(self._clocks)
+
+    def next_key(self, tenant: str) -> float:
+        """``max(now, the tenant's last key) + 1 / weight``, which becomes its last key."""
+        clock = self._clocks[tenant]
+        key = (clock if clock > self._now else self._now) + self._steps[tenant]
+        self._clocks[tenant] = key
+        return key
+
+    def keys(self, jobs: list[_CreateJob]) -> list[float]:
+        """``next_key`` for each scan of ``jobs`` in order; a batch of one tenant sums in C (no call per scan)."""
+        if len(self._steps) != 1:
+            return [self.next_key(new.tenant) for job in jobs for new in job.scans]
+        ((tenant, step),) = self._steps.items()
+        clock = self._clocks[tenant]
+        count = sum(len(job.scans) for job in jobs)
+        keys = list(accumulate(repeat(step, count), initial=clock if clock > self._now else self._now))
+        if count:
+            self._clocks[tenant] = keys[-1]
+        del keys[0]
+        return keys
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self._clocks)
+
+    def restore(self, snapshot: dict[str, float]) -> None:
+        """Forget the keys taken since ``snapshot`` (their inserts were rolled back)."""
+        self._clocks = snapshot
+
+    def save(self, conn: sqlite3.Connection) -> None:
+        """Write the clocks that moved: one row per tenant per batch."""
+        moved = [(tenant, key) for tenant, key in self._clocks.items() if key != self._read[tenant]]
+        if moved:
+            conn.executemany(SET_TENANT_CLOCK, moved)
+
+
 def _apply_creates(conn: sqlite3.Connection, jobs: list[_CreateJob], now: float, answers: _Answers) -> bool:
-    """Insert every create job: the common keyless ones in one multi-row INSERT, the rest one by one."""
+    """Insert every create job: the common keyless ones in one multi-row INSERT, the rest one by one.
+
+    Fair keys are taken in job order, each job's scans in their order; a scan not inserted (a failed
+    job, an idempotent replay) takes none.
+    """
     updated_at = to_datetime(now)
+    clocks = _FairClocks(conn, jobs, now)
     simple = [job for job in jobs if not job.is_keyed]
     one_by_one = [job for job in jobs if job.is_keyed]
     if simple:
-        rows = [(*row, now) for job in simple for row in job.rows]
+        before = clocks.snapshot()
+        keys = iter(clocks.keys(simple))
+        rows = [(*row, next(keys), now) for job in simple for row in job.rows]
         per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // INSERT_COLUMNS)
         # One statement fails atomically; several need a savepoint to undo the ones before.
         is_chunked = len(rows) > per_statement
@@ -246,19 +323,24 @@ def _apply_creates(conn: sqlite3.Connection, jobs: list[_CreateJob], now: float,
             # A duplicate id somewhere: find whose, without failing the others.
             if is_chunked:
                 conn.execute("ROLLBACK TO creates")
+            clocks.restore(before)
             one_by_one = jobs
         else:
             answers.items.extend((job.future, now, None) for job in simple)
         if is_chunked:
             conn.execute("RELEASE creates")
     for job in one_by_one:
-        answers.items.append(_create_one_job(conn, job, now, updated_at))
+        answers.items.append(_create_one_job(conn, job, now, updated_at, clocks))
+    clocks.save(conn)
     return True
 
 
-def _create_one_job(conn: sqlite3.Connection, job: _CreateJob, now: float, updated_at: datetime) -> _Answer:
+def _create_one_job(
+    conn: sqlite3.Connection, job: _CreateJob, now: float, updated_at: datetime, clocks: _FairClocks
+) -> _Answer:
     """Insert one job's scans in a savepoint: an existing idempotency key answers with its scan."""
     conn.execute("SAVEPOINT create_job")
+    before = clocks.snapshot()
     created: list[Created] = []
     try:
         for new, row in zip(job.scans, job.rows, strict=True):
@@ -268,12 +350,13 @@ def _create_one_job(conn: sqlite3.Connection, job: _CreateJob, now: float, updat
                     created.append(Created(scan=scan_from_row(existing), is_new=False))
                     continue
             try:
-                conn.execute(INSERT_SCAN, (*row, now))
+                conn.execute(INSERT_SCAN, (*row, clocks.next_key(new.tenant), now))
             except sqlite3.IntegrityError as exc:
                 raise ValidationError(f"duplicate scan id {new.scan_id}") from exc
             created.append(Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True))
     except ValidationError as exc:
         conn.execute("ROLLBACK TO create_job")
+        clocks.restore(before)
         conn.execute("RELEASE create_job")
         return (job.future, None, exc)
     conn.execute("RELEASE create_job")

@@ -18,17 +18,56 @@
 -- at its creation, but never later than the server's now (the ingest clock may run ahead).
 -- options are json, not jsonb: stored as the text msgspec made of what the client sent.
 -- An idempotency key is unique per tenant.
-WITH inserted AS (
+--
+-- Fair keys (rule 9): a tenant's new scans take consecutive keys in batch order (ord), from
+-- max(now, its clock) on in steps of 1 / weight, and its clock becomes the last one: one upsert
+-- per tenant per statement, in tenant order (concurrent batches lock the clocks in one order).
+-- The upsert locks the clock row, so two statements of one tenant take their keys one after the
+-- other and never the same ones. A key stored before this statement is a replay and takes no fair
+-- key (the caller sends each key once per batch); a key a concurrent statement stores meanwhile is
+-- still skipped by ON CONFLICT, leaving one unused key behind (a gap of 1 / weight, harmless).
+WITH fresh AS MATERIALIZED (
+    -- The new scans (their place in the batch, ord) and each one's rank among its tenant's.
+    SELECT n.ord, n.tenant, row_number() OVER (PARTITION BY n.tenant ORDER BY n.ord) AS nth
+    FROM unnest($10::text[], $9::text[]) WITH ORDINALITY AS n(tenant, idempotency_key, ord)
+    -- One probe of scans_idempotency_key per key (LATERAL ... LIMIT: never a hash of the whole table).
+    LEFT JOIN LATERAL (
+        SELECT true AS stored FROM scans AS e
+        WHERE n.idempotency_key IS NOT NULL AND e.tenant = n.tenant AND e.idempotency_key = n.idempotency_key
+        LIMIT 1
+    ) AS replay ON true
+    WHERE replay.stored IS NULL
+),
+shares AS (
+    SELECT f.tenant, count(*) AS n, coalesce(min(l.weight), 1) AS weight
+    FROM fresh AS f LEFT JOIN tenant_limits AS l ON l.tenant = f.tenant COLLATE "C"
+    GROUP BY f.tenant
+),
+clocks AS (
+    INSERT INTO tenant_clocks AS c (tenant, last_key)
+    SELECT tenant, extract(epoch FROM now())::float8 + n / weight FROM shares ORDER BY tenant
+    ON CONFLICT (tenant) DO UPDATE
+    SET last_key = greatest(c.last_key, extract(epoch FROM now())::float8)
+                   + (SELECT n / weight FROM shares WHERE shares.tenant = c.tenant)
+    RETURNING c.tenant, c.last_key
+),
+keys AS (
+    SELECT f.ord, c.last_key - (sh.n - f.nth) / sh.weight AS fair_key
+    FROM fresh AS f JOIN shares AS sh ON sh.tenant = f.tenant JOIN clocks AS c ON c.tenant = f.tenant
+),
+inserted AS (
     INSERT INTO scans AS s (scan_id, status, target, scanner, options, priority, max_attempts,
                             created_at, updated_at, available_at, idempotency_key,
-                            tenant, submitted_by, submitted_by_name)
+                            tenant, submitted_by, submitted_by_name, fair_key, target_key)
     SELECT n.scan_id, 'Accepted', n.target, n.scanner, n.options, n.priority, n.max_attempts,
            n.created_at, now(), coalesce(n.available_at, least(n.created_at, now())), n.idempotency_key,
-           n.tenant, n.submitted_by, n.submitted_by_name
+           n.tenant, n.submitted_by, n.submitted_by_name, k.fair_key, n.target_key
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::json[], $5::int[], $6::int[],
-                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[])
-         AS n(scan_id, target, scanner, options, priority, max_attempts, created_at, available_at, idempotency_key,
-              tenant, submitted_by, submitted_by_name)
+                $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[],
+                $13::text[])
+         WITH ORDINALITY AS n(scan_id, target, scanner, options, priority, max_attempts, created_at, available_at,
+                              idempotency_key, tenant, submitted_by, submitted_by_name, target_key, ord)
+         JOIN keys AS k ON k.ord = n.ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     -- Only what the server decided: the caller has the rest (decoding whole rows cost more than the insert).
     RETURNING s.scan_id, s.tenant, s.updated_at, s.available_at
@@ -162,13 +201,47 @@ summed AS (SELECT tenant, status, sum(delta) AS n FROM taken GROUP BY tenant, st
 INSERT INTO scan_counts AS c (tenant, status, n) SELECT tenant, status, n FROM summed
 ON CONFLICT (tenant, status) DO UPDATE SET n = c.n + excluded.n;
 
+-- name: prune_target_slots
+-- The reaper's pass over target_slots: rows back at zero (no scan of the target Running) are deleted,
+-- so the table holds about the targets in flight. A row being raised meanwhile is locked (skipped
+-- here) or, once raised, no longer zero (FOR UPDATE re-checks the latest count).
+DELETE FROM target_slots
+WHERE running = 0
+  AND target_key IN (SELECT target_key FROM target_slots WHERE running = 0 LIMIT $1 FOR UPDATE SKIP LOCKED);
+
+-- name: tenant_queues
+-- The live queue per tenant (rule 9): its Accepted and Running counts from the counter tables, the
+-- busiest first (then by name, as Python orders it), with the first entry of its range of
+-- scans_accepted_by_tenant (one probe per tenant listed).
+WITH live AS (
+    SELECT tenant, coalesce(sum(n) FILTER (WHERE status = 'Accepted'), 0)::bigint AS accepted,
+           coalesce(sum(n) FILTER (WHERE status = 'Running'), 0)::bigint AS running
+    FROM (SELECT tenant, status, n FROM scan_counts WHERE status IN ('Accepted', 'Running')
+          UNION ALL
+          SELECT tenant, status, delta FROM scan_count_deltas WHERE status IN ('Accepted', 'Running')) AS c
+    GROUP BY tenant
+),
+top AS (
+    SELECT tenant, accepted, running FROM live WHERE accepted + running > 0
+    ORDER BY accepted + running DESC, tenant COLLATE "C" LIMIT $1
+)
+SELECT top.tenant, top.accepted, top.running,
+       (SELECT created_at FROM scans WHERE tenant = top.tenant AND status = 'Accepted' ORDER BY created_at LIMIT 1)
+           AS oldest_accepted_at,
+       (SELECT count(*) FROM scan_count_deltas) AS deltas
+FROM top
+ORDER BY top.accepted + top.running DESC, top.tenant COLLATE "C";
+
 -- name: claim
--- Walks scans_claimable in order; SKIP LOCKED lets concurrent workers take disjoint rows
--- instead of queueing behind each other's claims.
+-- Walks scans_claimable in claim order (priority, then fair key: rule 9); SKIP LOCKED lets concurrent
+-- workers take disjoint rows instead of queueing behind each other's claims. Without a cap nothing is
+-- skipped, but the claimed scans of each target still count in target_slots (a capped claim of
+-- another worker reads them): one upsert per target, in target order (see finish for why).
+-- RETURNING s.* includes fair_key: the caller sorts by it.
 WITH picked AS (
     SELECT scan_id FROM scans
     WHERE status = 'Accepted' AND available_at <= now()
-    ORDER BY priority DESC, scan_id
+    ORDER BY priority DESC, fair_key, scan_id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ),
@@ -187,8 +260,94 @@ counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
            (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
+),
+slots AS (
+    INSERT INTO target_slots AS t (target_key, running)
+    SELECT target_key, count(*) FROM claimed WHERE target_key IS NOT NULL GROUP BY target_key ORDER BY target_key
+    ON CONFLICT (target_key) DO UPDATE SET running = t.running + excluded.running
 )
 SELECT * FROM claimed;
+
+-- name: claim_capped
+-- claim(max_per_target = $4) of up to $2 scans, from a window of the first $5 claimable scans.
+--
+-- Why it cannot overshoot: a target's slots are taken only while holding its row of target_slots,
+-- the count of its Running scans, which every statement moving scans into or out of Running keeps.
+-- 1. window: the walk of claim, locking its scans (SKIP LOCKED: concurrent claimers take disjoint
+--    windows), leaving out the targets full in this statement's snapshot: those scans are neither
+--    claimed nor locked, and a backlog of a full target does not fill the window.
+-- 2. slots: the rows of the window's targets, locked. FOR UPDATE returns the latest committed
+--    count, and nobody changes it until this transaction ends. A row another statement holds is
+--    skipped: that target waits for a later claim, and the others go on.
+-- 3. allowed: the scans those counts leave room for (the nth of a target if nth <= cap - running),
+--    in claim order, up to $2. A target with no row in the snapshot (none Running) gets its row
+--    created holding what this claim takes; if another statement created it first (the insert
+--    finds it: ON CONFLICT), this claim takes none of that target's scans.
+-- 4. claimed: the allowed scans made Running, and their targets' counts raised, in one statement.
+-- The window's other scans stay Accepted (their locks end with the statement); the caller claims
+-- again, with a larger window, when the window was full and it still wants scans.
+-- Only the insert of step 3 may wait (for a statement creating the same row). Should that be a
+-- claim without a cap, waiting in turn for a row this one holds (a new target claimed by both kinds
+-- of claim at once), PostgreSQL breaks the deadlock and the statement is retried (connection.fetch).
+WITH window_scans AS MATERIALIZED (
+    SELECT scan_id, priority, fair_key, target_key FROM scans
+    WHERE status = 'Accepted' AND available_at <= now()
+      AND (target_key IS NULL OR target_key NOT IN (SELECT target_key FROM target_slots WHERE running >= $4::int))
+    ORDER BY priority DESC, fair_key, scan_id
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+),
+seen AS (
+    SELECT target_key FROM target_slots WHERE target_key IN (SELECT target_key FROM window_scans)
+),
+slots AS (
+    SELECT target_key, running FROM target_slots
+    WHERE target_key IN (SELECT target_key FROM window_scans)
+    FOR UPDATE SKIP LOCKED
+),
+allowed AS MATERIALIZED (
+    SELECT scan_id, target_key, known FROM (
+        SELECT w.*, seen.target_key IS NOT NULL AS known, coalesce(slots.running, 0) AS running,
+               row_number() OVER (PARTITION BY w.target_key ORDER BY w.priority DESC, w.fair_key, w.scan_id) AS nth
+        FROM window_scans AS w
+             LEFT JOIN seen ON seen.target_key = w.target_key
+             LEFT JOIN slots ON slots.target_key = w.target_key
+        WHERE w.target_key IS NULL OR seen.target_key IS NULL OR slots.target_key IS NOT NULL
+    ) AS ranked
+    WHERE target_key IS NULL OR nth <= $4::int - running
+    ORDER BY priority DESC, fair_key, scan_id
+    LIMIT $2
+),
+created AS (
+    INSERT INTO target_slots (target_key, running)
+    SELECT target_key, count(*) FROM allowed WHERE target_key IS NOT NULL AND NOT known
+    GROUP BY target_key ORDER BY target_key
+    ON CONFLICT (target_key) DO NOTHING
+    RETURNING target_key
+),
+taken AS (
+    UPDATE target_slots AS t SET running = t.running + a.n
+    FROM (SELECT target_key, count(*) AS n FROM allowed WHERE known GROUP BY target_key) AS a
+    WHERE t.target_key = a.target_key
+),
+claimed AS (
+    UPDATE scans AS s
+    SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1,
+        lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now(),
+        history = s.history || jsonb_build_array(jsonb_build_object(
+            'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
+            'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+    FROM allowed AS a
+    WHERE s.scan_id = a.scan_id AND (a.target_key IS NULL OR a.known OR a.target_key IN (SELECT target_key FROM created))
+    RETURNING s.*
+),
+counted AS (
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
+           (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
+)
+SELECT w.walked, c.*
+FROM (SELECT count(*) AS walked FROM window_scans) AS w LEFT JOIN claimed AS c ON true;
 
 -- name: heartbeat
 -- Fenced: only scans still Running under the same owner and attempt. Changes no indexed
@@ -210,12 +369,24 @@ WITH done AS (
     FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::timestamptz[])
          AS l(scan_id, worker_id, attempt, outcome, result, error, retry_at)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
-    RETURNING s.scan_id, s.tenant, s.status, s.available_at
+    RETURNING s.scan_id, s.tenant, s.status, s.available_at, s.target_key
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, status, count(*) FROM done GROUP BY tenant, status
     UNION ALL SELECT tenant, 'Running', -count(*) FROM done GROUP BY tenant
+),
+-- Each target's slots the scans leave: its count of Running scans lowered (never below zero: a count
+-- gone wrong may cost politeness, never a finish). The rows are locked in target order first, as
+-- every statement that changes counts of several targets does, so two statements never wait for
+-- each other's rows in a cycle.
+freed AS (
+    UPDATE target_slots AS t SET running = greatest(t.running - f.n, 0)
+    FROM (SELECT k.target_key, f.n FROM target_slots AS k
+          JOIN (SELECT target_key, count(*) AS n FROM done WHERE target_key IS NOT NULL GROUP BY target_key) AS f
+            ON f.target_key = k.target_key
+          ORDER BY k.target_key FOR UPDATE OF k) AS f
+    WHERE t.target_key = f.target_key
 ),
 notified AS (
     SELECT pg_notify({work_channel}, '') FROM done WHERE status = 'Accepted' AND available_at <= now() LIMIT 1
@@ -233,12 +404,20 @@ WITH released AS (
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
-    RETURNING s.scan_id, s.tenant, s.status
+    RETURNING s.scan_id, s.tenant, s.status, s.target_key
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, status, count(*) FROM released GROUP BY tenant, status
     UNION ALL SELECT tenant, 'Running', -count(*) FROM released GROUP BY tenant
+),
+freed AS (
+    UPDATE target_slots AS t SET running = greatest(t.running - f.n, 0)
+    FROM (SELECT k.target_key, f.n FROM target_slots AS k
+          JOIN (SELECT target_key, count(*) AS n FROM released WHERE target_key IS NOT NULL GROUP BY target_key) AS f
+            ON f.target_key = k.target_key
+          ORDER BY k.target_key FOR UPDATE OF k) AS f
+    WHERE t.target_key = f.target_key
 ),
 notified AS (SELECT pg_notify({work_channel}, '') FROM released WHERE status = 'Accepted' LIMIT 1)
 SELECT count(*) AS released, (SELECT count(*) FROM notified) AS notified FROM released;
@@ -262,12 +441,20 @@ requeued AS (
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM expired
     WHERE s.scan_id = expired.scan_id
-    RETURNING s.scan_id, s.tenant, s.status
+    RETURNING s.scan_id, s.tenant, s.status, s.target_key
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, status, count(*) FROM requeued GROUP BY tenant, status
     UNION ALL SELECT tenant, 'Running', -count(*) FROM requeued GROUP BY tenant
+),
+freed AS (
+    UPDATE target_slots AS t SET running = greatest(t.running - f.n, 0)
+    FROM (SELECT k.target_key, f.n FROM target_slots AS k
+          JOIN (SELECT target_key, count(*) AS n FROM requeued WHERE target_key IS NOT NULL GROUP BY target_key) AS f
+            ON f.target_key = k.target_key
+          ORDER BY k.target_key FOR UPDATE OF k) AS f
+    WHERE t.target_key = f.target_key
 ),
 notified AS (SELECT pg_notify({work_channel}, '') FROM requeued WHERE status = 'Accepted' LIMIT 1)
 SELECT count(*) AS requeued, (SELECT count(*) FROM notified) AS notified FROM requeued;
