@@ -351,7 +351,7 @@ def tenants_set(settings: Settings, *, tenant: str, max_queued: int | None, rate
 @tenants.command("list")
 @with_settings((*STORE, *LOGGING))
 def tenants_list(settings: Settings) -> None:
-    """List the tenants that have quotas set."""
+    """List the tenants that have quotas or a weight set."""
     from scanq import accounts
 
     run_async(accounts.list_tenants(settings))

@@ -19,7 +19,9 @@ from tests.servers.availability import backend_unavailable
 from tests.servers.mongo import free_port, run_secantus
 
 LONG_POLL_S = 30.0
-WOKEN_WITHIN_S = 2.0
+# Woken means: well before the long poll's own timeout (a generous deadline, not a latency goal:
+# the latency is measured by the pickup benchmark).
+WOKEN_WITHIN_S = LONG_POLL_S / 2
 DEADLINE_S = 20.0
 
 
@@ -91,14 +93,14 @@ async def test_standalone_server_falls_back_to_polling(standalone_mongo_url: str
         loop = asyncio.get_running_loop()
         started = loop.time()
         await waiter.wait_for_work(timeout_s=0.5)  # nothing to find: returns at the timeout
-        assert 0.45 <= loop.time() - started < 2.0
+        assert 0.45 <= loop.time() - started < WOKEN_WITHIN_S
 
         waiting = asyncio.create_task(waiter.wait_for_work(timeout_s=LONG_POLL_S))
         await asyncio.sleep(0.3)
         submitted_at = loop.time()
         await submitter.create(scan=NewScan(scan_id=new_scan_id(), created_at=datetime.now(UTC)))
         await asyncio.wait_for(waiting, WOKEN_WITHIN_S)
-        assert loop.time() - submitted_at < poll_s + 1.0
+        assert loop.time() - submitted_at < WOKEN_WITHIN_S  # by a poll, not at the long timeout
     finally:
         await waiter.aclose()
         await submitter.aclose()

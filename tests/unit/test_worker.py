@@ -148,8 +148,9 @@ async def test_a_lost_lease_stops_the_scan_and_drops_its_outcome(store: Recordin
     # Another worker takes the scan over (as after a lease expiry): ours must stop and write nothing.
     await store.release(leases=[Lease(scan_id=created.scan.scan_id, worker_id="w-1", attempt=1)])
     [stolen] = await store.claim(worker_id="thief", limit=1, lease_s=30)
-    while not scanner.cancelled:
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(10):
+        while not scanner.cancelled:
+            await asyncio.sleep(0.01)
     worker.stop()
     await asyncio.wait_for(running, 5)
 
