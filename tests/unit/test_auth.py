@@ -26,19 +26,10 @@ from scanq.auth import (
 from scanq.exceptions import StoreUnavailable, Unauthenticated, ValidationError
 from scanq.models import Actor, ApiToken, Scope
 from scanq.store.memory import MemoryStore
+from tests.clocks import ManualClock
 
 READ_SUBMIT = frozenset({Scope.READ, Scope.SUBMIT})
 SECRET_PATTERN = re.compile(r"scanq_[A-Za-z0-9_-]{43}")
-
-
-class Clock:
-    """Stands in for ``time`` in ``scanq.auth``: a monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 class CountingStore(MemoryStore):
@@ -68,8 +59,8 @@ async def store() -> AsyncIterator[CountingStore]:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    fake = ManualClock()
     # Only scanq.auth's view of time: the event loop keeps the real clock.
     monkeypatch.setattr(auth, "time", fake)
     return fake
@@ -279,7 +270,9 @@ async def test_a_refused_token_records_no_use(store: CountingStore) -> None:
     assert await last_used(store, token.token_id) is None
 
 
-async def test_a_cached_token_is_not_looked_up_again_within_the_cache_time(store: CountingStore, clock: Clock) -> None:
+async def test_a_cached_token_is_not_looked_up_again_within_the_cache_time(
+    store: CountingStore, clock: ManualClock
+) -> None:
     secret, _ = await stored_token(store)
     authenticator = Authenticator(store, cache_s=0.5)
 
@@ -290,7 +283,9 @@ async def test_a_cached_token_is_not_looked_up_again_within_the_cache_time(store
     assert store.lookups == 1
 
 
-async def test_a_revocation_is_seen_once_the_cache_time_passed_not_before(store: CountingStore, clock: Clock) -> None:
+async def test_a_revocation_is_seen_once_the_cache_time_passed_not_before(
+    store: CountingStore, clock: ManualClock
+) -> None:
     secret, token = await stored_token(store)
     authenticator = Authenticator(store, cache_s=0.5)
     await authenticator.authenticate(f"Bearer {secret}")
@@ -317,7 +312,7 @@ async def test_a_revocation_is_seen_after_a_short_real_cache_time(store: Countin
         await authenticator.authenticate(f"Bearer {secret}")
 
 
-async def test_an_unknown_token_is_cached_too_then_found_once_created(store: CountingStore, clock: Clock) -> None:
+async def test_an_unknown_token_is_cached_too_then_found_once_created(store: CountingStore, clock: ManualClock) -> None:
     secret, token = new_token(tenant="acme", scopes=READ_SUBMIT)
     authenticator = Authenticator(store, cache_s=0.5)
     for _ in range(3):
@@ -344,7 +339,7 @@ async def test_an_expiry_is_seen_at_once_even_from_the_cache(store: CountingStor
     assert store.lookups == 1
 
 
-async def test_last_used_times_are_written_in_one_batch_per_second(store: CountingStore, clock: Clock) -> None:
+async def test_last_used_times_are_written_in_one_batch_per_second(store: CountingStore, clock: ManualClock) -> None:
     first, one = await stored_token(store, name="one")
     second, two = await stored_token(store, name="two")
     authenticator = Authenticator(store)
@@ -365,7 +360,7 @@ async def test_last_used_times_are_written_in_one_batch_per_second(store: Counti
     assert await last_used(store, two.token_id) is not None
 
 
-async def test_the_batch_is_written_in_the_background_without_aclose(store: CountingStore, clock: Clock) -> None:
+async def test_the_batch_is_written_in_the_background_without_aclose(store: CountingStore, clock: ManualClock) -> None:
     secret, token = await stored_token(store)
     authenticator = Authenticator(store)
     await authenticator.authenticate(f"Bearer {secret}")
@@ -402,7 +397,7 @@ async def test_aclose_with_nothing_used_writes_nothing(store: CountingStore) -> 
 
 
 async def test_a_store_failure_writing_last_used_never_fails_a_request(
-    store: CountingStore, clock: Clock, caplog: pytest.LogCaptureFixture
+    store: CountingStore, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     secret, token = await stored_token(store)
     store.fail_touch = True
@@ -420,7 +415,9 @@ async def test_a_store_failure_writing_last_used_never_fails_a_request(
     assert await last_used(store, token.token_id) is None
 
 
-async def test_uses_whose_write_failed_are_written_with_the_next_batch(store: CountingStore, clock: Clock) -> None:
+async def test_uses_whose_write_failed_are_written_with_the_next_batch(
+    store: CountingStore, clock: ManualClock
+) -> None:
     secret, token = await stored_token(store)
     store.fail_touch = True
     authenticator = Authenticator(store)

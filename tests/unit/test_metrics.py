@@ -26,6 +26,7 @@ from scanq.metrics import (
     serve_metrics,
 )
 from scanq.models import Outcome, Scan, ScanStatus, Stats, TenantQueue
+from tests.clocks import ManualClock
 from tests.prometheus import sample_sum, sample_value
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -109,14 +110,6 @@ def test_scan_counters() -> None:
     assert sample_value(text, "scanq_scans_cancelled_total") == 1
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_queue_stats_are_cached_for_the_ttl_and_concurrent_scrapes_share_one_store_call() -> None:
     calls = 0
     accepted = 4
@@ -127,7 +120,7 @@ async def test_queue_stats_are_cached_for_the_ttl_and_concurrent_scrapes_share_o
         await asyncio.sleep(0.01)
         return stats(accepted, oldest=datetime.now(UTC) - timedelta(seconds=30))
 
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     registry = make_registry(process_metrics=False)
     queue = QueueStatsCollector(fetch, registry=registry, ttl_s=5.0, clock=clock)
 
@@ -170,7 +163,7 @@ async def test_queue_stats_are_absent_while_the_store_fails_and_retried_after_th
             raise ConnectionError("store down")
         return stats(2)
 
-    clock = FakeClock()
+    clock = ManualClock(100.0)
     registry = make_registry(process_metrics=False)
     queue = QueueStatsCollector(fetch, registry=registry, ttl_s=1.0, clock=clock)
     await queue.refresh()

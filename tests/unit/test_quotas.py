@@ -14,16 +14,7 @@ from scanq.ids import new_scan_id
 from scanq.models import Finish, Lease, NewScan, Outcome, ScanStatus, Stats, TenantLimits
 from scanq.quotas import LIMITS_CACHE_S, QuotaGuard
 from scanq.store.memory import MemoryStore
-
-
-class Clock:
-    """Stands in for ``time`` in ``scanq.quotas``: a monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
+from tests.clocks import ManualClock
 
 
 class CountingStore(MemoryStore):
@@ -50,8 +41,8 @@ async def store() -> AsyncIterator[CountingStore]:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
+def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
+    fake = ManualClock()
     # Only scanq.quotas' view of time: the event loop keeps the real clock.
     monkeypatch.setattr(quotas, "time", fake)
     return fake
@@ -149,7 +140,9 @@ async def test_a_max_queued_of_zero_refuses_everything(store: CountingStore) -> 
         await QuotaGuard(store).admit("acme")
 
 
-async def test_the_rate_allows_a_burst_of_one_seconds_worth_then_refuses(store: CountingStore, clock: Clock) -> None:
+async def test_the_rate_allows_a_burst_of_one_seconds_worth_then_refuses(
+    store: CountingStore, clock: ManualClock
+) -> None:
     await store.set_tenant_limits(limits=TenantLimits(tenant="acme", rate_per_s=4))
     guard = QuotaGuard(store)
 
@@ -161,7 +154,7 @@ async def test_the_rate_allows_a_burst_of_one_seconds_worth_then_refuses(store: 
     assert store.stats_reads == 0  # a rate alone needs no counts
 
 
-async def test_the_rate_refills_at_its_rate(store: CountingStore, clock: Clock) -> None:
+async def test_the_rate_refills_at_its_rate(store: CountingStore, clock: ManualClock) -> None:
     await store.set_tenant_limits(limits=TenantLimits(tenant="acme", rate_per_s=2))
     guard = QuotaGuard(store)
     assert await admitted(guard, "acme", 10) == 2
@@ -175,7 +168,7 @@ async def test_the_rate_refills_at_its_rate(store: CountingStore, clock: Clock) 
     assert refilled == 2  # the bucket holds one second's worth, however long it waited
 
 
-async def test_a_refused_submission_takes_nothing_from_the_rate(store: CountingStore, clock: Clock) -> None:
+async def test_a_refused_submission_takes_nothing_from_the_rate(store: CountingStore, clock: ManualClock) -> None:
     await store.set_tenant_limits(limits=TenantLimits(tenant="acme", rate_per_s=2))
     guard = QuotaGuard(store)
     await guard.admit("acme")
@@ -187,7 +180,7 @@ async def test_a_refused_submission_takes_nothing_from_the_rate(store: CountingS
     assert refused.value.retry_after_s == pytest.approx(0.5)
 
 
-async def test_a_batch_larger_than_one_seconds_worth_is_refused(store: CountingStore, clock: Clock) -> None:
+async def test_a_batch_larger_than_one_seconds_worth_is_refused(store: CountingStore, clock: ManualClock) -> None:
     await store.set_tenant_limits(limits=TenantLimits(tenant="acme", rate_per_s=3))
 
     with pytest.raises(QuotaExceeded, match="a batch of 4 is more than one second's worth") as refused:
@@ -196,7 +189,7 @@ async def test_a_batch_larger_than_one_seconds_worth_is_refused(store: CountingS
     assert refused.value.retry_after_s > 0
 
 
-async def test_a_rate_under_one_still_admits_one_scan_then_waits(store: CountingStore, clock: Clock) -> None:
+async def test_a_rate_under_one_still_admits_one_scan_then_waits(store: CountingStore, clock: ManualClock) -> None:
     await store.set_tenant_limits(limits=TenantLimits(tenant="acme", rate_per_s=0.25))
     guard = QuotaGuard(store)
 
@@ -209,7 +202,7 @@ async def test_a_rate_under_one_still_admits_one_scan_then_waits(store: Counting
     assert await admitted(guard, "acme", 3) == 1
 
 
-async def test_each_tenant_has_its_own_rate(store: CountingStore, clock: Clock) -> None:
+async def test_each_tenant_has_its_own_rate(store: CountingStore, clock: ManualClock) -> None:
     for tenant in ("acme", "other"):
         await store.set_tenant_limits(limits=TenantLimits(tenant=tenant, rate_per_s=2))
     guard = QuotaGuard(store)
@@ -218,7 +211,7 @@ async def test_each_tenant_has_its_own_rate(store: CountingStore, clock: Clock) 
     assert await admitted(guard, "other", 10) == 2
 
 
-async def test_the_queued_limit_is_checked_before_the_rate_is_taken(store: CountingStore, clock: Clock) -> None:
+async def test_the_queued_limit_is_checked_before_the_rate_is_taken(store: CountingStore, clock: ManualClock) -> None:
     await store.set_tenant_limits(limits=TenantLimits(tenant="acme", max_queued=1, rate_per_s=2))
     guard = QuotaGuard(store)
     await add_scans(store, "acme", 1)
@@ -230,7 +223,7 @@ async def test_the_queued_limit_is_checked_before_the_rate_is_taken(store: Count
     await guard.admit("acme")  # the refused one above took nothing from the rate
 
 
-async def test_limits_are_read_once_per_cache_period(store: CountingStore, clock: Clock) -> None:
+async def test_limits_are_read_once_per_cache_period(store: CountingStore, clock: ManualClock) -> None:
     guard = QuotaGuard(store)
 
     for _ in range(5):
@@ -240,7 +233,7 @@ async def test_limits_are_read_once_per_cache_period(store: CountingStore, clock
     assert store.limits_reads == 1
 
 
-async def test_new_limits_apply_once_the_cache_period_passed(store: CountingStore, clock: Clock) -> None:
+async def test_new_limits_apply_once_the_cache_period_passed(store: CountingStore, clock: ManualClock) -> None:
     guard = QuotaGuard(store)
     await add_scans(store, "acme", 2)
     await guard.admit("acme")
@@ -255,7 +248,7 @@ async def test_new_limits_apply_once_the_cache_period_passed(store: CountingStor
     assert (await guard.limits("acme")).max_queued == 2
 
 
-async def test_a_lifted_limit_applies_once_the_cache_period_passed(store: CountingStore, clock: Clock) -> None:
+async def test_a_lifted_limit_applies_once_the_cache_period_passed(store: CountingStore, clock: ManualClock) -> None:
     await store.set_tenant_limits(limits=TenantLimits(tenant="acme", max_queued=0))
     guard = QuotaGuard(store)
     with pytest.raises(QuotaExceeded):
