@@ -290,6 +290,9 @@ async def _sample(probe: HttpProbe, opts: SoakOptions, *, sample_ids: list[str],
     return {
         "by_id_ms": summarize_ms(by_id_ms),
         "pickup_ms": summarize_ms(pickup_ms),
+        # The raw reads too: a window's p99 is taken over all of them (50 per interval is too few for one).
+        "by_id_raw_ms": [round(ms, 3) for ms in by_id_ms],
+        "pickup_raw_ms": [round(ms, 3) for ms in pickup_ms],
         "pruned_when_read": pruned,
         "list_ms": summarize_ms(list_ms),
         "stats_ms": summarize_ms(stats_ms),
