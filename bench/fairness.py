@@ -103,10 +103,11 @@ async def _pickup(ctx: BenchContext, *, backlog: int, late: int) -> dict[str, An
             try:
                 # B arrives once the worker is busy with A's backlog (a tenth of it done).
                 await _wait_finished(store, at_least=backlog // 10, worker=worker)
-                late_scans = _scans(late, tenant="B")
-                for scan in late_scans:
-                    await store.create(scan=scan)
-                b = await _wait_started(store, [scan.scan_id for scan in late_scans], worker=worker)
+                late_ids = []
+                for _ in range(late):  # one by one, each stamped when it is submitted
+                    (scan,) = _scans(1, tenant="B")
+                    late_ids.append((await store.create(scan=scan)).scan.scan_id)
+                b = await _wait_started(store, late_ids, worker=worker)
                 a_left = (await store.stats(tenant="A")).counts[ScanStatus.ACCEPTED]
             finally:
                 await stop_all([worker])

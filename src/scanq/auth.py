@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import hmac
 import logging
 import secrets
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from scanq.exceptions import Unauthenticated, ValidationError
@@ -118,6 +118,36 @@ def token_state(token: ApiToken, *, now: datetime) -> str | None:
     return None
 
 
+def _wall_clock() -> float:
+    """Seconds since the epoch (module-level so that tests replacing ``time`` keep the real wall clock)."""
+    return _time_time()
+
+
+_time_time = time.time
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One cached look-up: the token (None: unknown), its caller built once, and why it is refused."""
+
+    fetched_at: float
+    token: ApiToken | None
+    caller: Caller | None
+    expires_ts: float | None
+    refused: str | None
+
+    @classmethod
+    def of(cls, token: ApiToken | None, *, fetched_at: float) -> _Entry:
+        if token is None:
+            return cls(fetched_at=fetched_at, token=None, caller=None, expires_ts=None, refused=None)
+        caller = Caller(
+            tenant=token.tenant, scopes=token.scopes, actor=Actor(token_id=token.token_id, token_name=token.name)
+        )
+        expires_ts = None if token.expires_at is None else token.expires_at.timestamp()
+        refused = "revoked" if token.revoked_at is not None else None
+        return cls(fetched_at=fetched_at, token=token, caller=caller, expires_ts=expires_ts, refused=refused)
+
+
 class Authenticator:
     """Turn bearer tokens into callers, through a short cache in front of the store.
 
@@ -129,27 +159,26 @@ class Authenticator:
     def __init__(self, store: Store, *, cache_s: float = CACHE_S) -> None:
         self._store = store
         self._cache_s = cache_s
-        self._cache: dict[str, tuple[float, ApiToken | None]] = {}
-        self._used: dict[str, datetime] = {}
+        self._cache: dict[str, _Entry] = {}
+        self._used: dict[str, float] = {}  # token id → when it was last used (epoch seconds)
         self._last_touch = time.monotonic()
         self._touching: asyncio.Task[None] | None = None
 
     async def authenticate(self, authorization: str | None) -> Caller:
-        """The caller a request's ``Authorization`` header names; ``Unauthenticated`` (nothing written) otherwise."""
-        secret = bearer_secret(authorization)
-        digest = hash_secret(secret)
-        token = await self._lookup(digest)
-        now = datetime.now(UTC)
-        # compare_digest: the cache key matched, but do not let a timing difference confirm a guess either.
-        if token is None or not hmac.compare_digest(token.secret_hash, digest):
+        """The caller a request's ``Authorization`` header names; ``Unauthenticated`` (nothing written) otherwise.
+
+        The hot path is a SHA-256, a dict lookup and a time comparison: the ``Caller`` is built once per
+        cache entry. (The lookup is by the digest of the secret sent, so comparing it again in constant
+        time would protect nothing: a guess's digest shares no prefix with the real one.)
+        """
+        entry = await self._lookup(hash_secret(bearer_secret(authorization)))
+        if entry.caller is None or entry.token is None:
             raise Unauthenticated("unknown API token")
-        refused = token_state(token, now=now)
-        if refused is not None:
-            raise Unauthenticated(f"this API token is {refused}")
-        self._record_use(token.token_id, now)
-        return Caller(
-            tenant=token.tenant, scopes=token.scopes, actor=Actor(token_id=token.token_id, token_name=token.name)
-        )
+        now = _wall_clock()
+        if entry.refused is not None or (entry.expires_ts is not None and entry.expires_ts <= now):
+            raise Unauthenticated(f"this API token is {entry.refused or 'expired'}")
+        self._record_use(entry.token.token_id, now)
+        return entry.caller
 
     async def aclose(self) -> None:
         """Write the last-used times still pending."""
@@ -157,21 +186,21 @@ class Authenticator:
             await asyncio.gather(self._touching, return_exceptions=True)
         await self._touch()
 
-    async def _lookup(self, digest: str) -> ApiToken | None:
+    async def _lookup(self, digest: str) -> _Entry:
         now = time.monotonic()
         cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < self._cache_s:
-            return cached[1]
-        token = await self._store.find_token(secret_hash=digest)
+        if cached is not None and now - cached.fetched_at < self._cache_s:
+            return cached
+        entry = _Entry.of(await self._store.find_token(secret_hash=digest), fetched_at=now)
         if len(self._cache) >= MAX_CACHED:
             # Unknown secrets are cached too (a flood of bad tokens must not reach the store each time);
             # the cache is dropped whole rather than grown without bound.
             self._cache.clear()
-        self._cache[digest] = (now, token)
-        return token
+        self._cache[digest] = entry
+        return entry
 
-    def _record_use(self, token_id: str, when: datetime) -> None:
-        self._used[token_id] = when
+    def _record_use(self, token_id: str, when_ts: float) -> None:
+        self._used[token_id] = when_ts
         if self._touching is None and time.monotonic() - self._last_touch >= TOUCH_EVERY_S:
             self._touching = asyncio.get_running_loop().create_task(self._touch())
 
@@ -180,7 +209,9 @@ class Authenticator:
         self._last_touch = time.monotonic()
         try:
             if used:
-                await self._store.touch_tokens(last_used=used)
+                await self._store.touch_tokens(
+                    last_used={token_id: datetime.fromtimestamp(ts, UTC) for token_id, ts in used.items()}
+                )
         except Exception as exc:  # last-used is informative: never fail a request for it
             logger.warning("could not record API token use: %s", exc)
             for token_id, when in used.items():

@@ -19,6 +19,7 @@ from scanq.config import Settings, section_specs, setting_specs
 from scanq.flags import flag_name, with_settings
 from scanq.scanners.mock import MockSettings
 from scanq.scanners.net.settings import NetSettings
+from scanq.sdk import AsyncClient
 from scanq.tables import text_table as _table
 
 
@@ -194,13 +195,17 @@ def test_scanq_help_lists_every_command_without_cutting_its_summary() -> None:
 
 
 class FakeService:
-    """Answers the client's requests in process (httpx.MockTransport) and records them."""
+    """Answers the client's requests in process (httpx.MockTransport under the Python client) and records them."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, answers: dict[str, Any]) -> None:
         self.requests: list[httpx.Request] = []
         self.answers = answers
         transport = httpx.MockTransport(self.handle)
-        monkeypatch.setattr(client, "_client", lambda settings: httpx.AsyncClient(transport=transport))
+        monkeypatch.setattr(
+            client,
+            "_client",
+            lambda settings: AsyncClient(settings.ingest_url, settings.status_url, retries=0, transport=transport),
+        )
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)

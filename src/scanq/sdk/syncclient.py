@@ -1,0 +1,227 @@
+"""``Client``: the scanq API for code without an event loop (scripts, notebooks, threads)."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import closing
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from scanq.sdk.errors import ScanqConnectionError, WaitTimeout, error_from_response
+from scanq.sdk.models import BatchAnswer, Page, Scan, Stats, SubmitRequest
+from scanq.sdk.wire import (
+    Call,
+    Endpoints,
+    RetryPolicy,
+    decode,
+    default_headers,
+    new_idempotency_key,
+    resolve_token,
+    submission,
+    submissions,
+)
+
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_POLL_S = 0.5
+DEFAULT_PAGE_SIZE = 100
+
+
+class Client:
+    """A client of the scanq ingest and status services, blocking; ``AsyncClient`` is the same for asyncio.
+
+    ::
+
+        with scanq.Client(token="scanq_…") as client:
+            scan = client.submit(target="example.com", scanner="tls")
+            done = client.wait(scan.scan_id, timeout_s=300)
+
+    Args:
+        ingest_url: the ingest service (default ``SCANQ_INGEST_URL``, else ``http://127.0.0.1:10550``).
+        status_url: the status service (default ``SCANQ_STATUS_URL``, else ``http://127.0.0.1:10551``);
+            against ``scanq api`` (both in one process) pass its URL as both.
+        token: the API token sent as ``Authorization: Bearer`` (default ``SCANQ_TOKEN``; ``""``: none).
+        timeout_s: connect, read and write timeout of one request.
+        retries: how many times a failed request is tried again: on 429 (after ``Retry-After``), on 503 and on
+            connection failures, with exponential backoff and jitter; what is safe to repeat is in
+            ``scanq.sdk.wire``. With ``retries`` above 0, ``submit`` sends an idempotency key of its own when
+            given none, so a retried submission never stores a second scan.
+        retry_policy: the backoff in full (overrides ``retries``).
+        transport: an httpx transport (tests: ``httpx.MockTransport``).
+        sleep: what waits between retries and polls (default ``time.sleep``; tests pass one that records).
+    """
+
+    def __init__(
+        self,
+        ingest_url: str | None = None,
+        status_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retries: int = 3,
+        retry_policy: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.endpoints = Endpoints.resolve(ingest_url, status_url)
+        self.retry_policy = retry_policy or RetryPolicy(retries=retries)
+        self._sleep: Callable[[float], None] = sleep or time.sleep
+        self._http = httpx.Client(timeout=timeout_s, headers=default_headers(resolve_token(token)), transport=transport)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections (``with`` does it)."""
+        self._http.close()
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        target: str | None = None,
+        scanner: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Scan:
+        """Queue one scan (``POST /scans``) and return it as stored: Accepted.
+
+        Arguments left None take the service's defaults. ``idempotency_key``: the same key again answers the
+        scan stored the first time, as it is now (a different request with it is ``Conflict``); the client
+        makes one up when it may retry and none is given.
+        """
+        request = submission(
+            target=target, scanner=scanner, options=options, priority=priority, max_attempts=max_attempts
+        )
+        if idempotency_key is None and self.retry_policy.retries > 0:
+            idempotency_key = new_idempotency_key()
+        call = self.endpoints.submit(request, idempotency_key=idempotency_key)
+        return decode(self._send(call), Scan)
+
+    def submit_batch(self, scans: Iterable[SubmitRequest | Mapping[str, Any]]) -> builtins.list[Scan]:
+        """Queue several scans in one ``POST /scans/batch``: all are stored, or none. Scans in request order.
+
+        Each item is a ``SubmitRequest`` or a mapping with its keys (``{"target": "example.com"}``). The
+        service caps a batch (``--max-batch``, 1000 by default; a larger one is ``InvalidRequest``).
+
+        A batch carries no idempotency key, so it is retried only when nothing can have been stored: after
+        a 429 or a connection that could not be opened. A connection that breaks after the batch went out,
+        or a 503, raises at once: the batch may or may not have been stored, and sending it again could
+        store it twice. Submit one scan at a time with ``submit`` where that matters.
+        """
+        requests = submissions(scans)
+        if not requests:
+            return []
+        return decode(self._send(self.endpoints.submit_batch(requests)), BatchAnswer).scans
+
+    def cancel(self, scan_id: str) -> Scan:
+        """Cancel a scan: Cancelled at once when it waits; a Running scan gets ``cancel_requested`` and stops soon.
+
+        ``Conflict`` when it already finished (Complete or Error); cancelling a Cancelled scan answers it again.
+        """
+        return decode(self._send(self.endpoints.cancel(scan_id)), Scan)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, scan_id: str) -> Scan:
+        """One scan with its history (``NotFound`` for an unknown id, or another tenant's)."""
+        return decode(self._send(self.endpoints.get(scan_id)), Scan)
+
+    def list_page(
+        self,
+        *,
+        status: str | None = None,
+        tenant: str | None = None,
+        limit: int = DEFAULT_PAGE_SIZE,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of scans, newest first; pass its ``next_cursor`` as ``cursor`` for the next one."""
+        call = self.endpoints.page(status=status, tenant=tenant, limit=limit, cursor=cursor)
+        return decode(self._send(call), Page)
+
+    def list(
+        self, status: str | None = None, tenant: str | None = None, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> Iterator[Scan]:
+        """Every scan, newest first, page after page (``for scan in client.list(status="Error")``).
+
+        ``tenant``: an admin token's filter (other tokens see their own tenant only). Pages are fetched as
+        the iteration reaches them; scans submitted meanwhile are newer than the first page and not listed.
+        """
+        page = self.list_page(status=status, tenant=tenant, limit=page_size)
+        while True:
+            yield from page.scans
+            if page.next_cursor is None:
+                return
+            # The cursor carries the status filter: the next pages name only the cursor.
+            page = self.list_page(tenant=tenant, limit=page_size, cursor=page.next_cursor)
+
+    def stats(self, tenant: str | None = None) -> Stats:
+        """Counts by status, the oldest waiting scan's age and the busiest tenants (``tenant``: an admin's filter)."""
+        return decode(self._send(self.endpoints.stats(tenant=tenant)), Stats)
+
+    def wait(self, scan_id: str, timeout_s: float | None = None, poll_s: float = DEFAULT_POLL_S) -> Scan:
+        """Wait until the scan is Complete, Error or Cancelled, and return it (findings in ``result``).
+
+        The service has no event stream yet, so this polls ``GET /scans/{id}`` every ``poll_s``. Every
+        sighting of the scan comes from ``_sightings``: when the status service streams a scan's changes
+        (``GET /scans/{id}/events``, server-sent events), that one method will follow the stream and fall
+        back to polling, and ``wait`` will not change.
+
+        Raises:
+            WaitTimeout: ``timeout_s`` passed first (its ``scan`` is the last one seen); the scan keeps running.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        last: Scan | None = None
+        with closing(self._sightings(scan_id, poll_s=poll_s, deadline=deadline)) as sightings:
+            for scan in sightings:
+                if scan.is_terminal:
+                    return scan
+                last = scan
+        assert last is not None and timeout_s is not None  # the sightings end only at the deadline
+        raise WaitTimeout(last, timeout_s)
+
+    def _sightings(self, scan_id: str, *, poll_s: float, deadline: float | None) -> Generator[Scan, None, None]:
+        """The scan as it changes, until ``deadline`` (monotonic; None: forever). Today: by polling."""
+        while True:
+            yield self.get(scan_id)
+            pause = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+            if pause <= 0:
+                return
+            self._sleep(pause)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _send(self, call: Call) -> httpx.Response:
+        """Send ``call``, retrying as ``retry_policy`` allows; a success, or the error it ended with."""
+        failures = 0
+        while True:
+            try:
+                response = self._http.request(
+                    call.method, call.url, params=call.params, content=call.body, headers=call.headers
+                )
+            except httpx.TransportError as exc:
+                failures += 1
+                delay = self.retry_policy.after_error(call, exc, failures)
+                if delay is None:
+                    raise ScanqConnectionError(call.method, call.url, exc) from exc
+            else:
+                if response.is_success:
+                    return response
+                failures += 1
+                delay = self.retry_policy.after_response(call, response, failures)
+                if delay is None:
+                    raise error_from_response(response)
+            self._sleep(delay)
+
+
+__all__ = ["Client"]
