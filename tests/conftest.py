@@ -30,6 +30,14 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``slow_on_mongo``: a contract test that is quick on every backend but SecantusDB is ``slow`` there only."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if item.get_closest_marker("slow_on_mongo") and callspec and callspec.params.get("database_url") == "mongo":
+            item.add_marker(pytest.mark.slow)
+
+
 def sqlite_database_url(directory: Path) -> str:
     return f"sqlite:///{directory / 'scanq.db'}"
 

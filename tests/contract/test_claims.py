@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from scanq.models import ScanStatus
 from scanq.store import Store
 from tests.contract.helpers import (
@@ -24,6 +26,7 @@ from tests.contract.helpers import (
 )
 
 
+@pytest.mark.slow_on_mongo
 async def test_each_scan_is_claimed_exactly_once_by_racing_claimers(store: Store, open_another: StoreFactory) -> None:
     scan_ids = [
         created.scan.scan_id for created in await store.create_many(scans=[new_scan() for _ in range(RACE_SCANS)])

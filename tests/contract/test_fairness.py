@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 
+import pytest
+
 from scanq.models import Finish, NewScan, Outcome, Scan, ScanStatus, TenantLimits, TenantQueue
 from scanq.store import Store
 from tests.contract.helpers import (
@@ -87,6 +89,7 @@ async def test_a_tenants_backlog_does_not_hold_back_another_tenants_scans(store:
     assert set(ids(b)) <= set(ids(claimed))
 
 
+@pytest.mark.slow_on_mongo
 async def test_weights_share_the_claims_in_proportion(store: Store, database_url: str) -> None:
     each = per_backend(database_url, fast=3000, slow=120)
     per_batch = each // 6
@@ -266,6 +269,7 @@ async def test_no_cap_by_default(store: Store) -> None:
     assert per_target(uncapped) == {"a.example": 10 - CAP}
 
 
+@pytest.mark.slow_on_mongo
 async def test_the_cap_holds_under_racing_claimers(store: Store, open_another: StoreFactory, database_url: str) -> None:
     total = per_backend(database_url, fast=200, slow=100)
     targets = [f"t{i}.example" for i in range(5)]

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
+import pytest
+
 from scanq.config import Settings
 from scanq.ids import new_scan_id
 from scanq.models import Finish, Lease, NewScan, Outcome, ScanStatus
@@ -106,6 +108,7 @@ async def test_standalone_server_falls_back_to_polling(standalone_mongo_url: str
         await submitter.aclose()
 
 
+@pytest.mark.slow
 async def test_change_stream_comes_back_after_the_server_restarts(tmp_path: Path) -> None:
     if importlib.util.find_spec("secantus") is None:
         backend_unavailable("SecantusDB is not installed (pip install secantusdb)")

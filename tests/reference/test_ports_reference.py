@@ -206,6 +206,7 @@ def test_every_case_is_distinct():
     assert len({(c.host, c.port) for c in CASES}) == len(CASES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 async def test_ports_agree_with_nmap(case: Case, running: Lab, loopback_context):
     if case.id in running.missing:

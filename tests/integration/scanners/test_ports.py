@@ -139,6 +139,7 @@ async def scan_ports(
     return {f["asset"]["port"]: f for f in result["findings"]}, result["details"]["ports"]
 
 
+@pytest.mark.slow
 async def test_datastores_are_graded_by_whether_they_want_credentials(make_context, speak):
     # Ports outside the risky list: before, all four were "low" (graded by port number).
     open_redis = await speak(redis_speaker(password=False))
