@@ -33,6 +33,7 @@ from scanq.store.postgres import (
     statements,
 )
 from scanq.store.postgres.rows import new_scan_arrays
+from scanq.store.postgres.store import TARGET_LOCK_STRIPES
 from tests.integration.plans import assert_no_table_scan, explain, indexes_used, nodes, pages
 
 FINISHED_ROWS = 50_000
@@ -42,6 +43,11 @@ RUNNING_ROWS = 100
 PAGE_BUDGET = 100
 CLAIM_LIMIT = 20
 PAGES_PER_UPDATED_ROW = 15
+# Advisory locks held in this test's database (the server is shared).
+ADVISORY_LOCKS_HERE = (
+    "SELECT count(*) FROM pg_locks AS l JOIN pg_database AS d ON d.oid = l.database"
+    " WHERE l.locktype = 'advisory' AND d.datname = current_database()"
+)
 FILL = """
 INSERT INTO scans (scan_id, status, scanner, priority, attempt, max_attempts, created_at, updated_at,
                    available_at, started_at, finished_at, lease_owner, lease_expires_at, result, history)
@@ -107,24 +113,37 @@ async def test_capped_claim_walks_the_partial_index_and_reads_few_pages(filled: 
     )
     await filled.execute("VACUUM ANALYZE scans")
     window = CLAIM_LIMIT + CLAIM_LIMIT // 4
-    args = ("explain-worker", CLAIM_LIMIT, 30.0, 2, window)
+    lock_args = (2, window, statements.TARGET_LOCK_CLASS, TARGET_LOCK_STRIPES)
 
-    plan = await explain(filled, statements.CLAIM_CAPPED, *args)
+    locking = await explain(filled, statements.LOCK_TARGETS, *lock_args)
+    assert_no_table_scan(locking)
+    assert {"scans_claimable", "scans_running_target"} <= indexes_used(locking)
+    assert pages(locking) <= 3 * window + 10
 
-    assert_no_table_scan(plan)
-    assert "scans_claimable" in indexes_used(plan)
-    walk = next(node for node in nodes(plan) if node["Node Type"] == "Limit")
-    assert walk["Actual Rows"] == window
-    assert pages(walk) <= 3 * window + 10
-    # About twice the pages of a claim without a cap: the window's locks, the counts read and written.
-    assert pages(plan) <= 2 * PAGES_PER_UPDATED_ROW * CLAIM_LIMIT
-    claimed = [row for row in await filled.fetch(statements.CLAIM_CAPPED, *args) if row["scan_id"] is not None]
+    async with filled.transaction():
+        stripes = await filled.fetchval(statements.LOCK_TARGETS, *lock_args)
+        assert len(stripes) == min(window, TARGET_LOCK_STRIPES)
+        args = ("explain-worker", CLAIM_LIMIT, 30.0, 2, window, stripes, TARGET_LOCK_STRIPES)
+        plan = await explain(filled, statements.CLAIM_CAPPED, *args)
+        assert_no_table_scan(plan)
+        assert {"scans_claimable", "scans_running_target"} <= indexes_used(plan)
+        walk = next(node for node in nodes(plan) if node["Node Type"] == "Limit")
+        assert walk["Actual Rows"] == window
+        assert pages(walk) <= 3 * window + 10
+        # About the pages of a claim without a cap: the window's locks and the Running scans counted.
+        assert pages(plan) <= 2 * PAGES_PER_UPDATED_ROW * CLAIM_LIMIT
+        claimed = [row for row in await filled.fetch(statements.CLAIM_CAPPED, *args) if row["scan_id"] is not None]
     assert len(claimed) == CLAIM_LIMIT
-    assert await filled.fetchval("SELECT sum(running) FROM target_slots") == CLAIM_LIMIT
+    running = "SELECT count(*) FROM scans WHERE status = 'Running' AND target_key IS NOT NULL"
+    assert await filled.fetchval(running) == CLAIM_LIMIT
+    # The stripes' locks ended with the transaction.
+    assert await filled.fetchval(ADVISORY_LOCKS_HERE) == 0
 
     await filled.execute(f"PREPARE capped_statement AS {statements.CLAIM_CAPPED}")
     await filled.execute("SET plan_cache_mode = force_generic_plan")
-    rows = await filled.fetch(f"EXPLAIN (FORMAT JSON) EXECUTE capped_statement('w', 50, 30.0, 2, {window})")
+    rows = await filled.fetch(
+        f"EXPLAIN (FORMAT JSON) EXECUTE capped_statement('w', 50, 30.0, 2, {window}, '{{1,2}}', {TARGET_LOCK_STRIPES})"
+    )
     generic = json.loads(rows[0][0])[0]["Plan"]
     assert_no_table_scan(generic)
     assert "scans_claimable" in indexes_used(generic)
@@ -296,7 +315,8 @@ async def test_migration_5_keeps_the_order_of_the_queue_it_finds(postgres_empty_
     assert [scan.scan_id for scan in claimed] == [urgent, *old, new.scan_id]
 
 
-async def test_the_reaper_deletes_the_counts_of_targets_with_nothing_running(postgres_database_url: str) -> None:
+async def test_a_capped_claim_counts_running_scans_and_finish_frees_their_slots(postgres_database_url: str) -> None:
+    """No counter table: the Running scans of a target are counted (scans_running_target), finish does nothing extra."""
     async with PostgresStore(postgres_database_url) as store:
         now = datetime.now(UTC)
         await store.create_many(
@@ -304,6 +324,7 @@ async def test_the_reaper_deletes_the_counts_of_targets_with_nothing_running(pos
         )
         claimed = await store.claim(worker_id="w", limit=6, lease_s=30.0, max_per_target=1)
         assert len(claimed) == 3
+        assert await store.claim(worker_id="w", limit=6, lease_s=30.0, max_per_target=1) == []
         done = claimed[:2]
         await store.finish(
             finishes=[
@@ -311,13 +332,11 @@ async def test_the_reaper_deletes_the_counts_of_targets_with_nothing_running(pos
                 for s in done
             ]
         )
+        again = await store.claim(worker_id="w", limit=6, lease_s=30.0, max_per_target=1)
+        assert sorted(str(s.target_key) for s in again) == sorted(str(s.target_key) for s in done)
         conn = await asyncpg.connect(postgres_database_url)
         try:
-            counted = "SELECT target_key, running FROM target_slots ORDER BY target_key"
-            assert sorted(map(tuple, await conn.fetch(counted))) == sorted(
-                [(s.target_key, 0) for s in done] + [(claimed[2].target_key, 1)]
-            )
-            await store.requeue_expired()
-            assert [tuple(row) for row in await conn.fetch(counted)] == [(claimed[2].target_key, 1)]
+            assert await conn.fetchval("SELECT to_regclass('target_slots')") is None
+            assert await conn.fetchval(ADVISORY_LOCKS_HERE) == 0
         finally:
             await conn.close()

@@ -25,6 +25,8 @@ PACKAGE = "scanq.store.postgres"
 WORK_CHANNEL = "scanq_work"
 # Advisory lock key of the count fold: a stable number derived from a name, so it does not collide by accident.
 COUNT_FOLD_LOCK_KEY = zlib.crc32(b"scanq.count_fold")
+# Advisory lock class (the first int4 key) of the per-target stripes a capped claim holds (lock_targets).
+TARGET_LOCK_CLASS = zlib.crc32(b"scanq.target_stripes") - 2**31
 
 SQL_DIR = "sql"
 QUERIES_FILE = "queries.sql"
@@ -103,7 +105,7 @@ STATS_TENANT = _QUERIES["stats_tenant"]
 FOLD_COUNTS = _QUERIES["fold_counts"]
 CLAIM = _QUERIES["claim"]
 CLAIM_CAPPED = _QUERIES["claim_capped"]
-PRUNE_TARGET_SLOTS = _QUERIES["prune_target_slots"]
+LOCK_TARGETS = _QUERIES["lock_targets"]
 TENANT_QUEUES = _QUERIES["tenant_queues"]
 HEARTBEAT = _QUERIES["heartbeat"]
 FINISH = _QUERIES["finish"]
@@ -161,12 +163,12 @@ __all__ = [
     "LIST_TENANT_LIMITS",
     "LIST_TENANT_TOKENS",
     "LIST_TOKENS",
+    "LOCK_TARGETS",
     "PRUNE",
     "PRUNE_BATCH",
     "PRUNE_BATCH_TENANT",
     "PRUNE_NAMED",
     "PRUNE_NAMED_DELETE",
-    "PRUNE_TARGET_SLOTS",
     "PRUNE_TENANT",
     "RELEASE",
     "REQUEUE_EXPIRED",

@@ -60,8 +60,11 @@ CAPPED_SLACK_DIVISOR = 4
 CAPPED_MIN_SLACK = 4
 CAPPED_MAX_WINDOW = 4096
 CAPPED_MAX_WINDOWS = 8
-# Target rows at zero the reaper deletes per pass.
-TARGET_SLOTS_PRUNE_BATCH = 1000
+# A capped claim serialises with the others per target through advisory locks on stripes of the
+# targets (a target's hash modulo this): at most this many locks per claim, whatever its window, so
+# concurrent claimers stay far below the server's lock table (max_locks_per_transaction times
+# max_connections, 6,400 by default).
+TARGET_LOCK_STRIPES = 128
 
 
 # Every status, in the order list_tenant reads the ranges of one tenant.
@@ -204,21 +207,44 @@ class PostgresStore(FinishedScans, Accounts, Store):
     async def _claim_capped(self, worker_id: str, limit: int, lease_s: float, cap: int) -> list[asyncpg.Record]:
         """Claim from windows of the queue (``claim_capped``) until ``limit`` scans or a window not full.
 
-        Each window is one statement (its own transaction) that never overshoots the cap (see
-        ``queries.sql``). A window leaves out the targets already full, so one is usually enough; a
-        scan over a target's cap in it, a scan lost to a racing claimer, or a target another claimer
-        holds makes the claim take another, larger window.
+        Each window is one transaction of two statements that never overshoots the cap (see
+        ``queries.sql``): ``lock_targets`` try-locks the stripes of the window's targets, then
+        ``claim_capped``, whose snapshot is taken after those locks, counts and claims. A window leaves
+        out the targets already full, so one is usually enough; a scan over a target's cap in it, a
+        scan lost to a racing claimer, or a target another claimer holds makes the claim take
+        another, larger window.
         """
         claimed: list[asyncpg.Record] = []
         window = limit + max(limit // CAPPED_SLACK_DIVISOR, CAPPED_MIN_SLACK)
         for _ in range(CAPPED_MAX_WINDOWS):
             need = limit - len(claimed)
-            rows = await self._fetch(statements.CLAIM_CAPPED, worker_id, need, lease_s, cap, window)
+            rows = await self._claim_window(worker_id, need, lease_s, cap, window)
             claimed.extend(row for row in rows if row["scan_id"] is not None)
             if len(claimed) >= limit or rows[0]["walked"] < window:  # enough, or every claimable scan seen
                 break
             window = min(2 * window, CAPPED_MAX_WINDOW)
         return claimed
+
+    async def _claim_window(
+        self, worker_id: str, need: int, lease_s: float, cap: int, window: int
+    ) -> list[asyncpg.Record]:
+        """One window of a capped claim: its target stripes locked, then counted and claimed, in one transaction."""
+        with wrap_errors():
+            async with self._require_pool().acquire(timeout=connection.ACQUIRE_TIMEOUT_S) as conn:
+                async with conn.transaction():
+                    stripes = await conn.fetchval(
+                        statements.LOCK_TARGETS, cap, window, statements.TARGET_LOCK_CLASS, TARGET_LOCK_STRIPES
+                    )
+                    return await conn.fetch(
+                        statements.CLAIM_CAPPED,
+                        worker_id,
+                        need,
+                        lease_s,
+                        cap,
+                        window,
+                        stripes,
+                        TARGET_LOCK_STRIPES,
+                    )
 
     async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
         held = held_leases(leases)
@@ -247,12 +273,9 @@ class PostgresStore(FinishedScans, Accounts, Store):
 
     async def requeue_expired(self, *, limit: int = 1000) -> int:
         rows = await self._fetch(statements.REQUEUE_EXPIRED, limit)
-        # Every worker runs the reaper on a timer: a good moment to keep the count deltas and the
-        # target counts short.
+        # Every worker runs the reaper on a timer: a good moment to keep the count deltas short.
         with contextlib.suppress(StoreError):
             await self._fold_counts()
-        with contextlib.suppress(StoreError):
-            await self._fetch(statements.PRUNE_TARGET_SLOTS, TARGET_SLOTS_PRUNE_BATCH)
         return int(rows[0]["requeued"])
 
     async def cancel(self, *, scan_id: str, tenant: str | None = None, by: Actor | None = None) -> Scan:

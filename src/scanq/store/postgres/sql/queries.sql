@@ -201,14 +201,6 @@ summed AS (SELECT tenant, status, sum(delta) AS n FROM taken GROUP BY tenant, st
 INSERT INTO scan_counts AS c (tenant, status, n) SELECT tenant, status, n FROM summed
 ON CONFLICT (tenant, status) DO UPDATE SET n = c.n + excluded.n;
 
--- name: prune_target_slots
--- The reaper's pass over target_slots: rows back at zero (no scan of the target Running) are deleted,
--- so the table holds about the targets in flight. A row being raised meanwhile is locked (skipped
--- here) or, once raised, no longer zero (FOR UPDATE re-checks the latest count).
-DELETE FROM target_slots
-WHERE running = 0
-  AND target_key IN (SELECT target_key FROM target_slots WHERE running = 0 LIMIT $1 FOR UPDATE SKIP LOCKED);
-
 -- name: tenant_queues
 -- The live queue per tenant (rule 9): its Accepted and Running counts from the counter tables, the
 -- busiest first (then by name, as Python orders it), with the first entry of its range of
@@ -234,9 +226,8 @@ ORDER BY top.accepted + top.running DESC, top.tenant COLLATE "C";
 
 -- name: claim
 -- Walks scans_claimable in claim order (priority, then fair key: rule 9); SKIP LOCKED lets concurrent
--- workers take disjoint rows instead of queueing behind each other's claims. Without a cap nothing is
--- skipped, but the claimed scans of each target still count in target_slots (a capped claim of
--- another worker reads them): one upsert per target, in target order (see finish for why).
+-- workers take disjoint rows instead of queueing behind each other's claims. Nothing is skipped for
+-- a cap; the scans it makes Running still count against the cap of a capped claim (scans_running_target).
 -- RETURNING s.* includes fair_key: the caller sorts by it.
 WITH picked AS (
     SELECT scan_id FROM scans
@@ -260,75 +251,78 @@ counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
            (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
-),
-slots AS (
-    INSERT INTO target_slots AS t (target_key, running)
-    SELECT target_key, count(*) FROM claimed WHERE target_key IS NOT NULL GROUP BY target_key ORDER BY target_key
-    ON CONFLICT (target_key) DO UPDATE SET running = t.running + excluded.running
 )
 SELECT * FROM claimed;
 
+-- name: lock_targets
+-- First statement of a capped claim's transaction (see claim_capped): of the first $2 claimable scans
+-- in claim order, leaving out the targets already at the cap $1, the lock stripes of their targets,
+-- each try-locked (a transaction-scoped advisory lock in class $3; a stripe is a target's hash mod $4,
+-- so a claim holds at most $4 locks). Answers the stripes this transaction now holds; one another
+-- claimer holds is left out (its targets wait for a later claim), so nothing ever waits here.
+SELECT coalesce(array_agg(stripe) FILTER (WHERE pg_try_advisory_xact_lock($3::int, stripe)), '{}') AS stripes
+FROM (
+    SELECT DISTINCT ((hashtext(target_key) % $4::int) + $4::int) % $4::int AS stripe
+    FROM (
+        SELECT target_key FROM scans
+        WHERE status = 'Accepted' AND available_at <= now()
+          AND (target_key IS NULL OR target_key NOT IN (
+                SELECT target_key FROM scans WHERE status = 'Running' AND target_key IS NOT NULL
+                GROUP BY target_key HAVING count(*) >= $1::int))
+        ORDER BY priority DESC, fair_key, scan_id
+        LIMIT $2
+    ) AS w
+    WHERE target_key IS NOT NULL
+    ORDER BY 1
+) AS s;
+
 -- name: claim_capped
--- claim(max_per_target = $4) of up to $2 scans, from a window of the first $5 claimable scans.
+-- claim(max_per_target = $4) of up to $2 scans, from a window of the first $5 claimable scans; the
+-- second statement of the transaction lock_targets began, which holds the stripes $6 (of $7).
 --
--- Why it cannot overshoot: a target's slots are taken only while holding its row of target_slots,
--- the count of its Running scans, which every statement moving scans into or out of Running keeps.
+-- Why it cannot overshoot: a capped claim takes a target's scans only while holding its stripe's
+-- advisory lock, from the first statement on until its transaction ends. This statement's snapshot
+-- is taken after that lock was granted, so it sees every scan an earlier capped claim of the target
+-- made Running (that claim committed before its lock was released), and no other capped claim of the
+-- target runs until this transaction commits. The count is of the scans Running in that snapshot
+-- (scans_running_target); a finish, release or requeue racing this statement only lowers the true
+-- count, so the cap is never exceeded, at worst a slot is left for the next claim.
 -- 1. window: the walk of claim, locking its scans (SKIP LOCKED: concurrent claimers take disjoint
---    windows), leaving out the targets full in this statement's snapshot: those scans are neither
---    claimed nor locked, and a backlog of a full target does not fill the window.
--- 2. slots: the rows of the window's targets, locked. FOR UPDATE returns the latest committed
---    count, and nobody changes it until this transaction ends. A row another statement holds is
---    skipped: that target waits for a later claim, and the others go on.
+--    windows), of the targets whose stripe is held, leaving out the targets full in this snapshot.
+-- 2. running: the Running scans of the window's targets, counted.
 -- 3. allowed: the scans those counts leave room for (the nth of a target if nth <= cap - running),
---    in claim order, up to $2. A target with no row in the snapshot (none Running) gets its row
---    created holding what this claim takes; if another statement created it first (the insert
---    finds it: ON CONFLICT), this claim takes none of that target's scans.
--- 4. claimed: the allowed scans made Running, and their targets' counts raised, in one statement.
--- The window's other scans stay Accepted (their locks end with the statement); the caller claims
+--    in claim order, up to $2; claimed: those made Running.
+-- The window's other scans stay Accepted (their locks end with the transaction); the caller claims
 -- again, with a larger window, when the window was full and it still wants scans.
--- Only the insert of step 3 may wait (for a statement creating the same row). Should that be a
--- claim without a cap, waiting in turn for a row this one holds (a new target claimed by both kinds
--- of claim at once), PostgreSQL breaks the deadlock and the statement is retried (connection.fetch).
-WITH window_scans AS MATERIALIZED (
+WITH full_targets AS (
+    SELECT target_key FROM scans WHERE status = 'Running' AND target_key IS NOT NULL
+    GROUP BY target_key HAVING count(*) >= $4::int
+),
+window_scans AS MATERIALIZED (
     SELECT scan_id, priority, fair_key, target_key FROM scans
     WHERE status = 'Accepted' AND available_at <= now()
-      AND (target_key IS NULL OR target_key NOT IN (SELECT target_key FROM target_slots WHERE running >= $4::int))
+      AND (target_key IS NULL
+           OR (((hashtext(target_key) % $7::int) + $7::int) % $7::int = ANY($6::int[])
+               AND target_key NOT IN (SELECT target_key FROM full_targets)))
     ORDER BY priority DESC, fair_key, scan_id
     LIMIT $5
     FOR UPDATE SKIP LOCKED
 ),
-seen AS (
-    SELECT target_key FROM target_slots WHERE target_key IN (SELECT target_key FROM window_scans)
-),
-slots AS (
-    SELECT target_key, running FROM target_slots
-    WHERE target_key IN (SELECT target_key FROM window_scans)
-    FOR UPDATE SKIP LOCKED
+running AS (
+    SELECT target_key, count(*) AS running FROM scans
+    WHERE status = 'Running' AND target_key IS NOT NULL
+      AND target_key IN (SELECT target_key FROM window_scans WHERE target_key IS NOT NULL)
+    GROUP BY target_key
 ),
 allowed AS MATERIALIZED (
-    SELECT scan_id, target_key, known FROM (
-        SELECT w.*, seen.target_key IS NOT NULL AS known, coalesce(slots.running, 0) AS running,
+    SELECT scan_id FROM (
+        SELECT w.*, coalesce(r.running, 0) AS running,
                row_number() OVER (PARTITION BY w.target_key ORDER BY w.priority DESC, w.fair_key, w.scan_id) AS nth
-        FROM window_scans AS w
-             LEFT JOIN seen ON seen.target_key = w.target_key
-             LEFT JOIN slots ON slots.target_key = w.target_key
-        WHERE w.target_key IS NULL OR seen.target_key IS NULL OR slots.target_key IS NOT NULL
+        FROM window_scans AS w LEFT JOIN running AS r ON r.target_key = w.target_key
     ) AS ranked
     WHERE target_key IS NULL OR nth <= $4::int - running
     ORDER BY priority DESC, fair_key, scan_id
     LIMIT $2
-),
-created AS (
-    INSERT INTO target_slots (target_key, running)
-    SELECT target_key, count(*) FROM allowed WHERE target_key IS NOT NULL AND NOT known
-    GROUP BY target_key ORDER BY target_key
-    ON CONFLICT (target_key) DO NOTHING
-    RETURNING target_key
-),
-taken AS (
-    UPDATE target_slots AS t SET running = t.running + a.n
-    FROM (SELECT target_key, count(*) AS n FROM allowed WHERE known GROUP BY target_key) AS a
-    WHERE t.target_key = a.target_key
 ),
 claimed AS (
     UPDATE scans AS s
@@ -338,7 +332,7 @@ claimed AS (
             'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
             'finished_at', NULL, 'outcome', NULL, 'error', NULL))
     FROM allowed AS a
-    WHERE s.scan_id = a.scan_id AND (a.target_key IS NULL OR a.known OR a.target_key IN (SELECT target_key FROM created))
+    WHERE s.scan_id = a.scan_id
     RETURNING s.*
 ),
 counted AS (
@@ -369,24 +363,12 @@ WITH done AS (
     FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::timestamptz[])
          AS l(scan_id, worker_id, attempt, outcome, result, error, retry_at)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
-    RETURNING s.scan_id, s.tenant, s.status, s.available_at, s.target_key
+    RETURNING s.scan_id, s.tenant, s.status, s.available_at
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, status, count(*) FROM done GROUP BY tenant, status
     UNION ALL SELECT tenant, 'Running', -count(*) FROM done GROUP BY tenant
-),
--- Each target's slots the scans leave: its count of Running scans lowered (never below zero: a count
--- gone wrong may cost politeness, never a finish). The rows are locked in target order first, as
--- every statement that changes counts of several targets does, so two statements never wait for
--- each other's rows in a cycle.
-freed AS (
-    UPDATE target_slots AS t SET running = greatest(t.running - f.n, 0)
-    FROM (SELECT k.target_key, f.n FROM target_slots AS k
-          JOIN (SELECT target_key, count(*) AS n FROM done WHERE target_key IS NOT NULL GROUP BY target_key) AS f
-            ON f.target_key = k.target_key
-          ORDER BY k.target_key FOR UPDATE OF k) AS f
-    WHERE t.target_key = f.target_key
 ),
 notified AS (
     SELECT pg_notify({work_channel}, '') FROM done WHERE status = 'Accepted' AND available_at <= now() LIMIT 1
@@ -404,20 +386,12 @@ WITH released AS (
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
-    RETURNING s.scan_id, s.tenant, s.status, s.target_key
+    RETURNING s.scan_id, s.tenant, s.status
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, status, count(*) FROM released GROUP BY tenant, status
     UNION ALL SELECT tenant, 'Running', -count(*) FROM released GROUP BY tenant
-),
-freed AS (
-    UPDATE target_slots AS t SET running = greatest(t.running - f.n, 0)
-    FROM (SELECT k.target_key, f.n FROM target_slots AS k
-          JOIN (SELECT target_key, count(*) AS n FROM released WHERE target_key IS NOT NULL GROUP BY target_key) AS f
-            ON f.target_key = k.target_key
-          ORDER BY k.target_key FOR UPDATE OF k) AS f
-    WHERE t.target_key = f.target_key
 ),
 notified AS (SELECT pg_notify({work_channel}, '') FROM released WHERE status = 'Accepted' LIMIT 1)
 SELECT count(*) AS released, (SELECT count(*) FROM notified) AS notified FROM released;
@@ -441,20 +415,12 @@ requeued AS (
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM expired
     WHERE s.scan_id = expired.scan_id
-    RETURNING s.scan_id, s.tenant, s.status, s.target_key
+    RETURNING s.scan_id, s.tenant, s.status
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, status, count(*) FROM requeued GROUP BY tenant, status
     UNION ALL SELECT tenant, 'Running', -count(*) FROM requeued GROUP BY tenant
-),
-freed AS (
-    UPDATE target_slots AS t SET running = greatest(t.running - f.n, 0)
-    FROM (SELECT k.target_key, f.n FROM target_slots AS k
-          JOIN (SELECT target_key, count(*) AS n FROM requeued WHERE target_key IS NOT NULL GROUP BY target_key) AS f
-            ON f.target_key = k.target_key
-          ORDER BY k.target_key FOR UPDATE OF k) AS f
-    WHERE t.target_key = f.target_key
 ),
 notified AS (SELECT pg_notify({work_channel}, '') FROM requeued WHERE status = 'Accepted' LIMIT 1)
 SELECT count(*) AS requeued, (SELECT count(*) FROM notified) AS notified FROM requeued;
