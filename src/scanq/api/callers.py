@@ -16,8 +16,6 @@ from starlette.requests import Request
 from scanq.auth import Authenticator
 from scanq.models import OPERATOR, Caller
 
-AUTH_MODES = ("auto", "tokens", "off")
-
 
 class Callers:
     """Resolve a request's caller.
@@ -46,4 +44,4 @@ class Callers:
 OPEN = Callers()
 """Authentication off: every caller is ``OPERATOR``."""
 
-__all__ = ["AUTH_MODES", "OPEN", "Callers"]
+__all__ = ["OPEN", "Callers"]

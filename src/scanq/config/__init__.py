@@ -39,6 +39,8 @@ NON_SETTING_ENV_PREFIXES = ("SCANQ_TEST_", "SCANQ_SUPERVISOR_")
 # One default store for `./run` and for `scanq` run by hand from the same directory (the file and its
 # directory are created on first use).
 DEFAULT_DATABASE_URL = "sqlite:///data/scanq.db"
+# --auth: tokens required unless every service listens on loopback; always; never.
+AUTH_MODES = ("auto", "tokens", "off")
 
 logger = logging.getLogger(__name__)
 
@@ -316,8 +318,8 @@ def _check(s: Settings) -> None:
     for origin in s.allowed_origins:
         if not re.fullmatch(r"https?://[^/?#\s]+", origin.rstrip("/")):
             fail("allowed_origins", f"{origin!r} is not an origin such as https://console.example:8443")
-    if s.auth not in ("auto", "tokens", "off"):
-        fail("auth", "must be auto, tokens or off")
+    if s.auth not in AUTH_MODES:
+        fail("auth", f"must be {', '.join(AUTH_MODES[:-1])} or {AUTH_MODES[-1]}")
     if s.auth == "off" and not is_loopback(s.host) and not s.insecure_no_auth:
         fail(
             "auth",
@@ -331,6 +333,7 @@ def _check(s: Settings) -> None:
 
 
 __all__ = [
+    "AUTH_MODES",
     "DEFAULT_DATABASE_URL",
     "ENV_PREFIX",
     "NON_SETTING_ENV_PREFIXES",
