@@ -19,10 +19,11 @@ from scanq.api.openapi import (
     Reply,
     error_reply,
 )
-from scanq.api.schemas import BatchRequest, BatchResponse, NotFoundResponse, ScanOut, ScanRequest, scan_out
+from scanq.api.schemas import BatchRequest, BatchResponse, NotFoundResponse, ScanRequest
 from scanq.config import Settings
 from scanq.exceptions import ValidationError
 from scanq.scans import DEFAULT_SUBMISSION, MAX_IDEMPOTENCY_KEY_LENGTH, ScanService
+from scanq.views import ScanOut, scan_out
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"  # set on a replay's answer, as Stripe does

@@ -9,14 +9,13 @@ rules for callers that do not come through HTTP. The error body lives in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-from scanq.models import Actor, Attempt, Outcome, Scan, ScanStatus, TenantQueue
+from scanq.models import ScanStatus, TenantQueue
 from scanq.scans import (
     MAX_ATTEMPTS_LIMIT,
     MAX_PRIORITY,
@@ -26,11 +25,8 @@ from scanq.scans import (
     QueueStats,
     Throughput,
 )
+from scanq.views import ScanOut, UtcTime
 
-UtcTime = Annotated[datetime, Meta(tz=True, description="UTC timestamp, RFC 3339")]
-ScanId = Annotated[
-    str, Meta(description="UUIDv7, canonical lowercase", examples=["0190a6c2-5b1e-7c3a-9d2e-3f4a5b6c7d8e"])
-]
 Target = Annotated[
     str,
     Meta(
@@ -68,52 +64,6 @@ class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 # --- responses --------------------------------------------------------------------
-
-
-class AttemptOut(msgspec.Struct, kw_only=True):
-    """One attempt in a scan's history; ``outcome`` is null while it runs."""
-
-    attempt: int
-    worker: str
-    started_at: UtcTime
-    finished_at: UtcTime | None
-    outcome: Outcome | None
-    error: str | None
-
-
-class ActorOut(msgspec.Struct, kw_only=True):
-    """The API token that did something (its public id and name; never the secret)."""
-
-    token_id: str
-    token_name: str | None
-
-
-class ScanOut(msgspec.Struct, kw_only=True):
-    """A scan record with its attempt history, its tenant and who submitted and cancelled it."""
-
-    scan_id: ScanId
-    status: ScanStatus
-    target: str | None
-    scanner: str
-    options: dict[str, Any]
-    priority: int
-    attempt: int
-    max_attempts: int
-    created_at: UtcTime
-    updated_at: UtcTime
-    available_at: UtcTime
-    started_at: UtcTime | None
-    finished_at: UtcTime | None
-    lease_owner: str | None
-    lease_expires_at: UtcTime | None
-    error: str | None
-    result: dict[str, Any] | None
-    idempotency_key: str | None
-    cancel_requested: bool
-    history: list[AttemptOut]
-    tenant: str
-    submitted_by: ActorOut | None
-    cancelled_by: ActorOut | None
 
 
 class BatchResponse(msgspec.Struct, kw_only=True):
@@ -228,56 +178,6 @@ class ReadyResponse(msgspec.Struct, kw_only=True):
 
 
 # --- conversions from the domain models -------------------------------------------
-
-
-def _as_dict(value: Mapping[str, Any]) -> dict[str, Any]:
-    # msgspec encodes dicts natively; other mappings (a store's read-only view) are copied once.
-    return value if type(value) is dict else dict(value)
-
-
-def attempt_out(attempt: Attempt) -> AttemptOut:
-    """The JSON form of one history entry."""
-    return AttemptOut(
-        attempt=attempt.attempt,
-        worker=attempt.worker,
-        started_at=attempt.started_at,
-        finished_at=attempt.finished_at,
-        outcome=attempt.outcome,
-        error=attempt.error,
-    )
-
-
-def scan_out(scan: Scan) -> ScanOut:
-    """The JSON form of a stored scan (every record field)."""
-    return ScanOut(
-        scan_id=scan.scan_id,
-        status=scan.status,
-        target=scan.target,
-        scanner=scan.scanner,
-        options=_as_dict(scan.options),
-        priority=scan.priority,
-        attempt=scan.attempt,
-        max_attempts=scan.max_attempts,
-        created_at=scan.created_at,
-        updated_at=scan.updated_at,
-        available_at=scan.available_at,
-        started_at=scan.started_at,
-        finished_at=scan.finished_at,
-        lease_owner=scan.lease_owner,
-        lease_expires_at=scan.lease_expires_at,
-        error=scan.error,
-        result=None if scan.result is None else _as_dict(scan.result),
-        idempotency_key=scan.idempotency_key,
-        cancel_requested=scan.cancel_requested,
-        history=[attempt_out(a) for a in scan.history],
-        tenant=scan.tenant,
-        submitted_by=_actor_out(scan.submitted_by),
-        cancelled_by=_actor_out(scan.cancelled_by),
-    )
-
-
-def _actor_out(actor: Actor | None) -> ActorOut | None:
-    return None if actor is None else ActorOut(token_id=actor.token_id, token_name=actor.token_name)
 
 
 def stats_out(stats: QueueStats) -> StatsResponse:

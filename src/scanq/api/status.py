@@ -19,11 +19,9 @@ from scanq.api.openapi import (
 )
 from scanq.api.schemas import (
     NotFoundResponse,
-    ScanOut,
     ScanPage,
     StatsResponse,
     ThroughputResponse,
-    scan_out,
     stats_out,
     throughput_out,
 )
@@ -40,6 +38,7 @@ from scanq.scans import (
     PAGE_CURSOR_PATTERN,
     ScanService,
 )
+from scanq.views import ScanOut, scan_out
 
 TAG = "status"
 HTML_MEDIA_TYPE = "text/html"
