@@ -131,3 +131,24 @@ class ScannerError(ScanqError):
 
 class TransientScanError(ScannerError):
     """The scanner failed in a way that may pass; the scan is retried."""
+
+
+class EndpointNotFound(ScanqError):
+    """No webhook endpoint with that id."""
+
+    endpoint_id: str
+
+    def __init__(self, endpoint_id: str) -> None:
+        super().__init__(f"no webhook endpoint with id {endpoint_id!r}", endpoint_id=endpoint_id)
+
+
+class DeliveryNotFound(ScanqError):
+    """No delivery of that event to that endpoint."""
+
+    endpoint_id: str
+    event_id: str
+
+    def __init__(self, endpoint_id: str, event_id: str) -> None:
+        super().__init__(
+            f"no delivery of event {event_id!r} to endpoint {endpoint_id!r}", endpoint_id=endpoint_id, event_id=event_id
+        )

@@ -41,6 +41,7 @@ class Scope(enum.StrEnum):
     SUBMIT = "submit"
     READ = "read"
     CANCEL = "cancel"
+    WEBHOOKS = "webhooks"  # register, change and read the tenant's webhook endpoints
     ADMIN = "admin"  # every tenant, and the others' operations on them
 
 
@@ -245,3 +246,124 @@ class Stats:
 
     counts: Mapping[ScanStatus, int]
     oldest_accepted_at: datetime | None
+
+
+class EventType(enum.StrEnum):
+    """What a scan event says happened: one per status a transition leads to."""
+
+    ACCEPTED = "scan.accepted"  # submitted, or back in the queue (a retry, a lost lease, a release)
+    STARTED = "scan.started"
+    COMPLETED = "scan.completed"
+    FAILED = "scan.failed"  # Error
+    CANCELLED = "scan.cancelled"
+
+    @classmethod
+    def of(cls, status: ScanStatus) -> EventType:
+        """The event a transition to ``status`` records."""
+        return _EVENT_OF_STATUS[status]
+
+
+_EVENT_OF_STATUS = {
+    ScanStatus.ACCEPTED: EventType.ACCEPTED,
+    ScanStatus.RUNNING: EventType.STARTED,
+    ScanStatus.COMPLETE: EventType.COMPLETED,
+    ScanStatus.ERROR: EventType.FAILED,
+    ScanStatus.CANCELLED: EventType.CANCELLED,
+}
+
+DEFAULT_WEBHOOK_EVENTS = frozenset({EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED})
+"""What an endpoint registered without event types receives: the scan's end."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ScanEvent:
+    """One transition of one scan, as the store recorded it in the transition's own transaction.
+
+    ``event_id`` is the store's opaque, unique and stable name for it, and its position in the
+    store's event log: ``Store.read_events(after=event_id)`` continues after it.
+    """
+
+    event_id: str
+    scan_id: str
+    tenant: str
+    status: ScanStatus  # the status the transition led to
+    attempt: int  # the scan's attempt after it
+    at: datetime
+
+    @property
+    def type(self) -> EventType:
+        return EventType.of(self.status)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WebhookEndpoint:
+    """A tenant's webhook receiver: where its scans' events are POSTed, signed with ``secret``.
+
+    After a rotation the previous secret stays valid (deliveries carry both signatures) until
+    ``previous_secret_until``.
+    """
+
+    endpoint_id: str
+    tenant: str
+    url: str
+    event_types: frozenset[EventType]
+    secret: str  # whsec_<base64>, the Standard Webhooks form
+    created_at: datetime
+    updated_at: datetime
+    description: str | None = None
+    previous_secret: str | None = None
+    previous_secret_until: datetime | None = None
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where one event's delivery to one endpoint is."""
+
+    PENDING = "pending"  # waiting for its next attempt (or being attempted)
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    FAILED = "failed"  # out of attempts; only a manual retry sends it again
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Delivery:
+    """One event owed to one endpoint, and how its attempts went."""
+
+    endpoint_id: str
+    event: ScanEvent
+    status: DeliveryStatus
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeliveryJob:
+    """A delivery a worker claimed, with the endpoint it goes to (its current secrets)."""
+
+    delivery: Delivery
+    endpoint: WebhookEndpoint
+    worker_id: str
+
+
+class DeliveryOutcome(enum.StrEnum):
+    """How one attempt at a delivery ended."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"  # try again at ``retry_at``
+    FAILED = "failed"  # give up
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DeliveryResult:
+    """What a worker reports for a delivery it claimed (fenced by ``worker_id``, as a scan's finish is)."""
+
+    endpoint_id: str
+    event_id: str
+    worker_id: str
+    outcome: DeliveryOutcome
+    status_code: int | None = None
+    error: str | None = None
+    retry_at: datetime | None = None
