@@ -43,7 +43,7 @@ logger = logging.getLogger("bench")
 
 _T = TypeVar("_T")
 
-SCENARIOS = ("ingest", "ingest-auth", "drain", "fairness", "pickup", "status", "concurrency")
+SCENARIOS = ("ingest", "ingest-auth", "drain", "fairness", "pickup", "status", "concurrency", "webhooks")
 # Run only when named: the soak takes the better part of an hour (bench/soak.py).
 ON_REQUEST = ("soak",)
 

@@ -96,7 +96,18 @@ def retention_settings(retention: str, archive: Path) -> dict[str, str]:
     settings = {"retention": retention}
     if "retention_archive" in names:
         settings["retention_archive"] = str(archive)
+    if "event_retention_seconds" in names:
+        # The event log (live streams, webhooks) keeps the same window as the scans, so it levels off too.
+        settings["event_retention_seconds"] = str(_longest_seconds(retention))
     return settings
+
+
+def _longest_seconds(retention: str) -> float:
+    """The longest age of a ``--retention`` value (``Complete=60s,Error=2m`` → 120.0)."""
+    from scanq.retention import RetentionPolicy
+
+    policy = RetentionPolicy.parse(tuple(retention.split(",")))
+    return max(age.total_seconds() for age in policy.ages.values())
 
 
 class AckLog:

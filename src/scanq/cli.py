@@ -24,6 +24,7 @@ from scanq.exceptions import ConfigError, ScanqError, StartupError
 from scanq.flags import CORE_SPECS, SettingsCommand, with_settings
 from scanq.models import ScanStatus
 from scanq.watch import DEFAULT_WATCH_S, watch
+from scanq.webhook_commands import webhooks
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -53,6 +54,9 @@ HTTP = (
     "insecure_no_auth",
     "tls_cert",
     "tls_key",
+    # Ingest checks a webhook URL at registration with the workers' rules (allow-list, resolution timeout).
+    "webhook_allowlist",
+    "webhook_connect_timeout_seconds",
 )
 WORKER = (
     "concurrency",
@@ -68,6 +72,14 @@ WORKER = (
     "metrics_port",
     "retention",
     "retention_archive",
+    "event_retention_seconds",
+    "webhooks",
+    "webhook_concurrency",
+    "webhook_connect_timeout_seconds",
+    "webhook_timeout_seconds",
+    "webhook_backoff_base_seconds",
+    "webhook_max_age_seconds",
+    "webhook_allowlist",
 )
 CLIENT = ("ingest_url", "status_url", "max_batch", "token", *LOGGING)
 SERVICE_SETTINGS = (*STORE, *HTTP, *SCANNER, *LOGGING)
@@ -172,7 +184,9 @@ def worker(settings: Settings, *, burst: bool, check: bool) -> None:
 @click.option("--option", "option_pairs", multiple=True, metavar="KEY=VALUE", help="Scanner option; repeatable.")
 @click.option("--priority", type=int, help="Higher runs first.")
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, help="How many scans.")
-@click.option("--wait", is_flag=True, help="Show progress until every scan finished, then a summary.")
+@click.option(
+    "--wait", is_flag=True, help="Follow the scans (server-sent events) until every one finished, then a summary."
+)
 @with_settings(CLIENT)
 def submit(
     settings: Settings,
@@ -296,7 +310,7 @@ def tokens() -> None:
     "--scopes",
     default="submit,read,cancel",
     show_default=True,
-    help="Comma-separated: submit, read, cancel, admin (every tenant).",
+    help="Comma-separated: submit, read, cancel, webhooks, admin (every tenant).",
 )
 @click.option("--name", help="What the token is for (shown in listings and on the scans it submits).")
 @click.option("--expires", metavar="AGE", help="Lifetime such as 90d, 12h (default: until revoked).")
@@ -355,6 +369,9 @@ def tenants_list(settings: Settings) -> None:
     from scanq import accounts
 
     run_async(accounts.list_tenants(settings))
+
+
+cli.add_command(webhooks)
 
 
 def _serve(app: Starlette, *, settings: Settings, port: int) -> None:

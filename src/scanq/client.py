@@ -1,8 +1,10 @@
-"""The command-line client: submit, get, list, stats and cancel, on the Python client (``scanq.sdk``).
+"""The command-line client: submit, get, list, stats, cancel and webhooks, on the Python client (``scanq.sdk``).
 
 Each public function is one CLI command's work: it talks to the ingest or
 status service named in ``Settings`` through ``scanq.sdk.AsyncClient`` and
-prints for a human (tables, a progress bar) or, for ``get``, pretty JSON. The
+prints for a human (tables, a progress bar) or, for ``get``, pretty JSON.
+``submit --wait`` follows the status service's event stream (server-sent
+events) and polls only where there is none. The
 client's errors (an error answer, no answer at all) become a one-line
 ``click.ClickException``. The commands do not retry (``CLI_RETRIES``): one
 command is one try, and a stopped service is reported at once.
@@ -14,7 +16,7 @@ import asyncio
 import json
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -24,7 +26,16 @@ import msgspec
 
 from scanq.config import Settings
 from scanq.scanners.net.findings import format_findings_table
-from scanq.sdk import AsyncClient, Scan, ScanqApiError, ScanqConnectionError, SubmitRequest
+from scanq.sdk import (
+    TERMINAL_STATUSES,
+    AsyncClient,
+    Delivery,
+    Scan,
+    ScanqApiError,
+    ScanqConnectionError,
+    SubmitRequest,
+    Webhook,
+)
 from scanq.tables import cell as _cell
 from scanq.tables import text_table as _table
 
@@ -39,6 +50,8 @@ CLIENT_MAX_BATCH = 1000
 # Up to this many submitted scans, --wait prints each one's outcome (findings table or error).
 DETAIL_MAX_SCANS = 10
 LIST_COLUMNS = ("scan_id", "status", "scanner", "target", "attempt", "created_at")
+WEBHOOK_COLUMNS = ("endpoint_id", "url", "event_types", "description", "created_at")
+DELIVERY_COLUMNS = ("event_id", "type", "scan_id", "status", "attempts", "last_status_code", "last_error")
 
 
 async def submit(
@@ -74,7 +87,7 @@ async def submit(
             click.echo(scan_id)
         if wait:
             try:
-                finished = await _wait_for(client, ids)
+                statuses = await _wait_for(client, ids)
             except (asyncio.CancelledError, KeyboardInterrupt):
                 # Ctrl-C stops the waiting, not the scans: say so, and how to follow them.
                 follow = f"scanq get {ids[0]}" if len(ids) == 1 else "scanq list"
@@ -86,9 +99,9 @@ async def submit(
                 raise
             if len(ids) <= DETAIL_MAX_SCANS:
                 for scan_id in ids:
-                    click.echo(_describe_outcome(finished[scan_id]))
-            statuses = Counter(scan.status for scan in finished.values())
-            click.echo(_table(["status", "scans"], sorted(statuses.items())), err=True)
+                    click.echo(_describe_outcome(await client.get(scan_id)))
+            counts = Counter(statuses.values())
+            click.echo(_table(["status", "scans"], sorted(counts.items())), err=True)
 
 
 def _describe_outcome(scan: Scan) -> str:
@@ -101,30 +114,56 @@ def _describe_outcome(scan: Scan) -> str:
     return head
 
 
-async def _wait_for(client: AsyncClient, ids: Sequence[str]) -> dict[str, Scan]:
-    """Poll the status service until every id is terminal; return id → the finished scan.
+async def _wait_for(client: AsyncClient, ids: Sequence[str]) -> dict[str, str]:
+    """Wait until every id is terminal, with a progress bar; return id → its final status.
 
-    Many scans at once, a window of the oldest unfinished ones per round (``AsyncClient.wait`` follows one).
+    One scan: ``AsyncClient.wait`` (its event stream). Many: the tenant's terminal events (``GET /events``),
+    opened first, then one round of reads for the scans that finished before it opened; polling a window
+    of the oldest unfinished scans per round where the stream cannot be had or breaks.
     """
-    pending = list(ids)
-    finished: dict[str, Scan] = {}
+    finished: dict[str, str] = {}
+    pending = dict.fromkeys(ids)  # ordered: the oldest unfinished first
+    with click.progressbar(length=len(ids), label="scans finished", file=sys.stderr) as bar:
+
+        def done(scan_id: str, status: str) -> None:
+            if scan_id in pending and status in TERMINAL_STATUSES:
+                del pending[scan_id]
+                finished[scan_id] = status
+                bar.update(1)
+
+        if len(ids) == 1:
+            done(ids[0], (await client.wait(ids[0])).status)
+            return finished
+        try:
+            async with client.events(statuses=TERMINAL_STATUSES) as events:
+                # Open: every scan that finishes from now on comes through it; one round finds the others.
+                await _read_round(client, list(pending), done)
+                if pending:
+                    async for event in events:
+                        done(event.scan_id, event.status)
+                        if not pending:
+                            break
+        except (ScanqConnectionError, ScanqApiError):
+            pass  # no stream, or it broke: polling finishes the job (and reports a real refusal)
+        while pending:
+            before = len(pending)
+            await _read_round(client, list(pending)[:WAIT_WINDOW], done)
+            if len(pending) == before:
+                await asyncio.sleep(WAIT_POLL_S)
+    return finished
+
+
+async def _read_round(client: AsyncClient, ids: Sequence[str], done: Callable[[str, str], None]) -> None:
+    """Read each scan once (a few requests at a time) and report its status to ``done``."""
     limiter = asyncio.Semaphore(WAIT_PARALLEL_REQUESTS)
 
     async def status_of(scan_id: str) -> Scan:
         async with limiter:
             return await client.get(scan_id)
 
-    with click.progressbar(length=len(ids), label="scans finished", file=sys.stderr) as bar:
-        while pending:
-            window = pending[:WAIT_WINDOW]
-            scans = await asyncio.gather(*(status_of(scan_id) for scan_id in window))
-            done = {scan.scan_id: scan for scan in scans if scan.is_terminal}
-            finished.update(done)
-            pending = [scan_id for scan_id in pending if scan_id not in done]
-            bar.update(len(done))
-            if not done and pending:
-                await asyncio.sleep(WAIT_POLL_S)
-    return finished
+    for start in range(0, len(ids), WAIT_WINDOW):
+        for scan in await asyncio.gather(*(status_of(scan_id) for scan_id in ids[start : start + WAIT_WINDOW])):
+            done(scan.scan_id, scan.status)
 
 
 async def get(settings: Settings, *, scan_id: str) -> None:
@@ -164,6 +203,91 @@ async def cancel(settings: Settings, *, scan_id: str) -> None:
         scan = await client.cancel(scan_id)
     note = " (cancel requested; the worker stops it)" if scan.status == "Running" else ""
     click.echo(f"{scan.scan_id} {scan.status}{note}")
+
+
+# -- webhooks (ingest service) -------------------------------------------------------------------
+
+
+async def webhook_add(settings: Settings, *, url: str, event_types: Sequence[str], description: str | None) -> None:
+    """Register an endpoint; print it, and its secret (stdout, alone on the last line: it is not shown again)."""
+    async with _session(settings) as client:
+        endpoint = await client.webhooks.create(url, event_types=event_types or None, description=description)
+    _print_webhook(endpoint)
+    click.echo("signing secret (shown once; deliveries are signed with it, Standard Webhooks):", err=True)
+    click.echo(endpoint.secret)
+
+
+async def webhook_list(settings: Settings, *, tenant: str | None) -> None:
+    """Print the endpoints as a table (never their secrets)."""
+    async with _session(settings) as client:
+        endpoints = await client.webhooks.list(tenant=tenant)
+    click.echo(_table(WEBHOOK_COLUMNS, [_webhook_row(endpoint) for endpoint in endpoints]))
+
+
+async def webhook_show(settings: Settings, *, endpoint_id: str) -> None:
+    """Print one endpoint as pretty JSON."""
+    async with _session(settings) as client:
+        endpoint = await client.webhooks.get(endpoint_id)
+    click.echo(json.dumps(msgspec.to_builtins(endpoint), indent=2))
+
+
+async def webhook_delete(settings: Settings, *, endpoint_id: str) -> None:
+    """Delete an endpoint."""
+    async with _session(settings) as client:
+        await client.webhooks.delete(endpoint_id)
+    click.echo(f"{endpoint_id} deleted")
+
+
+async def webhook_rotate_secret(settings: Settings, *, endpoint_id: str) -> None:
+    """Give an endpoint a new secret and print it (the old one keeps signing for 24 hours)."""
+    async with _session(settings) as client:
+        endpoint = await client.webhooks.rotate_secret(endpoint_id)
+    until = endpoint.previous_secret_until
+    note = f" until {until.isoformat()}" if until is not None else ""
+    click.echo(f"new signing secret (the previous one is still sent too{note}):", err=True)
+    click.echo(endpoint.secret)
+
+
+async def webhook_deliveries(settings: Settings, *, endpoint_id: str, status: str | None, limit: int) -> None:
+    """Print an endpoint's deliveries, newest event first."""
+    async with _session(settings) as client:
+        deliveries = await client.webhooks.deliveries(endpoint_id, status=status, limit=limit)
+    click.echo(_table(DELIVERY_COLUMNS, [_delivery_row(delivery) for delivery in deliveries]))
+
+
+async def webhook_retry(settings: Settings, *, endpoint_id: str, event_id: str) -> None:
+    """Send a delivery again now."""
+    async with _session(settings) as client:
+        delivery = await client.webhooks.retry(endpoint_id, event_id)
+    click.echo(f"{delivery.event_id} {delivery.status} (attempts so far: {delivery.attempts})")
+
+
+def _print_webhook(endpoint: Webhook) -> None:
+    click.echo(_table(WEBHOOK_COLUMNS, [_webhook_row(endpoint)]))
+
+
+def _webhook_row(endpoint: Webhook) -> list[str]:
+    values: dict[str, Any] = {
+        "endpoint_id": endpoint.endpoint_id,
+        "url": endpoint.url,
+        "event_types": ",".join(endpoint.event_types),
+        "description": endpoint.description,
+        "created_at": endpoint.created_at.isoformat(),
+    }
+    return [_cell(values[column]) for column in WEBHOOK_COLUMNS]
+
+
+def _delivery_row(delivery: Delivery) -> list[str]:
+    values: dict[str, Any] = {
+        "event_id": delivery.event_id,
+        "type": delivery.event.type,
+        "scan_id": delivery.event.scan_id,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+    }
+    return [_cell(values[column]) for column in DELIVERY_COLUMNS]
 
 
 def parse_options(pairs: Sequence[str]) -> dict[str, Any]:

@@ -76,6 +76,14 @@ def _spec(key: str) -> SettingSpec:
 
 
 def _option_args(spec: SettingSpec) -> tuple[list[str], dict[str, Any]]:
+    if (spec.annotation is bool or spec.annotation == "bool") and spec.default is True:
+        # On by default: the flag pair turns it off (--no-webhooks) or on again; the variable takes 1/0, true/false.
+        return [f"{spec.flag}/--no-{spec.flag.removeprefix('--')}", spec.key], {
+            "default": None,
+            "envvar": spec.env,
+            "show_envvar": True,
+            "help": spec.help,
+        }
     if spec.annotation is bool or spec.annotation == "bool":
         # A switch: given on the command line it reads as "true" (the variable still takes 1/0, true/false).
         return [spec.flag, spec.key], {
@@ -104,7 +112,7 @@ def settings_option(name: str) -> Callable[[FC], FC]:
     return click.option(*decls, **attrs)
 
 
-def build_settings(ctx: click.Context, raw: dict[str, str | None], *, read_plugins: bool = True) -> Settings:
+def build_settings(ctx: click.Context, raw: dict[str, str | bool | None], *, read_plugins: bool = True) -> Settings:
     """Settings from the environment, overridden by the flags given on the command line.
 
     Values click took from ``SCANQ_*`` are ignored here: ``Settings.from_env``
@@ -114,7 +122,8 @@ def build_settings(ctx: click.Context, raw: dict[str, str | None], *, read_plugi
     for name, value in raw.items():
         if value is not None and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
             spec = _spec(name)
-            overrides[name] = parse_value(name, spec.annotation, value, source=spec.flag)
+            text = value if isinstance(value, str) else format_value(value)  # a --x/--no-x pair gives a bool
+            overrides[name] = parse_value(name, spec.annotation, text, source=spec.flag)
     return Settings.from_env(os.environ, read_plugins=read_plugins, **overrides)
 
 

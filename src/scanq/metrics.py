@@ -6,7 +6,8 @@ default registry, so tests can build any number of apps in one process.
 
 - ``ScanCounters`` (ingest): scans submitted, cancel requests accepted.
 - ``WorkerMetrics`` (each worker): claimed, finished by status, retried,
-  lease-expired, pruned by status, run time and pickup delay histograms, scans in flight.
+  lease-expired, pruned by status, run time and pickup delay histograms, scans in flight;
+  webhook events dispatched, deliveries by outcome, delivery latency, events pruned.
 - ``QueueStatsCollector`` (ingest and status): counts by status, queue depth
   and the age of the oldest Accepted scan, read from ``Store.stats()`` (cheap
   by contract) at most once per ``QUEUE_STATS_TTL_S`` however often it is scraped.
@@ -39,7 +40,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from scanq.models import Outcome, Scan, ScanStatus, Stats, TenantQueue
+from scanq.models import DeliveryOutcome, Outcome, Scan, ScanStatus, Stats, TenantQueue
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ PICKUP_SECONDS_BUCKETS = (
     900.0,
     3600.0,
 )
+
+# Webhook latency, from the scan's transition to the endpoint's 2xx: tens of milliseconds when the
+# endpoint is up, up to a day (--webhook-max-age-seconds) through its retries when it was down.
+DELIVERY_SECONDS_BUCKETS = (*PICKUP_SECONDS_BUCKETS, 21600.0, 86400.0)
 
 
 def make_registry(*, process_metrics: bool = True) -> CollectorRegistry:
@@ -162,6 +167,29 @@ class WorkerMetrics:
         self.in_flight = Gauge(
             f"{PREFIX}_scans_in_flight", "Scans this worker is running now", ["worker"], registry=registry
         )
+        self.events_dispatched = Counter(
+            f"{PREFIX}_webhook_events_dispatched",
+            "Scan events this worker fanned out to webhook deliveries (while it held the webhook role)",
+            registry=registry,
+        )
+        self.deliveries = Counter(
+            f"{PREFIX}_webhook_deliveries",
+            "Webhook delivery attempts this worker recorded, by outcome (delivered, retry, failed)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.delivery_seconds = Histogram(
+            f"{PREFIX}_webhook_delivery_seconds",
+            "Time from a scan event (its transition) to the endpoint's 2xx answer, in seconds",
+            buckets=DELIVERY_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.events_pruned = Counter(
+            f"{PREFIX}_events_pruned",
+            "Scan events this worker deleted under --event-retention-seconds",
+            registry=registry,
+        )
+        self._by_delivery = {outcome: self.deliveries.labels(outcome=outcome.value) for outcome in DeliveryOutcome}
         self.in_flight.labels(worker=worker_id).set_function(in_flight)
         # Resolved once: labels() takes a lock and hashes its arguments on every call.
         self._by_outcome = {
@@ -201,6 +229,22 @@ class WorkerMetrics:
         """Count finished scans retention deleted."""
         if count:
             self.pruned.labels(status=status.value).inc(count)
+
+    def record_dispatched(self, count: int) -> None:
+        """Count scan events fanned out to deliveries."""
+        if count:
+            self.events_dispatched.inc(count)
+
+    def record_delivery(self, outcome: DeliveryOutcome, *, latency_s: float | None = None) -> None:
+        """Count one recorded delivery attempt; a delivered one also observes its latency since the event."""
+        self._by_delivery[outcome].inc()
+        if latency_s is not None:
+            self.delivery_seconds.observe(max(0.0, latency_s))
+
+    def record_events_pruned(self, count: int) -> None:
+        """Count scan events retention deleted."""
+        if count:
+            self.events_pruned.inc(count)
 
 
 class QueueStatsCollector(Collector):

@@ -270,11 +270,7 @@ class ScanService:
         return QueueStats(counts=counts, oldest_accepted_age_s=age, tenants=queues)
 
     def _read_scope(self, caller: Caller, tenant: str | None) -> str | None:
-        """The tenant a read by ``caller`` covers (None: all); ``Forbidden`` for another tenant's, unless admin."""
-        require(caller, Scope.READ)
-        if tenant is not None and not caller.is_admin and tenant != caller.tenant:
-            raise Forbidden("only an admin token reads other tenants' scans")
-        return caller.tenant_filter(tenant)
+        return read_scope(caller, tenant)
 
     async def throughput(
         self, *, window_s: float, step_s: float, tenant: str | None = None, caller: Caller = OPERATOR
@@ -327,6 +323,15 @@ class ScanService:
         )
 
 
+def read_scope(caller: Caller, tenant: str | None, *, scope: Scope = Scope.READ, what: str = "scans") -> str | None:
+    """The tenant a read by ``caller`` covers (None: all); ``Forbidden`` without ``scope``, or for another
+    tenant's unless admin (``tenant``: the filter asked for, None: the caller's own, or every tenant for an admin)."""
+    require(caller, scope)
+    if tenant is not None and not caller.is_admin and tenant != caller.tenant:
+        raise Forbidden(f"only an admin token reads other tenants' {what}")
+    return caller.tenant_filter(tenant)
+
+
 def require(caller: Caller, scope: Scope) -> None:
     """Raise ``Forbidden`` unless ``caller`` holds ``scope``."""
     if not caller.may(scope):
@@ -358,5 +363,6 @@ __all__ = [
     "Submission",
     "SubmitRequest",
     "Throughput",
+    "read_scope",
     "require",
 ]

@@ -49,15 +49,14 @@ UI_TIMEOUT_MS = 15_000
 TERMINAL = re.compile(r"^(Complete|Error|Cancelled)$")
 
 
-@pytest.fixture
-def chromium_path() -> str:
+def require_chromium() -> str:
+    """Debian's chromium, or a skip (a failure under ``CI=true``) when it is not installed."""
     if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         backend_unavailable(f"{CHROMIUM} is not installed (scripts/ensure-chromium.sh installs it)")
     return CHROMIUM
 
 
-@pytest.fixture
-def scanq_env(tmp_path: Path) -> dict[str, str]:
+def dashboard_env(tmp_path: Path) -> dict[str, str]:
     """Settings shared by every process of one test: one SQLite file, free ports, short mock scans."""
     ingest_port, status_port = free_port(), free_port()
     return {
@@ -71,6 +70,16 @@ def scanq_env(tmp_path: Path) -> dict[str, str]:
         "SCANQ_MOCK_FAILURE_RATE": "0",
         "SCANQ_SHUTDOWN_SECONDS": "1",
     }
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    return require_chromium()
+
+
+@pytest.fixture
+def scanq_env(tmp_path: Path) -> dict[str, str]:
+    return dashboard_env(tmp_path)
 
 
 def start_service(spawn: Spawn, env: dict[str, str], command: str) -> str:

@@ -156,7 +156,7 @@ def test_parse_scopes_reads_names_with_spaces_and_duplicates() -> None:
 
 
 def test_parse_scopes_refuses_an_unknown_name_naming_it_and_the_known_ones() -> None:
-    with pytest.raises(ValidationError, match=r"unknown scope 'write'.*submit, read, cancel, admin"):
+    with pytest.raises(ValidationError, match=r"unknown scope 'write'.*submit, read, cancel, webhooks, admin"):
         parse_scopes(["read", "write"])
 
 

@@ -188,6 +188,7 @@ def test_scanq_help_lists_every_command_without_cutting_its_summary() -> None:
             "tenants",
             "tokens",
             "up",
+            "webhooks",
             "worker",
         ]
     )

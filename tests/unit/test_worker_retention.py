@@ -19,7 +19,7 @@ from scanq.ids import new_scan_id
 from scanq.metrics import WorkerMetrics, make_registry
 from scanq.models import Finish, Lease, NewScan, Outcome, Scan, ScanStatus
 from scanq.retention import RetentionPolicy
-from scanq.store.base import RETENTION_ROLE
+from scanq.store.base import RETENTION_ROLE, WEBHOOK_ROLE
 from scanq.store.memory import MemoryStore
 from scanq.worker.retention import prune_once, prune_pass, retention_loop
 from tests.prometheus import sample_value
@@ -192,3 +192,25 @@ async def wait_until_gone(store: MemoryStore) -> None:
     async with asyncio.timeout(DEADLINE_S):
         while (await store.stats()).counts[ScanStatus.COMPLETE]:
             await asyncio.sleep(0.02)
+
+
+async def test_scan_events_are_pruned_without_any_retention_policy_once_dispatched(store: MemoryStore) -> None:
+    metrics, registry = worker_metrics()
+    await finish(store, Outcome.COMPLETE, 3)  # Accepted, Running, Complete: 9 events
+    assert await store.lead(role=WEBHOOK_ROLE, owner="dispatcher", term_s=60)
+    assert await store.dispatch_events(owner="dispatcher") == 9
+    loop = asyncio.create_task(
+        retention_loop(store=store, policy=RetentionPolicy(), owner="a", metrics=metrics, event_retention_s=1e-6)
+    )
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            while await store.read_events():
+                await asyncio.sleep(0.02)
+        assert sample_value(generate_latest(registry).decode(), "scanq_events_pruned_total") == 9
+
+        await finish(store, Outcome.COMPLETE, 1)  # not dispatched yet: kept, whatever their age
+        await asyncio.sleep(1.5)  # a pass or more later
+        assert len(await store.read_events()) == 3
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from starlette.applications import Starlette
@@ -28,20 +29,25 @@ from scanq.api.callers import OPEN, Callers
 from scanq.api.crosssite import CrossSiteGuard
 from scanq.api.dashboard import Dashboard, cors_middleware, static_mount
 from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
+from scanq.api.events import EventStreams
 from scanq.api.hotpath import HotPathMiddleware
 from scanq.api.http import encoder
 from scanq.api.ingest import IngestEndpoints
+from scanq.api.limits import EVENT_STREAM_SHARE
 from scanq.api.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
 from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes, declare_enum
 from scanq.api.schemas import HealthResponse, ReadyResponse
 from scanq.api.status import StatusEndpoints, wants_html
+from scanq.api.webhooks import WebhookEndpoints
 from scanq.auth import Authenticator
 from scanq.config import Settings
+from scanq.event_feed import EventFeed
 from scanq.metrics import QueueStatsCollector, ScanCounters, make_registry
 from scanq.models import TenantQueue
 from scanq.scanners import ScannerRegistry
 from scanq.scans import ScanService
 from scanq.store import Store, open_store
+from scanq.webhook_service import WebhookService
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +55,12 @@ TAG = "health"
 # Every service also refuses a Host that is not an allowed name (400 host_not_allowed), and its HTTP edge
 # answers 408, 413, 414 and 431 before any operation runs: see docs/security.md.
 _EDGE = " Edge limits and cross-site rules: docs/security.md."
-INGEST_DESCRIPTION = "Queue scans (default port 10550). Scans are stored durably before the answer." + _EDGE
-STATUS_DESCRIPTION = "Read scans (default port 10551): one by id, pages, counts by status." + _EDGE
+INGEST_DESCRIPTION = (
+    "Queue scans (default port 10550). Scans are stored durably before the answer. Webhook endpoints." + _EDGE
+)
+STATUS_DESCRIPTION = (
+    "Read scans (default port 10551): one by id, pages, counts by status, live events (server-sent events)." + _EDGE
+)
 API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest); GET /scans lists them." + _EDGE
 
 # Served by HotPathMiddleware, past routing: the submissions, where requests per second matter most.
@@ -60,6 +70,28 @@ QUEUEING_GET_PATHS = frozenset({"/"})
 
 _HEALTHY = encoder.encode(HealthResponse())
 _READY = encoder.encode(ReadyResponse())
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Services:
+    """What a service's operations act through, made once per app over its store.
+
+    Args:
+        scans: submit, cancel and read scans.
+        webhooks: a tenant's webhook endpoints and deliveries.
+        streams: the server-sent event streams (one event feed per app).
+        callers: who each request is from.
+    """
+
+    scans: ScanService
+    webhooks: WebhookService
+    streams: EventStreams
+    callers: Callers
+
+
+def max_event_streams(settings: Settings) -> int:
+    """Event streams one process serves at once: a share of its connections, so requests still get through."""
+    return max(1, int(settings.max_connections * EVENT_STREAM_SHARE))
 
 
 class HealthEndpoints:
@@ -129,8 +161,10 @@ def create_ingest_app(
         scanners: the plugin registry; None builds one from the installed plugins.
     """
 
-    def operations(service: ScanService, callers: Callers) -> list[Operation]:
-        return IngestEndpoints(scans=service, settings=settings, callers=callers).operations()
+    def operations(services: Services) -> list[Operation]:
+        ingest = IngestEndpoints(scans=services.scans, settings=settings, callers=services.callers)
+        webhooks = WebhookEndpoints(webhooks=services.webhooks, settings=settings, callers=services.callers)
+        return [*ingest.operations(), *webhooks.operations()]
 
     return _assemble(
         "scanq ingest",
@@ -163,9 +197,9 @@ def create_status_app(
     page = Dashboard(settings)
     browser_root = dashboard or page.endpoint
 
-    def operations(service: ScanService, callers: Callers) -> list[Operation]:
-        status = StatusEndpoints(scans=service, dashboard=browser_root, callers=callers)
-        return [*status.operations(), page.operation()]
+    def operations(services: Services) -> list[Operation]:
+        status = StatusEndpoints(scans=services.scans, dashboard=browser_root, callers=services.callers)
+        return [*services.streams.operations(), *status.operations(), page.operation()]
 
     return _assemble(
         "scanq status",
@@ -201,12 +235,20 @@ def create_api_app(
     page = Dashboard(settings)
     browser_root = dashboard or page.endpoint
 
-    def operations(service: ScanService, callers: Callers) -> list[Operation]:
-        ingest = IngestEndpoints(scans=service, settings=settings, callers=callers)
-        status = StatusEndpoints(scans=service, callers=callers)
+    def operations(services: Services) -> list[Operation]:
+        ingest = IngestEndpoints(scans=services.scans, settings=settings, callers=services.callers)
+        webhooks = WebhookEndpoints(webhooks=services.webhooks, settings=settings, callers=services.callers)
+        status = StatusEndpoints(scans=services.scans, callers=services.callers)
         root = _with_dashboard(ingest.root_operation(), browser_root)
         # Status's GET /{scan_id} comes last, after every fixed path.
-        return [root, *ingest.operations(with_root=False), *status.operations(with_root=False), page.operation()]
+        return [
+            root,
+            *ingest.operations(with_root=False),
+            *webhooks.operations(),
+            *services.streams.operations(),
+            *status.operations(with_root=False),
+            page.operation(),
+        ]
 
     return _assemble(
         "scanq api",
@@ -274,7 +316,7 @@ def _assemble(
     settings: Settings,
     store: Store | None,
     scanners: ScannerRegistry | None,
-    operations: Callable[[ScanService, Callers], Sequence[Operation]],
+    operations: Callable[[Services], Sequence[Operation]],
     mounts: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
     hot_routes: Collection[tuple[str, str]] = (),
@@ -286,12 +328,19 @@ def _assemble(
     plugins = scanners or ScannerRegistry(settings)
     service = ScanService(the_store, plugins, settings, counters=ScanCounters(registry))
     callers = Callers(Authenticator(the_store)) if settings.auth_required else OPEN
+    feed = EventFeed(the_store)
+    services = Services(
+        scans=service,
+        webhooks=WebhookService(the_store, settings),
+        streams=EventStreams(feed=feed, callers=callers, max_streams=max_event_streams(settings)),
+        callers=callers,
+    )
     health = HealthEndpoints(store=the_store)
     metrics = _metrics_operation(
         registry, QueueStatsCollector(the_store.stats, tenants=_tenant_queues(the_store), registry=registry)
     )
     # Fixed paths before templated ones (stable otherwise), so /healthz never reads as a scan id.
-    ops = sorted([*operations(service, callers), *health.operations(), metrics], key=lambda op: "{" in op.path)
+    ops = sorted([*operations(services), *health.operations(), metrics], key=lambda op: "{" in op.path)
     document = build_openapi(
         title=title, version=__version__, description=description, operations=ops, tokens_required=callers.required
     )
@@ -308,6 +357,7 @@ def _assemble(
             try:
                 yield
             finally:
+                await feed.aclose()
                 await callers.aclose()
             return
         async with the_store:
@@ -315,6 +365,7 @@ def _assemble(
             try:
                 yield
             finally:
+                await feed.aclose()
                 await callers.aclose()
 
     routes = build_routes(ops)
@@ -336,5 +387,8 @@ def _assemble(
     app.state.metrics = registry
     app.state.scans = service
     app.state.callers = callers
+    app.state.webhooks = services.webhooks
+    app.state.events = feed
+    app.state.streams = services.streams
     app.state.openapi = document
     return app

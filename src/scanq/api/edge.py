@@ -31,6 +31,13 @@ happens when the app answers (a 413, say) before the request body has
 arrived: the rest of the body is read through the parser and discarded, then
 the connection closes or, if both sides meant to keep it alive, serves the
 next request. The numbers and the connection cap are in ``limits.py``.
+
+A server-sent event stream (``api/events.py``) is one request whose answer
+never ends: none of the limits above applies once its headers are read (the
+body timer stops at the end of its empty GET body, and the keep-alive timer
+only runs between requests), and at shutdown ``shutdown`` asks it to end
+(through ``STREAM_STOP_SCOPE_KEY``) so uvicorn's graceful stop, which waits
+for every open connection, does not wait for it forever.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from scanq.api.errors import JSON_MEDIA_TYPE, error_body
-from scanq.api.limits import ConnectionCap, EdgeLimits
+from scanq.api.limits import STREAM_STOP_SCOPE_KEY, ConnectionCap, EdgeLimits
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +132,15 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._is_refused_connection:
             return
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The server stops: a long-lived answer still being sent (an event stream) is asked to end first."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            stop = cast(dict[str, Any], cycle.scope).get(STREAM_STOP_SCOPE_KEY)
+            if callable(stop):
+                stop()
+        super().shutdown()
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()

@@ -10,6 +10,7 @@ error                                                 status  body
 ====================================================  ======  =========================
 ValidationError, TargetRefused, UnknownScanner        422     ``ErrorResponse``
 ScanNotFound                                          404     ``NotFoundResponse``
+EndpointNotFound, DeliveryNotFound                    404     ``ErrorResponse``
 ScanFinished, IdempotencyConflict                     409     ``ErrorResponse``
 Unauthenticated (+ ``WWW-Authenticate: Bearer``)      401     ``ErrorResponse``
 Forbidden                                             403     ``ErrorResponse``
@@ -36,6 +37,8 @@ from starlette.types import ExceptionHandler
 
 from scanq.api.schemas import NotFoundResponse
 from scanq.exceptions import (
+    DeliveryNotFound,
+    EndpointNotFound,
     Forbidden,
     IdempotencyConflict,
     QuotaExceeded,
@@ -89,6 +92,8 @@ DOMAIN_ERRORS: Mapping[type[ScanqError], tuple[int, str]] = {
     TargetRefused: (422, "target_refused"),
     ValidationError: (422, "invalid_request"),
     UnknownScanner: (422, "unknown_scanner"),
+    EndpointNotFound: (404, "endpoint_not_found"),
+    DeliveryNotFound: (404, "delivery_not_found"),
     ScanFinished: (409, "scan_finished"),
     IdempotencyConflict: (409, "idempotency_conflict"),
     Unauthenticated: (401, "unauthenticated"),

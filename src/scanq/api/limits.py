@@ -23,6 +23,11 @@ LINGER_MAX_BYTES = 16 * 1024 * 1024
 LINGER_S = 10.0
 # A full connection table logs one line at most this often (with the count refused since the last one).
 CAP_LOG_INTERVAL_S = 10.0
+# A long-lived answer (a server-sent event stream) puts a callable under this key of its ASGI scope; the edge
+# calls it when the server shuts down, so the stream ends and the connection closes instead of holding it open.
+STREAM_STOP_SCOPE_KEY = "scanq.stream_stop"
+# Event streams one process serves at once, as a share of its max_connections: the rest stay for requests.
+EVENT_STREAM_SHARE = 0.5
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -93,11 +98,13 @@ class ConnectionCap:
 
 __all__ = [
     "CAP_LOG_INTERVAL_S",
+    "EVENT_STREAM_SHARE",
     "LINGER_MAX_BYTES",
     "LINGER_S",
     "MAX_HEADERS",
     "MAX_HEADER_BYTES",
     "MAX_HEADER_LINE_BYTES",
+    "STREAM_STOP_SCOPE_KEY",
     "ConnectionCap",
     "EdgeLimits",
 ]

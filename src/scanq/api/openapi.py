@@ -149,14 +149,34 @@ def declare_enum(document: dict[str, Any], *, schema: str, field: str, values: S
 
 
 def build_routes(operations: Iterable[Operation]) -> list[Route]:
-    """One Starlette route per operation, in order (put fixed paths before ``/{scan_id}``)."""
-    routes: list[Route] = []
+    """One Starlette route per path, in order of first appearance (put fixed paths before ``/{scan_id}``).
+
+    A path with several operations (``GET`` and ``DELETE /webhooks/{endpoint_id}``) is one route that
+    hands each method to its operation, so a method it lacks is a 405 whose ``Allow`` names them all.
+    """
+    by_path: dict[str, list[Operation]] = {}
     for op in operations:
-        route = Route(op.path, op.endpoint, methods=[op.method], name=op.operation_id)
-        if not op.allow_head and route.methods is not None:
+        by_path.setdefault(op.path, []).append(op)
+    routes: list[Route] = []
+    for path, ops in by_path.items():
+        handlers: dict[str, Endpoint] = {}
+        for op in ops:
+            handlers[op.method] = op.endpoint
+            if op.method == "GET" and op.allow_head:
+                handlers["HEAD"] = op.endpoint
+        endpoint = ops[0].endpoint if len(ops) == 1 else _by_method(handlers)
+        route = Route(path, endpoint, methods=list(handlers), name=ops[0].operation_id)
+        if "HEAD" not in handlers and route.methods is not None:
             route.methods.discard("HEAD")
         routes.append(route)
     return routes
+
+
+def _by_method(handlers: Mapping[str, Endpoint]) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return endpoint
 
 
 def build_openapi(

@@ -15,7 +15,15 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from scanq.models import ScanStatus, TenantQueue
+from scanq.models import (
+    Delivery,
+    DeliveryStatus,
+    EventType,
+    ScanEvent,
+    ScanStatus,
+    TenantQueue,
+    WebhookEndpoint,
+)
 from scanq.scans import (
     MAX_ATTEMPTS_LIMIT,
     MAX_PRIORITY,
@@ -25,7 +33,8 @@ from scanq.scans import (
     QueueStats,
     Throughput,
 )
-from scanq.views import ScanOut, UtcTime
+from scanq.views import ScanId, ScanOut, UtcTime
+from scanq.webhook_service import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH, EndpointRequest
 
 Target = Annotated[
     str,
@@ -61,6 +70,35 @@ class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Several scans to queue at once: all are stored, or none."""
 
     scans: list[ScanRequest]
+
+
+EndpointUrl = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description=(
+            "Where events are POSTed: https, resolving to public addresses only (the SSRF guard; the operator's "
+            "allow-list may open ranges and plain http for them). Checked now and at every delivery"
+        ),
+    ),
+]
+EventTypes = Annotated[
+    list[EventType],
+    Meta(min_length=1, description="The events to receive (default: scan.completed, scan.failed, scan.cancelled)"),
+]
+Description = Annotated[str, Meta(max_length=MAX_DESCRIPTION_LENGTH, description="What the endpoint is for")]
+
+
+class WebhookRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A webhook endpoint to register for the caller's tenant."""
+
+    url: EndpointUrl
+    event_types: EventTypes | None = None
+    description: Description | None = None
+
+    def to_request(self) -> EndpointRequest:
+        return EndpointRequest(url=self.url, event_types=self.event_types, description=self.description)
 
 
 # --- responses --------------------------------------------------------------------
@@ -165,6 +203,75 @@ class NotFoundResponse(msgspec.Struct, kw_only=True):
     status: Literal["Not Found"] = "Not Found"
 
 
+class EventOut(msgspec.Struct, kw_only=True):
+    """One transition of one scan: the ``data`` of a server-sent event, and the event of a webhook delivery.
+
+    ``event_id`` is opaque: send it back as ``Last-Event-ID`` to resume after it.
+    """
+
+    event_id: str
+    type: EventType
+    scan_id: ScanId
+    tenant: str
+    status: ScanStatus
+    attempt: int
+    at: UtcTime
+
+
+class WebhookOut(msgspec.Struct, kw_only=True):
+    """A webhook endpoint (its secret is shown only when it is made and when it is rotated).
+
+    ``previous_secret_until``: after a rotation, deliveries are signed with the old secret too until then.
+    """
+
+    endpoint_id: str
+    tenant: str
+    url: str
+    event_types: list[EventType]
+    description: str | None
+    created_at: UtcTime
+    updated_at: UtcTime
+    previous_secret_until: UtcTime | None
+
+
+class WebhookSecretOut(WebhookOut, kw_only=True):
+    """A webhook endpoint with its signing secret (``whsec_…``, Standard Webhooks): keep it, it is not shown again."""
+
+    secret: str
+
+
+class WebhookList(msgspec.Struct, kw_only=True):
+    """The webhook endpoints, oldest first."""
+
+    webhooks: list[WebhookOut]
+
+
+class DeliveryOut(msgspec.Struct, kw_only=True):
+    """One event owed to one endpoint: where it is, and how its last attempt went.
+
+    ``status``: pending (waiting for its next attempt, at ``next_attempt_at``), delivered (the endpoint
+    answered 2xx) or failed (out of attempts; ``POST .../retry`` sends it again).
+    """
+
+    endpoint_id: str
+    event_id: str
+    event: EventOut
+    status: DeliveryStatus
+    attempts: int
+    created_at: UtcTime
+    next_attempt_at: UtcTime
+    last_attempt_at: UtcTime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: UtcTime | None
+
+
+class DeliveryList(msgspec.Struct, kw_only=True):
+    """An endpoint's deliveries, newest event first."""
+
+    deliveries: list[DeliveryOut]
+
+
 class HealthResponse(msgspec.Struct, kw_only=True):
     """The process is up."""
 
@@ -195,6 +302,59 @@ def stats_out(stats: QueueStats) -> StatsResponse:
         total=sum(counts.values()),
         oldest_accepted_age_s=stats.oldest_accepted_age_s,
         tenants=[_tenant_queue_out(queue, now) for queue in stats.tenants],
+    )
+
+
+def event_out(event: ScanEvent) -> EventOut:
+    """The JSON form of one scan event."""
+    return EventOut(
+        event_id=event.event_id,
+        type=event.type,
+        scan_id=event.scan_id,
+        tenant=event.tenant,
+        status=event.status,
+        attempt=event.attempt,
+        at=event.at,
+    )
+
+
+def webhook_out(endpoint: WebhookEndpoint) -> WebhookOut:
+    """The JSON form of an endpoint, without its secret."""
+    return WebhookOut(**_webhook_fields(endpoint))
+
+
+def webhook_secret_out(endpoint: WebhookEndpoint) -> WebhookSecretOut:
+    """The JSON form of an endpoint with its secret (on create and rotate only)."""
+    return WebhookSecretOut(**_webhook_fields(endpoint), secret=endpoint.secret)
+
+
+def _webhook_fields(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        "endpoint_id": endpoint.endpoint_id,
+        "tenant": endpoint.tenant,
+        "url": endpoint.url,
+        "event_types": sorted(endpoint.event_types),
+        "description": endpoint.description,
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+        "previous_secret_until": endpoint.previous_secret_until,
+    }
+
+
+def delivery_out(delivery: Delivery) -> DeliveryOut:
+    """The JSON form of one delivery."""
+    return DeliveryOut(
+        endpoint_id=delivery.endpoint_id,
+        event_id=delivery.event.event_id,
+        event=event_out(delivery.event),
+        status=delivery.status,
+        attempts=delivery.attempts,
+        created_at=delivery.created_at,
+        next_attempt_at=delivery.next_attempt_at,
+        last_attempt_at=delivery.last_attempt_at,
+        last_status_code=delivery.last_status_code,
+        last_error=delivery.last_error,
+        delivered_at=delivery.delivered_at,
     )
 
 

@@ -20,6 +20,7 @@ and never the reverse.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -87,6 +88,28 @@ class Settings:
     metrics_port: int = setting(0, "Worker metrics port (0: off)")
     retention: tuple[str, ...] = setting((), "Keep finished scans this long: Complete=30d,Error=90d (default: forever)")
     retention_archive: str = setting("", "Directory retention writes each batch to (NDJSON, gzip) before deleting it")
+    event_retention_seconds: float = setting(
+        3600.0, "Keep scan events (live streams resume from them, webhooks are made from them) this long"
+    )
+    webhooks: bool = setting(
+        True, "Webhooks: this worker dispatches scan events and delivers them (--no-webhooks: neither)"
+    )
+    webhook_concurrency: int = setting(
+        64, "Webhooks: deliveries one worker sends at once (a quarter of them at most to one endpoint)"
+    )
+    webhook_connect_timeout_seconds: float = setting(
+        5.0, "Webhooks: time to resolve an endpoint's host, connect and finish the TLS handshake (each)"
+    )
+    webhook_timeout_seconds: float = setting(10.0, "Webhooks: time an endpoint has to answer a delivery once connected")
+    webhook_backoff_base_seconds: float = setting(
+        1.0, "Webhooks: first retry delay (ceiling); doubles per attempt with full jitter, at most an hour"
+    )
+    webhook_max_age_seconds: float = setting(
+        86400.0, "Webhooks: a delivery still failing this long after its event is marked failed"
+    )
+    webhook_allowlist: tuple[str, ...] = setting(
+        (), "Webhooks: CIDRs endpoints may resolve to although private (plain http allowed there only)"
+    )
     log_level: str = setting("INFO", "Log level")
     log_format: str = setting("text", "Log format: text or json")
     # The plugins' sections: not a setting itself, each section's fields are.
@@ -282,7 +305,15 @@ def _check(s: Settings) -> None:
         fail("metrics_port", "must be a port number 0-65535 (0: off)")
     if s.max_per_target < 0:
         fail("max_per_target", "must not be negative (0: no cap)")
-    for name in ("workers", "concurrency", "max_attempts", "max_batch", "max_body_bytes", "max_connections"):
+    for name in (
+        "workers",
+        "concurrency",
+        "max_attempts",
+        "max_batch",
+        "max_body_bytes",
+        "max_connections",
+        "webhook_concurrency",
+    ):
         if getattr(s, name) < 1:
             fail(name, "must be at least 1")
     for name in (
@@ -295,9 +326,19 @@ def _check(s: Settings) -> None:
         "scan_timeout_seconds",
         "header_timeout_seconds",
         "body_timeout_seconds",
+        "event_retention_seconds",
+        "webhook_connect_timeout_seconds",
+        "webhook_timeout_seconds",
+        "webhook_backoff_base_seconds",
+        "webhook_max_age_seconds",
     ):
         if not getattr(s, name) > 0:
             fail(name, "must be greater than 0")
+    for cidr in s.webhook_allowlist:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            fail("webhook_allowlist", f"{cidr!r} is not a CIDR such as 10.0.0.0/8 or 127.0.0.1/32")
     if s.shutdown_seconds < 0:
         fail("shutdown_seconds", "must not be negative")
     if s.heartbeat_seconds >= s.lease_seconds:

@@ -6,7 +6,7 @@
 
     with scanq.Client() as client:  # SCANQ_INGEST_URL, SCANQ_STATUS_URL, SCANQ_TOKEN
         scan = client.submit(target="example.com", scanner="tls")
-        done = client.wait(scan.scan_id, timeout_s=300)
+        done = client.wait(scan.scan_id, timeout_s=300)  # follows the scan's event stream
 
 It talks HTTP only (httpx) and imports nothing of the services: its records are
 msgspec Structs of its own (``models.py``) that decode leniently, so an older
@@ -31,7 +31,19 @@ from scanq.sdk.errors import (
     Unavailable,
     WaitTimeout,
 )
-from scanq.sdk.models import TERMINAL_STATUSES, Actor, Attempt, Page, Scan, Stats, SubmitRequest, TenantQueue
+from scanq.sdk.models import (
+    TERMINAL_STATUSES,
+    Actor,
+    Attempt,
+    Delivery,
+    Page,
+    Scan,
+    ScanEvent,
+    Stats,
+    SubmitRequest,
+    TenantQueue,
+    Webhook,
+)
 from scanq.sdk.syncclient import Client
 from scanq.sdk.wire import RetryPolicy
 
@@ -42,6 +54,7 @@ __all__ = [
     "Attempt",
     "Client",
     "Conflict",
+    "Delivery",
     "Forbidden",
     "InvalidRequest",
     "NotFound",
@@ -49,6 +62,7 @@ __all__ = [
     "QuotaExceeded",
     "RetryPolicy",
     "Scan",
+    "ScanEvent",
     "ScanqApiError",
     "ScanqClientError",
     "ScanqConnectionError",
@@ -58,4 +72,5 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "WaitTimeout",
+    "Webhook",
 ]

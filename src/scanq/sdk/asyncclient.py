@@ -5,23 +5,29 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
+from contextlib import aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
+import msgspec
 
-from scanq.sdk.errors import ScanqConnectionError, WaitTimeout, error_from_response
-from scanq.sdk.models import BatchAnswer, Page, Scan, Stats, SubmitRequest
+from scanq.sdk.errors import ScanqApiError, ScanqConnectionError, WaitTimeout, error_from_response
+from scanq.sdk.models import BatchAnswer, Page, Scan, ScanEvent, Stats, SubmitRequest
+from scanq.sdk.webhooks import AsyncWebhooks
 from scanq.sdk.wire import (
+    STREAM_RECONNECTS,
     Call,
     Endpoints,
+    EventStreamParser,
     RetryPolicy,
     decode,
     default_headers,
+    is_event_stream,
     new_idempotency_key,
     resolve_token,
+    stream_timeout,
     submission,
     submissions,
 )
@@ -70,9 +76,12 @@ class AsyncClient:
         self.endpoints = Endpoints.resolve(ingest_url, status_url)
         self.retry_policy = retry_policy or RetryPolicy(retries=retries)
         self._sleep: Callable[[float], Awaitable[None]] = sleep or asyncio.sleep
+        self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(
             timeout=timeout_s, headers=default_headers(resolve_token(token)), transport=transport
         )
+        self.webhooks = AsyncWebhooks(self.endpoints, self._send)
+        """Webhook endpoints and their deliveries (``await client.webhooks.create(url)``…)."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -176,15 +185,18 @@ class AsyncClient:
     async def wait(self, scan_id: str, timeout_s: float | None = None, poll_s: float = DEFAULT_POLL_S) -> Scan:
         """Wait until the scan is Complete, Error or Cancelled, and return it (findings in ``result``).
 
-        The service has no event stream yet, so this polls ``GET /scans/{id}`` every ``poll_s``. Every
-        sighting of the scan comes from ``_sightings``: when the status service streams a scan's changes
-        (``GET /scans/{id}/events``, server-sent events), that one method will follow the stream and fall
-        back to polling, and ``wait`` will not change.
+        Follows the scan's event stream (``GET /scans/{id}/events``, server-sent events) and, once it says
+        the scan ended, answers the scan as ``get`` reads it. A stream that breaks is opened again after the
+        last event read; when there is no stream to follow (a service without it, a proxy in the way, or
+        one that keeps breaking), this polls ``GET /scans/{id}`` every ``poll_s`` instead.
 
         Raises:
             WaitTimeout: ``timeout_s`` passed first (its ``scan`` is the last one seen); the scan keeps running.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        done = await self._wait_on_stream(scan_id, deadline=deadline, pause_s=poll_s)
+        if done is not None:
+            return done
         last: Scan | None = None
         async with aclosing(self._sightings(scan_id, poll_s=poll_s, deadline=deadline)) as sightings:
             async for scan in sightings:
@@ -194,8 +206,95 @@ class AsyncClient:
         assert last is not None and timeout_s is not None  # the sightings end only at the deadline
         raise WaitTimeout(last, timeout_s)
 
+    @asynccontextmanager
+    async def events(
+        self,
+        statuses: Collection[str] | None = None,
+        tenant: str | None = None,
+        last_event_id: str | None = None,
+    ) -> AsyncIterator[AsyncIterator[ScanEvent]]:
+        """Follow every transition the token may read (``GET /events``), from the moment the block is entered.
+
+        ::
+
+            async with client.events(statuses=["Complete", "Error", "Cancelled"]) as events:
+                async for event in events:
+                    print(event.scan_id, event.status)
+
+        ``statuses``: only transitions to these; ``tenant``: an admin's filter; ``last_event_id``: resume
+        after that event instead of starting now. The iteration ends only when the service ends the stream
+        (it stops); a connection that breaks raises ``ScanqConnectionError`` (resume after the last
+        ``event_id``). A refusal raises as every call does (``Unauthorized``, ``Forbidden``…).
+        """
+        call = self.endpoints.events(statuses=statuses, tenant=tenant, last_event_id=last_event_id)
+        try:
+            async with self._http.stream(
+                call.method,
+                call.url,
+                params=call.params,
+                headers=call.headers,
+                timeout=stream_timeout(self._timeout_s, None),
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_from_response(response)
+                if not is_event_stream(response):
+                    raise ScanqApiError(
+                        response.status_code,
+                        "bad_response",
+                        f"not an event stream: {response.headers.get('content-type')}",
+                        method=call.method,
+                        url=call.url,
+                    )
+                yield _events_of(response)
+        except httpx.TransportError as exc:
+            raise ScanqConnectionError(call.method, call.url, exc) from exc
+
+    async def _wait_on_stream(self, scan_id: str, *, deadline: float | None, pause_s: float) -> Scan | None:
+        """The scan once its event stream says it ended; None when there is no stream to follow, or at ``deadline``."""
+        last_event_id: str | None = None
+        is_open = False
+        breaks = 0
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            call = self.endpoints.scan_events(scan_id, last_event_id=last_event_id)
+            has_ended = False
+            try:
+                async with asyncio.timeout(remaining):
+                    async with self._http.stream(
+                        call.method,
+                        call.url,
+                        headers=call.headers,
+                        timeout=stream_timeout(self._timeout_s, None),
+                    ) as response:
+                        # 204: resumed after the scan's last event, and it had ended.
+                        has_ended = response.status_code == 204
+                        if not has_ended and not is_event_stream(response):
+                            return None  # polling says why (404, 401…) or works where the stream does not
+                        is_open = True
+                        parser = EventStreamParser()
+                        async for line in response.aiter_lines():
+                            event = parser.feed(line)
+                            if event is not None:
+                                last_event_id, breaks = event.event_id, 0
+                                if event.is_terminal:
+                                    has_ended = True
+                                    break
+            except TimeoutError:
+                return None
+            except (httpx.TransportError, msgspec.DecodeError, msgspec.ValidationError):
+                pass
+            if has_ended:
+                return await self.get(scan_id)
+            breaks += 1
+            if not is_open or breaks > STREAM_RECONNECTS:
+                return None
+            await self._sleep(pause_s if remaining is None else min(pause_s, remaining))
+
     async def _sightings(self, scan_id: str, *, poll_s: float, deadline: float | None) -> AsyncGenerator[Scan, None]:
-        """The scan as it changes, until ``deadline`` (monotonic; None: forever). Today: by polling."""
+        """The scan as it changes, until ``deadline`` (monotonic; None: forever), by polling."""
         while True:
             yield await self.get(scan_id)
             pause = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
@@ -226,6 +325,14 @@ class AsyncClient:
                 if delay is None:
                     raise error_from_response(response)
             await self._sleep(delay)
+
+
+async def _events_of(response: httpx.Response) -> AsyncIterator[ScanEvent]:
+    parser = EventStreamParser()
+    async for line in response.aiter_lines():
+        event = parser.feed(line)
+        if event is not None:
+            yield event
 
 
 __all__ = ["AsyncClient"]

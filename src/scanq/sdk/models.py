@@ -131,6 +131,81 @@ class BatchAnswer(msgspec.Struct, frozen=True, kw_only=True):
     scans: list[Scan]
 
 
+class ScanEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One transition of one scan, as the status service streams it (``GET /scans/{id}/events``, ``GET /events``).
+
+    ``type`` is ``scan.accepted``, ``scan.started``, ``scan.completed``, ``scan.failed`` or ``scan.cancelled``;
+    ``status`` the status the scan moved to. ``event_id`` is opaque: a stream resumes after it.
+    """
+
+    event_id: str
+    type: str
+    scan_id: str
+    tenant: str = "default"
+    status: str
+    attempt: int = 0
+    at: datetime
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the scan's end: Complete, Error or Cancelled."""
+        return self.status in TERMINAL_STATUSES
+
+
+class Webhook(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook endpoint: where the tenant's scan events are POSTed, signed per Standard Webhooks.
+
+    ``secret`` (``whsec_…``) is set only in the answers of ``create`` and ``rotate_secret``: keep it, the
+    service never shows it again. After a rotation the old secret keeps signing until ``previous_secret_until``.
+    """
+
+    endpoint_id: str
+    tenant: str = "default"
+    url: str
+    event_types: list[str] = []
+    description: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    previous_secret_until: datetime | None = None
+    secret: str | None = None
+
+
+class WebhookList(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of ``GET /webhooks``."""
+
+    webhooks: list[Webhook]
+
+
+class WebhookRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The body of ``POST /webhooks``."""
+
+    url: str
+    event_types: list[str] | None = None
+    description: str | None = None
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """One event owed to one endpoint: ``status`` pending, delivered or failed, and how its last attempt went."""
+
+    endpoint_id: str
+    event_id: str
+    event: ScanEvent
+    status: str
+    attempts: int = 0
+    created_at: datetime
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+class DeliveryList(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of ``GET /webhooks/{id}/deliveries``."""
+
+    deliveries: list[Delivery]
+
+
 __all__ = [
     "ACCEPTED",
     "CANCELLED",
@@ -140,9 +215,12 @@ __all__ = [
     "TERMINAL_STATUSES",
     "Actor",
     "Attempt",
+    "Delivery",
     "Page",
     "Scan",
+    "ScanEvent",
     "Stats",
     "SubmitRequest",
     "TenantQueue",
+    "Webhook",
 ]

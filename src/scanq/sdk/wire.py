@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -34,7 +34,7 @@ import httpx
 import msgspec
 
 from scanq.sdk.errors import ScanqApiError, retry_after_s
-from scanq.sdk.models import BatchRequest, SubmitRequest
+from scanq.sdk.models import BatchRequest, ScanEvent, SubmitRequest, WebhookRequest
 
 T = TypeVar("T")
 
@@ -46,6 +46,13 @@ TOKEN_ENV = "SCANQ_TOKEN"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 JSON_HEADERS = {"Content-Type": "application/json"}
 USER_AGENT = f"scanq-python httpx/{httpx.__version__}"
+EVENT_STREAM = "text/event-stream"
+LAST_EVENT_ID_HEADER = "Last-Event-ID"
+STREAM_HEADERS = {"Accept": EVENT_STREAM}
+# The service sends a keep-alive every 15 s: a stream silent for this long is dead.
+STREAM_READ_TIMEOUT_S = 45.0
+# A stream that breaks is opened again (after the last event read) this many times before polling takes over.
+STREAM_RECONNECTS = 3
 
 # Raised before a byte of the request went out: trying again cannot repeat it.
 NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -68,7 +75,7 @@ class Call:
 
     method: str
     url: str
-    params: dict[str, str | int] | None = None
+    params: Mapping[str, str | int | list[str]] | None = None
     body: bytes | None = None
     headers: dict[str, str] | None = None
     repeatable: bool = True
@@ -173,6 +180,111 @@ class Endpoints:
         """``POST /scans/{scan_id}/cancel``: repeatable (cancelling a Cancelled scan answers the scan again)."""
         return Call(method="POST", url=f"{self.ingest_url}/scans/{_segment(scan_id)}/cancel")
 
+    # -- server-sent events (status service) ---------------------------------------------------
+
+    def scan_events(self, scan_id: str, *, last_event_id: str | None = None) -> Call:
+        """``GET /scans/{scan_id}/events``: the scan's events until it ends (after ``last_event_id``)."""
+        return Call(
+            method="GET",
+            url=f"{self.status_url}/scans/{_segment(scan_id)}/events",
+            headers=_stream_headers(last_event_id),
+        )
+
+    def events(self, *, statuses: Collection[str] | None, tenant: str | None, last_event_id: str | None = None) -> Call:
+        """``GET /events``: every transition the token may read, from now (or after ``last_event_id``)."""
+        params: dict[str, str | int | list[str]] = {}
+        if statuses:
+            params["status"] = sorted(statuses)
+        if tenant is not None:
+            params["tenant"] = tenant
+        return Call(
+            method="GET", url=f"{self.status_url}/events", params=params or None, headers=_stream_headers(last_event_id)
+        )
+
+    # -- webhooks (ingest service) -------------------------------------------------------------
+
+    def create_webhook(self, request: WebhookRequest) -> Call:
+        """``POST /webhooks``: not repeatable (a second try would register a second endpoint)."""
+        return Call(
+            method="POST",
+            url=f"{self.ingest_url}/webhooks",
+            body=_encoder.encode(request),
+            headers=JSON_HEADERS,
+            repeatable=False,
+        )
+
+    def list_webhooks(self, *, tenant: str | None) -> Call:
+        """``GET /webhooks``."""
+        return Call(
+            method="GET", url=f"{self.ingest_url}/webhooks", params=None if tenant is None else {"tenant": tenant}
+        )
+
+    def get_webhook(self, endpoint_id: str) -> Call:
+        """``GET /webhooks/{endpoint_id}``."""
+        return Call(method="GET", url=self._webhook(endpoint_id))
+
+    def delete_webhook(self, endpoint_id: str) -> Call:
+        """``DELETE /webhooks/{endpoint_id}``: repeatable (a repeat after a lost answer is a 404, nothing worse)."""
+        return Call(method="DELETE", url=self._webhook(endpoint_id))
+
+    def rotate_webhook_secret(self, endpoint_id: str) -> Call:
+        """``POST /webhooks/{endpoint_id}/rotate-secret``: not repeatable (a repeat would drop the secret it made)."""
+        return Call(method="POST", url=f"{self._webhook(endpoint_id)}/rotate-secret", repeatable=False)
+
+    def webhook_deliveries(self, endpoint_id: str, *, status: str | None, limit: int | None) -> Call:
+        """``GET /webhooks/{endpoint_id}/deliveries``."""
+        params: dict[str, str | int | list[str]] = {}
+        if status is not None:
+            params["status"] = status
+        if limit is not None:
+            params["limit"] = limit
+        return Call(method="GET", url=f"{self._webhook(endpoint_id)}/deliveries", params=params or None)
+
+    def retry_delivery(self, endpoint_id: str, event_id: str) -> Call:
+        """``POST /webhooks/{endpoint_id}/deliveries/{event_id}/retry``: repeatable (it only makes it due now)."""
+        return Call(method="POST", url=f"{self._webhook(endpoint_id)}/deliveries/{_segment(event_id)}/retry")
+
+    def _webhook(self, endpoint_id: str) -> str:
+        return f"{self.ingest_url}/webhooks/{_segment(endpoint_id)}"
+
+
+class EventStreamParser:
+    """The lines of a ``text/event-stream`` in, scanq's events out.
+
+    Feed it each line (without its line break); it answers a ``ScanEvent`` when a blank line ends an event
+    with data, else None (comments such as the keep-alive, ``retry:`` and unknown fields are skipped).
+    A ``data`` that is not a scan event raises ``msgspec.DecodeError`` / ``msgspec.ValidationError``.
+    """
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> ScanEvent | None:
+        if not line:
+            if not self._data:
+                return None
+            data, self._data = "\n".join(self._data), []
+            return msgspec.json.decode(data, type=ScanEvent)
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if name == "data":
+            self._data.append(value.removeprefix(" "))
+        return None
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    """True for a 200 whose body is a ``text/event-stream`` (anything else: not a stream to follow)."""
+    content_type = response.headers.get("content-type", "")
+    return response.status_code == 200 and content_type.split(";", 1)[0].strip().lower() == EVENT_STREAM
+
+
+def stream_timeout(timeout_s: float, remaining_s: float | None) -> httpx.Timeout:
+    """A stream's timeouts: ``timeout_s`` to connect and send, and a read timeout that outlasts the keep-alive
+    (or the time left before a deadline, when that is shorter)."""
+    read_s = STREAM_READ_TIMEOUT_S if remaining_s is None else max(0.001, min(STREAM_READ_TIMEOUT_S, remaining_s))
+    return httpx.Timeout(timeout_s, read=read_s)
+
 
 def resolve_token(token: str | None) -> str | None:
     """The token given, else ``SCANQ_TOKEN``; an empty one means none."""
@@ -240,6 +352,13 @@ def decode(response: httpx.Response, into: type[T]) -> T:
         ) from None
 
 
+def _stream_headers(last_event_id: str | None) -> dict[str, str]:
+    headers = dict(STREAM_HEADERS)
+    if last_event_id is not None:
+        headers[LAST_EVENT_ID_HEADER] = last_event_id
+    return headers
+
+
 def _segment(scan_id: str) -> str:
     # A scan id is a UUID; anything else is sent escaped, so it reaches the service as one path segment (a 404).
     return quote(scan_id, safe="")
@@ -251,11 +370,14 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "Call",
     "Endpoints",
+    "EventStreamParser",
     "RetryPolicy",
     "decode",
     "default_headers",
+    "is_event_stream",
     "new_idempotency_key",
     "resolve_token",
+    "stream_timeout",
     "submission",
     "submissions",
 ]

@@ -44,6 +44,7 @@ from scanq.store.base import (
     finished_buckets,
 )
 from scanq.store.memory_accounts import MemoryAccounts
+from scanq.store.memory_events import EventLog, MemoryEvents
 
 
 def _now() -> datetime:
@@ -62,6 +63,7 @@ class _Shared:
     clocks: dict[str, float] = dataclasses.field(default_factory=dict)  # tenant → its last fair key
     waiters: set[asyncio.Event] = dataclasses.field(default_factory=set)
     leaders: dict[str, tuple[str, datetime]] = dataclasses.field(default_factory=dict)  # role → (owner, until)
+    log: EventLog = dataclasses.field(default_factory=EventLog)  # events and webhooks (rules 10, 11)
 
     def notify(self) -> None:
         for event in self.waiters:
@@ -73,7 +75,7 @@ class _Shared:
 _SHARED: dict[str, _Shared] = {}
 
 
-class MemoryStore(MemoryAccounts, Store):
+class MemoryStore(MemoryAccounts, MemoryEvents, Store):
     """A dict of scans guarded by the event loop (every method runs to completion without awaiting).
 
     Args:
@@ -87,8 +89,12 @@ class MemoryStore(MemoryAccounts, Store):
         self._by_key = self._shared.by_key
         self._tokens = self._shared.tokens
         self._limits = self._shared.limits
+        self._log = self._shared.log
+        self._leaders = self._shared.leaders
         self._work = asyncio.Event()
         self._shared.waiters.add(self._work)
+        self._events_woken = asyncio.Event()
+        self._log.waiters.add(self._events_woken)
         self._is_open = False
 
     async def open(self) -> None:
@@ -97,6 +103,7 @@ class MemoryStore(MemoryAccounts, Store):
     async def aclose(self) -> None:
         self._is_open = False
         self._shared.waiters.discard(self._work)
+        self._log.waiters.discard(self._events_woken)
 
     async def ping(self) -> None:
         if not self._is_open:
@@ -127,6 +134,8 @@ class MemoryStore(MemoryAccounts, Store):
                 keys[key] = scan.scan_id
             answers.append(Created(scan=scan, is_new=True))
         self._scans.update(staged)
+        for scan in staged.values():  # in the batch's order (rule 10: Accepted, not for a replay)
+            self._log.append(scan)
         self._by_key.update(keys)
         self._shared.fair_keys.update(fair_keys)
         self._shared.clocks.update(clocks)
@@ -199,6 +208,7 @@ class MemoryStore(MemoryAccounts, Store):
             claimed.append(
                 self._put(
                     scan,
+                    is_transition=True,
                     status=ScanStatus.RUNNING,
                     attempt=attempt,
                     lease_owner=worker_id,
@@ -266,8 +276,10 @@ class MemoryStore(MemoryAccounts, Store):
         if action is CancelAction.REFUSE:
             raise ScanFinished(scan_id, scan.status)
         if action is CancelAction.CANCEL_NOW:
-            return self._put(scan, status=ScanStatus.CANCELLED, finished_at=now, updated_at=now, cancelled_by=by)
-        return self._put(scan, cancel_requested=True, updated_at=now, cancelled_by=by)
+            return self._put(
+                scan, is_transition=True, status=ScanStatus.CANCELLED, finished_at=now, updated_at=now, cancelled_by=by
+            )
+        return self._put(scan, cancel_requested=True, updated_at=now, cancelled_by=by)  # no status change: no event
 
     async def wait_for_work(self, *, timeout_s: float) -> None:
         try:
@@ -318,18 +330,6 @@ class MemoryStore(MemoryAccounts, Store):
         picked.sort(key=lambda scan: scan.scan_id)
         return picked[: max(1, min(limit, MAX_PAGE_SIZE))]
 
-    async def lead(self, *, role: str, owner: str, term_s: float) -> bool:
-        now = _now()
-        holder = self._shared.leaders.get(role)
-        if holder is not None and holder[0] != owner and holder[1] > now:
-            return False
-        self._shared.leaders[role] = (owner, now + timedelta(seconds=term_s))
-        return True
-
-    async def resign(self, *, role: str, owner: str) -> None:
-        if self._shared.leaders.get(role, ("", None))[0] == owner:
-            del self._shared.leaders[role]
-
     async def prune(
         self,
         *,
@@ -379,12 +379,16 @@ class MemoryStore(MemoryAccounts, Store):
         return scan
 
     def _transit(self, scan: Scan, transition: lifecycle.Transition, *, now: datetime, **given: Any) -> None:
-        """Carry ``transition`` out on a held scan; wake waiters when it made the scan claimable."""
-        self._scans[scan.scan_id] = lifecycle.apply(scan, transition, now=now, **given)
+        """Carry ``transition`` out on a held scan, record its event; wake waiters when it made the scan claimable."""
+        self._scans[scan.scan_id] = done = lifecycle.apply(scan, transition, now=now, **given)
+        self._log.append(done)
         if transition.status is ScanStatus.ACCEPTED:
             self._shared.notify()
 
-    def _put(self, scan: Scan, **changes: object) -> Scan:
+    def _put(self, scan: Scan, *, is_transition: bool = False, **changes: object) -> Scan:
+        """Store ``scan`` with ``changes``; a status transition (``is_transition``) records its event (rule 10)."""
         updated = dataclasses.replace(scan, **changes)  # type: ignore[arg-type]
         self._scans[scan.scan_id] = updated
+        if is_transition:
+            self._log.append(updated)
         return updated

@@ -1,6 +1,6 @@
 """The worker: claims scans in batches, runs them concurrently through scanner plugins, records outcomes.
 
-One asyncio task per running scan, plus five long-lived tasks next to the claim loop (six with retention):
+One asyncio task per running scan, plus six long-lived tasks next to the claim loop (eight with webhooks):
 
 - claim loop (``loop.Worker.run``): claims as many scans as there are free
   slots, in one call; when the queue is empty it sleeps in
@@ -14,8 +14,12 @@ One asyncio task per running scan, plus five long-lived tasks next to the claim 
   ``store.finish`` call; a flush starts as soon as the flusher is idle and
   outcomes arriving during a flush are coalesced into the next one;
 - summary (``flush``): one INFO line every ``SUMMARY_INTERVAL_S`` with what finished.
-- retention (``retention``), with ``--retention`` only: deletes finished scans past
-  their age in short batches; one worker at a time holds the store's retention role.
+- retention (``retention``): deletes finished scans past their ``--retention`` age
+  and scan events past ``--event-retention-seconds`` in short batches; one worker
+  at a time holds the store's retention role.
+- webhooks (``scanq.webhooks``), unless ``--no-webhooks``: the dispatcher (one
+  worker at a time holds the webhook role) and the delivery loop, which claims,
+  sends and records webhook deliveries.
 
 What a failed or timed-out attempt becomes is ``scanq.lifecycle``'s rule;
 every store call rides out outages the same way (``retry``). ``boot`` is the

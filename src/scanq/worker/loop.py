@@ -3,11 +3,13 @@
 The claim loop claims as many scans as there are free slots, in one call;
 when the queue is empty it sleeps in ``store.wait_for_work`` (woken by the
 store, never a fixed one-second poll). Each attempt's outcome goes to the
-``OutcomeWriter``; the lease loops (``scanq.worker.leases``) run next to it.
+``OutcomeWriter``; the lease loops (``scanq.worker.leases``) run next to it,
+and so do the webhook loops (``scanq.webhooks``) unless ``--no-webhooks``.
 
 Shutdown (``stop()``): stop claiming, wait up to ``shutdown_seconds`` for
 running scans, cancel the rest and ``store.release`` them (the attempt is not
-counted). A second ``stop()`` skips the wait.
+counted). A second ``stop()`` skips the wait. Webhook deliveries stop being
+claimed at once; those in flight finish meanwhile (see ``webhooks.delivery``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from scanq.metrics import WorkerMetrics
 from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus
 from scanq.scanners import ScannerRegistry
 from scanq.store import Store
+from scanq.webhooks.runner import Webhooks, start_webhooks
 from scanq.worker.attempt import AttemptRunner
 from scanq.worker.flush import OutcomeWriter, summary_loop
 from scanq.worker.leases import heartbeat_loop, reaper_grace_s, reaper_loop, timeout_loop
@@ -102,6 +105,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         # What the claim, heartbeat and reaper loops saw of the store: the reaper waits out an outage on it.
         self._health = StoreHealth()
+        self._webhooks: Webhooks | None = None
 
     @property
     def running(self) -> int:
@@ -160,9 +164,8 @@ class Worker:
                 summary_loop(self.counts, running=self._running, worker_id=self.worker_id), name="scanq-summary"
             ),
         ]
-        retention = start_retention(self.store, self.settings, owner=self.worker_id, metrics=self.metrics)
-        if retention is not None:
-            helpers.append(retention)
+        helpers.append(start_retention(self.store, self.settings, owner=self.worker_id, metrics=self.metrics))
+        self._webhooks = start_webhooks(self.store, self.settings, worker_id=self.worker_id, metrics=self.metrics)
         try:
             await self._claim_loop()
         except asyncio.CancelledError:
@@ -295,6 +298,8 @@ class Worker:
 
     async def _shutdown(self, *, flusher: asyncio.Task[None], helpers: list[asyncio.Task[None]]) -> None:
         loop = asyncio.get_running_loop()
+        if self._webhooks is not None:
+            self._webhooks.stop()
         if self._running and not self._is_forced:
             logger.info(
                 "stopping: waiting up to %.1fs for %d running scans",
@@ -319,6 +324,8 @@ class Worker:
         await _cancel_all([flusher])
         if self._held:
             await self._release(list(self._held.values()))
+        if self._webhooks is not None:
+            await self._webhooks.aclose()
         await _cancel_all(helpers)
 
     async def _release(self, leases: list[Lease]) -> None:

@@ -1,4 +1,4 @@
-"""Retention: delete finished scans older than ``--retention`` allows, from one worker at a time.
+"""Retention: delete finished scans older than ``--retention`` allows, and old scan events, one worker at a time.
 
 Every worker runs ``retention_loop`` when a policy is set, but only the one
 holding the store's retention role (``Store.lead``, ``RETENTION_ROLE``) prunes;
@@ -10,6 +10,12 @@ until nothing older than the cutoff is left. With ``--retention-archive`` each
 batch is first written to the archive and fsynced (``scanq.archive``), and only
 the scans written are deleted. Each pass logs what it removed and counts it in
 ``scanq_scans_pruned_total{status}``. ``prune_once`` is ``scanq prune``.
+
+Scan events (the log live streams and webhooks are made from) are pruned by
+the same loop, whether or not ``--retention`` is set, so they never grow
+without bound: each pass also deletes the events older than
+``--event-retention-seconds`` (``Store.prune_events``, in batches, with the
+role; the store keeps those the webhook dispatcher has not passed yet).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from scanq.archive import ArchiveWriter
@@ -26,7 +32,7 @@ from scanq.config import Settings
 from scanq.exceptions import RetentionBusy
 from scanq.metrics import WorkerMetrics
 from scanq.models import ScanStatus
-from scanq.retention import RetentionPolicy
+from scanq.retention import MAX_INTERVAL_S, MIN_INTERVAL_S, PASSES_PER_AGE, RetentionPolicy
 from scanq.store import Store, open_store
 from scanq.store.base import RETENTION_ROLE
 from scanq.worker.retry import log_store_failure
@@ -156,29 +162,90 @@ async def _count_before(store: Store, status: ScanStatus, cutoff: datetime, *, t
     return sum(counts.get(status, 0) for _, counts in buckets)
 
 
-async def retention_loop(
-    *, store: Store, policy: RetentionPolicy, owner: str, archive_dir: str = "", metrics: WorkerMetrics | None = None
-) -> None:
-    """Run a pass every ``policy.interval_s`` for as long as the worker runs; resign the role when cancelled.
+async def prune_events_pass(
+    store: Store,
+    *,
+    before: datetime,
+    owner: str,
+    metrics: WorkerMetrics | None = None,
+    batch: int = RETENTION_BATCH,
+    term_s: float = RETENTION_TERM_S,
+) -> int:
+    """Delete the scan events older than ``before`` as ``owner``, batch by batch, renewing the role before each.
 
-    A store failure is logged and the pass tried again at the next interval: retention is never urgent.
+    Returns how many were deleted; stops early when ``owner`` does not hold the retention role.
+    """
+    removed = 0
+    while await store.lead(role=RETENTION_ROLE, owner=owner, term_s=term_s):
+        pruned = await store.prune_events(before=before, owner=owner, limit=batch)
+        removed += pruned
+        if metrics is not None:
+            metrics.record_events_pruned(pruned)
+        if pruned < batch:
+            break
+        await asyncio.sleep(RETENTION_PAUSE_S)
+    if removed:
+        logger.info(
+            "retention: deleted %d scan events from before %s",
+            removed,
+            before.isoformat(timespec="seconds"),
+            extra={"worker": owner, "pruned": removed},
+        )
+    return removed
+
+
+def event_pass_interval_s(event_retention_s: float) -> float:
+    """How often events are pruned: a quarter of their retention, between a second and a minute."""
+    return min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, event_retention_s / PASSES_PER_AGE))
+
+
+async def retention_loop(
+    *,
+    store: Store,
+    policy: RetentionPolicy,
+    owner: str,
+    archive_dir: str = "",
+    metrics: WorkerMetrics | None = None,
+    event_retention_s: float | None = None,
+) -> None:
+    """Run a pass every interval for as long as the worker runs; resign the role when cancelled.
+
+    The interval is ``policy.interval_s`` (and ``event_pass_interval_s`` when events are pruned,
+    whichever is shorter). A store failure is logged and the pass tried again at the next
+    interval: retention is never urgent.
+
+    Args:
+        event_retention_s: also delete scan events older than this (None: leave events alone).
     """
     archive = ArchiveWriter(archive_dir, owner=owner) if archive_dir else None
-    logger.info("retention: %s (a pass every %.0fs, by one worker at a time)", policy, policy.interval_s)
+    intervals = [policy.interval_s] if policy.is_enabled else []
+    if event_retention_s is not None:
+        intervals.append(event_pass_interval_s(event_retention_s))
+    interval_s = min(intervals, default=policy.interval_s)
+    logger.info(
+        "retention: %s%s (a pass every %.0fs, by one worker at a time)",
+        policy,
+        "" if event_retention_s is None else f"; scan events for {event_retention_s:g}s",
+        interval_s,
+    )
     try:
         while True:
             try:
-                await prune_pass(store, policy, owner=owner, archive=archive, metrics=metrics)
+                if policy.is_enabled:
+                    await prune_pass(store, policy, owner=owner, archive=archive, metrics=metrics)
+                if event_retention_s is not None:
+                    before = datetime.now(UTC) - timedelta(seconds=event_retention_s)
+                    await prune_events_pass(store, before=before, owner=owner, metrics=metrics)
             except OSError as exc:  # the archive's disk (the stores raise StoreError)
                 logger.error(
                     "retention: archive %s refused a batch (%s); nothing deleted, retrying in %.0fs",
                     archive_dir,
                     exc,
-                    policy.interval_s,
+                    interval_s,
                 )
             except Exception as exc:
-                log_store_failure("retention", exc, policy.interval_s)
-            await asyncio.sleep(policy.interval_s)
+                log_store_failure("retention", exc, interval_s)
+            await asyncio.sleep(interval_s)
     finally:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(RESIGN_TIMEOUT_S):
@@ -187,13 +254,19 @@ async def retention_loop(
 
 def start_retention(
     store: Store, settings: Settings, *, owner: str, metrics: WorkerMetrics | None
-) -> asyncio.Task[None] | None:
-    """The worker's retention task, or None when ``--retention`` is not set."""
+) -> asyncio.Task[None]:
+    """The worker's retention task: scans per ``--retention`` (if set), events per ``--event-retention-seconds``.
+
+    Every worker runs it, ``--retention`` or not: scan events are pruned either way.
+    """
     policy = RetentionPolicy.parse(settings.retention)
-    if not policy.is_enabled:
-        return None
     loop = retention_loop(
-        store=store, policy=policy, owner=owner, archive_dir=settings.retention_archive, metrics=metrics
+        store=store,
+        policy=policy,
+        owner=owner,
+        archive_dir=settings.retention_archive,
+        metrics=metrics,
+        event_retention_s=settings.event_retention_seconds,
     )
     return asyncio.create_task(loop, name="scanq-retention")
 
@@ -220,6 +293,8 @@ __all__ = [
     "RETENTION_BATCH",
     "RETENTION_TERM_S",
     "PassReport",
+    "event_pass_interval_s",
+    "prune_events_pass",
     "prune_once",
     "prune_pass",
     "retention_loop",

@@ -1,7 +1,14 @@
-// scanq dashboard: polls the status service (this page's origin) and calls the ingest service for writes.
+// scanq dashboard: follows the status service (this page's origin) and calls the ingest service for writes.
 // It reads only GET /stats (cheap by store contract), bounded pages of GET /scans and GET /stats/throughput
 // (the whole window once when the page opens, then only its last steps), so it stays fast with millions of
 // scans. Every value from the server goes into the page through textContent, never HTML.
+//
+// Live updates: the page reads GET /events (server-sent events, every transition of the scans it may see) and
+// refetches what an event changed, at most every EVENT_REFRESH_MS; while the stream is open the polls only
+// keep relative times fresh. The stream is read with fetch(), not EventSource, because EventSource cannot
+// send the Authorization header. It reconnects with backoff and resumes with Last-Event-ID; when the server
+// has no stream (an older scanq: 404, 501) or it keeps failing, the page polls as before. The indicator in
+// the bar says which: "live" (the stream) or "polling".
 //
 // API tokens: when the status service requires them (its "scanq-auth" meta tag says "tokens") or any call
 // answers 401, the page shows a sign-in form instead of the dashboard. The token is kept in sessionStorage
@@ -25,6 +32,19 @@
   const SEVERITY_RANK = { critical: 4, high: 3, medium: 2, low: 1, info: 0 };
   const TOKEN_KEY = "scanq.token";
   const TENANT_PATTERN = /^[A-Za-z0-9._-]{1,64}$/; // as the server checks ?tenant=
+  // The event stream (GET /events).
+  const EVENTS_PATH = "/events";
+  const EVENT_REFRESH_MS = 250; // refetch at most this often however fast events arrive
+  const LIVE_POLL_MS = 15000; // with the stream open, polls only keep "ago" and "took" fresh
+  const LIVE_THROUGHPUT_POLL_MS = BUCKET_S * 1000; // the chart's window moves with the clock, events or not
+  const STREAM_RETRY_MS = 2000; // the first reconnect's delay until the server's "retry:" says otherwise
+  const STREAM_MAX_BACKOFF_MS = 30000;
+  const STREAM_FAILURES_TO_POLL = 2; // failed attempts in a row before the indicator says "polling"
+  const STREAM_STABLE_MS = 10000; // a stream open this long had no trouble: its end starts the backoff afresh
+  const STREAM_PROBE_MS = 300000; // no stream on this server (404, 501 …): try again this rarely
+  const STREAM_IDLE_MS = 45000; // the server sends a keep-alive every 15 s: silence this long is a dead stream
+  const STREAM_MAX_LINE = 1 << 20; // characters; a longer line is not an event of ours
+  const STREAM_UNAVAILABLE = new Set([403, 404, 405, 406, 501]);
 
   const ingestUrl = document.querySelector('meta[name="scanq-ingest-url"]').content.replace(/\/+$/, "");
   const authMeta = document.querySelector('meta[name="scanq-auth"]');
@@ -44,6 +64,17 @@
     isSignedIn: true, // false while the sign-in form is shown: nothing is polled
     tenant: "", // the tenant filter (?tenant=), "" for every tenant the token may read
     generation: 0, // bumped when the tenant or the token changes: answers to older requests are dropped
+    offline: "", // why GET /stats failed last, "" once it answers
+  };
+
+  const stream = {
+    mode: "off", // "connecting", "open", "polling" (no stream here, or it keeps failing) or "off"
+    controller: null, // aborts the current request; a stream whose controller is not this one is stale
+    lastEventId: "", // the last event handled: a reconnect resumes after it (Last-Event-ID)
+    retryMs: STREAM_RETRY_MS,
+    failures: 0,
+    openedAt: 0,
+    timer: null, // the next attempt
   };
 
   // -- the API token -------------------------------------------------------------------------------------
@@ -139,10 +170,21 @@
     return end ? formatSeconds(Math.max(0, (end - started) / 1000)) : "–";
   }
 
-  function setLive(stateName, text) {
+  function setLive(stateName, text, title = "") {
     const live = $("live");
     live.dataset.state = stateName;
     live.textContent = text;
+    live.title = title;
+  }
+
+  // The indicator: how the page learns about changes now.
+  function showMode() {
+    if (!state.isSignedIn) setLive("signed-out", "sign in");
+    else if (!state.isLive) setLive("paused", "paused", "live updates are off");
+    else if (state.offline) setLive("offline", state.offline);
+    else if (stream.mode === "open") setLive("live", "live", "updated as scans change (server-sent events)");
+    else if (stream.mode === "polling") setLive("polling", "polling", "no event stream: the page asks every few seconds");
+    else setLive("connecting", "connecting…");
   }
 
   function setMessage(id, text, isBad = false) {
@@ -166,7 +208,7 @@
     $("main").hidden = true;
     $("sign-out").hidden = true;
     $("login").hidden = false;
-    setLive("signed-out", "sign in");
+    showMode();
     setMessage("login-message", message || "", isBad);
     $("login-token").focus();
   }
@@ -180,13 +222,16 @@
     $("sign-out").hidden = !storedToken();
     $("tenant-filter-label").hidden = !state.isAuth;
     setMessage("login-message", "");
-    setLive(state.isLive ? "connecting" : "paused", state.isLive ? "connecting…" : "paused");
     refreshAll();
+    startStream();
   }
 
   // What one token showed must not stay on the page for the next one.
   function clearData() {
+    stopStream();
+    setLastEventId("");
     state.generation += 1;
+    state.offline = "";
     state.selected = null;
     state.cursor = null;
     state.cursors = [];
@@ -234,9 +279,10 @@
 
   // -- polling: one setTimeout chain per source, so a slow answer never stacks requests --------------
 
-  // ``run()`` from a timer runs only while live; ``run(true)`` (a user action) always runs. A call during a
-  // request runs once more right after it instead of starting a second chain of timers.
-  function poll(task, intervalMs) {
+  // ``run()`` from a timer runs only while live; ``run(true)`` (a user action, an event) always runs. A call
+  // during a request runs once more right after it instead of starting a second chain of timers. While the
+  // event stream is open the timer waits ``liveIntervalMs`` instead: events bring the changes.
+  function poll(task, intervalMs, liveIntervalMs = intervalMs) {
     let timer = null;
     let isRunning = false;
     let isAgain = false;
@@ -258,11 +304,192 @@
           isAgain = false;
           run(true);
         } else {
-          timer = setTimeout(run, document.hidden ? HIDDEN_POLL_MS : intervalMs);
+          const wait = stream.mode === "open" ? liveIntervalMs : intervalMs;
+          timer = setTimeout(run, document.hidden ? Math.max(HIDDEN_POLL_MS, wait) : wait);
         }
       }
     };
     return run;
+  }
+
+  // -- the event stream: GET /events, server-sent events read with fetch() ----------------------------------
+
+  // The stream for the current token and tenant filter, instead of any earlier one.
+  function startStream() {
+    stopStream();
+    connectStream();
+  }
+
+  function stopStream() {
+    clearTimeout(stream.timer);
+    stream.timer = null;
+    const { controller } = stream;
+    stream.controller = null; // first: the aborted request must see that it is stale
+    if (controller) controller.abort();
+    stream.mode = "off";
+  }
+
+  async function connectStream() {
+    stream.timer = null;
+    if (!state.isSignedIn || !state.isLive) return;
+    const controller = new AbortController();
+    stream.controller = controller;
+    if (stream.mode !== "polling") stream.mode = "connecting";
+    showMode();
+    const token = storedToken();
+    const headers = { Accept: "text/event-stream" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (stream.lastEventId) headers["Last-Event-ID"] = stream.lastEventId;
+    const { tenant } = state;
+    let outcome;
+    try {
+      const response = await fetch(`${EVENTS_PATH}${tenantQuery()}`, { headers, signal: controller.signal, cache: "no-store" });
+      outcome = await followStream(response, controller, token, tenant);
+    } catch (error) {
+      if (!controller.signal.aborted) console.warn("event stream:", error);
+      outcome = "failed"; // the network, or the idle watchdog's abort
+    }
+    if (stream.controller !== controller) return; // stopped, or replaced by a newer stream meanwhile
+    stream.controller = null;
+    retryStream(outcome);
+  }
+
+  // Check the answer, then handle its events until it ends: "ended", "failed", "unavailable" or "stopped".
+  async function followStream(response, controller, token, tenant) {
+    if (!response.ok) {
+      const body = await response.json().catch(() => null);
+      const error = new HttpError(response.status, body);
+      if (response.status === 401) {
+        showLogin(error.message, { failedToken: token, isBad: true });
+        return "stopped";
+      }
+      if (tenantRefused(error, tenant)) return "stopped"; // the filter is cleared and the stream starts again
+      // An event id this store never made (another database behind the same URL): start again from now.
+      if (response.status === 422 && stream.lastEventId) setLastEventId("");
+      return STREAM_UNAVAILABLE.has(response.status) ? "unavailable" : "failed";
+    }
+    const type = response.headers.get("Content-Type") || "";
+    if (!/^text\/event-stream\b/i.test(type) || !response.body) return "unavailable";
+    if (stream.controller !== controller) return "stopped";
+    stream.mode = "open";
+    stream.openedAt = Date.now();
+    showMode();
+    // What changed before the stream began (or while it was down) is not in it: read the page's data again.
+    refreshSoon("list", "stats", "detail", "throughput");
+    await readEvents(response.body, controller);
+    return "ended";
+  }
+
+  // The text/event-stream format: lines end with CRLF, LF or CR; "field: value" lines build an event and an
+  // empty line dispatches it; a line starting with ":" is a comment (the server's keep-alive).
+  async function readEvents(body, controller) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let event = { id: null, data: [] };
+    let idle = null;
+    const watch = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => controller.abort(), STREAM_IDLE_MS);
+    };
+    const handleLine = (line) => {
+      if (line === "") {
+        if (event.id !== null) setLastEventId(event.id);
+        if (event.data.length) handleEvent(event.data.join("\n"));
+        event = { id: null, data: [] };
+        return;
+      }
+      if (line.startsWith(":")) return;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "data") event.data.push(value);
+      else if (field === "id" && !value.includes("\0")) event.id = value;
+      else if (field === "retry" && /^\d+$/.test(value)) stream.retryMs = Number(value);
+    };
+    watch();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done || stream.controller !== controller) return;
+        watch();
+        buffer += decoder.decode(value, { stream: true });
+        // A CR at the very end may be the first half of a CRLF: it stays in the buffer for the next chunk.
+        const lines = buffer.split(/\r\n|\r(?!$)|\n/);
+        buffer = lines.pop();
+        if (buffer.length > STREAM_MAX_LINE) throw new Error("event stream: line too long");
+        for (const line of lines) handleLine(line);
+      }
+    } finally {
+      clearTimeout(idle);
+      reader.cancel().catch(() => {});
+    }
+  }
+
+  // Where a reconnect resumes; also on the indicator (data-last-event-id), for whoever debugs the page.
+  function setLastEventId(eventId) {
+    stream.lastEventId = eventId;
+    if (eventId) $("live").dataset.lastEventId = eventId;
+    else delete $("live").dataset.lastEventId;
+  }
+
+  // One scan event (its "event:" line is its "type" again): {"event_id", "type", "scan_id", "tenant", "status",
+  // "attempt", "at"}. Which rows, counts or steps it changed is read again from the server.
+  function handleEvent(data) {
+    let scanEvent;
+    try {
+      scanEvent = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!scanEvent || typeof scanEvent !== "object") return;
+    const what = ["list", "stats"];
+    if (scanEvent.scan_id && scanEvent.scan_id === state.selected) what.push("detail");
+    if (TERMINAL.has(scanEvent.status)) what.push("throughput");
+    refreshSoon(...what);
+  }
+
+  // After a stream ends: poll meanwhile, and try again later (with backoff and jitter, so a restarted server
+  // is not met by every page at once).
+  function retryStream(outcome) {
+    if (outcome === "stopped") return;
+    let delayMs;
+    if (outcome === "unavailable") {
+      stream.mode = "polling";
+      stream.failures = 0;
+      delayMs = STREAM_PROBE_MS;
+    } else {
+      const wasStable = stream.mode === "open" && Date.now() - stream.openedAt >= STREAM_STABLE_MS;
+      stream.failures = wasStable ? 1 : stream.failures + 1;
+      stream.mode = stream.failures >= STREAM_FAILURES_TO_POLL ? "polling" : "connecting";
+      const backoffMs = Math.min(STREAM_MAX_BACKOFF_MS, stream.retryMs * 2 ** (stream.failures - 1));
+      delayMs = backoffMs * (0.5 + Math.random() / 2);
+    }
+    showMode();
+    refreshAll(); // the polls carry the page until the stream is back
+    stream.timer = setTimeout(connectStream, delayMs);
+  }
+
+  // Refetch what events changed, at most every EVENT_REFRESH_MS: a burst of events costs one refetch.
+  const refresher = { timer: null, lastAt: 0, what: new Set() };
+
+  function refreshSoon(...what) {
+    for (const name of what) refresher.what.add(name);
+    if (refresher.timer !== null) return;
+    const everyMs = document.hidden ? HIDDEN_POLL_MS : EVENT_REFRESH_MS;
+    refresher.timer = setTimeout(runRefresh, Math.max(0, refresher.lastAt + everyMs - Date.now()));
+  }
+
+  function runRefresh() {
+    refresher.timer = null;
+    refresher.lastAt = Date.now();
+    const { what } = refresher;
+    refresher.what = new Set();
+    if (what.has("list")) listPoll(true);
+    if (what.has("stats")) statsPoll(true);
+    if (what.has("detail")) detailPoll(true);
+    if (what.has("throughput")) throughputPoll(true);
   }
 
   // -- counts and throughput ---------------------------------------------------------------------------
@@ -300,11 +527,13 @@
     } catch (error) {
       if (error.status === 401 || tenantRefused(error, tenant)) return;
       const why = error.status === 403 ? "refused" : "unreachable";
-      setLive("offline", `status service ${why} (${error.message})`);
+      state.offline = `status service ${why} (${error.message})`;
+      showMode();
       return;
     }
     if (generation !== state.generation) return;
-    setLive(state.isLive ? "live" : "paused", state.isLive ? "live" : "paused");
+    state.offline = "";
+    showMode();
     renderCounts(stats);
     renderTenants(stats.tenants);
   }
@@ -537,6 +766,8 @@
     resetPaging();
     statsPoll(true);
     throughputPoll(true);
+    setLastEventId(""); // another tenant's stream starts from now: the refetches above cover the past
+    if (state.isSignedIn) startStream();
   }
 
   function applyTenantFilter() {
@@ -749,14 +980,18 @@
 
   // -- wiring -----------------------------------------------------------------------------------------
 
-  const statsPoll = poll(refreshStats, STATS_POLL_MS);
-  const throughputPoll = poll(refreshThroughput, THROUGHPUT_POLL_MS);
-  const listPoll = poll(refreshList, LIST_POLL_MS);
-  const detailPoll = poll(async () => {
-    if (state.selected && $("detail").dataset.status !== undefined && !TERMINAL.has($("detail").dataset.status)) {
-      await refreshDetail();
-    }
-  }, DETAIL_POLL_MS);
+  const statsPoll = poll(refreshStats, STATS_POLL_MS, LIVE_POLL_MS);
+  const throughputPoll = poll(refreshThroughput, THROUGHPUT_POLL_MS, LIVE_THROUGHPUT_POLL_MS);
+  const listPoll = poll(refreshList, LIST_POLL_MS, LIVE_POLL_MS);
+  const detailPoll = poll(
+    async () => {
+      if (state.selected && $("detail").dataset.status !== undefined && !TERMINAL.has($("detail").dataset.status)) {
+        await refreshDetail();
+      }
+    },
+    DETAIL_POLL_MS,
+    LIVE_POLL_MS,
+  );
 
   $("submit-form").addEventListener("submit", submitScans);
   $("lookup-form").addEventListener("submit", (event) => {
@@ -784,8 +1019,14 @@
   $("live-toggle").addEventListener("change", (event) => {
     state.isLive = event.target.checked;
     if (!state.isSignedIn) return;
-    setLive(state.isLive ? "live" : "paused", state.isLive ? "live" : "paused");
-    if (state.isLive) refreshAll();
+    if (state.isLive) {
+      setLastEventId(""); // everything is read again: no need to replay what happened while paused
+      refreshAll();
+      startStream();
+    } else {
+      stopStream();
+      showMode();
+    }
   });
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) refreshAll();

@@ -9,6 +9,8 @@
 - ``wakeup``: the change stream, or polling on a standalone server;
 - ``legacy``: adopting the original system's documents;
 - ``finished``: throughput counts, export, retention; ``accounts``: API tokens and tenant limits;
+- ``eventlog``: events written in each scan's own update (its outbox), then numbered into the log
+  (``outbox``); ``events``: reading, waiting for and pruning them; ``webhooks``: endpoints and deliveries;
 - ``errors``: PyMongo errors as scanq errors.
 """
 

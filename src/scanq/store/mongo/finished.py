@@ -61,6 +61,8 @@ class FinishedScans:
 
         def _now(self) -> datetime: ...
 
+        async def _flush_events(self) -> None: ...
+
     @property
     def leaders(self) -> AsyncCollection[Document]:
         """The roles' documents, beside the scans (same database, same write concern)."""
@@ -161,6 +163,9 @@ class FinishedScans:
             holder = await self.leaders.find_one(is_leader)
             if holder is None:
                 return []
+            if any("outbox_since" in doc for doc in docs):
+                # Their last events are not numbered yet: number them before they go with their scans.
+                await self._flush_events()
             await self.collection.delete_many({**rule, "_id": {"$in": [doc["_id"] for doc in docs]}})
         return [scan_from_document(doc) for doc in docs]
 

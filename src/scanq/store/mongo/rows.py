@@ -9,7 +9,8 @@ defaults the legacy adoption fills in (``legacy.py``); one without ``tenant``
 ``submitted_by`` / ``cancelled_by`` are ``{token_id, token_name}`` or null.
 ``fair_key`` (epoch seconds, a double) orders the claim within a priority (``Store`` rule 9,
 ``fairness``); ``target_key`` is the host the politeness cap counts, null when never capped;
-``slot_token`` names the claim that took the scan's slot (``slots``).
+``slot_token`` names the claim that took the scan's slot (``slots``). ``outbox`` holds the scan's
+events not numbered yet and ``outbox_since`` when the oldest of them was written (``eventlog``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from bson import ObjectId
 
 from scanq.exceptions import StoreError
 from scanq.models import DEFAULT_TENANT, Actor, Attempt, NewScan, Outcome, Scan, ScanStatus
@@ -56,8 +59,17 @@ def tenant_of(doc: Mapping[str, Any]) -> str:
     return doc.get("tenant") or DEFAULT_TENANT
 
 
+def outbox_entry(status: ScanStatus, *, attempt: Any, at: datetime) -> Document:
+    """One event as its transition appends it to the outbox (``eventlog``): a fresh key ``k``, the status
+    ``s`` it leads to, the attempt ``a`` after it (a number, or an expression in a pipeline update), its time."""
+    return {"k": ObjectId(), "s": status.value, "a": attempt, "at": at}
+
+
 def new_document(new: NewScan, now: datetime, *, fair_key: float) -> Document:
-    """The document of a submitted scan, Accepted at ``now`` with its ``fair_key`` (``fairness.reserve``)."""
+    """The document of a submitted scan, Accepted at ``now`` with its ``fair_key`` (``fairness.reserve``).
+
+    Its Accepted event is in its outbox (``eventlog``): the insert writes both.
+    """
     created_at = to_bson_time(new.created_at)
     doc: Document = {
         "_id": new.scan_id,
@@ -84,6 +96,8 @@ def new_document(new: NewScan, now: datetime, *, fair_key: float) -> Document:
         "cancelled_by": None,
         "fair_key": fair_key,
         "target_key": new.target_key,
+        "outbox": [outbox_entry(ScanStatus.ACCEPTED, attempt=0, at=now)],
+        "outbox_since": now,
     }
     if new.idempotency_key is not None:
         # Absent rather than null: the unique index is partial on string keys.
@@ -149,6 +163,7 @@ __all__ = [
     "as_utc",
     "attempt_from_entry",
     "new_document",
+    "outbox_entry",
     "scan_from_document",
     "tenant_of",
     "to_bson_time",

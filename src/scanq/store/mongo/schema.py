@@ -3,9 +3,11 @@
 MongoDB has no migrations table: each step is idempotent and cheap once done, so
 every ``open`` runs them all, in this order.
 
-1. ``create_indexes`` (idempotent) for the scans (``statements.INDEXES``), the tokens
-   (``accounts``) and the target slots (``slots``; the tenant limits and clocks need none:
-   a tenant is its document's ``_id``).
+1. ``create_indexes`` (idempotent) for the scans (``statements.INDEXES`` and the outbox's
+   ``eventlog.OUTBOX_INDEX``), the tokens (``accounts``), the target slots (``slots``), the event
+   log (``eventlog``) and the webhooks (``webhooks``; the tenant limits and clocks and the event
+   marks need none: each is its document's ``_id``). Scans written before the event log have no
+   outbox: they simply have no events before their next transition.
 2. Tenants: a scan written before tenants has no ``tenant``; it gets ``DEFAULT_TENANT``, so the
    (tenant, …) indexes count and list it. One ``update_many`` on the ``tenant: null`` range of the
    ``tenant_status`` index: it writes once, after that it reads an empty range. (Documents the
@@ -35,9 +37,12 @@ from scanq.models import DEFAULT_TENANT, ScanStatus
 from scanq.store.mongo import statements as st
 from scanq.store.mongo.accounts import LIMITS_SUFFIX, TOKEN_INDEXES, TOKENS_SUFFIX
 from scanq.store.mongo.errors import DUPLICATE_KEY
+from scanq.store.mongo.eventlog import EVENT_INDEXES, EVENTS_SUFFIX, OUTBOX_INDEX
+from scanq.store.mongo.events import DELIVERIES_SUFFIX
 from scanq.store.mongo.fairness import CLOCKS_SUFFIX, sync_weights
 from scanq.store.mongo.rows import Document
 from scanq.store.mongo.slots import SLOT_INDEXES, SLOTS_SUFFIX
+from scanq.store.mongo.webhooks import DELIVERY_INDEXES, ENDPOINT_INDEXES, ENDPOINTS_SUFFIX
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +55,12 @@ async def prepare(scans: AsyncCollection[Document], *, now: datetime) -> None:
     def beside(suffix: str) -> AsyncCollection[Document]:
         return scans.database.get_collection(scans.name + suffix)
 
-    await scans.create_indexes(st.INDEXES)
+    await scans.create_indexes([*st.INDEXES, OUTBOX_INDEX])
     await beside(TOKENS_SUFFIX).create_indexes(TOKEN_INDEXES)
     await beside(SLOTS_SUFFIX).create_indexes(SLOT_INDEXES)
+    await beside(EVENTS_SUFFIX).create_indexes(EVENT_INDEXES)
+    await beside(ENDPOINTS_SUFFIX).create_indexes(ENDPOINT_INDEXES)
+    await beside(DELIVERIES_SUFFIX).create_indexes(DELIVERY_INDEXES)
     await fill_default_tenant(scans)
     await fill_fair_keys(scans, now=now)
     await sync_weights(beside(CLOCKS_SUFFIX), beside(LIMITS_SUFFIX))

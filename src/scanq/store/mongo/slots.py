@@ -222,10 +222,13 @@ async def _claim_round(
         if is_full:
             full.add(target)
     chosen = [doc for doc in candidates if doc.get("target_key") is None or doc["_id"] in granted]
-    update = st.claim_update(worker_id=worker_id, now=now, lease_s=lease_s, slot_token=token)
     results = await asyncio.gather(
         *(
-            scans.find_one_and_update(_fenced(doc, now, token), update, return_document=ReturnDocument.AFTER)
+            scans.find_one_and_update(
+                _fenced(doc, now, token),
+                st.claim_update(worker_id=worker_id, now=now, lease_s=lease_s, slot_token=token),  # its own event key
+                return_document=ReturnDocument.AFTER,
+            )
             for doc in chosen
         ),
         return_exceptions=True,

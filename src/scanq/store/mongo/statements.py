@@ -3,7 +3,8 @@
 The transitions of ``finish``, ``release`` and ``requeue_expired`` are the
 lifecycle's (``scanq.lifecycle``): ``transition_update`` turns one
 ``Transition`` into an update, ``rule_filters`` turns a rules table into one
-filter per rule, so no rule is restated here.
+filter per rule, so no rule is restated here. Every update that changes a
+scan's status also appends its event to the scan's outbox (``eventlog``, rule 10).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from scanq import lifecycle
 from scanq.lifecycle import AvailableChange, CancelAction, Condition, ErrorChange, Rule, Transition
 from scanq.models import DEFAULT_TENANT, Actor, Lease, ScanStatus
+from scanq.store.mongo.eventlog import push_fields, push_update
 from scanq.store.mongo.rows import LEGACY_MAX_ATTEMPTS, Document, actor_document, to_bson_time
 
 # ESR order (equality, sort, range): status, then the claim sort (priority desc, fair_key asc, _id asc;
@@ -63,6 +65,17 @@ WATCH_PIPELINE: list[Document] = [
                 {"operationType": {"$in": ["insert", "replace"]}},
                 {"operationType": "update", "updateDescription.updatedFields.status": ScanStatus.ACCEPTED.value},
                 {"operationType": "update", "updateDescription.updatedFields.available_at": {"$exists": True}},
+            ]
+        }
+    }
+]
+# Change events that may mean a new scan event: a new scan, or any change of a scan's status.
+EVENT_WATCH_PIPELINE: list[Document] = [
+    {
+        "$match": {
+            "$or": [
+                {"operationType": {"$in": ["insert", "replace"]}},
+                {"operationType": "update", "updateDescription.updatedFields.status": {"$exists": True}},
             ]
         }
     }
@@ -122,9 +135,10 @@ def holds(doc: Mapping[str, Any], lease: Lease) -> bool:
 
 
 def claim_update(*, worker_id: str, now: datetime, lease_s: float, slot_token: str) -> list[Document]:
-    """A pipeline update, so the new history entry can carry the incremented attempt number.
+    """A pipeline update, so the new history entry (and the Running event) can carry the incremented attempt.
 
     ``slot_token`` names this claim, so the scan gives back the right slot when it leaves Running (``slots``).
+    One update per scan: each carries its own event key.
     """
     attempt = {"$add": [{"$ifNull": ["$attempt", 0]}, 1]}
     entry = {
@@ -146,6 +160,7 @@ def claim_update(*, worker_id: str, now: datetime, lease_s: float, slot_token: s
                 "updated_at": now,
                 "history": {"$concatArrays": [{"$ifNull": ["$history", []]}, [entry]]},
                 "slot_token": {"$literal": slot_token},
+                **push_fields(ScanStatus.RUNNING, attempt=attempt, at=now),
             }
         }
     ]
@@ -172,7 +187,7 @@ def transition_update(
 ) -> tuple[Document, list[Document]]:
     """The update (and its array filter) that carries ``transition`` out on a scan held at ``attempt``.
 
-    The lease is cleared and the open history entry of ``attempt`` closed.
+    The lease is cleared, the open history entry of ``attempt`` closed and the event appended.
 
     Args:
         error: the error the worker reported with its outcome.
@@ -204,6 +219,7 @@ def transition_update(
     update: Document = {"$set": changes}
     if transition.attempt_delta:
         update["$inc"] = {"attempt": transition.attempt_delta}
+    update |= push_update(transition.status, attempt=attempt + transition.attempt_delta, at=now)
     return update, [{"open.attempt": attempt, "open.outcome": None}]
 
 
@@ -232,12 +248,17 @@ def rule_filters(rules: Sequence[Rule]) -> list[tuple[Transition, Document]]:
     return filters
 
 
-def cancel_update(action: CancelAction, *, now: datetime, by: Actor | None = None) -> Document:
-    """What ``action`` sets on a scan (``lifecycle.CANCEL`` says which action a status gets), ``by`` whom."""
+def cancel_update(action: CancelAction, *, now: datetime, by: Actor | None = None) -> Document | list[Document]:
+    """What ``action`` sets on a scan (``lifecycle.CANCEL`` says which action a status gets), ``by`` whom.
+
+    Cancelling now is a pipeline update, so its event carries the scan's attempt; a request changes no status.
+    """
     cancelled_by = actor_document(by)
     if action is CancelAction.CANCEL_NOW:
         changes = {"status": ScanStatus.CANCELLED.value, "finished_at": now, "updated_at": now}
-        return {"$set": {**changes, "cancelled_by": cancelled_by}}
+        attempt = {"$ifNull": ["$attempt", 0]}
+        events = push_fields(ScanStatus.CANCELLED, attempt=attempt, at=now)
+        return [{"$set": {**changes, "cancelled_by": {"$literal": cancelled_by}, **events}}]
     if action is CancelAction.REQUEST:
         return {"$set": {"cancel_requested": True, "updated_at": now, "cancelled_by": cancelled_by}}
     raise ValueError(f"cancel action {action} changes nothing")
@@ -246,6 +267,7 @@ def cancel_update(action: CancelAction, *, now: datetime, by: Actor | None = Non
 __all__ = [
     "CLAIM_INDEX",
     "CLAIM_SORT",
+    "EVENT_WATCH_PIPELINE",
     "EXPIRED_PROJECTION",
     "FINISHED_INDEX",
     "HEARTBEAT_PROJECTION",

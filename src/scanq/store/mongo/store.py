@@ -15,8 +15,9 @@ target slots first (``slots``), and a scan leaving Running gives its slot back.
 The documents are described in ``rows``, the statements in ``statements``, the
 indexes and the changes an older collection needs in ``schema``, the adoption of the
 original system's documents in ``legacy``, the wake-up in ``wakeup``, the operations
-on finished scans (counts, export, retention) in ``finished`` and the API tokens and
-tenant limits in ``accounts``.
+on finished scans (counts, export, retention) in ``finished``, the API tokens and
+tenant limits in ``accounts``, the event log in ``eventlog`` and ``events`` (every status
+change appends its event to the scan's outbox in the same update) and the webhooks in ``webhooks``.
 """
 
 from __future__ import annotations
@@ -40,13 +41,17 @@ from scanq.store.mongo import slots
 from scanq.store.mongo import statements as st
 from scanq.store.mongo.accounts import AccountsMixin
 from scanq.store.mongo.errors import wrap_errors
+from scanq.store.mongo.events import EventsMixin
 from scanq.store.mongo.finished import FinishedScans
 from scanq.store.mongo.inserts import DURABLE, insert_all_or_none, insert_unordered
 from scanq.store.mongo.legacy import adopt_legacy
 from scanq.store.mongo.options import DEFAULT_DATABASE, parse_url
+from scanq.store.mongo.outbox import Outbox
 from scanq.store.mongo.rows import EPOCH, Document, as_utc, scan_from_document, tenant_of, to_bson_time
 from scanq.store.mongo.schema import prepare
-from scanq.store.mongo.wakeup import ChangeStreamWatcher
+from scanq.store.mongo.server import inspect_server
+from scanq.store.mongo.wakeup import ChangeStreamWatcher, EventSignal
+from scanq.store.mongo.webhooks import WebhooksMixin
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +60,10 @@ CONNECT_TIMEOUT_MS = 3000
 GROUP_COMMIT_MAX = 1000
 CREATE_RETRIES = 5
 CANCEL_RETRIES = 5
-# The offset to the server clock is measured from ``hello.localTime`` (millisecond precision,
-# plus half a round trip of error), so a smaller difference is noise: the local clock is used.
-CLOCK_SKEW_IGNORED_S = 0.5
 
 
-class MongoStore(FinishedScans, AccountsMixin, Store):
+class MongoStore(FinishedScans, AccountsMixin, EventsMixin, WebhooksMixin, Store):
     """The Store Protocol on a MongoDB collection (replica set, sharded cluster or standalone).
-
-    The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``,
-    the API tokens and tenant limits from ``accounts.AccountsMixin``.
 
     Args:
         url: ``mongodb://host:port/DATABASE?collection=NAME&poll_interval_s=S&…``; the database defaults
@@ -93,6 +92,8 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
         self._clock_offset = timedelta(0)
         self.has_change_streams = False
         self._wakeup = ChangeStreamWatcher(poll_interval_s=self.options.poll_interval_s)
+        self._event_signal = EventSignal(poll_interval_s=self.options.poll_interval_s)
+        self._outbox = Outbox()
         self._group = GroupCommit[Created](
             self._insert_unordered, max_batch=GROUP_COMMIT_MAX, in_flight=1, split_on_error=False
         )
@@ -127,13 +128,14 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
         self._coll = database.get_collection(self.options.collection)
         try:
             with wrap_errors():
-                await self._inspect_server()
+                self.has_change_streams, self._clock_offset = await inspect_server(client)
                 await prepare(self._coll, now=self._now())
                 adopted = await adopt_legacy(self._coll, now=self._now())
         except BaseException:
             await self.aclose()
             raise
         self._wakeup.start(self._coll, is_watching=self.has_change_streams, now=self._now)
+        self._event_signal.start(self._coll, self.events, is_watching=self.has_change_streams)
         if adopted:
             logger.info("adopted %d documents written without scanq's fields", adopted)
         logger.info(
@@ -143,24 +145,11 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
             "replica set: change streams, transactions" if self.has_change_streams else "standalone: polling",
         )
 
-    async def _inspect_server(self) -> None:
-        """Learn the topology (change streams and transactions need a replica set or mongos) and the clock offset."""
-        assert self._client is not None
-        loop = asyncio.get_running_loop()
-        sent = loop.time()
-        hello = await self._client.admin.command("hello")
-        round_trip_s = loop.time() - sent
-        self.has_change_streams = "setName" in hello or hello.get("msg") == "isdbgrid"
-        server_time = as_utc(hello.get("localTime"))
-        if server_time is not None:
-            offset = server_time - (datetime.now(UTC) - timedelta(seconds=round_trip_s / 2))
-            if abs(offset.total_seconds()) > CLOCK_SKEW_IGNORED_S:
-                logger.warning("MongoDB server clock differs by %.3fs: using the server's time", offset.total_seconds())
-                self._clock_offset = offset
-
     async def aclose(self) -> None:
         await self._group.drain()
         await self._wakeup.aclose()
+        await self._event_signal.aclose()
+        await self._outbox.aclose()
         if self._client is not None:
             client, self._client, self._coll = self._client, None, None
             await client.close()
@@ -172,7 +161,7 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
             await self._client.admin.command("ping")
 
     def _now(self) -> datetime:
-        """The server's clock as far as it can be known (see ``CLOCK_SKEW_IGNORED_S``), to the millisecond."""
+        """The server's clock as far as it can be known (``server.inspect_server``), to the millisecond."""
         return to_bson_time(datetime.now(UTC) + self._clock_offset)
 
     # -- creating -----------------------------------------------------------------------------------
@@ -184,6 +173,7 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
         answers = await insert_unordered(self.collection, scans, now=self._now(), clocks=self.tenant_clocks)
         if any(isinstance(answer, Created) and answer.is_new for answer in answers):
             self._wakeup.wake()
+            self._event_signal.notify()
         return answers
 
     async def create_many(self, *, scans: Sequence[NewScan]) -> list[Created]:
@@ -199,6 +189,7 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
             if answers is not None:
                 if any(answer.is_new for answer in answers):
                     self._wakeup.wake()
+                    self._event_signal.notify()
                 return answers
         raise StoreError("create_many kept racing with concurrent submissions of the same idempotency keys")
 
@@ -260,7 +251,7 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
     ) -> list[Scan]:
         """Repeat one atomic ``find_one_and_update`` per scan (module docstring); with a cap, in ``slots``'s rounds."""
         with wrap_errors():
-            return await slots.claim(
+            claimed = await slots.claim(
                 self.collection,
                 self.target_slots,
                 worker_id,
@@ -269,6 +260,9 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
                 cap=max_per_target,
                 now=self._now,
             )
+        if claimed:
+            self._event_signal.notify()
+        return claimed
 
     async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
         if not leases:
@@ -296,6 +290,8 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
             applied = await asyncio.gather(*(self._finish_one(fin, now=now) for fin in finishes))
         if any(a and fin.outcome == Outcome.RETRY for a, fin in zip(applied, finishes, strict=True)):
             self._wakeup.wake()
+        if any(applied):
+            self._event_signal.notify()
         return list(applied)
 
     async def _finish_one(self, fin: Finish, *, now: datetime) -> bool:
@@ -315,6 +311,8 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
             released = await asyncio.gather(*(self._release_one(lease, now=now) for lease in leases))
         if any(status == ScanStatus.ACCEPTED for status in released):
             self._wakeup.wake()
+        if any(status is not None for status in released):
+            self._event_signal.notify()
         return sum(1 for status in released if status is not None)
 
     async def _release_one(self, lease: Lease, *, now: datetime) -> ScanStatus | None:
@@ -340,6 +338,8 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
             await slots.repair(self.collection, self.target_slots, now=now)
         if any(requeued == ScanStatus.ACCEPTED for requeued in handled):
             self._wakeup.wake()
+        if any(status is not None for status in handled):
+            self._event_signal.notify()
         return sum(1 for status in handled if status is not None)
 
     async def _requeue_one(self, doc: Document, *, now: datetime) -> ScanStatus | None:
@@ -381,6 +381,8 @@ class MongoStore(FinishedScans, AccountsMixin, Store):
                         {**of_tenant, "status": status.value}, update, return_document=ReturnDocument.AFTER
                     )
                     if doc is not None:
+                        if lifecycle.cancel_action(status) is CancelAction.CANCEL_NOW:
+                            self._event_signal.notify()  # a request changes no status: no event
                         return scan_from_document(doc)
             scan = await self.get(scan_id=scan_id, tenant=tenant)
             if lifecycle.cancel_action(scan.status) is CancelAction.REFUSE:

@@ -11,16 +11,25 @@ Wake-up is ``LISTEN``/``NOTIFY``: statements that make work claimable call
 reconnects by itself; a lost notification only delays work until the fallback
 poll. Time is the server's: ``now()`` for leases, ``available_at`` and history.
 
+Every status transition inserts its scan events in its own statement (rule 10)
+and notifies the events channel, which ``wait_for_events`` hears on the same
+connection. The log is ordered by (transaction id, sequence) and read only up
+to the oldest running transaction, so a reader never passes an event that has
+not committed yet (``events``). Webhook deliveries are dispatched, claimed and
+recorded one statement each (``webhooks``).
+
 Modules, named alike across backends:
 
 - ``store``: ``PostgresStore``, the domain operations;
 - ``finished``: the operations on finished scans (throughput counts, export, retention);
 - ``accounts``: API tokens and tenant limits;
+- ``events``: the scan event log, read (settled events only) and pruned;
+- ``webhooks``: webhook endpoints, and the deliveries of events to them;
 - ``options``: ``PostgresOptions``, scanq's query parameters of the URL;
 - ``statements``: the named statements of ``sql/queries.sql``, lifecycle rules filled in;
 - ``schema``: the numbered migrations (``sql/NNNN_name.sql``) and the durability check;
 - ``rows``: records to models and models to statement arguments;
-- ``wakeup``: the ``LISTEN`` connection;
+- ``wakeup``: the ``LISTEN`` connection (work and events channels);
 - ``connection``: connections, the pool, driver errors translated.
 
 Deployment notes: ``docs/postgres.md``.
@@ -34,6 +43,7 @@ from scanq.store.postgres.schema import MIGRATION_LOCK_KEY, migrate, migrations
 from scanq.store.postgres.statements import (
     CLAIM,
     COUNT_FOLD_LOCK_KEY,
+    EVENTS_CHANNEL,
     FOLD_COUNTS,
     LIST_STATUS,
     REQUEUE_EXPIRED,
@@ -46,6 +56,7 @@ from scanq.store.postgres.store import PostgresStore
 __all__ = [
     "CLAIM",
     "COUNT_FOLD_LOCK_KEY",
+    "EVENTS_CHANNEL",
     "FOLD_COUNTS",
     "LIST_STATUS",
     "MIGRATION_LOCK_KEY",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -13,16 +14,28 @@ from scanq.models import (
     Actor,
     ApiToken,
     Attempt,
+    Delivery,
+    DeliveryJob,
+    DeliveryResult,
+    DeliveryStatus,
+    EventType,
     Finish,
     Lease,
     NewScan,
     Outcome,
     Scan,
+    ScanEvent,
     ScanStatus,
     Scope,
     TenantLimits,
     TenantQueue,
+    WebhookEndpoint,
 )
+
+# An event's id is its place in the log, "<txid>.<seq>" (both decimal, no sign, no leading zeros).
+_EVENT_ID = re.compile(r"(0|[1-9][0-9]{0,19})\.(0|[1-9][0-9]{0,18})")
+_MAX_TXID = 2**64 - 1  # xid8
+_MAX_SEQ = 2**63 - 1  # bigint
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -201,18 +214,157 @@ def limits_from_row(row: asyncpg.Record) -> TenantLimits:
     )
 
 
+def event_id(txid: int, seq: int) -> str:
+    """The id of the event at ``(txid, seq)`` in the log (and its position: ``read_events(after=...)``)."""
+    return f"{txid}.{seq}"
+
+
+def parse_event_id(value: str) -> tuple[int, int] | None:
+    """``(txid, seq)`` of an id ``event_id`` made, or None for anything else."""
+    match = _EVENT_ID.fullmatch(value)
+    if match is None:
+        return None
+    txid, seq = int(match.group(1)), int(match.group(2))
+    if txid > _MAX_TXID or seq > _MAX_SEQ:
+        return None
+    return txid, seq
+
+
+def event_from_row(row: asyncpg.Record) -> ScanEvent:
+    """A ``scan_events`` row."""
+    return ScanEvent(
+        event_id=event_id(row["txid"], row["seq"]),
+        scan_id=str(row["scan_id"]),
+        tenant=row["tenant"],
+        status=ScanStatus(row["status"]),
+        attempt=row["attempt"],
+        at=row["at"],
+    )
+
+
+def endpoint_from_row(row: asyncpg.Record, *, prefix: str = "") -> WebhookEndpoint:
+    """A ``webhook_endpoints`` row; ``prefix`` names the renamed columns of a join (``endpoint_``)."""
+    return WebhookEndpoint(
+        endpoint_id=row["endpoint_id"],
+        tenant=row[f"{prefix}tenant"],
+        url=row["url"],
+        event_types=frozenset(EventType(value) for value in row["event_types"]),
+        secret=row["secret"],
+        created_at=row[f"{prefix}created_at"],
+        updated_at=row[f"{prefix}updated_at"],
+        description=row["description"],
+        previous_secret=row["previous_secret"],
+        previous_secret_until=row["previous_secret_until"],
+    )
+
+
+def endpoint_arguments(endpoint: WebhookEndpoint) -> tuple[Any, ...]:
+    """The arguments of ``insert_endpoint``, in its column order; event types sorted."""
+    return (
+        endpoint.endpoint_id,
+        endpoint.tenant,
+        endpoint.url,
+        sorted(str(event_type) for event_type in endpoint.event_types),
+        endpoint.description,
+        endpoint.secret,
+        endpoint.previous_secret,
+        endpoint.previous_secret_until,
+        endpoint.created_at,
+        endpoint.updated_at,
+    )
+
+
+def delivery_from_row(row: asyncpg.Record) -> Delivery:
+    """A ``webhook_deliveries`` row, with its copy of the event."""
+    return Delivery(
+        endpoint_id=row["endpoint_id"],
+        event=ScanEvent(
+            event_id=event_id(row["event_txid"], row["event_seq"]),
+            scan_id=str(row["scan_id"]),
+            tenant=row["tenant"],
+            status=ScanStatus(row["event_status"]),
+            attempt=row["event_attempt"],
+            at=row["event_at"],
+        ),
+        status=DeliveryStatus(row["status"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        next_attempt_at=row["next_attempt_at"],
+        last_attempt_at=row["last_attempt_at"],
+        last_status_code=row["last_status_code"],
+        last_error=row["last_error"],
+        delivered_at=row["delivered_at"],
+    )
+
+
+def job_from_row(row: asyncpg.Record, *, worker_id: str) -> DeliveryJob:
+    """A row of ``claim_deliveries``: the delivery as claimed and its endpoint (columns ``endpoint_*``)."""
+    return DeliveryJob(
+        delivery=delivery_from_row(row), endpoint=endpoint_from_row(row, prefix="endpoint_"), worker_id=worker_id
+    )
+
+
+ResultKey = tuple[str, int, int, str]
+"""A delivery (endpoint, txid, seq) and the worker reporting on it."""
+
+
+def result_key(result: DeliveryResult) -> ResultKey | None:
+    """The delivery ``result`` reports on and its worker; None when it names no event this store could have made."""
+    position = parse_event_id(result.event_id)
+    return None if position is None else (result.endpoint_id, *position, result.worker_id)
+
+
+def first_results(results: Sequence[DeliveryResult]) -> dict[ResultKey, DeliveryResult]:
+    """The first result of each delivery per worker, as if applied one after another.
+
+    Only the worker holding a delivery's lease can have a result applied, and the first one
+    clears the lease: a repeat by that worker never applies, and another worker's never did.
+    """
+    first: dict[ResultKey, DeliveryResult] = {}
+    for result in results:
+        key = result_key(result)
+        if key is not None:
+            first.setdefault(key, result)
+    return first
+
+
+def result_arrays(ordered: Sequence[tuple[ResultKey, DeliveryResult]]) -> tuple[list[Any], ...]:
+    """The arguments of ``record_deliveries``: the key and fence, then what the attempt reported."""
+    return (
+        [key[0] for key, _ in ordered],
+        [key[1] for key, _ in ordered],
+        [key[2] for key, _ in ordered],
+        [key[3] for key, _ in ordered],
+        [str(result.outcome) for _, result in ordered],
+        [result.status_code for _, result in ordered],
+        [result.error for _, result in ordered],
+        [result.retry_at for _, result in ordered],
+    )
+
+
 __all__ = [
+    "ResultKey",
     "actor_from_columns",
     "attempt_from_entry",
     "claim_order",
+    "delivery_from_row",
+    "endpoint_arguments",
+    "endpoint_from_row",
+    "event_from_row",
+    "event_id",
     "finish_arrays",
     "first_finishes",
+    "first_results",
     "first_submissions",
     "held_leases",
+    "job_from_row",
     "lease_arrays",
     "limits_from_row",
     "new_scan_arrays",
+    "parse_event_id",
     "queue_from_row",
+    "result_arrays",
+    "result_key",
     "scan_from_row",
     "token_arguments",
     "token_from_row",

@@ -1,8 +1,8 @@
 """Every statement the PostgreSQL store runs, loaded by name from ``sql/queries.sql``.
 
 A ``-- name: x`` header starts the statement named ``x``. Each ``{placeholder}``
-in a statement is filled once, at import: ``{work_channel}`` with the NOTIFY
-channel, and the column values of the three statements that carry out a
+in a statement is filled once, at import: ``{work_channel}`` and
+``{events_channel}`` with the NOTIFY channels, and the column values of the three statements that carry out a
 lifecycle transition (finish, release, requeue_expired) with the rules of
 ``scanq.lifecycle`` rendered by ``scanq.store.sql_rules``. The SQL text asyncpg
 prepares is therefore fixed for the life of the process.
@@ -23,6 +23,8 @@ from scanq.store.sql_rules import RenderedTransition, SqlNames, literal, render,
 PACKAGE = "scanq.store.postgres"
 # The NOTIFY channel statements signal when they make work claimable, and the LISTEN connection hears.
 WORK_CHANNEL = "scanq_work"
+# The NOTIFY channel of every statement that inserts scan events (rule 10); wait_for_events hears it.
+EVENTS_CHANNEL = "scanq_events"
 # Advisory lock key of the count fold: a stable number derived from a name, so it does not collide by accident.
 COUNT_FOLD_LOCK_KEY = zlib.crc32(b"scanq.count_fold")
 # Advisory lock class (the first int4 key) of the per-target stripes a capped claim holds (lock_targets).
@@ -81,7 +83,7 @@ def fill(name: str, sql: str, values: Mapping[str, str]) -> str:
 def load_queries() -> dict[str, str]:
     """Every statement of ``queries.sql`` by name, placeholders filled."""
     text = sql_dir().joinpath(QUERIES_FILE).read_text(encoding="utf-8")
-    common = {"work_channel": literal(WORK_CHANNEL)}
+    common = {"work_channel": literal(WORK_CHANNEL), "events_channel": literal(EVENTS_CHANNEL)}
     filled: dict[str, str] = {}
     for name, sql in parse_queries(text).items():
         transition = TRANSITIONS.get(name)
@@ -134,14 +136,34 @@ TOUCH_TOKENS = _QUERIES["touch_tokens"]
 SET_TENANT_LIMITS = _QUERIES["set_tenant_limits"]
 GET_TENANT_LIMITS = _QUERIES["get_tenant_limits"]
 LIST_TENANT_LIMITS = _QUERIES["list_tenant_limits"]
+READ_EVENTS = _QUERIES["read_events"]
+READ_SCAN_EVENTS = _QUERIES["read_scan_events"]
+EVENTS_HEAD = _QUERIES["events_head"]
+PRUNE_EVENTS = _QUERIES["prune_events"]
+INSERT_ENDPOINT = _QUERIES["insert_endpoint"]
+SELECT_ENDPOINT = _QUERIES["select_endpoint"]
+LIST_ENDPOINTS = _QUERIES["list_endpoints"]
+LIST_TENANT_ENDPOINTS = _QUERIES["list_tenant_endpoints"]
+DELETE_ENDPOINT = _QUERIES["delete_endpoint"]
+ROTATE_ENDPOINT_SECRET = _QUERIES["rotate_endpoint_secret"]
+DISPATCH_EVENTS = _QUERIES["dispatch_events"]
+CLAIM_DELIVERIES = _QUERIES["claim_deliveries"]
+RECORD_DELIVERIES = _QUERIES["record_deliveries"]
+LIST_DELIVERIES = _QUERIES["list_deliveries"]
+RETRY_DELIVERY = _QUERIES["retry_delivery"]
 
 
 __all__ = [
     "CANCEL",
     "CLAIM",
     "CLAIM_CAPPED",
+    "CLAIM_DELIVERIES",
     "COUNT_FOLD_LOCK_KEY",
+    "DELETE_ENDPOINT",
+    "DISPATCH_EVENTS",
     "DURABILITY_SETTINGS",
+    "EVENTS_CHANNEL",
+    "EVENTS_HEAD",
     "EXPORT_SCANS",
     "FIND_TOKEN",
     "FINISH",
@@ -151,15 +173,19 @@ __all__ = [
     "GET_TENANT_LIMITS",
     "HAS_CLAIMABLE",
     "HEARTBEAT",
+    "INSERT_ENDPOINT",
     "INSERT_SCANS",
     "INSERT_TOKEN",
     "LEAD",
     "LIST_ALL",
     "LIST_ALL_AFTER",
+    "LIST_DELIVERIES",
+    "LIST_ENDPOINTS",
     "LIST_STATUS",
     "LIST_STATUS_AFTER",
     "LIST_TENANT",
     "LIST_TENANT_AFTER",
+    "LIST_TENANT_ENDPOINTS",
     "LIST_TENANT_LIMITS",
     "LIST_TENANT_TOKENS",
     "LIST_TOKENS",
@@ -167,14 +193,21 @@ __all__ = [
     "PRUNE",
     "PRUNE_BATCH",
     "PRUNE_BATCH_TENANT",
+    "PRUNE_EVENTS",
     "PRUNE_NAMED",
     "PRUNE_NAMED_DELETE",
     "PRUNE_TENANT",
+    "READ_EVENTS",
+    "READ_SCAN_EVENTS",
+    "RECORD_DELIVERIES",
     "RELEASE",
     "REQUEUE_EXPIRED",
     "RESIGN",
+    "RETRY_DELIVERY",
     "REVOKE_TOKEN",
+    "ROTATE_ENDPOINT_SECRET",
     "SELECT_BY_KEYS",
+    "SELECT_ENDPOINT",
     "SELECT_SCAN",
     "SET_TENANT_LIMITS",
     "STATS",

@@ -29,6 +29,7 @@ from scanq.store.group_commit import GroupCommit
 from scanq.store.postgres import connection, statements
 from scanq.store.postgres.accounts import Accounts
 from scanq.store.postgres.connection import SERVER_SETTINGS, Connection, Pool, wrap_errors
+from scanq.store.postgres.events import ScanEvents
 from scanq.store.postgres.finished import FinishedScans
 from scanq.store.postgres.options import PostgresOptions, parse_url
 from scanq.store.postgres.rows import (
@@ -44,6 +45,7 @@ from scanq.store.postgres.rows import (
 )
 from scanq.store.postgres.schema import durable_settings, migrate
 from scanq.store.postgres.wakeup import WorkListener
+from scanq.store.postgres.webhooks import Webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +73,13 @@ TARGET_LOCK_STRIPES = 128
 _STATUSES = [str(status) for status in ScanStatus]
 
 
-class PostgresStore(FinishedScans, Accounts, Store):
+class PostgresStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
     """The Store on PostgreSQL (asyncpg, a bounded pool); see the package docstring and ``docs/postgres.md``.
 
     The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``,
-    those on API tokens and tenant limits from ``accounts.Accounts``.
+    those on API tokens and tenant limits from ``accounts.Accounts``, reading and pruning the event log
+    from ``events.ScanEvents``, and webhook endpoints and deliveries from ``webhooks.Webhooks``. Every
+    status transition inserts its events in its own statement (``sql/queries.sql``).
 
     Args:
         url: ``postgresql://user:password@host:port/database``; the query parameters of
@@ -84,8 +88,8 @@ class PostgresStore(FinishedScans, Accounts, Store):
         min_pool: overrides the URL's ``min_pool``: connections kept open.
         max_pool: overrides the URL's ``max_pool``: most connections this process opens (plus one
             for ``LISTEN`` in workers).
-        poll_interval_s: overrides the URL's ``poll_interval_s``: longest ``wait_for_work`` sleeps
-            without a notification (the fallback poll).
+        poll_interval_s: overrides the URL's ``poll_interval_s``: longest ``wait_for_work`` and
+            ``wait_for_events`` sleep without a notification (the fallback poll).
     """
 
     def __init__(
@@ -201,6 +205,8 @@ class PostgresStore(FinishedScans, Accounts, Store):
             rows = await self._fetch(statements.CLAIM, worker_id, limit, float(lease_s))
         else:
             rows = await self._claim_capped(worker_id, limit, float(lease_s), max_per_target)
+        if rows:
+            self._listener.events_written()
         # RETURNING has no order; hand scans out in claim order.
         return [scan_from_row(row) for row in claim_order(rows)]
 
@@ -262,6 +268,8 @@ class PostgresStore(FinishedScans, Accounts, Store):
         if ordered:
             rows = await self._fetch(statements.FINISH, *finish_arrays(ordered))
             applied = {str(row["scan_id"]) for row in rows}
+            if applied:
+                self._listener.events_written()
         return [fin.lease.scan_id in applied and first.get(fin.lease.scan_id) is fin for fin in finishes]
 
     async def release(self, *, leases: Sequence[Lease]) -> int:
@@ -269,14 +277,20 @@ class PostgresStore(FinishedScans, Accounts, Store):
         if not held:
             return 0
         rows = await self._fetch(statements.RELEASE, *lease_arrays(held))
-        return int(rows[0]["released"])
+        released = int(rows[0]["released"])
+        if released:
+            self._listener.events_written()
+        return released
 
     async def requeue_expired(self, *, limit: int = 1000) -> int:
         rows = await self._fetch(statements.REQUEUE_EXPIRED, limit)
+        requeued = int(rows[0]["requeued"])
+        if requeued:
+            self._listener.events_written()
         # Every worker runs the reaper on a timer: a good moment to keep the count deltas short.
         with contextlib.suppress(StoreError):
             await self._fold_counts()
-        return int(rows[0]["requeued"])
+        return requeued
 
     async def cancel(self, *, scan_id: str, tenant: str | None = None, by: Actor | None = None) -> Scan:
         if not is_scan_id(scan_id):
@@ -284,13 +298,20 @@ class PostgresStore(FinishedScans, Accounts, Store):
         by_id, by_name = (by.token_id, by.token_name) if by is not None else (None, None)
         rows = await self._fetch(statements.CANCEL, scan_id, tenant, by_id, by_name)
         if rows:
-            return scan_from_row(rows[0])
+            scan = scan_from_row(rows[0])
+            if scan.status == ScanStatus.CANCELLED:
+                self._listener.events_written()
+            return scan
         scan = await self.get(scan_id=scan_id, tenant=tenant)  # raises ScanNotFound
         raise ScanFinished(scan_id, scan.status)
 
     async def wait_for_work(self, *, timeout_s: float) -> None:
         self._require_pool()
         await self._listener.wait(timeout_s=timeout_s, poll_interval_s=self.options.poll_interval_s)
+
+    async def wait_for_events(self, *, timeout_s: float) -> None:
+        self._require_pool()
+        await self._listener.wait_for_events(timeout_s=timeout_s, poll_interval_s=self.options.poll_interval_s)
 
     async def _insert(self, scans: Sequence[NewScan]) -> list[Created]:
         """Insert scans in one statement (one transaction); answer in input order."""
@@ -304,6 +325,8 @@ class PostgresStore(FinishedScans, Accounts, Store):
                 raise ValidationError("duplicate scan id") from exc.__cause__
             raise
         stored = {str(row["scan_id"]): row for row in rows}
+        if stored:
+            self._listener.events_written()
         inserted = {
             new.scan_id: accepted_scan(
                 new, updated_at=stored[new.scan_id]["updated_at"], available_at=stored[new.scan_id]["available_at"]

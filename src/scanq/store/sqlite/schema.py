@@ -166,7 +166,84 @@ MIGRATION_4 = (
     "CREATE INDEX scans_claimable ON scans (priority DESC, fair_key, scan_id, available_at) WHERE status = 'Accepted'",
     "CREATE INDEX scans_running_by_target ON scans (target_key) WHERE status = 'Running' AND target_key IS NOT NULL",
 )
-MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4)
+# Scan events and webhooks (Store rules 10 and 11). Every status transition leaves one row in
+# ``scan_events``, written by triggers inside the very statement that makes it (the insert of a new
+# scan, the UPDATE of a claim, finish, release, reaper or cancel): same transaction, same "now"
+# (``updated_at``), no statement of its own and no Python per row. A status that does not change
+# (a cancel request on a Running scan, a heartbeat) records nothing. AUTOINCREMENT: one writer holds
+# the file's lock, so ``seq`` order is commit order, and a seq is never reused after a prune (event ids
+# stay unique and a reader's position stays meaningful). A scan's own events are a range of
+# (scan_id, seq): its stream replays from the start in O(log n). No index by tenant: a tenant's
+# stream reads on from a recent position (each index is more pages per commit on the drain's path).
+# Deliveries copy their event (pruning the log never breaks one); due pending ones are a range of a
+# partial index; ``webhook_cursor`` is the one row saying how far the dispatcher has fanned the log out.
+MIGRATION_5 = (
+    """
+    CREATE TABLE scan_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        scan_id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX scan_events_by_scan ON scan_events (scan_id)",
+    """
+    CREATE TRIGGER scans_event_insert AFTER INSERT ON scans BEGIN
+        INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+            VALUES (NEW.scan_id, NEW.tenant, NEW.status, NEW.attempt, NEW.updated_at);
+    END
+    """,
+    """
+    CREATE TRIGGER scans_event_update AFTER UPDATE OF status ON scans WHEN OLD.status <> NEW.status BEGIN
+        INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+            VALUES (NEW.scan_id, NEW.tenant, NEW.status, NEW.attempt, NEW.updated_at);
+    END
+    """,
+    """
+    CREATE TABLE webhook_endpoints (
+        endpoint_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        url TEXT NOT NULL,
+        event_types TEXT NOT NULL,
+        description TEXT,
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_secret_until REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints (tenant, created_at)",
+    """
+    CREATE TABLE webhook_deliveries (
+        endpoint_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        scan_id TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        event_status TEXT NOT NULL,
+        event_attempt INTEGER NOT NULL,
+        event_at REAL NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        last_attempt_at REAL,
+        last_status_code INTEGER,
+        last_error TEXT,
+        delivered_at REAL,
+        lease_owner TEXT,
+        lease_expires_at REAL,
+        PRIMARY KEY (endpoint_id, seq)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at, seq, endpoint_id, lease_expires_at)"
+    " WHERE status = 'pending'",
+    "CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (seq)",
+    "CREATE TABLE webhook_cursor (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL)",
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

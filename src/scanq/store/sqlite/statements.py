@@ -78,6 +78,8 @@ FROM scan_counts AS counted WHERE counted.status = 'Accepted' AND counted.n > 0
 CLAIMABLE_EXISTS = (
     "SELECT EXISTS (SELECT 1 FROM scans INDEXED BY scans_claimable WHERE status = 'Accepted' AND available_at <= ?)"
 )
+# The event log's head: the last seq ever given (AUTOINCREMENT keeps it in sqlite_sequence, pruned or not).
+EVENTS_HEAD = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'scan_events'), 0)"
 
 # -- claims (rules 1 and 9) -------------------------------------------------------------------------
 
@@ -266,6 +268,7 @@ __all__ = [
     "COLUMNS",
     "COUNTS",
     "COUNTS_OF_TENANT",
+    "EVENTS_HEAD",
     "FINISH",
     "HEARTBEAT",
     "INSERT_COLUMNS",

@@ -2,14 +2,15 @@
 
 Threads, so the event loop never waits on disk: one writer (``writer.Writer``,
 group commit), a few readers (``readers.Readers``) and one ``PRAGMA
-data_version`` watcher for ``wait_for_work`` (``wakeup.DataVersionWatcher``).
+data_version`` watcher for both waits (``wakeup.DataVersionWatcher``).
 This module holds the domain operations; each write is a function of
 ``(connection, now)`` the writer runs inside its batch transaction.
 
 Timestamps are REAL epoch seconds from this process's clock (history entries
 keep the exact same value: ``json(repr(now))`` keeps all 17 digits, where a
 bound REAL would be printed with 15). ``stats`` reads a counts table kept by
-triggers (five rows per tenant), so it costs the same at 1M rows as at 10.
+triggers (five rows per tenant), so it costs the same at 1M rows as at 10;
+triggers also write each transition's event (rule 10, ``events``).
 Fair share (rule 9): the writer gives each new scan its fair key (``writer``), the
 claim walks the index in that order; ``max_per_target`` picks in ``_claim_capped``.
 """
@@ -41,6 +42,7 @@ from scanq.models import (
 )
 from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
 from scanq.store.sqlite.accounts import Accounts
+from scanq.store.sqlite.events import ScanEvents
 from scanq.store.sqlite.finished import FinishedScans
 from scanq.store.sqlite.options import parse_url
 from scanq.store.sqlite.readers import Readers
@@ -68,6 +70,7 @@ from scanq.store.sqlite.statements import (
     SELECT_STATUS,
 )
 from scanq.store.sqlite.wakeup import DataVersionWatcher
+from scanq.store.sqlite.webhooks import Webhooks
 from scanq.store.sqlite.writer import Apply, Writer
 
 logger = logging.getLogger(__name__)
@@ -133,11 +136,12 @@ def _claim_capped(conn: sqlite3.Connection, params: dict[str, Any], *, limit: in
     return conn.execute(CLAIM_IDS, {**params, "ids": msgspec.json.encode(picked).decode()}).fetchall()
 
 
-class SQLiteStore(FinishedScans, Accounts, Store):
+class SQLiteStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
     """The embedded store: a SQLite file in WAL mode; safe for many processes on one machine.
 
     The operations on finished scans (counts, export, retention) come from ``finished.FinishedScans``,
-    API tokens and tenant limits from ``accounts.Accounts``.
+    API tokens and tenant limits from ``accounts.Accounts``, the event log from ``events.ScanEvents``
+    and webhook endpoints and deliveries from ``webhooks.Webhooks``.
 
     Args:
         url: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``; the parent directory is created.
@@ -179,7 +183,13 @@ class SQLiteStore(FinishedScans, Accounts, Store):
         self._is_closing = False
         path, busy_timeout_s = self.path, self.options.busy_timeout_s
         watcher = DataVersionWatcher(path, busy_timeout_s=busy_timeout_s, interval_s=self.options.wake_interval_s)
-        writer = Writer(path, busy_timeout_s=busy_timeout_s, on_wake=watcher.wake_all)
+        writer = Writer(
+            path,
+            busy_timeout_s=busy_timeout_s,
+            on_wake=watcher.wake_all,
+            on_events=watcher.report_events_head,
+            is_event_wanted=watcher.is_event_wanted.is_set,
+        )
         await writer.start()
         self._writer, self._watcher = writer, watcher
         self._readers = Readers(path, busy_timeout_s=busy_timeout_s, count=self.options.readers)

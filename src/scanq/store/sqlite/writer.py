@@ -35,6 +35,7 @@ from scanq.store.sqlite.connection import begin_immediate, connect, wrap_errors
 from scanq.store.sqlite.rows import scan_from_row, to_datetime
 from scanq.store.sqlite.schema import migrate, set_wal
 from scanq.store.sqlite.statements import (
+    EVENTS_HEAD,
     INSERT_COLUMNS,
     INSERT_SCAN,
     SELECT_BY_KEY,
@@ -79,6 +80,7 @@ class _Answers:
 
     items: list[_Answer] = field(default_factory=list)
     wakes: bool = False
+    events_head: int | None = None  # the event log's head after the batch, when someone waits for events
 
 
 _STOP = object()
@@ -111,12 +113,24 @@ class Writer:
         path: the database file.
         busy_timeout_s: how long a batch waits for another process's write lock before ``StoreUnavailable``.
         on_wake: called on the event loop after a batch that made work claimable.
+        on_events: called on the event loop with the event log's head after each batch while
+            ``is_event_wanted()`` (read in the writer thread) says someone waits for events.
     """
 
-    def __init__(self, path: Path, *, busy_timeout_s: float, on_wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float,
+        on_wake: Callable[[], None],
+        on_events: Callable[[int], None] | None = None,
+        is_event_wanted: Callable[[], bool] | None = None,
+    ) -> None:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
         self._on_wake = on_wake
+        self._on_events = on_events
+        self._is_event_wanted = is_event_wanted
         self._jobs: queue.SimpleQueue[_CreateJob | _WriteJob | object] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -207,6 +221,9 @@ class Writer:
                             else:
                                 answers.items.append((job.future, result, None))
                                 answers.wakes |= wakes
+                    if self._is_event_wanted is not None and self._is_event_wanted():
+                        # Read inside the batch: exactly the head this commit makes visible.
+                        answers.events_head = conn.execute(EVENTS_HEAD).fetchone()[0]
                     conn.execute("COMMIT")
                     self.transactions += 1
                 except BaseException:
@@ -233,6 +250,8 @@ class Writer:
             settle(future, result=result, exc=exc)
         if answers.wakes:
             self._on_wake()
+        if answers.events_head is not None and self._on_events is not None:
+            self._on_events(answers.events_head)
 
 
 # -- creates --------------------------------------------------------------------------------------

@@ -1,16 +1,18 @@
 -- Every statement PostgresStore runs, one per "-- name:" section (loaded by statements.py).
 --
--- Each {placeholder} is filled when the file is loaded: {work_channel} is the NOTIFY channel,
+-- Each {placeholder} is filled when the file is loaded: {work_channel} and {events_channel} are the
+-- NOTIFY channels (new claimable work; new scan events),
 -- and the statements that carry out a lifecycle transition (finish, release, requeue_expired)
 -- take every column value they set from scanq.lifecycle, rendered by scanq.store.sql_rules.
 --
 -- Each is one round trip and one implicit transaction. Statements that move scans between
 -- statuses also append to scan_count_deltas (the counts `stats` reads, one row per tenant and
--- status they changed) and, when they make
--- work claimable now, call pg_notify: PostgreSQL delivers identical notifications of one
--- transaction once, so a batch wakes the workers once. Data-modifying CTEs run whether or
--- not the final SELECT reads them; the "notified" CTE is read by a scalar subquery, which
--- runs only when there is a row to return.
+-- status they changed), insert one scan_events row per scan they moved (Store rule 10: the
+-- "evented" CTE, set-based, in the transition's own transaction) and notify {events_channel},
+-- and, when they make work claimable now, notify {work_channel}: PostgreSQL delivers identical
+-- notifications of one transaction once, so a batch wakes each listener once. Data-modifying
+-- CTEs run whether or not the final SELECT reads them; the "notified" CTEs are read by scalar
+-- subqueries, which run only when there is a row to return.
 
 -- name: insert_scans
 -- Many scans in one statement (a group commit or a batch). A replayed idempotency key is
@@ -76,10 +78,16 @@ counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, 'Accepted', count(*) FROM inserted GROUP BY tenant
 ),
+evented AS (
+    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+    SELECT scan_id, tenant, 'Accepted', 0, updated_at FROM inserted
+),
 notified AS (
     SELECT pg_notify({work_channel}, '') FROM inserted WHERE available_at <= now() LIMIT 1
-)
-SELECT inserted.scan_id, inserted.updated_at, inserted.available_at, (SELECT count(*) FROM notified) AS notified
+),
+events_notified AS (SELECT pg_notify({events_channel}, '') FROM inserted LIMIT 1)
+SELECT inserted.scan_id, inserted.updated_at, inserted.available_at,
+       (SELECT count(*) FROM notified) + (SELECT count(*) FROM events_notified) AS notified
 FROM inserted;
 
 -- name: select_by_keys
@@ -251,8 +259,13 @@ counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
            (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
-)
-SELECT * FROM claimed;
+),
+evented AS (
+    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+    SELECT scan_id, tenant, 'Running', attempt, updated_at FROM claimed
+),
+events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
+SELECT claimed.*, (SELECT count(*) FROM events_notified) AS notified FROM claimed;
 
 -- name: lock_targets
 -- First statement of a capped claim's transaction (see claim_capped): of the first $2 claimable scans
@@ -339,8 +352,13 @@ counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
            (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
-)
-SELECT w.walked, c.*
+),
+evented AS (
+    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+    SELECT scan_id, tenant, 'Running', attempt, updated_at FROM claimed
+),
+events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
+SELECT w.walked, c.*, (SELECT count(*) FROM events_notified) AS notified
 FROM (SELECT count(*) AS walked FROM window_scans) AS w LEFT JOIN claimed AS c ON true;
 
 -- name: heartbeat
@@ -363,17 +381,22 @@ WITH done AS (
     FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::timestamptz[])
          AS l(scan_id, worker_id, attempt, outcome, result, error, retry_at)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
-    RETURNING s.scan_id, s.tenant, s.status, s.available_at
+    RETURNING s.scan_id, s.tenant, s.status, s.available_at, s.attempt, s.updated_at
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, status, count(*) FROM done GROUP BY tenant, status
     UNION ALL SELECT tenant, 'Running', -count(*) FROM done GROUP BY tenant
 ),
+evented AS (
+    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+    SELECT scan_id, tenant, status, attempt, updated_at FROM done
+),
 notified AS (
     SELECT pg_notify({work_channel}, '') FROM done WHERE status = 'Accepted' AND available_at <= now() LIMIT 1
-)
-SELECT scan_id, (SELECT count(*) FROM notified) AS notified FROM done;
+),
+events_notified AS (SELECT pg_notify({events_channel}, '') FROM done LIMIT 1)
+SELECT scan_id, (SELECT count(*) FROM notified) + (SELECT count(*) FROM events_notified) AS notified FROM done;
 
 -- name: release
 -- Graceful shutdown, lifecycle.RELEASE: back to Accepted at once, and the attempt does not
@@ -386,15 +409,22 @@ WITH released AS (
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
-    RETURNING s.scan_id, s.tenant, s.status
+    RETURNING s.scan_id, s.tenant, s.status, s.attempt, s.updated_at
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, status, count(*) FROM released GROUP BY tenant, status
     UNION ALL SELECT tenant, 'Running', -count(*) FROM released GROUP BY tenant
 ),
-notified AS (SELECT pg_notify({work_channel}, '') FROM released WHERE status = 'Accepted' LIMIT 1)
-SELECT count(*) AS released, (SELECT count(*) FROM notified) AS notified FROM released;
+evented AS (
+    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+    SELECT scan_id, tenant, status, attempt, updated_at FROM released
+),
+notified AS (SELECT pg_notify({work_channel}, '') FROM released WHERE status = 'Accepted' LIMIT 1),
+events_notified AS (SELECT pg_notify({events_channel}, '') FROM released LIMIT 1)
+SELECT count(*) AS released,
+       (SELECT count(*) FROM notified) + (SELECT count(*) FROM events_notified) AS notified
+FROM released;
 
 -- name: requeue_expired
 -- The reaper, lifecycle.LEASE_EXPIRED. There is no index on lease_expires_at (it would make
@@ -415,15 +445,22 @@ requeued AS (
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM expired
     WHERE s.scan_id = expired.scan_id
-    RETURNING s.scan_id, s.tenant, s.status
+    RETURNING s.scan_id, s.tenant, s.status, s.attempt, s.updated_at
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
     SELECT tenant, status, count(*) FROM requeued GROUP BY tenant, status
     UNION ALL SELECT tenant, 'Running', -count(*) FROM requeued GROUP BY tenant
 ),
-notified AS (SELECT pg_notify({work_channel}, '') FROM requeued WHERE status = 'Accepted' LIMIT 1)
-SELECT count(*) AS requeued, (SELECT count(*) FROM notified) AS notified FROM requeued;
+evented AS (
+    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+    SELECT scan_id, tenant, status, attempt, updated_at FROM requeued
+),
+notified AS (SELECT pg_notify({work_channel}, '') FROM requeued WHERE status = 'Accepted' LIMIT 1),
+events_notified AS (SELECT pg_notify({events_channel}, '') FROM requeued LIMIT 1)
+SELECT count(*) AS requeued,
+       (SELECT count(*) FROM notified) + (SELECT count(*) FROM events_notified) AS notified
+FROM requeued;
 
 -- name: cancel
 -- Accepted: Cancelled at once. Running: flagged; the holding worker learns it from its next
@@ -451,8 +488,14 @@ counted AS (
     SELECT cancelled.tenant, v.status, v.delta
     FROM cancelled, (VALUES ('Accepted', -1), ('Cancelled', 1)) AS v(status, delta)
     WHERE cancelled.status = 'Cancelled'
-)
-SELECT * FROM cancelled;
+),
+-- A cancel request on a Running scan changes no status: no event.
+evented AS (
+    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+    SELECT scan_id, tenant, status, attempt, updated_at FROM cancelled WHERE status = 'Cancelled'
+),
+events_notified AS (SELECT pg_notify({events_channel}, '') FROM cancelled WHERE status = 'Cancelled' LIMIT 1)
+SELECT cancelled.*, (SELECT count(*) FROM events_notified) AS notified FROM cancelled;
 
 -- name: durability_settings
 SELECT current_setting('synchronous_commit') AS sync, current_setting('fsync') AS fsync;
@@ -619,3 +662,217 @@ SELECT * FROM tenant_limits WHERE tenant = $1;
 
 -- name: list_tenant_limits
 SELECT * FROM tenant_limits ORDER BY tenant;
+
+-- Scan events (Store rule 10) and webhooks (rule 11): store/postgres/events.py, webhooks.py.
+--
+-- The log's order is (txid, seq) (see 0007_events_webhooks.sql). A reader takes only settled
+-- events, txid below its snapshot's xmin: every transaction below xmin has ended, so no event
+-- can still appear before the last one returned. An open transaction holds back its own events
+-- and every event ordered after them (a larger txid) until it ends, never for longer.
+
+-- name: read_events
+-- Settled events after ($1, $2), in log order: a range of the primary key; of tenant $4 and
+-- statuses $5 when given (NULL: any), filtered along the walk.
+SELECT txid, seq, scan_id, tenant, status, attempt, at FROM scan_events
+WHERE (txid, seq) > ($1::xid8, $2::bigint)
+  AND txid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+  AND ($4::text IS NULL OR tenant = $4::text)
+  AND ($5::text[] IS NULL OR status = ANY ($5::text[]))
+ORDER BY txid, seq
+LIMIT $3;
+
+-- name: read_scan_events
+-- The same for one scan ($6): a range of scan_events_by_scan.
+SELECT txid, seq, scan_id, tenant, status, attempt, at FROM scan_events
+WHERE scan_id = $6::uuid AND (txid, seq) > ($1::xid8, $2::bigint)
+  AND txid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+  AND ($4::text IS NULL OR tenant = $4::text)
+  AND ($5::text[] IS NULL OR status = ANY ($5::text[]))
+ORDER BY txid, seq
+LIMIT $3;
+
+-- name: events_head
+-- Every settled event has a txid below xmin; every event settling later has xmin or more.
+SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin;
+
+-- name: prune_events
+-- While $2 holds the retention role $3 (its row locked FOR SHARE, as prune does): of the first $4
+-- events of the log, those the dispatch cursor has passed, the ones older than $1; a range of the
+-- primary key (the window's last key bounds it), never a walk past the window. With them, up to $4
+-- finished deliveries of events gone: older than $1 and at or before the window's end (every event
+-- there older than $1 goes now or went before; no window, no event left: the cursor), from the start
+-- of webhook_deliveries_finished. So a delivery still pending when its event went goes once it ends.
+WITH holder AS (
+    SELECT 1 FROM scanq_leaders WHERE role = $3::text AND owner = $2::text AND expires_at > now() FOR SHARE
+),
+passed AS (
+    SELECT txid, seq FROM webhook_cursor WHERE EXISTS (SELECT 1 FROM holder)
+),
+window_end AS (
+    SELECT txid, seq FROM (
+        SELECT e.txid, e.seq FROM scan_events AS e
+        WHERE (e.txid, e.seq) <= (SELECT txid, seq FROM passed)
+        ORDER BY e.txid, e.seq
+        LIMIT $4
+    ) AS w
+    ORDER BY txid DESC, seq DESC
+    LIMIT 1
+),
+bound AS (
+    SELECT txid, seq FROM window_end
+    UNION ALL
+    SELECT txid, seq FROM passed WHERE NOT EXISTS (SELECT 1 FROM window_end)
+),
+deleted AS (
+    DELETE FROM scan_events AS e
+    WHERE (e.txid, e.seq) <= (SELECT txid, seq FROM window_end) AND e.at < $1::timestamptz
+    RETURNING 1
+),
+deliveries_deleted AS (
+    DELETE FROM webhook_deliveries AS d
+    WHERE d.ctid = ANY (ARRAY(
+        SELECT f.ctid FROM webhook_deliveries AS f
+        WHERE f.status <> 'pending' AND f.event_at < $1::timestamptz
+          AND (f.event_txid, f.event_seq) <= (SELECT txid, seq FROM bound)
+        ORDER BY f.event_at
+        LIMIT $4
+    )) AND d.status <> 'pending'
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM deleted) AS events, (SELECT count(*) FROM deliveries_deleted) AS deliveries;
+
+-- name: insert_endpoint
+INSERT INTO webhook_endpoints (endpoint_id, tenant, url, event_types, description, secret, previous_secret,
+                               previous_secret_until, created_at, updated_at)
+VALUES ($1, $2, $3, $4::text[], $5, $6, $7, $8, $9, $10);
+
+-- name: select_endpoint
+-- One endpoint of tenant $2 (NULL: any).
+SELECT * FROM webhook_endpoints WHERE endpoint_id = $1 AND ($2::text IS NULL OR tenant = $2::text);
+
+-- name: list_endpoints
+SELECT * FROM webhook_endpoints ORDER BY created_at, endpoint_id;
+
+-- name: list_tenant_endpoints
+SELECT * FROM webhook_endpoints WHERE tenant = $1 ORDER BY created_at, endpoint_id;
+
+-- name: delete_endpoint
+-- Its deliveries go with it (ON DELETE CASCADE).
+DELETE FROM webhook_endpoints WHERE endpoint_id = $1 AND ($2::text IS NULL OR tenant = $2::text) RETURNING endpoint_id;
+
+-- name: rotate_endpoint_secret
+UPDATE webhook_endpoints
+SET previous_secret = secret, previous_secret_until = $4::timestamptz, secret = $3::text, updated_at = now()
+WHERE endpoint_id = $1 AND ($2::text IS NULL OR tenant = $2::text)
+RETURNING *;
+
+-- name: dispatch_events
+-- While $1 holds the webhook role $2 (its row locked FOR SHARE: the role cannot change hands
+-- before this commits, so the next holder reads the cursor this statement moved): the first $3
+-- settled events after the cursor, one pending delivery per endpoint of the event's tenant that
+-- subscribes to its type (status $4[i] is event type $5[i]) and existed when it happened, at most
+-- one per (endpoint, event) (ON CONFLICT), and the cursor moved to the last event read. No
+-- endpoint: the events are read and the cursor moved, nothing else; no event: nothing written.
+WITH holder AS (
+    SELECT 1 FROM scanq_leaders WHERE role = $2::text AND owner = $1::text AND expires_at > now() FOR SHARE
+),
+batch AS MATERIALIZED (
+    SELECT e.txid, e.seq, e.scan_id, e.tenant, e.status, e.attempt, e.at FROM scan_events AS e
+    WHERE (e.txid, e.seq) > (SELECT txid, seq FROM webhook_cursor)
+      AND e.txid < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+      AND EXISTS (SELECT 1 FROM holder)
+    ORDER BY e.txid, e.seq
+    LIMIT $3
+),
+owed AS (
+    -- FOR KEY SHARE, as the foreign key's check would: an endpoint deleted meanwhile is left out
+    -- (instead of failing the insert), and one deleted after waits for this write, then takes its
+    -- new deliveries with it.
+    SELECT p.endpoint_id, b.txid, b.seq, b.scan_id, b.tenant, b.status, b.attempt, b.at
+    FROM batch AS b
+    JOIN unnest($4::text[], $5::text[]) AS t(status, event_type) ON t.status = b.status
+    JOIN webhook_endpoints AS p
+      ON p.tenant = b.tenant COLLATE "C" AND t.event_type = ANY (p.event_types) AND p.created_at <= b.at
+    FOR KEY SHARE OF p
+),
+inserted AS (
+    INSERT INTO webhook_deliveries (endpoint_id, event_txid, event_seq, scan_id, tenant, event_status, event_attempt,
+                                    event_at, status, attempts, created_at, next_attempt_at)
+    SELECT endpoint_id, txid, seq, scan_id, tenant, status, attempt, at, 'pending', 0, now(), now()
+    FROM owed
+    ORDER BY endpoint_id, txid, seq
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+),
+moved AS (
+    UPDATE webhook_cursor AS c SET txid = last.txid, seq = last.seq
+    FROM (SELECT txid, seq FROM batch ORDER BY txid DESC, seq DESC LIMIT 1) AS last
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM batch) AS events, (SELECT count(*) FROM inserted) AS deliveries,
+       (SELECT count(*) FROM moved) AS moved;
+
+-- name: claim_deliveries
+-- Due pending deliveries without a live lease, earliest first (webhook_deliveries_due; the few
+-- leased ones in flight are stepped over), leased to $1 for $3 s. SKIP LOCKED: concurrent
+-- claimers take disjoint rows. Each with its endpoint (the endpoint's columns renamed).
+WITH picked AS (
+    SELECT endpoint_id, event_txid, event_seq FROM webhook_deliveries
+    WHERE status = 'pending' AND next_attempt_at <= now() AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+    ORDER BY next_attempt_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE webhook_deliveries AS d SET lease_owner = $1::text, lease_expires_at = now() + make_interval(secs => $3)
+    FROM picked AS p
+    WHERE d.endpoint_id = p.endpoint_id AND d.event_txid = p.event_txid AND d.event_seq = p.event_seq
+    RETURNING d.*
+)
+SELECT c.*, e.tenant AS endpoint_tenant, e.url, e.event_types, e.description, e.secret, e.previous_secret,
+       e.previous_secret_until, e.created_at AS endpoint_created_at, e.updated_at AS endpoint_updated_at
+FROM claimed AS c JOIN webhook_endpoints AS e ON e.endpoint_id = c.endpoint_id;
+
+-- name: record_deliveries
+-- Fenced outcomes of many deliveries at once: only a pending delivery whose lease the reporting
+-- worker holds (of several results for one delivery, by different workers, only that worker's
+-- matches). A retry is due at $8 but never before now.
+UPDATE webhook_deliveries AS d SET
+    attempts = d.attempts + 1, last_attempt_at = now(), last_status_code = r.status_code, last_error = r.error,
+    lease_owner = NULL, lease_expires_at = NULL,
+    status = CASE r.outcome WHEN 'delivered' THEN 'delivered' WHEN 'failed' THEN 'failed' ELSE 'pending' END,
+    delivered_at = CASE WHEN r.outcome = 'delivered' THEN now() ELSE d.delivered_at END,
+    next_attempt_at = CASE WHEN r.outcome = 'retry' THEN greatest(coalesce(r.retry_at, now()), now())
+                           ELSE d.next_attempt_at END
+FROM unnest($1::text[], $2::xid8[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], $8::timestamptz[])
+     AS r(endpoint_id, txid, seq, worker_id, outcome, status_code, error, retry_at)
+WHERE d.endpoint_id = r.endpoint_id AND d.event_txid = r.txid AND d.event_seq = r.seq
+  AND d.status = 'pending' AND d.lease_owner = r.worker_id
+RETURNING d.endpoint_id, d.event_txid, d.event_seq, r.worker_id;
+
+-- name: list_deliveries
+-- The endpoint ($1, of tenant $2, NULL: any) and its deliveries newest event first (the primary key
+-- backwards), of status $3 (NULL: any): one row with NULL delivery columns when it has none, no
+-- row when there is no such endpoint.
+SELECT d.* FROM webhook_endpoints AS p
+LEFT JOIN LATERAL (
+    SELECT * FROM webhook_deliveries
+    WHERE endpoint_id = p.endpoint_id AND ($3::text IS NULL OR status = $3::text)
+    ORDER BY event_txid DESC, event_seq DESC
+    LIMIT $4
+) AS d ON true
+WHERE p.endpoint_id = $1 AND ($2::text IS NULL OR p.tenant = $2::text);
+
+-- name: retry_delivery
+-- Pending and due now again, the lease cleared, attempts kept. No row: no such endpoint; a row
+-- with NULL delivery columns: no such delivery.
+WITH endpoint AS (
+    SELECT endpoint_id FROM webhook_endpoints WHERE endpoint_id = $1 AND ($2::text IS NULL OR tenant = $2::text)
+),
+retried AS (
+    UPDATE webhook_deliveries AS d
+    SET status = 'pending', next_attempt_at = now(), lease_owner = NULL, lease_expires_at = NULL
+    WHERE d.endpoint_id = (SELECT endpoint_id FROM endpoint) AND d.event_txid = $3::xid8 AND d.event_seq = $4::bigint
+    RETURNING d.*
+)
+SELECT r.* FROM endpoint LEFT JOIN retried AS r ON true;
