@@ -105,6 +105,8 @@ class Receiver:
                     break
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
+        except asyncio.CancelledError:  # the receiver is stopping: its keep-alive connections end here
+            pass
         finally:
             writer.close()
 

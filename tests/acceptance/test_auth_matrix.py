@@ -6,8 +6,9 @@ code and, for every refused request, that the store holds exactly what it held
 before (every scan of every tenant, whole, and the counts).
 
 The credentials: none, malformed, unknown, revoked, expired, a token lacking the
-route's scope, the right token on another tenant's scan (or naming another
-tenant), and the right token.
+route's scope, the right token on another tenant's scan or webhook endpoint (or
+naming another tenant), and the right token. The event streams are read only
+up to their headers (a stream does not end by itself).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import httpx
 import pytest
 
 from scanq.auth import new_token
-from scanq.models import ApiToken, Scan, Scope
+from scanq.models import ApiToken, Scan, Scope, WebhookEndpoint
 from scanq.store import open_store
+from scanq.store.base import WEBHOOK_ROLE
 from tests.acceptance.conftest import Spawn, free_port, wait_http_ready
 
 pytestmark = pytest.mark.slow
@@ -38,12 +40,15 @@ REQUEST_TIMEOUT_S = 30.0
 class Route:
     service: str  # "ingest" or "status"
     method: str
-    path: str  # "{id}" is replaced by a scan id
+    path: str  # "{id}" is replaced by a scan id, "{endpoint_id}" and "{event_id}" by a webhook delivery's
     scope: Scope
     ok: int
     body: Any = None
-    # Where "another tenant" applies: "scan" (the route names a scan), "param" (?tenant=), None (a submission).
+    # Where "another tenant" applies: "scan" (the route names a scan), "endpoint" (a webhook endpoint),
+    # "param" (?tenant=), None (a submission, a registration).
     other: str | None = None
+    # The other tenant's scan is answered as an unknown one: the original "Not Found" body, or an error body.
+    not_found_code: str | None = None
 
 
 ROUTES = [
@@ -57,6 +62,17 @@ ROUTES = [
     Route("status", "GET", "/{id}", Scope.READ, 200, other="scan"),
     Route("status", "GET", "/stats", Scope.READ, 200, other="param"),
     Route("status", "GET", "/stats/throughput", Scope.READ, 200, other="param"),
+    Route("status", "GET", "/events", Scope.READ, 200, other="param"),
+    Route("status", "GET", "/scans/{id}/events", Scope.READ, 200, other="scan", not_found_code="scan_not_found"),
+    Route("ingest", "POST", "/webhooks", Scope.WEBHOOKS, 201, body={"url": "http://127.0.0.1:9/hook"}),
+    Route("ingest", "GET", "/webhooks", Scope.WEBHOOKS, 200, other="param"),
+    Route("ingest", "GET", "/webhooks/{endpoint_id}", Scope.WEBHOOKS, 200, other="endpoint"),
+    Route("ingest", "DELETE", "/webhooks/{endpoint_id}", Scope.WEBHOOKS, 204, other="endpoint"),
+    Route("ingest", "POST", "/webhooks/{endpoint_id}/rotate-secret", Scope.WEBHOOKS, 200, other="endpoint"),
+    Route("ingest", "GET", "/webhooks/{endpoint_id}/deliveries", Scope.WEBHOOKS, 200, other="endpoint"),
+    Route(
+        "ingest", "POST", "/webhooks/{endpoint_id}/deliveries/{event_id}/retry", Scope.WEBHOOKS, 200, other="endpoint"
+    ),
 ]
 CREDENTIALS = ["none", "malformed", "unknown", "revoked", "expired", "wrong_scope", "other_tenant", "right"]
 # What each refused credential answers: (status, error code).
@@ -93,11 +109,12 @@ def run(coroutine: Any) -> Any:
 async def _store_tokens(database_url: str) -> tuple[dict[str, str], dict[str, str]]:
     """Every token the matrix uses, stored (revoked and expired ones included); secrets and ids by role."""
     now = datetime.now(UTC)
+    everything = frozenset({Scope.SUBMIT, Scope.READ, Scope.CANCEL, Scope.WEBHOOKS})
     made: dict[str, tuple[str, ApiToken]] = {
-        "right": new_token(tenant=TENANT, scopes=frozenset({Scope.SUBMIT, Scope.READ, Scope.CANCEL}), name="full"),
+        "right": new_token(tenant=TENANT, scopes=everything, name="full"),
         "read_only": new_token(tenant=TENANT, scopes=frozenset({Scope.READ}), name="reader"),
         "submit_only": new_token(tenant=TENANT, scopes=frozenset({Scope.SUBMIT}), name="submitter"),
-        "other_tenant": new_token(tenant=OTHER, scopes=frozenset({Scope.SUBMIT, Scope.READ, Scope.CANCEL})),
+        "other_tenant": new_token(tenant=OTHER, scopes=everything),
         "revoked": new_token(tenant=TENANT, scopes=frozenset(Scope), name="revoked"),
         "expired": new_token(
             tenant=TENANT, scopes=frozenset(Scope), name="expired", expires_in=timedelta(hours=1), now=now
@@ -114,13 +131,33 @@ async def _store_tokens(database_url: str) -> tuple[dict[str, str], dict[str, st
     return secrets, {role: token.token_id for role, (_, token) in made.items()}
 
 
-async def _snapshot(database_url: str) -> tuple[list[Scan], dict[str, Any]]:
-    """Every scan of every tenant, whole, and the counts: what a refused request must leave as it was."""
+async def _snapshot(database_url: str) -> tuple[list[Scan], dict[str, Any], list[WebhookEndpoint], list[Any]]:
+    """Every scan of every tenant, whole, the counts, every webhook endpoint and delivery: what a refused
+    request must leave as it was."""
     async with open_store(database_url) as store:
         page = await store.list_scans(limit=1000)
         stats = await store.stats()
         per_tenant = {t: (await store.stats(tenant=t)).counts for t in (TENANT, OTHER)}
-    return page.scans, {"all": stats.counts, **per_tenant}
+        endpoints = await store.list_endpoints()
+        deliveries = [await store.list_deliveries(endpoint_id=e.endpoint_id, limit=1000) for e in endpoints]
+    return page.scans, {"all": stats.counts, **per_tenant}, endpoints, deliveries
+
+
+async def _forget_endpoints(database_url: str) -> None:
+    async with open_store(database_url) as store:
+        for endpoint in await store.list_endpoints():
+            await store.delete_endpoint(endpoint_id=endpoint.endpoint_id)
+
+
+async def _delivery_of(database_url: str, endpoint_id: str) -> str:
+    """Fan the events out now (as a worker's dispatcher would) and return the id of one delivered to the endpoint."""
+    async with open_store(database_url) as store:
+        assert await store.lead(role=WEBHOOK_ROLE, owner="auth-matrix", term_s=30)
+        while await store.dispatch_events(owner="auth-matrix"):
+            pass
+        deliveries = await store.list_deliveries(endpoint_id=endpoint_id, limit=1)
+    assert deliveries, "the endpoint subscribed to scan.accepted got no delivery"
+    return deliveries[0].event.event_id
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -139,6 +176,7 @@ def deployment(
     env = {
         "SCANQ_DATABASE_URL": database_url,
         "SCANQ_AUTH": "tokens",
+        "SCANQ_WEBHOOK_ALLOWLIST": "127.0.0.0/8",
         "SCANQ_INGEST_PORT": str(ports["ingest"]),
         "SCANQ_STATUS_PORT": str(ports["status"]),
     }
@@ -176,32 +214,62 @@ def submit_as(deployment: Deployment, role: str) -> dict[str, Any]:
     return scan
 
 
-@pytest.mark.parametrize(("route", "credential"), CASES)
-def test_route_answers_each_credential_and_a_refusal_writes_nothing(
-    deployment: Deployment, route: Route, credential: str
-) -> None:
-    scan = submit_as(deployment, "right")
-    path = route.path.replace("{id}", scan["scan_id"])
-    params = {"tenant": TENANT} if credential == "other_tenant" and route.other == "param" else None
-    before = run(_snapshot(deployment.database_url))
+def register_as(deployment: Deployment, role: str) -> str:
+    """A new endpoint of the role's tenant, subscribed to ``scan.accepted`` (a submission makes a delivery)."""
+    response = httpx.post(
+        f"{deployment.urls['ingest']}/webhooks",
+        json={"url": "http://127.0.0.1:9/hook", "event_types": ["scan.accepted"]},
+        headers={"Authorization": f"Bearer {deployment.secrets[role]}"},
+        timeout=REQUEST_TIMEOUT_S,
+    )
+    assert response.status_code == 201, response.text
+    endpoint_id: str = response.json()["endpoint_id"]
+    return endpoint_id
 
-    response = httpx.request(
+
+def send(deployment: Deployment, route: Route, path: str, *, params: Any, headers: dict[str, str]) -> httpx.Response:
+    """The request; an event stream is read up to its headers only."""
+    with httpx.stream(
         route.method,
         deployment.urls[route.service] + path,
         json=route.body,
         params=params,
-        headers={"Accept": "application/json", **headers_for(deployment, credential, route)},
+        headers={"Accept": "application/json", **headers},
         timeout=REQUEST_TIMEOUT_S,
-    )
+    ) as response:
+        if not response.headers.get("content-type", "").startswith("text/event-stream"):
+            response.read()
+    return response
+
+
+@pytest.mark.parametrize(("route", "credential"), CASES)
+def test_route_answers_each_credential_and_a_refusal_writes_nothing(
+    deployment: Deployment, route: Route, credential: str
+) -> None:
+    run(_forget_endpoints(deployment.database_url))  # a tenant may hold only so many
+    endpoint_id = register_as(deployment, "right")
+    scan = submit_as(deployment, "right")
+    path = route.path.replace("{id}", scan["scan_id"]).replace("{endpoint_id}", endpoint_id)
+    if "{event_id}" in path:
+        path = path.replace("{event_id}", run(_delivery_of(deployment.database_url, endpoint_id)))
+    params = {"tenant": TENANT} if credential == "other_tenant" and route.other == "param" else None
+    before = run(_snapshot(deployment.database_url))
+
+    response = send(deployment, route, path, params=params, headers=headers_for(deployment, credential, route))
 
     if credential == "right":
         assert response.status_code == route.ok, response.text
         return
     if credential == "other_tenant":
-        if route.other == "scan":
+        if route.other == "scan" and route.not_found_code is None:
             # Exactly what an unknown id answers: nothing tells the other tenant the scan exists.
             assert response.status_code == 404, response.text
             assert response.json() == {"status": "Not Found", "scan_id": scan["scan_id"]}
+        elif route.other == "scan":
+            assert (response.status_code, response.json()["error"]["code"]) == (404, route.not_found_code)
+        elif route.other == "endpoint":
+            # Another tenant's endpoint is answered as an unknown one.
+            assert (response.status_code, response.json()["error"]["code"]) == (404, "endpoint_not_found")
         else:
             assert (response.status_code, response.json()["error"]["code"]) == (403, "forbidden")
     else:

@@ -37,6 +37,7 @@ from scanq.models import (
 )
 from scanq.scanners.net.settings import NetSettings
 from scanq.store.memory import MemoryStore
+from scanq.webhooks.delivery import BUSY_CONCURRENCY
 from scanq.webhooks.dispatcher import Dispatcher
 from scanq.webhooks.runner import Webhooks
 from scanq.webhooks.sender import SendResult
@@ -297,6 +298,31 @@ async def test_a_dead_endpoint_never_delays_another(store: MemoryStore) -> None:
             assert receiver.rejected == 0 and len(receiver.per_id()) == 20
     finally:
         await hole.close()
+
+
+async def test_while_the_worker_drains_a_backlog_deliveries_yield_to_the_scans(store: MemoryStore) -> None:
+    """``busy`` (the worker's claims come back full): at most BUSY_CONCURRENCY attempts; all slots once it ends."""
+    hole = BlackHole()
+    port = await hole.start()
+    draining = True
+    cfg = settings(webhook_timeout_seconds=30.0, webhook_concurrency=64)  # 16 per endpoint when not busy
+    try:
+        await add_endpoint(store, f"http://127.0.0.1:{port}/hook", endpoint_id="slow")
+        await finish_scans(store, 40)
+        async with running(store, cfg, busy=lambda: draining) as webhooks:
+            assert webhooks.delivery.slots == BUSY_CONCURRENCY < webhooks.delivery.per_endpoint
+            await eventually(lambda: _at_least(hole, BUSY_CONCURRENCY), "the busy worker's attempts")
+            await asyncio.sleep(0.3)  # more would have been started by now were the bound not kept
+            assert hole.most_open == BUSY_CONCURRENCY
+            draining = False
+            await eventually(lambda: _at_least(hole, BUSY_CONCURRENCY + 1), "more attempts once the backlog is gone")
+            await hole.close()
+    finally:
+        await hole.close()
+
+
+async def _at_least(hole: BlackHole, count: int) -> bool:
+    return hole.open >= count
 
 
 async def test_a_failing_endpoint_backs_off_and_is_marked_failed_after_the_max_age(store: MemoryStore) -> None:

@@ -21,6 +21,11 @@ recorded at once as not sent ("the endpoint is failing"), with the schedule's
 backoff. So a dead endpoint costs a store write per delivery per backoff step,
 and the others never wait for it.
 
+Scans come first: while the worker drains a backlog (``busy()``: its last
+claim came back full), at most ``BUSY_CONCURRENCY`` attempts are in flight
+and only as many are claimed, so a flood of events never takes the CPU the
+scans need; the deliveries catch up once the backlog is gone.
+
 Results go to the ``DeliveryRecorder`` (one fenced ``record_deliveries`` per
 batch). A graceful stop records the deliveries not started as not sent (due
 again soon, for any worker), lets the attempts in flight finish for a moment
@@ -34,6 +39,7 @@ import contextlib
 import heapq
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -52,6 +58,8 @@ logger = logging.getLogger("scanq.webhooks")
 
 # One endpoint gets at most concurrency / ENDPOINT_SHARE attempts at once (at least one).
 ENDPOINT_SHARE = 4
+# Attempts in flight at once while the worker drains a backlog of scans (``busy``).
+BUSY_CONCURRENCY = 4
 # Claimed deliveries held (sending or waiting) by one worker, as a multiple of its concurrency.
 HELD_PER_SLOT = 2
 # A delivery waits this long at most in the worker for its endpoint's turn; the waits are checked this often.
@@ -110,6 +118,7 @@ class DeliveryLoop:
         lease_s: how long each claim is held (default ``lease_for(sender)``).
         metrics: deliveries by outcome, latency; None: count nothing.
         poll_s: the claim interval without a wake-up.
+        busy: True while the worker drains a backlog of scans (then ``BUSY_CONCURRENCY`` at most); None: never.
     """
 
     def __init__(
@@ -123,6 +132,7 @@ class DeliveryLoop:
         lease_s: float | None = None,
         metrics: WorkerMetrics | None = None,
         poll_s: float = POLL_S,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
@@ -132,6 +142,7 @@ class DeliveryLoop:
         self.per_endpoint = max(1, concurrency // ENDPOINT_SHARE)
         self.lease_s = lease_s if lease_s is not None else lease_for(sender)
         self.poll_s = poll_s
+        self._busy = busy
         self.recorder = DeliveryRecorder(store, metrics=metrics)
         self._held: dict[tuple[str, str], _Held] = {}
         self._endpoints: dict[str, _Endpoint] = {}
@@ -141,6 +152,13 @@ class DeliveryLoop:
         self._progress = asyncio.Event()
         self._stop = asyncio.Event()
         self._empty_wakes = 0  # wake-ups in a row whose claim found nothing
+
+    @property
+    def slots(self) -> int:
+        """Attempts allowed in flight now: ``concurrency``, or ``BUSY_CONCURRENCY`` while scans come first."""
+        if self._busy is not None and self._busy():
+            return min(self.concurrency, BUSY_CONCURRENCY)
+        return self.concurrency
 
     @property
     def held(self) -> int:
@@ -173,7 +191,7 @@ class DeliveryLoop:
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             self._progress.clear()
-            limit = min(MAX_PAGE_SIZE, HELD_PER_SLOT * self.concurrency - len(self._held))
+            limit = min(MAX_PAGE_SIZE, HELD_PER_SLOT * self.slots - len(self._held))
             if limit <= 0:
                 await self._wait(self._progress, self.poll_s)
                 continue
@@ -244,7 +262,7 @@ class DeliveryLoop:
             endpoint = self._endpoints[endpoint_id] = _Endpoint(endpoint_id)
         if endpoint.failing is not None and endpoint.in_flight > 0:
             self._defer(held, f"not sent: the endpoint is failing ({endpoint.failing})")
-        elif endpoint.in_flight < self.per_endpoint and len(self._sending) < self.concurrency and not endpoint.waiting:
+        elif endpoint.in_flight < self.per_endpoint and len(self._sending) < self.slots and not endpoint.waiting:
             self._start(held, endpoint)
         else:
             endpoint.waiting.append(held)
@@ -284,7 +302,7 @@ class DeliveryLoop:
     def _pump(self) -> None:
         """Start waiting deliveries while there are free slots, one endpoint after another."""
         for endpoint in list(self._endpoints.values()):
-            while endpoint.waiting and endpoint.in_flight < self.per_endpoint and len(self._sending) < self.concurrency:
+            while endpoint.waiting and endpoint.in_flight < self.per_endpoint and len(self._sending) < self.slots:
                 if endpoint.failing is not None and endpoint.in_flight > 0:
                     break
                 self._start(endpoint.waiting.popleft(), endpoint)

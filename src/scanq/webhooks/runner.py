@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 
 from scanq.config import Settings
 from scanq.metrics import WorkerMetrics
@@ -32,6 +33,7 @@ class Webhooks:
         metrics: counters and the latency histogram; None: count nothing.
         tls: the client TLS context of deliveries (default: the system's trust store).
         lease_s: each claimed delivery's lease (default: longer than any attempt, ``delivery.lease_for``).
+        busy: True while the worker drains a backlog of scans: deliveries then yield the CPU to them.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class Webhooks:
         metrics: WorkerMetrics | None = None,
         tls: ssl.SSLContext | None = None,
         lease_s: float | None = None,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         sender = Sender(
             EndpointRules.from_settings(settings),
@@ -61,6 +64,7 @@ class Webhooks:
             concurrency=settings.webhook_concurrency,
             lease_s=lease_s,
             metrics=metrics,
+            busy=busy,
         )
         self.dispatcher = Dispatcher(
             store, owner=worker_id, on_dispatched=lambda count: self.delivery.wake(), metrics=metrics
@@ -100,12 +104,17 @@ class Webhooks:
 
 
 def start_webhooks(
-    store: Store, settings: Settings, *, worker_id: str, metrics: WorkerMetrics | None = None
+    store: Store,
+    settings: Settings,
+    *,
+    worker_id: str,
+    metrics: WorkerMetrics | None = None,
+    busy: Callable[[], bool] | None = None,
 ) -> Webhooks | None:
     """The worker's webhook loops, started; None with ``--no-webhooks``."""
     if not settings.webhooks:
         return None
-    webhooks = Webhooks(store, settings, worker_id=worker_id, metrics=metrics)
+    webhooks = Webhooks(store, settings, worker_id=worker_id, metrics=metrics, busy=busy)
     webhooks.start()
     return webhooks
 

@@ -51,6 +51,8 @@ FINAL_FLUSH_TIMEOUT_S = 10.0
 RELEASE_TIMEOUT_S = 10.0
 # A retry becomes claimable at ``retry_at`` by the store's clock; wake a little after it.
 RETRY_WAKE_SLACK_S = 0.01
+# A claim that came back full means a backlog for this long after it (webhook deliveries yield meanwhile).
+BACKLOG_MEMORY_S = 1.0
 
 
 def make_worker_id() -> str:
@@ -106,6 +108,7 @@ class Worker:
         # What the claim, heartbeat and reaper loops saw of the store: the reaper waits out an outage on it.
         self._health = StoreHealth()
         self._webhooks: Webhooks | None = None
+        self._backlog_seen_at = float("-inf")  # loop time of the last claim that came back full
 
     @property
     def running(self) -> int:
@@ -165,7 +168,9 @@ class Worker:
             ),
         ]
         helpers.append(start_retention(self.store, self.settings, owner=self.worker_id, metrics=self.metrics))
-        self._webhooks = start_webhooks(self.store, self.settings, worker_id=self.worker_id, metrics=self.metrics)
+        self._webhooks = start_webhooks(
+            self.store, self.settings, worker_id=self.worker_id, metrics=self.metrics, busy=self.is_draining_backlog
+        )
         try:
             await self._claim_loop()
         except asyncio.CancelledError:
@@ -205,12 +210,18 @@ class Worker:
                 return
             for scan in scans:
                 self._start(scan)
+            if len(scans) == free:  # there may be more waiting than we can take: a backlog
+                self._backlog_seen_at = asyncio.get_running_loop().time()
             if self.metrics is not None and scans:
                 self.metrics.record_claimed(scans)
             if len(scans) < free:
                 if self.burst and await self._is_drained():
                     return
                 await self._idle()
+
+    def is_draining_backlog(self) -> bool:
+        """True while claims come back full (within ``BACKLOG_MEMORY_S``): webhook deliveries then yield to scans."""
+        return asyncio.get_running_loop().time() - self._backlog_seen_at < BACKLOG_MEMORY_S
 
     async def _idle(self) -> None:
         """Wait for new work, a stop, or (burst mode) a scan ending; at most poll_seconds or until a retry is due."""
