@@ -47,8 +47,6 @@ class Route:
     # Where "another tenant" applies: "scan" (the route names a scan), "endpoint" (a webhook endpoint),
     # "param" (?tenant=), None (a submission, a registration).
     other: str | None = None
-    # The other tenant's scan is answered as an unknown one: the original "Not Found" body, or an error body.
-    not_found_code: str | None = None
 
 
 ROUTES = [
@@ -63,7 +61,7 @@ ROUTES = [
     Route("status", "GET", "/stats", Scope.READ, 200, other="param"),
     Route("status", "GET", "/stats/throughput", Scope.READ, 200, other="param"),
     Route("status", "GET", "/events", Scope.READ, 200, other="param"),
-    Route("status", "GET", "/scans/{id}/events", Scope.READ, 200, other="scan", not_found_code="scan_not_found"),
+    Route("status", "GET", "/scans/{id}/events", Scope.READ, 200, other="scan"),
     Route("ingest", "POST", "/webhooks", Scope.WEBHOOKS, 201, body={"url": "http://127.0.0.1:9/hook"}),
     Route("ingest", "GET", "/webhooks", Scope.WEBHOOKS, 200, other="param"),
     Route("ingest", "GET", "/webhooks/{endpoint_id}", Scope.WEBHOOKS, 200, other="endpoint"),
