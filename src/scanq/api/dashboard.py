@@ -1,7 +1,10 @@
 """The live dashboard the status service serves: one HTML page, a script and a stylesheet, no build step.
 
-The page polls the status service it came from (``GET /stats`` and bounded
-pages of ``GET /scans``, both cheap with millions of scans) and sends its
+The page follows the status service it came from through ``GET /events``
+(server-sent events, read with ``fetch`` so it can send the bearer token and
+``Last-Event-ID``), refetching ``GET /stats`` and a bounded page of
+``GET /scans`` when events arrive; it falls back to polling them when the
+stream is unavailable. It sends its
 writes (submit, cancel) to the ingest service at ``settings.ingest_url``.
 That is a cross-origin call, so the ingest app allows CORS from the status
 service's origin only (``cors_middleware``): a page from any other site
