@@ -2,8 +2,10 @@
 
 The store is filled with ``bench.loaders`` (realistic mix: 90% Complete, 4%
 Error, 1% Cancelled, 2% Running, 3% Accepted), one ``scanq status`` process is
-started, and the load generator (own process, one connection: latency, not
-throughput) runs for a fixed time on each of:
+started, and the load generator (own process) runs for a fixed time on each of
+the following, first with one connection (latency alone), then by id and list
+again with 64 (``CONCURRENT_CLIENTS``: throughput, and the latency 64 clients
+see, queueing included):
 
 - ``by_id``: ``GET /{id}`` over a sample of stored ids spread over the table;
 - ``list``: ``GET /scans?limit=50`` cycled with ``?status=Complete`` and a deep
@@ -29,6 +31,8 @@ from scanq.store.base import encode_cursor
 
 LIST_LIMIT = 50
 LATENCY_CONCURRENCY = 1
+CONCURRENT_CLIENTS = 64
+CONCURRENT_READS = ("by_id", "list")
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
@@ -44,6 +48,14 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
                 [
                     f"{size:,} scans: {name} (p50, p99)",
                     f"{fmt_ms(row['p50_ms'])}, {fmt_ms(row['p99_ms'])} ({row['rate_per_s']:,.0f} req/s, 1 client)",
+                ]
+            )
+        for name in CONCURRENT_READS:
+            row = measured[f"{name}_{CONCURRENT_CLIENTS}"]
+            result["table"].append(
+                [
+                    f"{size:,} scans: {name}, {CONCURRENT_CLIENTS} clients (p50, p99)",
+                    f"{fmt_ms(row['p50_ms'])}, {fmt_ms(row['p99_ms'])} ({row['rate_per_s']:,.0f} req/s)",
                 ]
             )
     return result
@@ -88,6 +100,15 @@ async def _at_size(ctx: BenchContext, *, size: int) -> dict[str, Any]:
                     port=status.port,
                     paths=group,
                     concurrency=LATENCY_CONCURRENCY,
+                    duration_s=duration_s,
+                    warmup_s=warmup_s,
+                    workdir=ctx.workdir,
+                )
+            for name in CONCURRENT_READS:
+                measured[f"{name}_{CONCURRENT_CLIENTS}"] = await run_loadgen(
+                    port=status.port,
+                    paths=paths[name],
+                    concurrency=CONCURRENT_CLIENTS,
                     duration_s=duration_s,
                     warmup_s=warmup_s,
                     workdir=ctx.workdir,
