@@ -31,6 +31,10 @@ DATA_FILES = (
     "scanq/api/static/dashboard.html",
     "scanq/api/static/dashboard.css",
     "scanq/api/static/dashboard.js",
+    "scanq/api/static/dashboard-common.js",
+    "scanq/api/static/dashboard-stream.js",
+    "scanq/api/static/dashboard-detail.js",
+    "scanq/api/static/dashboard-chart.js",
     "scanq/store/postgres/sql/0001_initial.sql",
     "scanq/store/postgres/sql/queries.sql",
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,7 +29,7 @@ def test_page_carries_the_escaped_ingest_url_and_a_strict_content_security_polic
     dashboard = Dashboard(Settings(ingest_url='http://ingest.example:8080/"><script>'))
     page = dashboard.body.decode()
     assert 'content="http://ingest.example:8080/&quot;&gt;&lt;script&gt;"' in page
-    assert "<script>" not in page.replace('<script src="/static/dashboard.js" defer></script>', "")
+    assert "<script>" not in re.sub(r'<script src="/static/[a-z-]+\.js" defer></script>', "", page)
     policy = dashboard.response().headers["content-security-policy"]
     assert "default-src 'self'" in policy
     assert "connect-src 'self' http://ingest.example:8080" in policy
@@ -38,18 +40,34 @@ def test_assets_are_packaged_and_served() -> None:
     assert {p.name for p in STATIC_DIR.iterdir()} >= {"dashboard.html", "dashboard.js", "dashboard.css"}
 
 
+def page_scripts() -> list[str]:
+    """The scripts the page loads, in the order it lists them."""
+    page = Dashboard(Settings()).body.decode()
+    return re.findall(r'<script src="/static/([^"]+)" defer></script>', page)
+
+
+def test_the_page_loads_every_script_once_and_dashboard_js_last() -> None:
+    """Deferred scripts run in document order: the parts first, then dashboard.js, which wires them."""
+    scripts = page_scripts()
+    assert sorted(scripts) == sorted(p.name for p in STATIC_DIR.glob("*.js"))
+    assert len(set(scripts)) == len(scripts)
+    assert scripts[0] == "dashboard-common.js" and scripts[-1] == "dashboard.js"
+
+
 async def test_dashboard_routes_serve_the_page_and_the_assets() -> None:
     dashboard = Dashboard(Settings())
     app = Starlette(routes=[Route("/dashboard", dashboard.endpoint), static_mount()])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         page = await client.get("/dashboard")
-        script = await client.get("/static/dashboard.js")
+        scripts = [await client.get(f"/static/{name}") for name in page_scripts()]
         style = await client.get("/static/dashboard.css")
         missing = await client.get("/static/nope.js")
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert page.headers["cache-control"] == "no-cache"
-    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert len(scripts) > 1
+    for script in scripts:
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
     assert missing.status_code == 404
 

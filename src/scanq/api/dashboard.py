@@ -1,4 +1,4 @@
-"""The live dashboard the status service serves: one HTML page, a script and a stylesheet, no build step.
+"""The live dashboard the status service serves: one HTML page, plain scripts and a stylesheet, no build step.
 
 The page follows the status service it came from through ``GET /events``
 (server-sent events, read with ``fetch`` so it can send the bearer token and
@@ -17,7 +17,13 @@ first call; on any 401 it asks again. The token stays in the tab's
 to status and to ingest (which is why CORS allows that header).
 
 The assets live in ``scanq/api/static`` inside the package, so an installed
-wheel serves them too.
+wheel serves them too. The page lists its scripts (deferred, so they run in
+that order): ``dashboard-common.js`` (shared helpers), ``dashboard-stream.js``
+(the ``GET /events`` reader and the live/polling indicator),
+``dashboard-detail.js`` (one scan's detail), ``dashboard-chart.js`` (the
+throughput chart), then ``dashboard.js``, which holds the page's state and
+wires the rest. Every file in the directory is served under ``/static``; the
+Content Security Policy allows scripts from this origin only.
 """
 
 from __future__ import annotations
@@ -95,7 +101,7 @@ class Dashboard:
 
 
 def static_mount() -> Mount:
-    """The dashboard's script and stylesheet under ``/static`` (ETag and Last-Modified come with StaticFiles)."""
+    """The dashboard's scripts and stylesheet under ``/static`` (ETag and Last-Modified come with StaticFiles)."""
     return Mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="static")
 
 

@@ -3,12 +3,11 @@
 // (the whole window once when the page opens, then only its last steps), so it stays fast with millions of
 // scans. Every value from the server goes into the page through textContent, never HTML.
 //
-// Live updates: the page reads GET /events (server-sent events, every transition of the scans it may see) and
-// refetches what an event changed, at most every EVENT_REFRESH_MS; while the stream is open the polls only
-// keep relative times fresh. The stream is read with fetch(), not EventSource, because EventSource cannot
-// send the Authorization header. It reconnects with backoff and resumes with Last-Event-ID; when the server
-// has no stream (an older scanq: 404, 501) or it keeps failing, the page polls as before. The indicator in
-// the bar says which: "live" (the stream) or "polling".
+// The page's other scripts run before this one: dashboard-common.js (building elements, formatting times),
+// dashboard-stream.js (live updates: GET /events, read with fetch(), reconnecting with Last-Event-ID, and the
+// live/polling indicator; with the stream open the polls here only keep relative times fresh),
+// dashboard-detail.js (one scan's detail) and dashboard-chart.js (drawing the throughput chart). This one holds
+// the page's state, signing in, the polls, the counts, the list and the writes, and wires them together.
 //
 // API tokens: when the status service requires them (its "scanq-auth" meta tag says "tokens") or any call
 // answers 401, the page shows a sign-in form instead of the dashboard. The token is kept in sessionStorage
@@ -17,38 +16,25 @@
 "use strict";
 
 (() => {
-  const STATUSES = ["Accepted", "Running", "Complete", "Error", "Cancelled"];
-  const TERMINAL = new Set(["Complete", "Error", "Cancelled"]);
+  const dashboard = window.scanqDashboard;
+  const { STATUSES, TERMINAL, $, HttpError, el, setMessage, badge, formatSeconds, ago, took } = dashboard;
+  const { createStream, renderDetail, throughputChart } = dashboard;
+  const { BUCKET_S, WINDOW_S } = throughputChart;
+
   const LIST_LIMIT = 50;
   const LIST_POLL_MS = 1500;
   const STATS_POLL_MS = 2000;
   const DETAIL_POLL_MS = 1000;
   const HIDDEN_POLL_MS = 10000; // a background tab polls rarely
   const THROUGHPUT_POLL_MS = 5000;
-  const BUCKET_S = 10;
-  const WINDOW_S = 300;
-  const FINISHED = ["Complete", "Error", "Cancelled"];
-  const X_TICK_S = 60;
-  const SEVERITY_RANK = { critical: 4, high: 3, medium: 2, low: 1, info: 0 };
   const TOKEN_KEY = "scanq.token";
   const TENANT_PATTERN = /^[A-Za-z0-9._-]{1,64}$/; // as the server checks ?tenant=
-  // The event stream (GET /events).
-  const EVENTS_PATH = "/events";
-  const EVENT_REFRESH_MS = 250; // refetch at most this often however fast events arrive
-  const LIVE_POLL_MS = 15000; // with the stream open, polls only keep "ago" and "took" fresh
+  // With the event stream open (dashboard-stream.js), events bring the changes and the polls wait longer.
+  const LIVE_POLL_MS = 15000; // polls only keep "ago" and "took" fresh
   const LIVE_THROUGHPUT_POLL_MS = BUCKET_S * 1000; // the chart's window moves with the clock, events or not
-  const STREAM_RETRY_MS = 2000; // the first reconnect's delay until the server's "retry:" says otherwise
-  const STREAM_MAX_BACKOFF_MS = 30000;
-  const STREAM_FAILURES_TO_POLL = 2; // failed attempts in a row before the indicator says "polling"
-  const STREAM_STABLE_MS = 10000; // a stream open this long had no trouble: its end starts the backoff afresh
-  const STREAM_PROBE_MS = 300000; // no stream on this server (404, 501 …): try again this rarely
-  const STREAM_IDLE_MS = 45000; // the server sends a keep-alive every 15 s: silence this long is a dead stream
-  const STREAM_MAX_LINE = 1 << 20; // characters; a longer line is not an event of ours
-  const STREAM_UNAVAILABLE = new Set([403, 404, 405, 406, 501]);
 
   const ingestUrl = document.querySelector('meta[name="scanq-ingest-url"]').content.replace(/\/+$/, "");
   const authMeta = document.querySelector('meta[name="scanq-auth"]');
-  const $ = (id) => document.getElementById(id);
 
   const state = {
     isLive: true,
@@ -67,15 +53,28 @@
     offline: "", // why GET /stats failed last, "" once it answers
   };
 
-  const stream = {
-    mode: "off", // "connecting", "open", "polling" (no stream here, or it keeps failing) or "off"
-    controller: null, // aborts the current request; a stream whose controller is not this one is stale
-    lastEventId: "", // the last event handled: a reconnect resumes after it (Last-Event-ID)
-    retryMs: STREAM_RETRY_MS,
-    failures: 0,
-    openedAt: 0,
-    timer: null, // the next attempt
-  };
+  const stream = createStream(
+    state,
+    {
+      token: storedToken,
+      query: () => tenantQuery(),
+      isRefused: (error, { token, tenant }) => {
+        if (error.status === 401) {
+          showLogin(error.message, { failedToken: token, isBad: true });
+          return true;
+        }
+        return tenantRefused(error, tenant); // the filter is cleared and the stream starts again
+      },
+      refresh: (what) => {
+        if (what.has("list")) listPoll(true);
+        if (what.has("stats")) statsPoll(true);
+        if (what.has("detail")) detailPoll(true);
+        if (what.has("throughput")) throughputPoll(true);
+      },
+      refreshAll: () => refreshAll(),
+    },
+    { hiddenRefreshMs: HIDDEN_POLL_MS },
+  );
 
   // -- the API token -------------------------------------------------------------------------------------
 
@@ -96,13 +95,6 @@
     }
   }
 
-  class HttpError extends Error {
-    constructor(status, body) {
-      super((body && body.error && body.error.message) || (body && body.status) || `HTTP ${status}`);
-      this.status = status;
-    }
-  }
-
   // Every call goes through here: the token (if any) in the Authorization header, a 401 shows the sign-in form.
   async function requestJson(url, options = {}) {
     const token = storedToken();
@@ -116,81 +108,6 @@
       throw error;
     }
     return body;
-  }
-
-  function el(tag, attrs = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs)) {
-      if (value === undefined || value === null) continue;
-      if (key === "text") node.textContent = value;
-      else if (key === "class") node.className = value;
-      else if (key.startsWith("data-")) node.setAttribute(key, value);
-      else if (key === "style.height") node.style.height = value; // CSSOM, allowed by the page's CSP
-      else if (key === "style.left") node.style.left = value;
-      else node[key] = value;
-    }
-    for (const child of children) if (child !== null && child !== undefined) node.append(child);
-    return node;
-  }
-
-  function badge(status) {
-    return el("span", { class: "badge", "data-status": status, text: status });
-  }
-
-  // "2025-01-01T00:00:01.123456Z" -> "2025-01-01 00:00:01.123 UTC" (the title keeps the exact value).
-  function formatTime(value) {
-    if (!value) return "–";
-    const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d{1,3})?\d*(Z|[+-]\d{2}:\d{2})$/.exec(value);
-    if (!match) return value;
-    const zone = match[4] === "Z" || match[4] === "+00:00" ? "UTC" : match[4];
-    return `${match[1]} ${match[2]}${match[3] || ""} ${zone}`;
-  }
-
-  function parseTime(value) {
-    return value ? new Date(value) : null;
-  }
-
-  function formatSeconds(seconds) {
-    if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "–";
-    if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
-    if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
-    if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
-    return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
-  }
-
-  function ago(value) {
-    const time = parseTime(value);
-    return time ? `${formatSeconds(Math.max(0, (Date.now() - time) / 1000))} ago` : "–";
-  }
-
-  function took(scan) {
-    const started = parseTime(scan.started_at);
-    if (!started) return "–";
-    const end = parseTime(scan.finished_at) || (scan.status === "Running" ? new Date() : null);
-    return end ? formatSeconds(Math.max(0, (end - started) / 1000)) : "–";
-  }
-
-  function setLive(stateName, text, title = "") {
-    const live = $("live");
-    live.dataset.state = stateName;
-    live.textContent = text;
-    live.title = title;
-  }
-
-  // The indicator: how the page learns about changes now.
-  function showMode() {
-    if (!state.isSignedIn) setLive("signed-out", "sign in");
-    else if (!state.isLive) setLive("paused", "paused", "live updates are off");
-    else if (state.offline) setLive("offline", state.offline);
-    else if (stream.mode === "open") setLive("live", "live", "updated as scans change (server-sent events)");
-    else if (stream.mode === "polling") setLive("polling", "polling", "no event stream: the page asks every few seconds");
-    else setLive("connecting", "connecting…");
-  }
-
-  function setMessage(id, text, isBad = false) {
-    const node = $(id);
-    node.textContent = text;
-    node.classList.toggle("bad", isBad);
   }
 
   // -- signing in and out ----------------------------------------------------------------------------------
@@ -208,7 +125,7 @@
     $("main").hidden = true;
     $("sign-out").hidden = true;
     $("login").hidden = false;
-    showMode();
+    stream.showMode();
     setMessage("login-message", message || "", isBad);
     $("login-token").focus();
   }
@@ -223,13 +140,13 @@
     $("tenant-filter-label").hidden = !state.isAuth;
     setMessage("login-message", "");
     refreshAll();
-    startStream();
+    stream.start();
   }
 
   // What one token showed must not stay on the page for the next one.
   function clearData() {
-    stopStream();
-    setLastEventId("");
+    stream.stop();
+    stream.setLastEventId("");
     state.generation += 1;
     state.offline = "";
     state.selected = null;
@@ -304,192 +221,12 @@
           isAgain = false;
           run(true);
         } else {
-          const wait = stream.mode === "open" ? liveIntervalMs : intervalMs;
+          const wait = stream.isOpen() ? liveIntervalMs : intervalMs;
           timer = setTimeout(run, document.hidden ? Math.max(HIDDEN_POLL_MS, wait) : wait);
         }
       }
     };
     return run;
-  }
-
-  // -- the event stream: GET /events, server-sent events read with fetch() ----------------------------------
-
-  // The stream for the current token and tenant filter, instead of any earlier one.
-  function startStream() {
-    stopStream();
-    connectStream();
-  }
-
-  function stopStream() {
-    clearTimeout(stream.timer);
-    stream.timer = null;
-    const { controller } = stream;
-    stream.controller = null; // first: the aborted request must see that it is stale
-    if (controller) controller.abort();
-    stream.mode = "off";
-  }
-
-  async function connectStream() {
-    stream.timer = null;
-    if (!state.isSignedIn || !state.isLive) return;
-    const controller = new AbortController();
-    stream.controller = controller;
-    if (stream.mode !== "polling") stream.mode = "connecting";
-    showMode();
-    const token = storedToken();
-    const headers = { Accept: "text/event-stream" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    if (stream.lastEventId) headers["Last-Event-ID"] = stream.lastEventId;
-    const { tenant } = state;
-    let outcome;
-    try {
-      const response = await fetch(`${EVENTS_PATH}${tenantQuery()}`, { headers, signal: controller.signal, cache: "no-store" });
-      outcome = await followStream(response, controller, token, tenant);
-    } catch (error) {
-      if (!controller.signal.aborted) console.warn("event stream:", error);
-      outcome = "failed"; // the network, or the idle watchdog's abort
-    }
-    if (stream.controller !== controller) return; // stopped, or replaced by a newer stream meanwhile
-    stream.controller = null;
-    retryStream(outcome);
-  }
-
-  // Check the answer, then handle its events until it ends: "ended", "failed", "unavailable" or "stopped".
-  async function followStream(response, controller, token, tenant) {
-    if (!response.ok) {
-      const body = await response.json().catch(() => null);
-      const error = new HttpError(response.status, body);
-      if (response.status === 401) {
-        showLogin(error.message, { failedToken: token, isBad: true });
-        return "stopped";
-      }
-      if (tenantRefused(error, tenant)) return "stopped"; // the filter is cleared and the stream starts again
-      // An event id this store never made (another database behind the same URL): start again from now.
-      if (response.status === 422 && stream.lastEventId) setLastEventId("");
-      return STREAM_UNAVAILABLE.has(response.status) ? "unavailable" : "failed";
-    }
-    const type = response.headers.get("Content-Type") || "";
-    if (!/^text\/event-stream\b/i.test(type) || !response.body) return "unavailable";
-    if (stream.controller !== controller) return "stopped";
-    stream.mode = "open";
-    stream.openedAt = Date.now();
-    showMode();
-    // What changed before the stream began (or while it was down) is not in it: read the page's data again.
-    refreshSoon("list", "stats", "detail", "throughput");
-    await readEvents(response.body, controller);
-    return "ended";
-  }
-
-  // The text/event-stream format: lines end with CRLF, LF or CR; "field: value" lines build an event and an
-  // empty line dispatches it; a line starting with ":" is a comment (the server's keep-alive).
-  async function readEvents(body, controller) {
-    const reader = body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    let event = { id: null, data: [] };
-    let idle = null;
-    const watch = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => controller.abort(), STREAM_IDLE_MS);
-    };
-    const handleLine = (line) => {
-      if (line === "") {
-        if (event.id !== null) setLastEventId(event.id);
-        if (event.data.length) handleEvent(event.data.join("\n"));
-        event = { id: null, data: [] };
-        return;
-      }
-      if (line.startsWith(":")) return;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      let value = colon < 0 ? "" : line.slice(colon + 1);
-      if (value.startsWith(" ")) value = value.slice(1);
-      if (field === "data") event.data.push(value);
-      else if (field === "id" && !value.includes("\0")) event.id = value;
-      else if (field === "retry" && /^\d+$/.test(value)) stream.retryMs = Number(value);
-    };
-    watch();
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done || stream.controller !== controller) return;
-        watch();
-        buffer += decoder.decode(value, { stream: true });
-        // A CR at the very end may be the first half of a CRLF: it stays in the buffer for the next chunk.
-        const lines = buffer.split(/\r\n|\r(?!$)|\n/);
-        buffer = lines.pop();
-        if (buffer.length > STREAM_MAX_LINE) throw new Error("event stream: line too long");
-        for (const line of lines) handleLine(line);
-      }
-    } finally {
-      clearTimeout(idle);
-      reader.cancel().catch(() => {});
-    }
-  }
-
-  // Where a reconnect resumes; also on the indicator (data-last-event-id), for whoever debugs the page.
-  function setLastEventId(eventId) {
-    stream.lastEventId = eventId;
-    if (eventId) $("live").dataset.lastEventId = eventId;
-    else delete $("live").dataset.lastEventId;
-  }
-
-  // One scan event (its "event:" line is its "type" again): {"event_id", "type", "scan_id", "tenant", "status",
-  // "attempt", "at"}. Which rows, counts or steps it changed is read again from the server.
-  function handleEvent(data) {
-    let scanEvent;
-    try {
-      scanEvent = JSON.parse(data);
-    } catch {
-      return;
-    }
-    if (!scanEvent || typeof scanEvent !== "object") return;
-    const what = ["list", "stats"];
-    if (scanEvent.scan_id && scanEvent.scan_id === state.selected) what.push("detail");
-    if (TERMINAL.has(scanEvent.status)) what.push("throughput");
-    refreshSoon(...what);
-  }
-
-  // After a stream ends: poll meanwhile, and try again later (with backoff and jitter, so a restarted server
-  // is not met by every page at once).
-  function retryStream(outcome) {
-    if (outcome === "stopped") return;
-    let delayMs;
-    if (outcome === "unavailable") {
-      stream.mode = "polling";
-      stream.failures = 0;
-      delayMs = STREAM_PROBE_MS;
-    } else {
-      const wasStable = stream.mode === "open" && Date.now() - stream.openedAt >= STREAM_STABLE_MS;
-      stream.failures = wasStable ? 1 : stream.failures + 1;
-      stream.mode = stream.failures >= STREAM_FAILURES_TO_POLL ? "polling" : "connecting";
-      const backoffMs = Math.min(STREAM_MAX_BACKOFF_MS, stream.retryMs * 2 ** (stream.failures - 1));
-      delayMs = backoffMs * (0.5 + Math.random() / 2);
-    }
-    showMode();
-    refreshAll(); // the polls carry the page until the stream is back
-    stream.timer = setTimeout(connectStream, delayMs);
-  }
-
-  // Refetch what events changed, at most every EVENT_REFRESH_MS: a burst of events costs one refetch.
-  const refresher = { timer: null, lastAt: 0, what: new Set() };
-
-  function refreshSoon(...what) {
-    for (const name of what) refresher.what.add(name);
-    if (refresher.timer !== null) return;
-    const everyMs = document.hidden ? HIDDEN_POLL_MS : EVENT_REFRESH_MS;
-    refresher.timer = setTimeout(runRefresh, Math.max(0, refresher.lastAt + everyMs - Date.now()));
-  }
-
-  function runRefresh() {
-    refresher.timer = null;
-    refresher.lastAt = Date.now();
-    const { what } = refresher;
-    refresher.what = new Set();
-    if (what.has("list")) listPoll(true);
-    if (what.has("stats")) statsPoll(true);
-    if (what.has("detail")) detailPoll(true);
-    if (what.has("throughput")) throughputPoll(true);
   }
 
   // -- counts and throughput ---------------------------------------------------------------------------
@@ -528,12 +265,12 @@
       if (error.status === 401 || tenantRefused(error, tenant)) return;
       const why = error.status === 403 ? "refused" : "unreachable";
       state.offline = `status service ${why} (${error.message})`;
-      showMode();
+      stream.showMode();
       return;
     }
     if (generation !== state.generation) return;
     state.offline = "";
-    showMode();
+    stream.showMode();
     renderCounts(stats);
     renderTenants(stats.tenants);
   }
@@ -611,19 +348,7 @@
   }
 
   // -- the throughput chart: GET /stats/throughput answers every step of the window, oldest first ------------
-
-  function formatClock(ms, withSeconds = false) {
-    const d = new Date(ms);
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${pad(d.getHours())}:${pad(d.getMinutes())}${withSeconds ? `:${pad(d.getSeconds())}` : ""}`;
-  }
-
-  // 1, 2 or 5 times a power of ten: the top of the y axis.
-  function niceCeiling(value) {
-    if (value <= 1) return 1;
-    const power = 10 ** Math.floor(Math.log10(value));
-    return [1, 2, 5, 10].map((m) => m * power).find((top) => top >= value);
-  }
+  // (dashboard-chart.js draws it)
 
   async function refreshThroughput() {
     // The whole window when the page opens (or after a long pause), else only the steps that may still change.
@@ -648,60 +373,14 @@
     for (const start of state.buckets.keys()) {
       if (start < state.until - WINDOW_S * 1000) state.buckets.delete(start);
     }
-    renderThroughput();
+    throughputChart.render(state.buckets, state.until);
   }
 
   function resetThroughput() {
     state.buckets.clear();
     state.until = null;
     state.fetchedAt = null;
-    for (const id of ["throughput", "throughput-y", "throughput-x"]) $(id).replaceChildren();
-    $("rate").textContent = "–";
-  }
-
-  function renderThroughput() {
-    if (state.until === null) return;
-    const count = WINDOW_S / BUCKET_S;
-    const first = state.until - WINDOW_S * 1000;
-    const empty = { counts: { Complete: 0, Error: 0, Cancelled: 0 }, total: 0 };
-    const steps = Array.from({ length: count }, (_, i) => {
-      const start = first + i * BUCKET_S * 1000;
-      return { start, ...(state.buckets.get(start) || empty) };
-    });
-    const top = niceCeiling(Math.max(...steps.map((step) => step.total)));
-    $("throughput").replaceChildren(
-      ...steps.map((step) => {
-        const parts = FINISHED.filter((s) => step.counts[s]).map((s) => `${step.counts[s].toLocaleString()} ${s}`);
-        const when = `${formatClock(step.start, true)}–${formatClock(step.start + BUCKET_S * 1000, true)}`;
-        return el(
-          "div",
-          {
-            class: "step",
-            "data-start": new Date(step.start).toISOString(),
-            "data-total": String(step.total),
-            "style.height": `${(100 * step.total) / top}%`,
-            title: `${when}: ${parts.length ? parts.join(", ") : "none"} finished`,
-          },
-          ...FINISHED.filter((s) => step.counts[s]).map((s) =>
-            el("div", {
-              "data-status": s,
-              "data-count": String(step.counts[s]),
-              "style.height": `${(100 * step.counts[s]) / step.total}%`,
-            }),
-          ),
-        );
-      }),
-    );
-    $("throughput-y").replaceChildren(
-      ...[top, top / 2, 0].map((value) => el("span", { text: Number.isInteger(value) ? value.toLocaleString() : value.toFixed(1) })),
-    );
-    const ticks = [];
-    for (let t = Math.ceil(first / (X_TICK_S * 1000)) * X_TICK_S * 1000; t < state.until; t += X_TICK_S * 1000) {
-      ticks.push(el("span", { text: formatClock(t), "style.left": `${(100 * (t - first)) / (WINDOW_S * 1000)}%` }));
-    }
-    $("throughput-x").replaceChildren(...ticks);
-    const last = steps[steps.length - 2]; // the last full step (the final one is still filling)
-    $("rate").textContent = `${(last.total / BUCKET_S).toFixed(1)} scans/s`;
+    throughputChart.clear();
   }
 
   // -- the list ------------------------------------------------------------------------------------------
@@ -766,8 +445,8 @@
     resetPaging();
     statsPoll(true);
     throughputPoll(true);
-    setLastEventId(""); // another tenant's stream starts from now: the refetches above cover the past
-    if (state.isSignedIn) startStream();
+    stream.setLastEventId(""); // another tenant's stream starts from now: the refetches above cover the past
+    if (state.isSignedIn) stream.start();
   }
 
   function applyTenantFilter() {
@@ -796,7 +475,8 @@
     const scanId = state.selected;
     if (!scanId) return;
     try {
-      renderDetail(await requestJson(`/scans/${encodeURIComponent(scanId)}`));
+      const scan = await requestJson(`/scans/${encodeURIComponent(scanId)}`);
+      if (scan.scan_id === state.selected) renderDetail(scan, { isAuth: state.isAuth });
     } catch (error) {
       if (error.status === 401) return;
       if (error.status === 404) {
@@ -807,115 +487,6 @@
         setMessage("detail-message", `could not load: ${error.message}`, true);
       }
     }
-  }
-
-  function renderDetail(scan) {
-    if (scan.scan_id !== state.selected) return;
-    $("detail-id").textContent = scan.scan_id;
-    const status = $("detail-status");
-    status.textContent = scan.status;
-    status.dataset.status = scan.status;
-    $("detail").dataset.status = scan.status;
-    $("detail-cancel").disabled = TERMINAL.has(scan.status) || scan.cancel_requested === true;
-
-    const fields = [
-      ["Target", scan.target || "–"],
-      ["Scanner", scan.scanner],
-      ["Priority", String(scan.priority)],
-      ["Attempt", `${scan.attempt} of ${scan.max_attempts}`],
-      ["Created", formatTime(scan.created_at)],
-      ["Started", formatTime(scan.started_at)],
-      ["Finished", formatTime(scan.finished_at)],
-      ["Took", took(scan)],
-      ["Lease", scan.lease_owner ? `${scan.lease_owner} until ${formatTime(scan.lease_expires_at)}` : "–"],
-      ["Options", JSON.stringify(scan.options || {})],
-    ];
-    if (state.isAuth) fields.splice(2, 0, ["Tenant", scan.tenant || "–"]);
-    if (scan.submitted_by) fields.push(["Submitted by", actorText(scan.submitted_by)]);
-    if (scan.cancelled_by) fields.push(["Cancelled by", actorText(scan.cancelled_by)]);
-    if (scan.error) fields.push(["Error", scan.error]);
-    if (scan.cancel_requested) fields.push(["Cancel", "requested"]);
-    $("detail-fields").replaceChildren(...fields.flatMap(([name, value]) => [el("dt", { text: name }), el("dd", { text: value })]));
-
-    const history = scan.history || [];
-    const noAttempt = el("tr", {}, el("td", { colSpan: 6, class: "muted", text: "not started yet" }));
-    $("detail-history").tBodies[0].replaceChildren(
-      ...(history.length ? [] : [noAttempt]),
-      ...history.map((entry) =>
-        el(
-          "tr",
-          { "data-outcome": entry.outcome || "running" },
-          el("td", { text: String(entry.attempt) }),
-          el("td", {}, el("code", { text: entry.worker })),
-          el("td", { text: formatTime(entry.started_at), title: entry.started_at }),
-          el("td", { text: formatTime(entry.finished_at), title: entry.finished_at || "" }),
-          el("td", { text: entry.outcome || "running" }),
-          el("td", { text: entry.error || "" }),
-        ),
-      ),
-    );
-    renderResult(scan.result);
-  }
-
-  // {token_id, token_name} -> "name (tok_…)"
-  function actorText(actor) {
-    return actor.token_name ? `${actor.token_name} (${actor.token_id})` : actor.token_id;
-  }
-
-  function renderResult(result) {
-    const target = $("detail-result");
-    if (!result) {
-      target.replaceChildren();
-      return;
-    }
-    const parts = [el("h3", { text: "Result" })];
-    const summary = [];
-    if (result.grade !== undefined) summary.push(`grade ${result.grade} (score ${result.score})`);
-    if (result.summary) summary.push(`${result.summary.pass ?? 0} passed, ${result.summary.fail ?? 0} failed`);
-    if (summary.length) parts.push(el("p", { text: summary.join(" · ") }));
-    if (Array.isArray(result.findings)) {
-      parts.push(findingsTable(result.findings));
-    } else {
-      parts.push(el("pre", { text: JSON.stringify(result, null, 2) }));
-    }
-    target.replaceChildren(...parts);
-  }
-
-  function findingsTable(findings) {
-    const sorted = [...findings].sort(
-      (a, b) =>
-        (a.status === "fail" ? 0 : 1) - (b.status === "fail" ? 0 : 1) ||
-        (SEVERITY_RANK[b.severity] ?? 0) - (SEVERITY_RANK[a.severity] ?? 0) ||
-        String(a.check_id).localeCompare(String(b.check_id)),
-    );
-    const asset = (a) =>
-      a ? `${a.host}${a.port ? `:${a.port}` : ""}${a.ip && a.ip !== a.host ? ` (${a.ip})` : ""}` : "";
-    const evidence = (e) => (e ? `expected ${e.expected}; got ${e.actual}` : "");
-    return el(
-      "table",
-      { id: "findings", class: "findings" },
-      el("thead", {}, el("tr", {}, ...["Severity", "Result", "Finding", "Asset", "Evidence"].map((h) => el("th", { text: h })))),
-      el(
-        "tbody",
-        {},
-        ...sorted.map((f) =>
-          el(
-            "tr",
-            { "data-check": f.check_id || "" },
-            el("td", { class: `sev sev-${f.severity}`, text: f.severity || "" }),
-            el("td", { class: f.status === "fail" ? "fail" : "pass", text: f.status || "" }),
-            el("td", {}, el("code", { text: f.check_id || "" }), el("div", { class: "title", text: f.title || "" })),
-            el("td", { text: asset(f.asset) }),
-            el(
-              "td",
-              {},
-              el("div", { text: evidence(f.evidence) }),
-              f.status === "fail" && f.remediation ? el("div", { class: "muted", text: `Fix: ${f.remediation}` }) : null,
-            ),
-          ),
-        ),
-      ),
-    );
   }
 
   // -- writes: the ingest service ---------------------------------------------------------------------
@@ -1020,12 +591,12 @@
     state.isLive = event.target.checked;
     if (!state.isSignedIn) return;
     if (state.isLive) {
-      setLastEventId(""); // everything is read again: no need to replay what happened while paused
+      stream.setLastEventId(""); // everything is read again: no need to replay what happened while paused
       refreshAll();
-      startStream();
+      stream.start();
     } else {
-      stopStream();
-      showMode();
+      stream.stop();
+      stream.showMode();
     }
   });
   document.addEventListener("visibilitychange", () => {
