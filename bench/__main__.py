@@ -43,7 +43,7 @@ logger = logging.getLogger("bench")
 
 _T = TypeVar("_T")
 
-SCENARIOS = ("ingest", "ingest-auth", "drain", "fairness", "pickup", "status", "concurrency", "webhooks")
+SCENARIOS = ("ingest", "ingest-auth", "drain", "fairness", "pickup", "status", "concurrency", "webhooks", "peers")
 # Run only when named: the soak takes the better part of an hour (bench/soak.py).
 ON_REQUEST = ("soak",)
 
@@ -69,6 +69,11 @@ def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
     soak.add_argument("--soak-workers", type=int, help="worker processes (2)")
     soak.add_argument("--soak-interval", type=int, help="seconds between samples (10; quick: 2)")
     soak.add_argument("--soak-plots", type=Path, help="write the PNGs here (default: the work dir; quick: none)")
+    peers = parser.add_argument_group("peers", "the peers scenario (defaults: see bench/peers.py)")
+    peers.add_argument("--peers-db", help="PostgreSQL server for every PostgreSQL row (default: --db, else local)")
+    peers.add_argument("--peers-jobs", type=int, help="jobs each system drains (20,000; quick: 300)")
+    peers.add_argument("--peers-rounds", type=int, help="times each row runs, the median counts (3; quick: 1)")
+    peers.add_argument("--peers-systems", help="comma list of scanq, pgqueuer, procrastinate (default: all)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.scenario_list = [name.strip() for name in args.scenarios.split(",") if name.strip()]
@@ -107,6 +112,9 @@ async def run_all(
             logger.error("scenario %s failed: %s", name, exc)
             report["failed"][name] = "".join(traceback.format_exception(exc))[-4000:]
             continue
+        if result.get("errors"):
+            # Some of its runs failed (the peers scenario goes on past one): the run fails, the rest is kept.
+            report["failed"][name] = "\n".join(result["errors"])[-4000:]
         result["elapsed_s"] = round(time.perf_counter() - started, 1)
         result["load_average_after"] = load_average()
         report["scenarios"][name] = result
@@ -143,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.profile is not None:
         os.environ[PROFILE_DIR_ENV] = str(args.profile.resolve())
-    options = {name: value for name, value in vars(args).items() if name.startswith("soak_") and value is not None}
+    options = {
+        name: value for name, value in vars(args).items() if name.startswith(("soak_", "peers_")) and value is not None
+    }
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
         report = _run_loop(

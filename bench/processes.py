@@ -149,6 +149,18 @@ def start_scanq(
     return process
 
 
+def start_program(name: str, argv: list[str], *, env: Mapping[str, str], log_dir: Path) -> Process:
+    """Start another program as the scanq processes are (own log file, no ``SCANQ_*``; py-spy with ``--profile``).
+
+    For the other queues' workers that the ``peers`` scenario measures scanq against.
+    """
+    process = _spawn(name, argv, env=env, log_dir=log_dir, port=None)
+    profile_dir = os.environ.get(PROFILE_DIR_ENV)
+    if profile_dir:
+        process.profiler = _attach_profiler(process, Path(profile_dir))
+    return process
+
+
 def _attach_profiler(process: Process, directory: Path) -> subprocess.Popen[bytes]:
     """``py-spy record`` the process until it exits, as collapsed stacks (``bench.profiles`` summarises them)."""
     directory.mkdir(parents=True, exist_ok=True)

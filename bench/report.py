@@ -26,7 +26,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         for measure, value in result.get("table", []):
             lines.append(f"| {name} | {measure} | {value} |")
     for name in report["failed"]:
-        lines.append(f"| {name} | FAILED | see the JSON report |")
+        if name not in report["scenarios"]:
+            lines.append(f"| {name} | FAILED | see the JSON report |")
+    for result in report["scenarios"].values():
+        for table in result.get("tables", []):
+            lines += ["", f"**{table['title']}**", "", "| " + " | ".join(table["columns"]) + " |"]
+            lines.append("|" + "---|" * len(table["columns"]))
+            lines += ["| " + " | ".join(row) + " |" for row in table["rows"]]
     lines += ["", "| target | goal | measured | met |", "|---|---|---|---|"]
     for target in report.get("targets", []):
         value = "—" if target["value"] is None else _number(target["value"])

@@ -55,6 +55,8 @@ TARGETS = (
     ),
     Target(scenario="concurrency", path=("rss_peak_mb",), op="<=", threshold=300.0, label="10k RSS MB"),
     Target(scenario="concurrency", path=("throughput_ratio",), op=">=", threshold=0.90, label="10k throughput / ideal"),
+    Target(scenario="peers", path=("scanq_postgres_vs_pgqueuer",), op=">=", threshold=1.6, label="peers PG/pgqueuer"),
+    Target(scenario="peers", path=("scanq_sqlite_vs_pgqueuer",), op=">=", threshold=1.6, label="peers SQLite/pgqueuer"),
 )
 
 
