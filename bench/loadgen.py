@@ -1,7 +1,8 @@
 """A closed-loop HTTP/1.1 load generator, run in its own process: ``python -m bench.loadgen …``.
 
-Why not ``wrk``: it is one more system package to install, and its Lua hooks
-make per-request bodies and latency export awkward. This client is raw
+Why not only ``wrk``: it is one more system package to install, and its Lua
+hooks make per-request bodies and latency export awkward; the ingest scenario
+still runs it as a second judge (``bench/wrk.py``). This client is raw
 asyncio ``Protocol`` code on uvloop with keep-alive connections and
 pre-encoded requests, so its cost per request is a few microseconds: on this
 2-core box it saturates one core at well above the rate of the servers it

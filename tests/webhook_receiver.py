@@ -31,6 +31,7 @@ class Received:
     webhook_id: str
     body: dict[str, Any]
     received_at: float  # time.time() when it arrived
+    path: str = "/hook"  # the request's path (callbacks of different scans go to different paths)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = min(int(self.headers.get("content-length", "0")), MAX_BODY_BYTES)
                 body = self.rfile.read(length)
-                receiver._take(body, {k.lower(): v for k, v in self.headers.items()})
+                receiver._take(body, {k.lower(): v for k, v in self.headers.items()}, path=self.path)
                 self.send_response(receiver.answer)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -80,7 +81,11 @@ class WebhookReceiver:
             self._thread.join(timeout=10)
             self._thread = None
 
-    def _take(self, body: bytes, headers: dict[str, str]) -> None:
+    def url_for(self, path: str) -> str:
+        """The receiver's URL with another path."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _take(self, body: bytes, headers: dict[str, str], *, path: str = "/hook") -> None:
         for secret in self.secrets:
             try:
                 Webhook(secret).verify(body, headers)
@@ -88,7 +93,9 @@ class WebhookReceiver:
                 continue
             with self._lock:
                 self.received.append(
-                    Received(webhook_id=headers["webhook-id"], body=json.loads(body), received_at=time.time())
+                    Received(
+                        webhook_id=headers["webhook-id"], body=json.loads(body), received_at=time.time(), path=path
+                    )
                 )
             return
         with self._lock:

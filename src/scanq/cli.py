@@ -57,6 +57,7 @@ HTTP = (
     # Ingest checks a webhook URL at registration with the workers' rules (allow-list, resolution timeout).
     "webhook_allowlist",
     "webhook_connect_timeout_seconds",
+    "webhooks",  # --no-webhooks: ingest refuses callback_url
 )
 WORKER = (
     "concurrency",
@@ -73,6 +74,7 @@ WORKER = (
     "retention",
     "retention_archive",
     "event_retention_seconds",
+    "delivery_retention_seconds",
     "webhooks",
     "webhook_concurrency",
     "webhook_connect_timeout_seconds",
@@ -137,12 +139,13 @@ def up(settings: Settings) -> None:
 
 
 @cli.command()
+@click.option("--processes", type=click.IntRange(min=1), help="Processes on --ingest-port (SCANQ_INGEST_PROCESSES)")
 @with_settings(SERVICE_SETTINGS, plugins=True)
-def ingest(settings: Settings) -> None:
-    """Run the ingest service (submit, cancel) on --ingest-port."""
-    from scanq.api.app import create_ingest_app
+def ingest(settings: Settings, *, processes: int | None) -> None:
+    """Run the ingest service (submit, cancel) in --processes processes."""
+    from scanq.supervisor import serve_ingest
 
-    _serve(create_ingest_app(settings), settings=settings, port=settings.ingest_port)
+    serve_ingest(settings.replace(ingest_processes=processes))
 
 
 @cli.command(short_help="Run the status service (scans, stats, dashboard).")
@@ -187,24 +190,11 @@ def worker(settings: Settings, *, burst: bool, check: bool) -> None:
 @click.option(
     "--wait", is_flag=True, help="Follow the scans (server-sent events) until every one finished, then a summary."
 )
+@click.option("--callback-url", metavar="URL", help="POST each scan's end there (secret: webhooks show callbacks).")
 @with_settings(CLIENT)
-def submit(
-    settings: Settings,
-    *,
-    target: str | None,
-    scanner: str | None,
-    option_pairs: Sequence[str],
-    priority: int | None,
-    count: int,
-    wait: bool,
-) -> None:
+def submit(settings: Settings, *, option_pairs: Sequence[str], **request: Any) -> None:
     """Submit scans and print their ids."""
-    options = client.parse_options(option_pairs)
-    run_async(
-        client.submit(
-            settings, target=target, scanner=scanner, options=options, priority=priority, count=count, wait=wait
-        )
-    )
+    run_async(client.submit(settings, options=client.parse_options(option_pairs), **request))
 
 
 @cli.command()

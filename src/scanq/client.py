@@ -63,22 +63,27 @@ async def submit(
     priority: int | None,
     count: int,
     wait: bool,
+    callback_url: str | None = None,
 ) -> None:
     """Submit ``count`` scans (one POST /scans, or POST /scans/batch chunks), print their ids, optionally wait.
 
     Args:
         settings: ``ingest_url``, ``status_url``, ``token`` and ``max_batch`` are used.
-        target, scanner, options, priority: the request body fields (None: the service default).
+        target, scanner, options, priority, callback_url: the request body fields (None: the service default).
         count: how many identical scans to submit.
         wait: show a progress bar until every one has finished, then a summary by status.
     """
     ids: list[str] = []
     async with _session(settings) as client:
         if count == 1:
-            scan = await client.submit(target=target, scanner=scanner, options=options, priority=priority)
+            scan = await client.submit(
+                target=target, scanner=scanner, options=options, priority=priority, callback_url=callback_url
+            )
             ids.append(scan.scan_id)
         else:
-            request = SubmitRequest(target=target, scanner=scanner, options=dict(options), priority=priority)
+            request = SubmitRequest(
+                target=target, scanner=scanner, options=dict(options), priority=priority, callback_url=callback_url
+            )
             chunk = min(settings.max_batch, CLIENT_MAX_BATCH)
             for start in range(0, count, chunk):
                 n = min(chunk, count - start)

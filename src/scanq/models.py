@@ -149,6 +149,8 @@ class NewScan:
     submitted_by: Actor | None = None
     # The host the politeness cap counts (``claim(max_per_target=…)``); None: never capped (mock, noop).
     target_key: str | None = None
+    # Where the tenant's callback endpoint POSTs this scan's events (``events_contract.callback_endpoint_id``).
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -179,6 +181,7 @@ class Scan:
     submitted_by: Actor | None = None
     cancelled_by: Actor | None = None
     target_key: str | None = None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -300,12 +303,13 @@ class WebhookEndpoint:
     """A tenant's webhook receiver: where its scans' events are POSTed, signed with ``secret``.
 
     After a rotation the previous secret stays valid (deliveries carry both signatures) until
-    ``previous_secret_until``.
+    ``previous_secret_until``. ``url`` None marks the tenant's callback endpoint: it has no URL of
+    its own and signs the deliveries to each scan's own ``callback_url`` (``Delivery.url``).
     """
 
     endpoint_id: str
     tenant: str
-    url: str
+    url: str | None
     event_types: frozenset[EventType]
     secret: str  # whsec_<base64>, the Standard Webhooks form
     created_at: datetime
@@ -337,6 +341,8 @@ class Delivery:
     last_status_code: int | None = None
     last_error: str | None = None
     delivered_at: datetime | None = None
+    # Where it goes when not to its endpoint's url: a callback delivery's scan ``callback_url``, copied at dispatch.
+    url: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

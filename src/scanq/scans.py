@@ -48,6 +48,7 @@ from scanq.submissions import (
     MAX_SCANNER_NAME_LENGTH,
     MAX_TARGET_LENGTH,
     MIN_PRIORITY,
+    CallbackGuard,
     Submission,
     SubmitRequest,
     check_bounds,
@@ -99,6 +100,8 @@ class ScanService:
         settings: defaults (scanner, max_attempts) and limits (max_batch).
         counters: Prometheus counters of new scans and accepted cancels (None: count nothing).
         quotas: the tenants' quotas, checked before each submission (None: a ``QuotaGuard`` on ``store``).
+        callbacks: checks a submission's ``callback_url`` and makes the tenant's callback endpoint
+            (None: a ``callback_url`` is refused).
     """
 
     def __init__(
@@ -109,12 +112,14 @@ class ScanService:
         *,
         counters: ScanCounters | None = None,
         quotas: QuotaGuard | None = None,
+        callbacks: CallbackGuard | None = None,
     ) -> None:
         self._store = store
         self._scanners = scanners
         self._settings = settings
         self._counters = counters
         self._quotas = quotas or QuotaGuard(store)
+        self._callbacks = callbacks
 
     async def submit(
         self, submission: Submission, *, idempotency_key: str | None = None, caller: Caller = OPERATOR
@@ -131,6 +136,8 @@ class ScanService:
             check_idempotency_key(idempotency_key)
         new = await self._prepare(submission, idempotency_key=idempotency_key, now=datetime.now(UTC), caller=caller)
         await self._quotas.admit(caller.tenant)
+        if new.callback_url is not None and self._callbacks is not None:
+            await self._callbacks.ensure_callback_endpoint(caller.tenant)
         created = await self._store.create(scan=new)
         if not created.is_new and not is_same_request(created.scan, new):
             raise IdempotencyConflict(
@@ -155,13 +162,18 @@ class ScanService:
             raise ValidationError(f"a batch holds at most {self._settings.max_batch} scans (got {len(submissions)})")
         now = datetime.now(UTC)
         prepared: list[NewScan] = []
+        checked: dict[str, str] = {}  # one SSRF check per distinct callback_url of the batch
         for index, submission in enumerate(submissions):
             try:
-                prepared.append(await self._prepare(submission, idempotency_key=None, now=now, caller=caller))
+                prepared.append(
+                    await self._prepare(submission, idempotency_key=None, now=now, caller=caller, checked=checked)
+                )
             except (ValidationError, UnknownScanner) as exc:
                 # Name the item: in a batch of 1,000 a bare message is no help.
                 raise type(exc)(f"scans[{index}]: {exc.message}") from None
         await self._quotas.admit(caller.tenant, len(prepared))
+        if checked and self._callbacks is not None:
+            await self._callbacks.ensure_callback_endpoint(caller.tenant)
         created = await self._store.create_many(scans=prepared)
         if self._counters is not None:
             self._counters.record_submitted(sum(1 for c in created if c.is_new))
@@ -298,9 +310,16 @@ class ScanService:
         return Throughput(since=since, until=until, step_s=step_s, buckets=list(zip(starts, counts, strict=True)))
 
     async def _prepare(
-        self, submission: Submission, *, idempotency_key: str | None, now: datetime, caller: Caller
+        self,
+        submission: Submission,
+        *,
+        idempotency_key: str | None,
+        now: datetime,
+        caller: Caller,
+        checked: dict[str, str] | None = None,
     ) -> NewScan:
-        """Apply defaults and bounds and let the plugin normalise the target; raise before anything is written."""
+        """Apply defaults and bounds, let the plugin normalise the target and the webhooks' SSRF guard check the
+        callback URL (``checked``: URLs already checked, raw → stored); raise before anything is written."""
         check_bounds(submission)
         scanner = submission.scanner or self._settings.default_scanner
         options = dict(submission.options)
@@ -308,6 +327,9 @@ class ScanService:
         plugin = self._scanners.get(scanner)
         target = await plugin.validate(target=submission.target, options=options)
         max_attempts = submission.max_attempts
+        callback_url = submission.callback_url
+        if callback_url is not None:
+            callback_url = await self._check_callback_url(callback_url, {} if checked is None else checked)
         return NewScan(
             scan_id=new_scan_id(),
             created_at=now,
@@ -320,7 +342,15 @@ class ScanService:
             tenant=caller.tenant,
             submitted_by=caller.actor,
             target_key=plugin.politeness_key(target=target),
+            callback_url=callback_url,
         )
+
+    async def _check_callback_url(self, url: str, checked: dict[str, str]) -> str:
+        if self._callbacks is None:
+            raise ValidationError("callback_url is not accepted by this service")
+        if url not in checked:
+            checked[url] = await self._callbacks.check_callback_url(url)
+        return checked[url]
 
 
 def read_scope(caller: Caller, tenant: str | None, *, scope: Scope = Scope.READ, what: str = "scans") -> str | None:

@@ -21,6 +21,8 @@ MAX_ATTEMPTS_LIMIT = 100
 MAX_TARGET_LENGTH = 2048
 MAX_SCANNER_NAME_LENGTH = 64
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# A webhook endpoint's URL and a submission's callback_url (the SSRF guard checks the rest).
+MAX_URL_LENGTH = 2048
 # Plugins read flat options; deep nesting only serves to exhaust a recursive encoder downstream.
 MAX_OPTIONS_DEPTH = 16
 MIN_INT64 = -(2**63)
@@ -51,6 +53,21 @@ class Submission(Protocol):
     @property
     def max_attempts(self) -> int | None: ...
 
+    @property
+    def callback_url(self) -> str | None: ...
+
+
+class CallbackGuard(Protocol):
+    """What the scan service asks about a submission's ``callback_url`` (``WebhookService`` is one)."""
+
+    async def check_callback_url(self, url: str) -> str:
+        """The URL to store (normalised), or ``ValidationError`` saying why it may not receive callbacks."""
+        ...
+
+    async def ensure_callback_endpoint(self, tenant: str) -> None:
+        """Make sure ``tenant``'s callback endpoint exists (it signs the callbacks), before the scan is stored."""
+        ...
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SubmitRequest:
@@ -61,6 +78,7 @@ class SubmitRequest:
     options: Mapping[str, Any] = field(default_factory=dict)
     priority: int = 0
     max_attempts: int | None = None
+    callback_url: str | None = None
 
 
 DEFAULT_SUBMISSION = SubmitRequest()
@@ -81,6 +99,9 @@ def check_bounds(submission: Submission) -> None:
         raise ValidationError(
             f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT} (got {submission.max_attempts})"
         )
+    callback_url = submission.callback_url
+    if callback_url is not None and (not 0 < len(callback_url) <= MAX_URL_LENGTH or "\x00" in callback_url):
+        raise ValidationError(f"callback_url must be 1 to {MAX_URL_LENGTH} characters long, without NUL")
     options = submission.options
     # The exact-type test first: an ABC isinstance costs a microsecond on the hot path.
     if type(options) is not dict and not isinstance(options, Mapping):
@@ -143,6 +164,7 @@ def is_same_request(stored: Scan, new: NewScan) -> bool:
         and stored.scanner == new.scanner
         and stored.priority == new.priority
         and stored.max_attempts == new.max_attempts
+        and stored.callback_url == new.callback_url
         and encode_options(stored.options) == encode_options(new.options)
     )
 
@@ -162,9 +184,11 @@ __all__ = [
     "MAX_PRIORITY",
     "MAX_SCANNER_NAME_LENGTH",
     "MAX_TARGET_LENGTH",
+    "MAX_URL_LENGTH",
     "MIN_INT64",
     "MIN_PRIORITY",
     "STATUS_NAMES",
+    "CallbackGuard",
     "Submission",
     "SubmitRequest",
     "check_bounds",

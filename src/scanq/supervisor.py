@@ -8,6 +8,11 @@ with exponential backoff. SIGINT/SIGTERM stops all children: SIGTERM to each
 child's process group, SIGKILL after ``shutdown_seconds`` plus a grace period;
 a second signal kills at once.
 
+With ``--ingest-processes N`` (N > 1) it binds the ingest port once and its N
+ingest children (``ingest-1`` …) serve that socket (``api/listeners.py``); one
+restarts while the others go on accepting. ``scanq ingest --processes N`` is
+this supervisor with the ingest children only (``serve_ingest``).
+
 No orphans if the supervisor itself dies (even by SIGKILL): each child is
 started in its own session, so a terminal's Ctrl-C reaches only the supervisor
 (which then stops every child once, gracefully), and the child asks the
@@ -57,6 +62,7 @@ class _Child:
     name: str
     command: str
     env: dict[str, str] = field(default_factory=dict)
+    shares_listeners: bool = False  # an ingest child of --ingest-processes N: serves the supervisor's socket
     process: asyncio.subprocess.Process | None = None
     last_line: bytes = b""  # its latest line of output: the reason, when it could not start
 
@@ -79,21 +85,27 @@ class Supervisor:
     """Starts, prefixes, restarts and stops the children of ``scanq up``.
 
     Args:
-        settings: passed to every child through the environment; ``workers`` says how many workers.
+        settings: passed to every child through the environment; ``workers`` says how many workers,
+            ``ingest_processes`` how many ingest processes.
         out: where prefixed child output and the start banner go (default: stdout).
+        only_ingest: run the ingest processes only (``scanq ingest --processes N``), not status and workers.
     """
 
-    def __init__(self, settings: Settings, *, out: BinaryIO | None = None) -> None:
+    def __init__(self, settings: Settings, *, out: BinaryIO | None = None, only_ingest: bool = False) -> None:
         self.settings = settings
         self._out = out if out is not None else sys.stdout.buffer
-        self._children = [
-            _Child(name="ingest", command="ingest"),
-            _Child(name="status", command="status"),
-            *(
-                _Child(name=f"worker-{n}", command="worker", env=_worker_env(settings, n))
-                for n in range(1, settings.workers + 1)
-            ),
-        ]
+        self._name = "ingest" if only_ingest else "up"
+        self._children = _ingest_children(settings)
+        if not only_ingest:
+            self._children += [
+                _Child(name="status", command="status"),
+                *(
+                    _Child(name=f"worker-{n}", command="worker", env=_worker_env(settings, n))
+                    for n in range(1, settings.workers + 1)
+                ),
+            ]
+        self._shared_fds: list[int] = []  # the listening sockets of --ingest-processes N, bound by run()
+        self._shared_env: dict[str, str] = {}
         self._stop_event = asyncio.Event()
         self._is_killing = False
         self._failure: str | None = None  # why a child could not start; `scanq up` then stops and fails
@@ -112,8 +124,17 @@ class Supervisor:
         self._stop_event.set()
 
     async def run(self) -> int:
-        """Run until SIGINT/SIGTERM (or ``stop()``); return the exit code."""
+        """Run until SIGINT/SIGTERM (or ``stop()``); return the exit code.
+
+        Raise ``StartupError`` when the ingest port shared by ``ingest_processes`` > 1 cannot be bound.
+        """
+        from scanq.api.listeners import close, handoff_environ, listen_shared  # not in every worker: starlette
+
         await prepare_store(self.settings)
+        listeners = []
+        if any(child.shares_listeners for child in self._children):
+            listeners = listen_shared(self.settings.host, self.settings.ingest_port)
+            self._shared_fds, self._shared_env = [sock.fileno() for sock in listeners], handoff_environ(listeners)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self.stop)
@@ -121,21 +142,26 @@ class Supervisor:
             self._banner()
             supervisors = [asyncio.create_task(self._supervise(child)) for child in self._children]
             await self._stop_event.wait()
-            self._emit("up", "stopping every process")
+            self._emit(self._name, "stopping every process")
             await self._terminate_all()
             await asyncio.gather(*supervisors)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
+            close(listeners)
         if self._failure is not None:
-            self._emit("up", f"stopped: {self._failure}", level="ERROR")
+            self._emit(self._name, f"stopped: {self._failure}", level="ERROR")
             return 1
-        self._emit("up", "stopped")
+        self._emit(self._name, "stopped")
         return 0
 
     def _banner(self) -> None:
         s = self.settings
-        self._emit("up", f"ingest  http://{s.host}:{s.ingest_port}   (GET / queues a scan)")
+        shared = f"; {s.ingest_processes} processes, one socket" if s.ingest_processes > 1 else ""
+        if self._name == "ingest":
+            self._emit("ingest", f"http://{s.host}:{s.ingest_port}{shared}; Ctrl-C stops them all")
+            return
+        self._emit("up", f"ingest  http://{s.host}:{s.ingest_port}   (GET / queues a scan{shared})")
         self._emit("up", f"status  http://{s.host}:{s.status_port}   (GET /<id>, /scans, /stats)")
         self._emit("up", f"workers {s.workers} x concurrency {s.concurrency}, store {_redact(s.database_url)}")
         mock = s.plugins[MockSettings]
@@ -155,6 +181,7 @@ class Supervisor:
         failures = 0
         while not self._stop_event.is_set():
             started = loop.time()
+            shared = child.shares_listeners
             try:
                 process = await asyncio.create_subprocess_exec(
                     sys.executable,
@@ -164,14 +191,15 @@ class Supervisor:
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.STDOUT,
-                    env={**self._environ, **child.env},
+                    env={**self._environ, **child.env, **(self._shared_env if shared else {})},
+                    pass_fds=self._shared_fds if shared else (),
                     start_new_session=True,
                     limit=LINE_LIMIT_BYTES,
                 )
             except OSError as exc:  # out of processes or memory: try again later, like a crash
                 failures += 1
                 delay = backoff_delay(failures, base_s=RESTART_BASE_S, max_s=RESTART_MAX_S, full_jitter=False)
-                self._emit("up", f"cannot start {child.name}: {exc}; retrying in {delay:.1f}s")
+                self._emit(self._name, f"cannot start {child.name}: {exc}; retrying in {delay:.1f}s")
                 await _wait(self._stop_event, delay)
                 continue
             child.process = process
@@ -192,7 +220,9 @@ class Supervisor:
                 return
             failures = 1 if loop.time() - started > STABLE_AFTER_S else failures + 1
             delay = backoff_delay(failures, base_s=RESTART_BASE_S, max_s=RESTART_MAX_S, full_jitter=False)
-            self._emit("up", f"{child.name} (pid {process.pid}) exited with code {code}; restarting in {delay:.1f}s")
+            self._emit(
+                self._name, f"{child.name} (pid {process.pid}) exited with code {code}; restarting in {delay:.1f}s"
+            )
             await _wait(self._stop_event, delay)
 
     async def _pump(self, child: _Child, reader: asyncio.StreamReader) -> None:
@@ -216,7 +246,7 @@ class Supervisor:
         waits = [asyncio.ensure_future(p.wait()) for p in processes]
         _, pending = await asyncio.wait(waits, timeout=self.settings.shutdown_seconds + KILL_GRACE_S)
         if pending:
-            self._emit("up", f"{len(pending)} processes did not stop in time: killing them")
+            self._emit(self._name, f"{len(pending)} processes did not stop in time: killing them")
             self._signal_all(signal.SIGKILL)
             await asyncio.wait(pending)
 
@@ -269,6 +299,14 @@ def _reason(line: bytes) -> str:
     return text.removeprefix("Error: ") or "it exited at once"
 
 
+def _ingest_children(settings: Settings) -> list[_Child]:
+    # Each child serves alone (SCANQ_INGEST_PROCESSES=1 in its environment): only a supervisor starts several.
+    env = {f"{ENV_PREFIX}INGEST_PROCESSES": "1"}
+    if (count := settings.ingest_processes) == 1:
+        return [_Child(name="ingest", command="ingest", env=env)]
+    return [_Child(name=f"ingest-{n}", command="ingest", env=env, shares_listeners=True) for n in range(1, count + 1)]
+
+
 def _worker_env(settings: Settings, number: int) -> dict[str, str]:
     # Workers on one machine cannot share a metrics port: worker N serves on metrics_port + N - 1.
     if not settings.metrics_port:
@@ -311,6 +349,22 @@ async def prepare_store(settings: Settings) -> None:
 async def supervise(settings: Settings) -> int:
     """Run ``scanq up`` until SIGINT/SIGTERM; return the exit code."""
     return await Supervisor(settings).run()
+
+
+def serve_ingest(settings: Settings) -> None:
+    """``scanq ingest``: serve in this process, or start ``ingest_processes`` children on one socket and wait.
+
+    Either way until SIGINT/SIGTERM; with several processes the exit code is the supervisor's.
+    """
+    if settings.ingest_processes > 1:
+        import uvloop
+
+        sys.exit(uvloop.run(Supervisor(settings, only_ingest=True).run()))
+    from scanq.api.app import create_ingest_app
+    from scanq.api.server import serve
+
+    follow_supervisor()
+    serve(create_ingest_app(settings), settings=settings, port=settings.ingest_port)
 
 
 def follow_supervisor(environ: Mapping[str, str] = os.environ) -> None:

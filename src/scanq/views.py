@@ -65,6 +65,8 @@ class ScanOut(msgspec.Struct, kw_only=True):
     tenant: str
     submitted_by: ActorOut | None
     cancelled_by: ActorOut | None
+    # Where the scan's end is POSTed (the tenant's callback endpoint signs it); null: no one-off callback.
+    callback_url: str | None = None
 
 
 def _as_dict(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -110,6 +112,7 @@ def scan_out(scan: Scan) -> ScanOut:
         tenant=scan.tenant,
         submitted_by=_actor_out(scan.submitted_by),
         cancelled_by=_actor_out(scan.cancelled_by),
+        callback_url=scan.callback_url,
     )
 
 

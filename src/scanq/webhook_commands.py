@@ -36,7 +36,11 @@ def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
 
 @click.group(cls=WebhooksGroup, short_help="Webhook endpoints and their deliveries.")
 def webhooks() -> None:
-    """Register, list and delete webhook endpoints, and see and retry their deliveries (on the ingest service)."""
+    """Register, list and delete webhook endpoints, and see and retry their deliveries (on the ingest service).
+
+    ENDPOINT_ID may be `callbacks`: the tenant's callback endpoint, which signs the deliveries to each scan's
+    --callback-url (`scanq webhooks show callbacks` prints its secret, making it if needed).
+    """
 
 
 EVENT_TYPES = ("scan.completed", "scan.failed", "scan.cancelled", "scan.started", "scan.accepted")
@@ -70,7 +74,7 @@ def webhooks_list(settings: Settings, *, tenant: str | None) -> None:
 @click.argument("endpoint_id")
 @with_settings(CLIENT)
 def webhooks_show(settings: Settings, *, endpoint_id: str) -> None:
-    """Print one webhook endpoint as JSON."""
+    """Print one webhook endpoint as JSON (`callbacks`: with its secret)."""
     _run(client.webhook_show(settings, endpoint_id=endpoint_id))
 
 

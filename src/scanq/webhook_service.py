@@ -8,6 +8,13 @@ answered as an unknown one (``EndpointNotFound``). Everything a request can
 get wrong is refused before anything is written: an endpoint's URL passes the
 SSRF guard (``scanq.webhooks.urls.check_endpoint_url``) at registration, and
 the worker checks it again at every delivery (DNS may change in between).
+
+The tenant's callback endpoint (``scanq.webhooks.callbacks``: it signs the
+deliveries to each scan's own ``callback_url``) is addressed as ``callbacks``
+by every operation here, under the caller's tenant (an admin may name another
+with ``tenant``). ``WebhookService`` is also the scan service's
+``CallbackGuard``: a submission's ``callback_url`` passes the same URL check
+as an endpoint's, and the tenant's callback endpoint is made before the scan.
 """
 
 from __future__ import annotations
@@ -15,13 +22,14 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from scanq.config import Settings
-from scanq.exceptions import DeliveryNotFound, EndpointNotFound, ValidationError
+from scanq.exceptions import DeliveryNotFound, EndpointNotFound, Forbidden, ValidationError
 from scanq.models import (
     DEFAULT_WEBHOOK_EVENTS,
     OPERATOR,
@@ -33,7 +41,9 @@ from scanq.models import (
     WebhookEndpoint,
 )
 from scanq.scans import read_scope, require
-from scanq.store.base import MAX_PAGE_SIZE, Store
+from scanq.store.base import MAX_PAGE_SIZE, Store, callback_endpoint_id
+from scanq.submissions import MAX_URL_LENGTH
+from scanq.webhooks.callbacks import CALLBACKS_ID, CallbackEndpoints, is_callback_endpoint, public_endpoint_id
 from scanq.webhooks.signing import generate_secret
 
 if TYPE_CHECKING:
@@ -46,7 +56,6 @@ ENDPOINT_ID_HEX_CHARS = 24
 ENDPOINT_ID_PATTERN = rf"^{ENDPOINT_ID_PREFIX}[0-9a-f]{{{ENDPOINT_ID_HEX_CHARS}}}$"
 # After a rotation the old secret still signs (deliveries carry both signatures) this long.
 PREVIOUS_SECRET_GRACE = timedelta(hours=24)
-MAX_URL_LENGTH = 2048
 MAX_DESCRIPTION_LENGTH = 500
 # Each endpoint is one more delivery per event of its tenant: a bound on the fan-out of one event.
 MAX_ENDPOINTS_PER_TENANT = 50
@@ -108,6 +117,7 @@ class WebhookService:
         url_check: the SSRF guard (default: ``endpoint_url_check(settings)``).
         new_secret: makes a signing secret (default: ``scanq.webhooks.signing.generate_secret``, ``whsec_…``).
         clock: the current time (tests pass a fixed one).
+        callbacks: the tenants' callback endpoints, remembered per process (default: a ``CallbackEndpoints``).
     """
 
     def __init__(
@@ -118,11 +128,14 @@ class WebhookService:
         url_check: UrlCheck | None = None,
         new_secret: Callable[[], str] = generate_secret,
         clock: Callable[[], datetime] | None = None,
+        callbacks: CallbackEndpoints | None = None,
     ) -> None:
         self._store = store
         self._check_url = url_check or endpoint_url_check(settings)
         self._new_secret = new_secret
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._is_enabled = settings.webhooks
+        self._callbacks = callbacks or CallbackEndpoints(store, new_secret=new_secret, clock=self._clock)
 
     async def create(self, request: EndpointRequest, *, caller: Caller = OPERATOR) -> WebhookEndpoint:
         """Register an endpoint of the caller's tenant; it receives events that happen from now on.
@@ -140,7 +153,8 @@ class WebhookService:
         if not 0 < len(request.url) <= MAX_URL_LENGTH:
             raise ValidationError(f"url must be 1 to {MAX_URL_LENGTH} characters long")
         url = await self._check_url(request.url)
-        if len(await self._store.list_endpoints(tenant=caller.tenant)) >= MAX_ENDPOINTS_PER_TENANT:
+        endpoints = await self._store.list_endpoints(tenant=caller.tenant)
+        if sum(not is_callback_endpoint(e) for e in endpoints) >= MAX_ENDPOINTS_PER_TENANT:
             raise ValidationError(
                 f"tenant {caller.tenant!r} already has {MAX_ENDPOINTS_PER_TENANT} webhook endpoints; delete one first"
             )
@@ -169,33 +183,67 @@ class WebhookService:
         scope = read_scope(caller, tenant, scope=Scope.WEBHOOKS, what="webhook endpoints")
         return await self._store.list_endpoints(tenant=scope)
 
-    async def get(self, endpoint_id: str, *, caller: Caller = OPERATOR) -> WebhookEndpoint:
-        """One endpoint; ``EndpointNotFound`` also for another tenant's and for a malformed id."""
-        require(caller, Scope.WEBHOOKS)
-        self._check_endpoint_id(endpoint_id)
-        return await self._store.get_endpoint(endpoint_id=endpoint_id, tenant=caller.tenant_filter())
+    async def get(self, endpoint_id: str, *, tenant: str | None = None, caller: Caller = OPERATOR) -> WebhookEndpoint:
+        """One endpoint; ``EndpointNotFound`` also for another tenant's and for a malformed id.
 
-    async def delete(self, endpoint_id: str, *, caller: Caller = OPERATOR) -> None:
-        """Delete an endpoint and its deliveries (pending ones are never sent); ``EndpointNotFound``."""
-        require(caller, Scope.WEBHOOKS)
-        self._check_endpoint_id(endpoint_id)
-        await self._store.delete_endpoint(endpoint_id=endpoint_id, tenant=caller.tenant_filter())
+        ``callbacks``: the tenant's callback endpoint, as stored (see ``callback_endpoint`` to make it).
+        ``tenant`` names the tenant of ``callbacks`` (an admin's choice; default: the caller's).
+        """
+        store_id, scope = self._target(endpoint_id, caller=caller, tenant=tenant)
+        with _public_errors(endpoint_id):
+            return await self._store.get_endpoint(endpoint_id=store_id, tenant=scope)
+
+    async def callback_endpoint(self, *, tenant: str | None = None, caller: Caller = OPERATOR) -> WebhookEndpoint:
+        """The tenant's callback endpoint (the caller's, or an admin's ``tenant``), made now if it has none.
+
+        Its secret signs every callback of the tenant (a submission's ``callback_url``); it is in the answer.
+        """
+        owner = self._callback_tenant(caller, tenant)
+        return await self._callbacks.get_or_create(owner)
+
+    async def check_callback_url(self, url: str) -> str:
+        """A submission's ``callback_url``, normalised; ``ValidationError`` (422) saying why it is refused."""
+        if not self._is_enabled:
+            raise ValidationError("callback_url is refused: webhooks are disabled on this service (--no-webhooks)")
+        if not 0 < len(url) <= MAX_URL_LENGTH:
+            raise ValidationError(f"callback_url must be 1 to {MAX_URL_LENGTH} characters long")
+        try:
+            return await self._check_url(url)
+        except ValidationError as exc:
+            raise type(exc)(f"callback_url: {exc.message}") from None
+
+    async def ensure_callback_endpoint(self, tenant: str) -> None:
+        """Make sure ``tenant`` has its callback endpoint before a scan with a ``callback_url`` is stored."""
+        await self._callbacks.ensure(tenant)
+
+    async def delete(self, endpoint_id: str, *, tenant: str | None = None, caller: Caller = OPERATOR) -> None:
+        """Delete an endpoint and its deliveries (pending ones are never sent); ``EndpointNotFound``.
+
+        ``callbacks``: the next submission with a ``callback_url`` makes a new one, with a new secret.
+        """
+        store_id, scope = self._target(endpoint_id, caller=caller, tenant=tenant)
+        with _public_errors(endpoint_id):
+            await self._store.delete_endpoint(endpoint_id=store_id, tenant=scope)
+        if endpoint_id == CALLBACKS_ID and scope is not None:
+            self._callbacks.forget(scope)
         logger.info(
             "webhook endpoint %s deleted",
             endpoint_id,
             extra={"action": "webhook_deleted", "endpoint_id": endpoint_id},
         )
 
-    async def rotate_secret(self, endpoint_id: str, *, caller: Caller = OPERATOR) -> WebhookEndpoint:
+    async def rotate_secret(
+        self, endpoint_id: str, *, tenant: str | None = None, caller: Caller = OPERATOR
+    ) -> WebhookEndpoint:
         """Give the endpoint a new secret; the old one keeps signing for ``PREVIOUS_SECRET_GRACE``."""
-        require(caller, Scope.WEBHOOKS)
-        self._check_endpoint_id(endpoint_id)
-        endpoint = await self._store.rotate_endpoint_secret(
-            endpoint_id=endpoint_id,
-            secret=self._new_secret(),
-            previous_until=self._clock() + PREVIOUS_SECRET_GRACE,
-            tenant=caller.tenant_filter(),
-        )
+        store_id, scope = self._target(endpoint_id, caller=caller, tenant=tenant)
+        with _public_errors(endpoint_id):
+            endpoint = await self._store.rotate_endpoint_secret(
+                endpoint_id=store_id,
+                secret=self._new_secret(),
+                previous_until=self._clock() + PREVIOUS_SECRET_GRACE,
+                tenant=scope,
+            )
         logger.info(
             "webhook endpoint %s: secret rotated",
             endpoint_id,
@@ -209,6 +257,7 @@ class WebhookService:
         *,
         status: str | None = None,
         limit: int = DEFAULT_DELIVERIES_LIMIT,
+        tenant: str | None = None,
         caller: Caller = OPERATOR,
     ) -> list[Delivery]:
         """The endpoint's deliveries, newest event first, at most ``limit``; ``status`` filters by its value.
@@ -219,22 +268,21 @@ class WebhookService:
         wanted = None if status is None else parse_delivery_status(status)
         if not 1 <= limit <= MAX_DELIVERIES_LIMIT:
             raise ValidationError(f"limit must be between 1 and {MAX_DELIVERIES_LIMIT} (got {limit})")
-        self._check_endpoint_id(endpoint_id)
-        return await self._store.list_deliveries(
-            endpoint_id=endpoint_id, tenant=caller.tenant_filter(), status=wanted, limit=limit
-        )
+        store_id, scope = self._target(endpoint_id, caller=caller, tenant=tenant)
+        with _public_errors(endpoint_id):
+            return await self._store.list_deliveries(endpoint_id=store_id, tenant=scope, status=wanted, limit=limit)
 
-    async def retry(self, endpoint_id: str, event_id: str, *, caller: Caller = OPERATOR) -> Delivery:
+    async def retry(
+        self, endpoint_id: str, event_id: str, *, tenant: str | None = None, caller: Caller = OPERATOR
+    ) -> Delivery:
         """Send a delivery again (pending, due now, its attempts kept); ``EndpointNotFound``/``DeliveryNotFound``."""
-        require(caller, Scope.WEBHOOKS)
-        self._check_endpoint_id(endpoint_id)
-        if not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH:
-            # Not an id any store makes: the endpoint is checked first, as the store does.
-            await self._store.get_endpoint(endpoint_id=endpoint_id, tenant=caller.tenant_filter())
-            raise DeliveryNotFound(endpoint_id, event_id)
-        delivery = await self._store.retry_delivery(
-            endpoint_id=endpoint_id, event_id=event_id, tenant=caller.tenant_filter()
-        )
+        store_id, scope = self._target(endpoint_id, caller=caller, tenant=tenant)
+        with _public_errors(endpoint_id):
+            if not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH:
+                # Not an id any store makes: the endpoint is checked first, as the store does.
+                await self._store.get_endpoint(endpoint_id=store_id, tenant=scope)
+                raise DeliveryNotFound(store_id, event_id)
+            delivery = await self._store.retry_delivery(endpoint_id=store_id, event_id=event_id, tenant=scope)
         logger.info(
             "webhook delivery of event %s to %s: retry requested",
             event_id,
@@ -243,10 +291,36 @@ class WebhookService:
         )
         return delivery
 
-    @staticmethod
-    def _check_endpoint_id(endpoint_id: str) -> None:
+    def _target(self, endpoint_id: str, *, caller: Caller, tenant: str | None) -> tuple[str, str | None]:
+        """The store's id of ``endpoint_id`` and the tenant the store call is limited to (None: any)."""
+        if endpoint_id == CALLBACKS_ID:
+            owner = self._callback_tenant(caller, tenant)
+            return callback_endpoint_id(owner), owner
+        require(caller, Scope.WEBHOOKS)
         if not is_endpoint_id(endpoint_id):
             raise EndpointNotFound(endpoint_id)
+        return endpoint_id, caller.tenant_filter()
+
+    @staticmethod
+    def _callback_tenant(caller: Caller, tenant: str | None) -> str:
+        """Whose callback endpoint: the caller's tenant, or ``tenant`` (another one only for an admin)."""
+        require(caller, Scope.WEBHOOKS)
+        if tenant is None or tenant == caller.tenant:
+            return caller.tenant
+        if not caller.is_admin:
+            raise Forbidden("only an admin token manages other tenants' webhook endpoints")
+        return tenant
+
+
+@contextmanager
+def _public_errors(endpoint_id: str) -> Iterator[None]:
+    """The store's not-found errors under the id the caller used (``callbacks``, not the store's id)."""
+    try:
+        yield
+    except DeliveryNotFound as exc:
+        raise DeliveryNotFound(endpoint_id, exc.event_id) from None
+    except EndpointNotFound:
+        raise EndpointNotFound(endpoint_id) from None
 
 
 def parse_delivery_status(value: str) -> DeliveryStatus:
@@ -259,6 +333,7 @@ def parse_delivery_status(value: str) -> DeliveryStatus:
 
 
 __all__ = [
+    "CALLBACKS_ID",
     "DEFAULT_DELIVERIES_LIMIT",
     "ENDPOINT_ID_PATTERN",
     "MAX_DELIVERIES_LIMIT",
@@ -274,4 +349,5 @@ __all__ = [
     "is_endpoint_id",
     "new_endpoint_id",
     "parse_delivery_status",
+    "public_endpoint_id",
 ]

@@ -26,7 +26,7 @@ import pytest
 from scanq.auth import new_token
 from scanq.models import ApiToken, Scan, Scope, WebhookEndpoint
 from scanq.store import open_store
-from scanq.store.base import WEBHOOK_ROLE
+from scanq.store.base import WEBHOOK_ROLE, callback_endpoint_id
 from tests.acceptance.conftest import Spawn, free_port, wait_http_ready
 
 pytestmark = pytest.mark.slow
@@ -71,7 +71,14 @@ ROUTES = [
     Route(
         "ingest", "POST", "/webhooks/{endpoint_id}/deliveries/{event_id}/retry", Scope.WEBHOOKS, 200, other="endpoint"
     ),
+    # The tenant's callback endpoint (callback_url on submissions): another tenant's is named with ?tenant=.
+    Route("ingest", "GET", "/webhooks/callbacks", Scope.WEBHOOKS, 200, other="param"),
+    Route("ingest", "DELETE", "/webhooks/callbacks", Scope.WEBHOOKS, 204, other="param"),
+    Route("ingest", "POST", "/webhooks/callbacks/rotate-secret", Scope.WEBHOOKS, 200, other="param"),
+    Route("ingest", "GET", "/webhooks/callbacks/deliveries", Scope.WEBHOOKS, 200, other="param"),
+    Route("ingest", "POST", "/webhooks/callbacks/deliveries/{event_id}/retry", Scope.WEBHOOKS, 200, other="param"),
 ]
+CALLBACK_URL = "http://127.0.0.1:9/callback"
 CREDENTIALS = ["none", "malformed", "unknown", "revoked", "expired", "wrong_scope", "other_tenant", "right"]
 # What each refused credential answers: (status, error code).
 REFUSED = {
@@ -154,7 +161,7 @@ async def _delivery_of(database_url: str, endpoint_id: str) -> str:
         while await store.dispatch_events(owner="auth-matrix"):
             pass
         deliveries = await store.list_deliveries(endpoint_id=endpoint_id, limit=1)
-    assert deliveries, "the endpoint subscribed to scan.accepted got no delivery"
+    assert deliveries, "the endpoint got no delivery"
     return deliveries[0].event.event_id
 
 
@@ -225,6 +232,39 @@ def register_as(deployment: Deployment, role: str) -> str:
     return endpoint_id
 
 
+def callback_delivery_as(deployment: Deployment, role: str) -> str:
+    """The role's tenant's callback endpoint (made over HTTP) and one delivery to it: a scan submitted with a
+    callback_url and cancelled (its end), fanned out; that delivery's event id."""
+    auth = {"Authorization": f"Bearer {deployment.secrets[role]}"}
+    ingest = deployment.urls["ingest"]
+    shown = httpx.get(f"{ingest}/webhooks/callbacks", headers=auth, timeout=REQUEST_TIMEOUT_S)
+    assert shown.status_code == 200, shown.text
+    created = httpx.post(
+        f"{ingest}/scans", json={"callback_url": CALLBACK_URL}, headers=auth, timeout=REQUEST_TIMEOUT_S
+    )
+    assert created.status_code == 202, created.text
+    cancelled = httpx.post(
+        f"{ingest}/scans/{created.json()['scan_id']}/cancel", headers=auth, timeout=REQUEST_TIMEOUT_S
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    event_id: str = run(_settled_delivery_of(deployment.database_url, callback_endpoint_id(TENANT)))
+    return event_id
+
+
+async def _settled_delivery_of(database_url: str, endpoint_id: str) -> str:
+    """``_delivery_of``, dispatching again until the delivery is made: an event is dispatched only once every
+    transaction before it ended (another process's may still be open, such as a token's last-used write)."""
+    async with open_store(database_url) as store:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            while True:
+                assert await store.lead(role=WEBHOOK_ROLE, owner="auth-matrix", term_s=30)
+                await store.dispatch_events(owner="auth-matrix")
+                deliveries = await store.list_deliveries(endpoint_id=endpoint_id, limit=1)
+                if deliveries:
+                    return deliveries[0].event.event_id
+                await asyncio.sleep(0.05)
+
+
 def send(deployment: Deployment, route: Route, path: str, *, params: Any, headers: dict[str, str]) -> httpx.Response:
     """The request; an event stream is read up to its headers only."""
     with httpx.stream(
@@ -248,6 +288,8 @@ def test_route_answers_each_credential_and_a_refusal_writes_nothing(
     endpoint_id = register_as(deployment, "right")
     scan = submit_as(deployment, "right")
     path = route.path.replace("{id}", scan["scan_id"]).replace("{endpoint_id}", endpoint_id)
+    if path.startswith("/webhooks/callbacks"):
+        path = path.replace("{event_id}", callback_delivery_as(deployment, "right"))
     if "{event_id}" in path:
         path = path.replace("{event_id}", run(_delivery_of(deployment.database_url, endpoint_id)))
     params = {"tenant": TENANT} if credential == "other_tenant" and route.other == "param" else None

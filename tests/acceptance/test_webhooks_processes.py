@@ -10,7 +10,10 @@ scan's terminal event has arrived, on SQLite and on PostgreSQL:
 - the receiver is down for a while (connections refused) and the delivering
   worker is killed with SIGKILL in the middle: once a new worker runs and the
   receiver is back, every event arrives (duplicates allowed, deduplicated by
-  ``webhook-id``; none lost).
+  ``webhook-id``; none lost);
+- one-off callbacks: each scan submitted with a ``callback_url`` ends in one
+  event at its own URL, signed with the tenant's callback secret; a scan
+  without one makes none.
 """
 
 from __future__ import annotations
@@ -154,3 +157,59 @@ def test_receiver_down_and_worker_killed_lose_no_event(spawn: Spawn, service: Se
     assert receiver.rejected == 0
     assert terminal_scans(receiver) == set(scan_ids)
     assert len(receiver.per_id()) == len(scan_ids), "one event id per scan's end"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
+def test_each_callback_url_gets_its_scans_end_once_and_scans_without_one_none(spawn: Spawn, service: Service) -> None:
+    """One-off callbacks: per-scan URLs (two paths of one receiver), signed with the secret of
+    ``GET /webhooks/callbacks``; scans without a callback_url make no delivery; the deliveries list shows them."""
+    shown = httpx.get(f"{service.ingest}/webhooks/callbacks", timeout=30)
+    assert shown.status_code == 200, shown.text
+    callbacks = shown.json()
+    assert (callbacks["endpoint_id"], callbacks["url"]) == ("callbacks", None)
+    receiver = WebhookReceiver(port=free_port(), secrets=[callbacks["secret"]])
+    receiver.start()
+    try:
+        paths = {"/alpha": 12, "/beta?ticket=7": 12}
+        by_path: dict[str, list[str]] = {}
+        for path, count in paths.items():
+            body = {"scans": [{"callback_url": receiver.url_for(path)} for _ in range(count)]}
+            response = httpx.post(f"{service.ingest}/scans/batch", json=body, timeout=60)
+            assert response.status_code == 202, response.text
+            by_path[path] = [scan["scan_id"] for scan in response.json()["scans"]]
+        silent = submit(service.ingest, 12)  # no callback_url: no callback
+        refused = httpx.post(f"{service.ingest}/scans", json={"callback_url": "https://10.0.0.1/cb"}, timeout=30)
+        assert refused.status_code == 422 and "callback_url" in refused.text
+        spawn("worker", env=service.worker_env)
+        wanted = {scan_id for ids in by_path.values() for scan_id in ids}
+        receiver.wait_for(lambda r: terminal_scans(r) >= wanted, timeout_s=DEADLINE_S, what="every scan's callback")
+        deadline = time.monotonic() + DEADLINE_S
+        while set(final_statuses(service.url, silent).values()) & {"Accepted", "Running"}:
+            assert time.monotonic() < deadline, "the scans without a callback did not end"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a callback for them would have come by now
+        statuses = final_statuses(service.url, [*wanted, *silent])
+        listed = httpx.get(f"{service.ingest}/webhooks/callbacks/deliveries?limit=1000", timeout=30).json()
+    finally:
+        receiver.stop()
+
+    assert receiver.rejected == 0
+    received = receiver.snapshot()
+    assert terminal_scans(receiver) == wanted, "no callback for a scan without a callback_url"
+    for item in received:
+        scan_id = item.body["data"]["scan_id"]
+        assert item.path == next(path for path, ids in by_path.items() if scan_id in ids)
+        assert item.body["type"] == TERMINAL_EVENT[statuses[scan_id]]
+        assert item.body["data"]["callback_url"] == receiver.url_for(item.path)
+    # At least once, and exactly once per event id: each id names one scan's one terminal event.
+    assert len(receiver.per_id()) == len(wanted)
+    assert len({(item.webhook_id, item.body["data"]["scan_id"]) for item in received}) == len(wanted)
+    deliveries = listed["deliveries"]
+    assert {d["event"]["scan_id"] for d in deliveries} == wanted
+    assert all(d["endpoint_id"] == "callbacks" and d["status"] == "delivered" for d in deliveries)
+    assert all(
+        d["url"] == receiver.url_for(p)
+        for p, ids in by_path.items()
+        for d in deliveries
+        if d["event"]["scan_id"] in ids
+    )

@@ -428,7 +428,8 @@ async def test_prune_events_never_deletes_an_event_the_dispatcher_has_not_passed
     assert await store.read_events() == []
 
 
-async def test_prune_events_deletes_finished_deliveries_with_their_events_and_keeps_pending_ones(store: Store) -> None:
+async def test_prune_events_keeps_every_delivery_which_still_lists_and_retries(store: Store) -> None:
+    """Deliveries carry their event's fields: they outlive it, ended or not (``prune_deliveries`` is their own)."""
     endpoint = new_endpoint(tenant="acme", event_types=frozenset({EventType.ACCEPTED}))
     await store.create_endpoint(endpoint=endpoint)
     await store.create_many(scans=[new_scan(tenant="acme") for _ in range(3)])
@@ -448,18 +449,31 @@ async def test_prune_events_deletes_finished_deliveries_with_their_events_and_ke
         result_of(kept, DeliveryOutcome.DELIVERED, status_code=200),
     ]
     assert await store.record_deliveries(results=results) == [True] * 4
+    before = await store.list_deliveries(endpoint_id=endpoint.endpoint_id)
     await lead_retention(store)
 
     assert await store.prune_events(before=cutoff, owner=PRUNER) == 3
+    assert await store.prune_events(before=datetime.now(UTC) + FAR_FUTURE, owner=PRUNER) == 1
 
-    assert await read_all_events(store) == events[3:]
+    assert await read_all_events(store) == []
     left = await store.list_deliveries(endpoint_id=endpoint.endpoint_id)
+    assert left == before
     assert [(d.event, d.status) for d in left] == [
         (events[3], DeliveryStatus.DELIVERED),
-        (events[2], DeliveryStatus.PENDING),  # still owed: kept, with its copy of the pruned event
+        (events[2], DeliveryStatus.PENDING),
+        (events[1], DeliveryStatus.FAILED),
+        (events[0], DeliveryStatus.DELIVERED),
     ]
-    retried = await store.retry_delivery(endpoint_id=endpoint.endpoint_id, event_id=events[2].event_id)
-    assert retried.event == events[2]
+    assert [
+        d.event for d in await store.list_deliveries(endpoint_id=endpoint.endpoint_id, status=DeliveryStatus.FAILED)
+    ] == [events[1]]
+    retried = await store.retry_delivery(endpoint_id=endpoint.endpoint_id, event_id=events[1].event_id)
+    assert (retried.event, retried.status, retried.attempts, retried.last_error) == (
+        events[1],
+        DeliveryStatus.PENDING,
+        1,
+        "gone",
+    )
     (job,) = await claim_deliveries_until(store, worker_id="w2", count=1)
-    assert job.delivery.event == events[2]
+    assert job.delivery.event == events[1]
     assert await store.record_deliveries(results=[result_of(job, DeliveryOutcome.DELIVERED, status_code=200)]) == [True]

@@ -349,6 +349,7 @@ async def test_a_claim_takes_the_earliest_due_first(store: Store) -> None:
     assert [job_events(one)[0] for one in claimed] == [e.event_id for e in order]
 
 
+@pytest.mark.slow_on_mongo
 async def test_concurrent_claimers_never_get_the_same_delivery(store: Store, open_another: StoreFactory) -> None:
     count = 60
     _, events = await pending_deliveries(store, count=count)
@@ -408,6 +409,35 @@ async def test_record_is_fenced_by_the_worker_holding_the_lease(store: Store) ->
     assert (answers, again) == ([False, False, True], [False])
     (delivery,) = await store.list_deliveries(endpoint_id=endpoint.endpoint_id)
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == (DeliveryStatus.DELIVERED, 1, 200)
+
+
+async def test_of_several_results_for_one_delivery_in_one_call_the_first_of_its_worker_wins(store: Store) -> None:
+    """As if applied one after another: the first result clears the lease, so a repeat of it is refused."""
+    endpoint, events = await pending_deliveries(store, count=2)
+    jobs = {job.delivery.event.event_id: job for job in await claim_deliveries_until(store, worker_id="w1", count=2)}
+    first, second = (jobs[event.event_id] for event in events)
+    stranger = dataclasses.replace(second, worker_id="w2")
+
+    answers = await store.record_deliveries(
+        results=[
+            result_of(stranger, DeliveryOutcome.DELIVERED, status_code=200),  # never held the lease
+            result_of(first, DeliveryOutcome.FAILED, status_code=410, error="gone"),
+            result_of(second, DeliveryOutcome.RETRY, status_code=503, retry_at=now_ms() + timedelta(hours=1)),
+            result_of(first, DeliveryOutcome.DELIVERED, status_code=200),  # a repeat: the lease is gone
+            result_of(second, DeliveryOutcome.FAILED, status_code=500),
+        ]
+    )
+
+    assert answers == [False, True, True, False, False]
+    stored = await deliveries_by_event(store, endpoint.endpoint_id)
+    failed, waiting = (stored[event.event_id] for event in events)
+    assert (failed.status, failed.attempts, failed.last_status_code, failed.last_error) == (
+        DeliveryStatus.FAILED,
+        1,
+        410,
+        "gone",
+    )
+    assert (waiting.status, waiting.attempts, waiting.last_status_code) == (DeliveryStatus.PENDING, 1, 503)
 
 
 async def test_each_outcome_records_its_attempt(store: Store) -> None:

@@ -77,7 +77,7 @@ async def test_a_scan_by_both_paths_with_its_history(api: Services) -> None:
         "scan_id", "status", "target", "scanner", "options", "priority", "attempt", "max_attempts",
         "created_at", "updated_at", "available_at", "started_at", "finished_at", "lease_owner",
         "lease_expires_at", "error", "result", "idempotency_key", "cancel_requested", "history",
-        "tenant", "submitted_by", "cancelled_by",
+        "tenant", "submitted_by", "cancelled_by", "callback_url",
     }  # fmt: skip
     assert set(scan) == expected_fields
     # Without authentication every scan is the default tenant's, submitted by no token.
@@ -312,7 +312,7 @@ async def test_openapi_describes_the_bodies_from_the_msgspec_types() -> None:
 
     request = schemas["ScanRequest"]
     assert request["additionalProperties"] is False
-    assert set(request["properties"]) == {"target", "scanner", "options", "priority", "max_attempts"}
+    assert set(request["properties"]) == {"target", "scanner", "options", "priority", "max_attempts", "callback_url"}
     submit = doc["paths"]["/scans"]["post"]
     assert submit["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ScanRequest"

@@ -268,3 +268,45 @@ def test_submit_wait_for_many_polls_without_a_stream(monkeypatch: pytest.MonkeyP
 
     assert code == 0, out + err
     assert "Complete  2" in err
+
+
+def test_submit_callback_url_goes_in_the_body_of_one_and_of_many(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = "https://hooks.example/cb"
+    services = Services(
+        monkeypatch,
+        {
+            ("POST", "/scans"): httpx.Response(202, json=scan(SCAN_A, "Accepted", callback_url=hook)),
+            ("POST", "/scans/batch"): httpx.Response(
+                202, json={"scans": [scan(SCAN_A, "Accepted"), scan(SCAN_B, "Accepted")]}
+            ),
+        },
+    )
+
+    one = run(["submit", "--callback-url", hook, *URLS])
+    many = run(["submit", "--callback-url", hook, "--count", "2", *URLS])
+
+    assert one[0] == many[0] == 0, one[1] + one[2] + many[2]
+    assert json.loads(services.sent("POST", "/scans")[0].content)["callback_url"] == hook
+    batch = json.loads(services.sent("POST", "/scans/batch")[0].content)
+    assert [item["callback_url"] for item in batch["scans"]] == [hook, hook]
+
+
+def test_webhooks_show_callbacks_prints_its_secret_and_list_shows_it_without_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    callbacks = endpoint(endpoint_id="callbacks", url=None, description="One-off callbacks")
+    Services(
+        monkeypatch,
+        {
+            ("GET", "/webhooks/callbacks"): {**callbacks, "secret": "whsec_Y2I="},
+            ("GET", "/webhooks"): {"webhooks": [callbacks, endpoint()]},
+        },
+    )
+
+    shown = run(["webhooks", "show", "callbacks", *URLS])
+    listed = run(["webhooks", "list", *URLS])
+
+    assert shown[0] == listed[0] == 0, shown[2] + listed[2]
+    assert json.loads(shown[1])["secret"] == "whsec_Y2I=" and json.loads(shown[1])["url"] is None
+    rows = listed[1].splitlines()
+    assert rows[2].split()[0] == "callbacks" and ENDPOINT in rows[3]

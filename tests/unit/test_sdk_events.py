@@ -1,6 +1,6 @@
 """The Python client's event streams and webhooks: ``wait`` over server-sent events, ``events``, ``webhooks``.
 
-Against the real apps (``tests.unit.test_sdk.serve``: ingest and status over one memory store behind
+Against the real apps (``tests.integration.test_sdk.serve``: ingest and status over one memory store behind
 ``httpx.ASGITransport``) where the answer ends: a scan's stream ends after its terminal event, and the
 transport hands it over then. What a real server sends bit by bit (a stream that breaks, one that never
 ends) comes from ``httpx.MockTransport`` answers written out here.
@@ -34,7 +34,7 @@ from scanq.sdk import (
 )
 from scanq.sdk.wire import STREAM_RECONNECTS, EventStreamParser
 from scanq.store.base import WEBHOOK_ROLE
-from tests.unit.test_sdk import FINDINGS, INGEST, STATUS, Api, Bridge, LoopThread, Sleeps, scan_json, serve
+from tests.integration.test_sdk import FINDINGS, INGEST, STATUS, Api, Bridge, LoopThread, Sleeps, scan_json, serve
 
 HOOK = "https://93.184.215.14/hooks/scanq"
 SCAN_ID = "0190a6c2-5b1e-7c3a-9d2e-3f4a5b6c7d8e"
@@ -386,3 +386,55 @@ def test_the_blocking_client_has_the_same_webhooks() -> None:
 
     assert delivery.status == "pending" and retried.status == "pending"
     assert rotated.secret != endpoint.secret and [e.endpoint_id for e in listed] == [endpoint.endpoint_id]
+
+
+def test_the_blocking_events_raise_a_refusal_and_a_body_that_is_no_stream() -> None:
+    answers = iter(
+        [
+            httpx.Response(403, json={"error": {"code": "forbidden", "message": "no read scope"}}),
+            httpx.Response(200, json={"scans": []}),
+        ]
+    )
+    with Client(INGEST, STATUS, token="", transport=mock(lambda request: next(answers))) as client:
+        with pytest.raises(Forbidden), client.events():
+            pass
+        with pytest.raises(ScanqApiError) as not_a_stream, client.events():
+            pass
+    assert not_a_stream.value.code == "bad_response" and "not an event stream" in not_a_stream.value.message
+
+
+async def test_callbacks_submit_with_a_callback_url_and_read_the_callback_endpoint(api: Api) -> None:
+    async with api.client() as client:
+        endpoint = await client.webhooks.get("callbacks")
+        scan = await client.submit(callback_url=HOOK)
+        (listed,) = await client.webhooks.list()
+        await client.cancel(scan.scan_id)
+        await fan_out(api)
+        (delivery,) = await client.webhooks.deliveries("callbacks")
+        retried = await client.webhooks.retry("callbacks", delivery.event_id)
+        rotated = await client.webhooks.rotate_secret("callbacks")
+        await client.webhooks.delete("callbacks")
+        with pytest.raises(NotFound):
+            await client.webhooks.deliveries("callbacks")
+
+    assert (endpoint.endpoint_id, endpoint.url) == ("callbacks", None) and endpoint.secret is not None
+    assert scan.callback_url == HOOK and (listed.endpoint_id, listed.url) == ("callbacks", None)
+    assert (delivery.url, delivery.event.scan_id, delivery.event.type) == (HOOK, scan.scan_id, "scan.cancelled")
+    assert retried.endpoint_id == "callbacks" and rotated.secret not in (None, endpoint.secret)
+
+
+def test_the_blocking_client_submits_a_callback_url_too() -> None:
+    loop = LoopThread()
+    stack = AsyncExitStack()
+    try:
+        api = loop.run(stack.enter_async_context(serve()))
+        with Client(INGEST, STATUS, token="", transport=Bridge(api.router, loop)) as client:
+            scan = client.submit(callback_url=HOOK)
+            endpoint = client.webhooks.get("callbacks")
+            with pytest.raises(InvalidRequest) as refused:
+                client.submit(callback_url="https://10.1.2.3/cb")
+    finally:
+        loop.run(stack.aclose())
+        loop.close()
+    assert scan.callback_url == HOOK and endpoint.secret is not None and endpoint.url is None
+    assert "callback_url" in refused.value.message

@@ -11,6 +11,7 @@ from scanq.exceptions import ConfigError
 from scanq.scanners.mock import MockSettings
 from scanq.scanners.net.settings import NetSettings
 from scanq.supervisor import (
+    _ingest_children,
     _reason,
     _redact,
     _worker_env,
@@ -77,3 +78,13 @@ def test_the_reason_a_child_could_not_start_is_its_last_line() -> None:
     )
     assert _reason(b'{"level": "ERROR", "message": "cannot listen"}\n') == "cannot listen"
     assert _reason(b"") == "it exited at once"
+
+
+def test_ingest_children_serve_alone_and_share_the_socket_only_when_several() -> None:
+    [single] = _ingest_children(Settings())
+    assert (single.name, single.shares_listeners) == ("ingest", False)
+    several = _ingest_children(Settings(ingest_processes=3))
+    assert [child.name for child in several] == ["ingest-1", "ingest-2", "ingest-3"]
+    assert all(child.shares_listeners for child in several)
+    # Each child gets SCANQ_INGEST_PROCESSES=1: only the supervisor starts several, a child never does.
+    assert {child.env["SCANQ_INGEST_PROCESSES"] for child in [single, *several]} == {"1"}

@@ -14,10 +14,21 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from scanq.archive import ArchiveWriter, read_archive
 from scanq.config import Settings
-from scanq.exceptions import RetentionBusy
+from scanq.exceptions import ConfigError, RetentionBusy
 from scanq.ids import new_scan_id
 from scanq.metrics import WorkerMetrics, make_registry
-from scanq.models import Finish, Lease, NewScan, Outcome, Scan, ScanStatus
+from scanq.models import (
+    DEFAULT_WEBHOOK_EVENTS,
+    DeliveryOutcome,
+    DeliveryResult,
+    Finish,
+    Lease,
+    NewScan,
+    Outcome,
+    Scan,
+    ScanStatus,
+    WebhookEndpoint,
+)
 from scanq.retention import RetentionPolicy
 from scanq.store.base import RETENTION_ROLE, WEBHOOK_ROLE
 from scanq.store.memory import MemoryStore
@@ -140,6 +151,7 @@ async def test_a_batch_the_archive_cannot_take_is_not_deleted(store: MemoryStore
     assert await stored_ids(store, ScanStatus.COMPLETE) == done
 
 
+@pytest.mark.slow
 async def test_only_one_of_two_workers_prunes_and_the_role_moves_when_it_stops(store: MemoryStore, url: str) -> None:
     first_metrics, first_registry = worker_metrics()
     second_metrics, second_registry = worker_metrics()
@@ -194,6 +206,7 @@ async def wait_until_gone(store: MemoryStore) -> None:
             await asyncio.sleep(0.02)
 
 
+@pytest.mark.slow
 async def test_scan_events_are_pruned_without_any_retention_policy_once_dispatched(store: MemoryStore) -> None:
     metrics, registry = worker_metrics()
     await finish(store, Outcome.COMPLETE, 3)  # Accepted, Running, Complete: 9 events
@@ -214,3 +227,43 @@ async def test_scan_events_are_pruned_without_any_retention_policy_once_dispatch
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_ended_deliveries_are_pruned_by_the_loop_after_their_retention(store: MemoryStore) -> None:
+    made = datetime.now(UTC) - timedelta(seconds=5)
+    endpoint = WebhookEndpoint(
+        endpoint_id="ep",
+        tenant="default",
+        url="https://93.184.215.14/hook",
+        event_types=DEFAULT_WEBHOOK_EVENTS,
+        secret="whsec_c2VjcmV0",
+        created_at=made,
+        updated_at=made,
+    )
+    await store.create_endpoint(endpoint=endpoint)
+    await finish(store, Outcome.COMPLETE, 2)
+    assert await store.lead(role=WEBHOOK_ROLE, owner="dispatcher", term_s=60)
+    await store.dispatch_events(owner="dispatcher")
+    jobs = await store.claim_deliveries(worker_id="w", limit=10, lease_s=30)
+    ended = DeliveryResult(
+        endpoint_id="ep", event_id=jobs[0].delivery.event.event_id, worker_id="w", outcome=DeliveryOutcome.DELIVERED
+    )
+    assert await store.record_deliveries(results=[ended]) == [True]
+    loop = asyncio.create_task(
+        retention_loop(store=store, policy=RetentionPolicy(), owner="a", delivery_retention_s=1e-6)
+    )
+    try:
+        async with asyncio.timeout(DEADLINE_S):
+            while len(await store.list_deliveries(endpoint_id="ep")) != 1:
+                await asyncio.sleep(0.02)
+    finally:
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    (left,) = await store.list_deliveries(endpoint_id="ep")
+    assert left.event.event_id == jobs[1].delivery.event.event_id  # still pending (leased): kept
+
+
+def test_the_delivery_retention_setting_must_be_positive() -> None:
+    assert Settings().delivery_retention_seconds == 604800
+    with pytest.raises(ConfigError, match="DELIVERY_RETENTION_SECONDS"):
+        Settings(delivery_retention_seconds=0)

@@ -65,8 +65,9 @@ API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest
 
 # Served by HotPathMiddleware, past routing: the submissions, where requests per second matter most.
 HOT_INGEST_ROUTES = frozenset({("POST", "/scans"), ("POST", "/scans/batch")})
-# GETs that write: the original contract's GET / queues a scan, so a browser on another site may not send it.
-QUEUEING_GET_PATHS = frozenset({"/"})
+# GETs that write: the original contract's GET / queues a scan, GET /webhooks/callbacks may make the callback
+# endpoint; so a browser on another site may not send them.
+QUEUEING_GET_PATHS = frozenset({"/", "/webhooks/callbacks"})
 
 _HEALTHY = encoder.encode(HealthResponse())
 _READY = encoder.encode(ReadyResponse())
@@ -326,12 +327,13 @@ def _assemble(
     the_store = open_store(settings.database_url) if store is None else store
     registry = make_registry()
     plugins = scanners or ScannerRegistry(settings)
-    service = ScanService(the_store, plugins, settings, counters=ScanCounters(registry))
+    webhooks = WebhookService(the_store, settings)  # also checks callback_url and makes the callback endpoint
+    service = ScanService(the_store, plugins, settings, counters=ScanCounters(registry), callbacks=webhooks)
     callers = Callers(Authenticator(the_store)) if settings.auth_required else OPEN
     feed = EventFeed(the_store)
     services = Services(
         scans=service,
-        webhooks=WebhookService(the_store, settings),
+        webhooks=webhooks,
         streams=EventStreams(feed=feed, callers=callers, max_streams=max_event_streams(settings)),
         callers=callers,
     )

@@ -34,7 +34,7 @@ from scanq.scans import (
     Throughput,
 )
 from scanq.views import ScanId, ScanOut, UtcTime
-from scanq.webhook_service import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH, EndpointRequest
+from scanq.webhook_service import MAX_DESCRIPTION_LENGTH, MAX_URL_LENGTH, EndpointRequest, public_endpoint_id
 
 Target = Annotated[
     str,
@@ -51,6 +51,8 @@ Priority = Annotated[int, Meta(ge=MIN_PRIORITY, le=MAX_PRIORITY, description="Hi
 MaxAttempts = Annotated[
     int, Meta(ge=1, le=MAX_ATTEMPTS_LIMIT, description="Attempts allowed (default: the server's max_attempts)")
 ]
+_CALLBACK = "Where this scan's end is POSTed, signed with the secret of GET /webhooks/callbacks; rules of a webhook URL"
+CallbackUrl = Annotated[str, Meta(min_length=1, max_length=MAX_URL_LENGTH, description=_CALLBACK)]
 
 
 # --- requests ---------------------------------------------------------------------
@@ -64,6 +66,7 @@ class ScanRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     options: dict[str, Any] = {}
     priority: Priority = 0
     max_attempts: MaxAttempts | None = None
+    callback_url: CallbackUrl | None = None
 
 
 class BatchRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -222,11 +225,13 @@ class WebhookOut(msgspec.Struct, kw_only=True):
     """A webhook endpoint (its secret is shown only when it is made and when it is rotated).
 
     ``previous_secret_until``: after a rotation, deliveries are signed with the old secret too until then.
+    The tenant's callback endpoint has the id ``callbacks`` and no ``url``: it signs the deliveries to each
+    scan's own ``callback_url`` (its secret is also shown by ``GET /webhooks/callbacks``).
     """
 
     endpoint_id: str
     tenant: str
-    url: str
+    url: str | None
     event_types: list[EventType]
     description: str | None
     created_at: UtcTime
@@ -250,10 +255,12 @@ class DeliveryOut(msgspec.Struct, kw_only=True):
     """One event owed to one endpoint: where it is, and how its last attempt went.
 
     ``status``: pending (waiting for its next attempt, at ``next_attempt_at``), delivered (the endpoint
-    answered 2xx) or failed (out of attempts; ``POST .../retry`` sends it again).
+    answered 2xx) or failed (out of attempts; ``POST .../retry`` sends it again). ``url``: where a callback
+    goes (the scan's ``callback_url``); null for a delivery to its endpoint's own URL.
     """
 
     endpoint_id: str
+    url: str | None
     event_id: str
     event: EventOut
     status: DeliveryStatus
@@ -330,7 +337,7 @@ def webhook_secret_out(endpoint: WebhookEndpoint) -> WebhookSecretOut:
 
 def _webhook_fields(endpoint: WebhookEndpoint) -> dict[str, Any]:
     return {
-        "endpoint_id": endpoint.endpoint_id,
+        "endpoint_id": public_endpoint_id(endpoint.endpoint_id, tenant=endpoint.tenant),
         "tenant": endpoint.tenant,
         "url": endpoint.url,
         "event_types": sorted(endpoint.event_types),
@@ -344,7 +351,8 @@ def _webhook_fields(endpoint: WebhookEndpoint) -> dict[str, Any]:
 def delivery_out(delivery: Delivery) -> DeliveryOut:
     """The JSON form of one delivery."""
     return DeliveryOut(
-        endpoint_id=delivery.endpoint_id,
+        endpoint_id=public_endpoint_id(delivery.endpoint_id, tenant=delivery.event.tenant),
+        url=delivery.url,
         event_id=delivery.event.event_id,
         event=event_out(delivery.event),
         status=delivery.status,

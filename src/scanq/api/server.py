@@ -4,20 +4,21 @@ Binding before uvicorn starts turns a host that does not resolve or a port
 already taken into one ``StartupError`` naming the address (uvicorn would log
 the bare ``OSError`` and exit with the code it also uses for a failed
 lifespan), so ``scanq up`` can tell "cannot start" from "crashed" and stop.
+A process started with listening sockets to share (``--ingest-processes``,
+``listeners.py``) serves those instead of binding its own.
 """
 
 from __future__ import annotations
 
 import logging
 import resource
-import socket
 import sys
-from typing import Any
 
 from starlette.types import ASGIApp
 
 from scanq.api.edge import edge_protocol
 from scanq.api.limits import EdgeLimits
+from scanq.api.listeners import adopt, bind, close, url
 from scanq.config import Settings
 from scanq.exceptions import StartupError
 
@@ -43,7 +44,7 @@ def serve(app: ASGIApp, *, settings: Settings, port: int) -> None:
     """
     import uvicorn
 
-    sockets = bind(settings.host, port)
+    sockets = adopt() or bind(settings.host, port)
     limits = EdgeLimits.from_settings(settings, max_connections=connection_limit(settings.max_connections))
     config = uvicorn.Config(
         app,
@@ -60,45 +61,14 @@ def serve(app: ASGIApp, *, settings: Settings, port: int) -> None:
         try:
             config.load()  # reads the certificate and key now: a bad file is one line, before anything listens
         except (OSError, ValueError) as exc:
-            for sock in sockets:
-                sock.close()
+            close(sockets)
             raise StartupError(f"cannot serve HTTPS with {settings.tls_cert} and {settings.tls_key}: {exc}") from None
     for sock in sockets:
-        logger.info("listening on %s", _url(sock.getsockname(), scheme), extra={"action": "listening"})
+        logger.info("listening on %s", url(sock.getsockname(), scheme), extra={"action": "listening"})
     server = uvicorn.Server(config)
     server.run(sockets=sockets)
     if not server.started:
         sys.exit(LIFESPAN_FAILURE_EXIT)
-
-
-def bind(host: str, port: int) -> list[socket.socket]:
-    """Bound (not yet listening) TCP sockets for every address ``host`` resolves to.
-
-    Raise ``StartupError`` naming the host or the address that failed.
-    """
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
-        raise StartupError(f"cannot listen on {host}:{port}: the host does not resolve ({reason})") from None
-    sockets: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.bind(address)
-            except OSError as exc:
-                raise StartupError(f"cannot listen on {_url(address, 'http')}: {exc.strerror or exc}") from None
-            sock.set_inheritable(True)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
 
 
 def connection_limit(wanted: int) -> int:
@@ -114,11 +84,6 @@ def connection_limit(wanted: int) -> int:
         allowed,
     )
     return allowed
-
-
-def _url(address: tuple[Any, ...], scheme: str) -> str:
-    host, port = address[0], address[1]
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 __all__ = ["bind", "connection_limit", "serve"]

@@ -6,6 +6,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from scanq.api.callbacks import CallbackRoutes
 from scanq.api.callers import OPEN, Callers
 from scanq.api.http import decode_json, json_response, read_body
 from scanq.api.openapi import AUTH_ERRORS, BODY_ERRORS, STORE_ERRORS, Operation, Param, Reply, error_reply
@@ -53,8 +54,7 @@ TENANT_PARAM = Param(
     description="Only this tenant's endpoints (an admin token's filter; any other token may only name its own)",
     schema={"type": "string", "pattern": TENANT_PATTERN},
 )
-DELIVERY_PARAMS = (
-    ENDPOINT_ID_PARAM,
+DELIVERY_FILTERS = (
     Param(
         name="status",
         location="query",
@@ -68,6 +68,7 @@ DELIVERY_PARAMS = (
         schema={"type": "integer", "minimum": 1, "maximum": MAX_DELIVERIES_LIMIT, "default": DEFAULT_DELIVERIES_LIMIT},
     ),
 )
+DELIVERY_PARAMS = (ENDPOINT_ID_PARAM, *DELIVERY_FILTERS)
 
 
 def endpoint_location(endpoint_id: str) -> str:
@@ -89,6 +90,13 @@ class WebhookEndpoints:
         self._callers = callers
         self._max_body_bytes = settings.max_body_bytes
         self._decoder = msgspec.json.Decoder(WebhookRequest)
+        self._callbacks = CallbackRoutes(
+            webhooks=webhooks,
+            callers=callers,
+            deliveries_params=DELIVERY_FILTERS,
+            event_id_param=EVENT_ID_PARAM,
+            limit=parse_limit,
+        )
 
     async def create(self, request: Request) -> Response:
         """``POST /webhooks``: 201 with the endpoint and its secret (shown this once)."""
@@ -150,10 +158,11 @@ class WebhookEndpoints:
         return json_response(delivery_out(delivery))
 
     def operations(self) -> list[Operation]:
-        """The webhook routes with their documentation."""
+        """The webhook routes with their documentation (the callback endpoint's first: its paths are fixed)."""
         not_found = error_reply("No webhook endpoint with that id (another tenant's is not found either)")
         no_body = {415: BODY_ERRORS[415], **AUTH_ERRORS, **STORE_ERRORS}
         return [
+            *self._callbacks.operations(),
             Operation(
                 method="POST",
                 path="/webhooks",

@@ -57,6 +57,7 @@ class Settings:
     ingest_url: str = setting("http://127.0.0.1:10550", "Ingest service URL (CLI client, dashboard)")
     status_url: str = setting("http://127.0.0.1:10551", "Status service URL (CLI client)")
     workers: int = setting(2, "Worker processes started by `scanq up`")
+    ingest_processes: int = setting(1, "Ingest processes sharing --ingest-port (scanq up; scanq ingest --processes)")
     concurrency: int = setting(64, "Scans one worker runs at once")
     lease_seconds: float = setting(30.0, "How long a claim is held without a heartbeat")
     heartbeat_seconds: float = setting(10.0, "How often a worker renews its leases")
@@ -91,8 +92,12 @@ class Settings:
     event_retention_seconds: float = setting(
         3600.0, "Keep scan events (live streams resume from them, webhooks are made from them) this long"
     )
+    delivery_retention_seconds: float = setting(
+        604800.0, "Keep ended webhook deliveries (delivered or failed; listed with their last error) this long"
+    )
     webhooks: bool = setting(
-        True, "Webhooks: this worker dispatches scan events and delivers them (--no-webhooks: neither)"
+        True,
+        "Webhooks: this worker sends them, ingest takes callback_url (--no-webhooks: neither; events still pruned)",
     )
     webhook_concurrency: int = setting(
         64, "Webhooks: deliveries one worker sends at once (a quarter of them at most to one endpoint)"
@@ -307,6 +312,7 @@ def _check(s: Settings) -> None:
         fail("max_per_target", "must not be negative (0: no cap)")
     for name in (
         "workers",
+        "ingest_processes",
         "concurrency",
         "max_attempts",
         "max_batch",
@@ -316,22 +322,12 @@ def _check(s: Settings) -> None:
     ):
         if getattr(s, name) < 1:
             fail(name, "must be at least 1")
-    for name in (
-        "lease_seconds",
-        "heartbeat_seconds",
-        "reaper_seconds",
-        "poll_seconds",
-        "retry_base_seconds",
-        "retry_max_seconds",
-        "scan_timeout_seconds",
-        "header_timeout_seconds",
-        "body_timeout_seconds",
-        "event_retention_seconds",
-        "webhook_connect_timeout_seconds",
-        "webhook_timeout_seconds",
-        "webhook_backoff_base_seconds",
-        "webhook_max_age_seconds",
-    ):
+    # Durations that must be positive (one name per word).
+    positive = """lease_seconds heartbeat_seconds reaper_seconds poll_seconds retry_base_seconds retry_max_seconds
+        scan_timeout_seconds header_timeout_seconds body_timeout_seconds event_retention_seconds
+        delivery_retention_seconds webhook_connect_timeout_seconds webhook_timeout_seconds
+        webhook_backoff_base_seconds webhook_max_age_seconds"""
+    for name in positive.split():
         if not getattr(s, name) > 0:
             fail(name, "must be greater than 0")
     for cidr in s.webhook_allowlist:

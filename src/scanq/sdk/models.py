@@ -73,6 +73,7 @@ class Scan(msgspec.Struct, frozen=True, kw_only=True):
     tenant: str = "default"
     submitted_by: Actor | None = None
     cancelled_by: Actor | None = None
+    callback_url: str | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -110,6 +111,8 @@ class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 
     ``submit_batch`` takes these or plain mappings with the same keys (an unknown
     key is refused before anything is sent, so a misspelt field is never dropped).
+    ``callback_url``: where the scan's end is POSTed, signed with the secret of
+    ``client.webhooks.get("callbacks")``.
     """
 
     target: str | None = None
@@ -117,6 +120,7 @@ class SubmitRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     options: dict[str, Any] | None = None
     priority: int | None = None
     max_attempts: int | None = None
+    callback_url: str | None = None
 
 
 class BatchRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,11 +161,13 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True):
 
     ``secret`` (``whsec_…``) is set only in the answers of ``create`` and ``rotate_secret``: keep it, the
     service never shows it again. After a rotation the old secret keeps signing until ``previous_secret_until``.
+    The tenant's callback endpoint (``endpoint_id`` ``callbacks``) has no ``url``: it signs the deliveries to
+    each scan's ``callback_url``, and ``get("callbacks")`` answers it with its secret.
     """
 
     endpoint_id: str
     tenant: str = "default"
-    url: str
+    url: str | None = None
     event_types: list[str] = []
     description: str | None = None
     created_at: datetime
@@ -188,6 +194,7 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     """One event owed to one endpoint: ``status`` pending, delivered or failed, and how its last attempt went."""
 
     endpoint_id: str
+    url: str | None = None  # a callback's: the scan's callback_url
     event_id: str
     event: ScanEvent
     status: str

@@ -12,7 +12,7 @@ from typing import Any, Self
 import httpx
 import msgspec
 
-from scanq.sdk.errors import ScanqApiError, ScanqConnectionError, WaitTimeout, error_from_response
+from scanq.sdk.errors import ScanqConnectionError, WaitTimeout, error_from_response
 from scanq.sdk.models import BatchAnswer, Page, Scan, ScanEvent, Stats, SubmitRequest
 from scanq.sdk.webhooks import Webhooks
 from scanq.sdk.wire import (
@@ -21,6 +21,7 @@ from scanq.sdk.wire import (
     Endpoints,
     EventStreamParser,
     RetryPolicy,
+    check_event_stream,
     decode,
     default_headers,
     is_event_stream,
@@ -102,15 +103,23 @@ class Client:
         priority: int | None = None,
         max_attempts: int | None = None,
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
     ) -> Scan:
         """Queue one scan (``POST /scans``) and return it as stored: Accepted.
 
         Arguments left None take the service's defaults. ``idempotency_key``: the same key again answers the
         scan stored the first time, as it is now (a different request with it is ``Conflict``); the client
-        makes one up when it may retry and none is given.
+        makes one up when it may retry and none is given. ``callback_url``: the scan's end is also POSTed
+        there, signed with the secret of ``webhooks.get("callbacks")`` (``InvalidRequest`` for a URL the
+        service refuses, as for a webhook endpoint).
         """
         request = submission(
-            target=target, scanner=scanner, options=options, priority=priority, max_attempts=max_attempts
+            target=target,
+            scanner=scanner,
+            options=options,
+            priority=priority,
+            max_attempts=max_attempts,
+            callback_url=callback_url,
         )
         if idempotency_key is None and self.retry_policy.retries > 0:
             idempotency_key = new_idempotency_key()
@@ -233,15 +242,7 @@ class Client:
             ) as response:
                 if not response.is_success:
                     response.read()
-                    raise error_from_response(response)
-                if not is_event_stream(response):
-                    raise ScanqApiError(
-                        response.status_code,
-                        "bad_response",
-                        f"not an event stream: {response.headers.get('content-type')}",
-                        method=call.method,
-                        url=call.url,
-                    )
+                check_event_stream(response, call)
                 yield _events_of(response)
         except httpx.TransportError as exc:
             raise ScanqConnectionError(call.method, call.url, exc) from exc

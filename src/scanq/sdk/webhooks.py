@@ -7,7 +7,9 @@
     for delivery in client.webhooks.deliveries(endpoint.endpoint_id, status="failed"):
         client.webhooks.retry(endpoint.endpoint_id, delivery.event_id)
 
-The calls go to the ingest service and need a token with the ``webhooks`` scope.
+The calls go to the ingest service and need a token with the ``webhooks`` scope. The id ``callbacks`` names
+the tenant's callback endpoint (it signs the deliveries to each scan's ``callback_url``): ``get("callbacks")``
+answers it with its ``secret``, making it if the tenant has none yet; the other calls work on it as on any.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class Webhooks:
         return decode(self._send(self._endpoints.list_webhooks(tenant=tenant)), WebhookList).webhooks
 
     def get(self, endpoint_id: str) -> Webhook:
-        """One endpoint (``NotFound`` for an unknown id, or another tenant's)."""
+        """One endpoint (``NotFound`` for an unknown id, or another tenant's); ``callbacks`` with its secret."""
         return decode(self._send(self._endpoints.get_webhook(endpoint_id)), Webhook)
 
     def delete(self, endpoint_id: str) -> None:
@@ -101,7 +103,7 @@ class AsyncWebhooks:
         return decode(await self._send(self._endpoints.list_webhooks(tenant=tenant)), WebhookList).webhooks
 
     async def get(self, endpoint_id: str) -> Webhook:
-        """One endpoint (``NotFound`` for an unknown id, or another tenant's)."""
+        """One endpoint (``NotFound`` for an unknown id, or another tenant's); ``callbacks`` with its secret."""
         return decode(await self._send(self._endpoints.get_webhook(endpoint_id)), Webhook)
 
     async def delete(self, endpoint_id: str) -> None:

@@ -33,7 +33,7 @@ from urllib.parse import quote
 import httpx
 import msgspec
 
-from scanq.sdk.errors import ScanqApiError, retry_after_s
+from scanq.sdk.errors import ScanqApiError, error_from_response, retry_after_s
 from scanq.sdk.models import BatchRequest, ScanEvent, SubmitRequest, WebhookRequest
 
 T = TypeVar("T")
@@ -279,6 +279,16 @@ def is_event_stream(response: httpx.Response) -> bool:
     return response.status_code == 200 and content_type.split(";", 1)[0].strip().lower() == EVENT_STREAM
 
 
+def check_event_stream(response: httpx.Response, call: Call) -> None:
+    """Raise unless ``response`` opens the stream ``call`` asked for: an error answer (its body read) as every
+    call does (``Unauthorized``…), any other answer but a ``text/event-stream`` as ``bad_response``."""
+    if not response.is_success:
+        raise error_from_response(response)
+    if not is_event_stream(response):
+        why = f"not an event stream: {response.headers.get('content-type')}"
+        raise ScanqApiError(response.status_code, "bad_response", why, method=call.method, url=call.url)
+
+
 def stream_timeout(timeout_s: float, remaining_s: float | None) -> httpx.Timeout:
     """A stream's timeouts: ``timeout_s`` to connect and send, and a read timeout that outlasts the keep-alive
     (or the time left before a deadline, when that is shorter)."""
@@ -307,6 +317,7 @@ def submission(
     options: Mapping[str, Any] | None,
     priority: int | None,
     max_attempts: int | None,
+    callback_url: str | None = None,
 ) -> SubmitRequest:
     """One scan to queue, from ``submit``'s arguments."""
     return SubmitRequest(
@@ -315,6 +326,7 @@ def submission(
         options=None if options is None else dict(options),
         priority=priority,
         max_attempts=max_attempts,
+        callback_url=callback_url,
     )
 
 
@@ -372,6 +384,7 @@ __all__ = [
     "Endpoints",
     "EventStreamParser",
     "RetryPolicy",
+    "check_event_stream",
     "decode",
     "default_headers",
     "is_event_stream",

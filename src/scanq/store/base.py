@@ -89,7 +89,7 @@ from scanq.models import (
     TenantLimits,
     TenantQueue,
 )
-from scanq.store.events_contract import MAX_PAGE_SIZE, EventLog, WebhookOutbox
+from scanq.store.events_contract import MAX_PAGE_SIZE, EventLog, WebhookOutbox, callback_endpoint_id
 from scanq.store.finished_rules import (
     FINISHED_STATUSES,
     MAX_FINISHED_STEPS,
@@ -342,6 +342,7 @@ def accepted_scan(new: NewScan, *, updated_at: datetime, available_at: datetime 
         tenant=new.tenant,
         submitted_by=new.submitted_by,
         target_key=new.target_key,
+        callback_url=new.callback_url,
     )
 
 
@@ -371,6 +372,7 @@ __all__ = [
     "WEBHOOK_ROLE",
     "Store",
     "accepted_scan",
+    "callback_endpoint_id",
     "check_after",
     "check_finished_status",
     "count_steps",

@@ -22,11 +22,20 @@ Rules (``tests/contract/test_events.py`` and ``test_webhook_store.py`` check eac
     cursor into one pending ``Delivery`` per endpoint of the event's tenant that
     subscribes to its type and existed when it happened (``endpoint.created_at
     <= event.at``), at most one per (endpoint, event) however often it runs,
-    and moves the cursor past them in the same write. ``claim_deliveries``
+    and moves the cursor past them in the same write. An endpoint without a
+    url (a tenant's callback endpoint, ``callback_endpoint_id``) gets a
+    delivery only for the events of scans that have a ``callback_url`` (the
+    scan row as it is at dispatch; none once the scan is pruned), and that
+    delivery's ``url`` is the scan's ``callback_url``; every other delivery's
+    ``url`` is None (it goes to its endpoint's). ``claim_deliveries``
     leases due pending deliveries to one worker at a time (a lease that
     expires makes the delivery claimable again: at-least-once);
-    ``record_deliveries`` is fenced by that lease. Deleting an endpoint deletes
-    its deliveries.
+    ``record_deliveries`` is fenced by that lease, and of several results
+    for one delivery by one worker in a call the first wins
+    (``delivery_rules``). Deleting an endpoint deletes its deliveries.
+    Deliveries carry their event's fields and outlive it: ``prune_events``
+    never deletes one; ``prune_deliveries`` deletes ended ones (delivered or
+    failed) by the time of their last attempt.
 """
 
 from __future__ import annotations
@@ -39,6 +48,15 @@ from scanq.models import Delivery, DeliveryJob, DeliveryResult, DeliveryStatus, 
 
 MAX_PAGE_SIZE = 1000
 """The most scans, events or deliveries one read answers."""
+
+
+def callback_endpoint_id(tenant: str) -> str:
+    """The store id of ``tenant``'s callback endpoint (``url`` None; at most one per tenant).
+
+    It is created with ``create_endpoint`` like any other and receives, signed with its secret,
+    the events of the tenant's scans that carry a ``callback_url`` (rule 11).
+    """
+    return f"callbacks.{tenant}"
 
 
 class EventLog(Protocol):
@@ -74,9 +92,9 @@ class EventLog(Protocol):
     async def prune_events(self, *, before: datetime, owner: str, limit: int = MAX_PAGE_SIZE) -> int:
         """Delete up to ``limit`` of the oldest events with ``at`` before ``before``; return how many.
 
-        Only while ``owner`` holds ``RETENTION_ROLE`` (else 0), never an event the webhook dispatch
-        cursor has not passed yet, and with them the delivered and failed deliveries of the events
-        deleted (pending deliveries are kept until they end).
+        Only while ``owner`` holds ``RETENTION_ROLE`` (else 0), and never an event the webhook dispatch
+        cursor has not passed yet. Deliveries are not touched: each carries its event's fields, so it
+        outlives the event (``WebhookOutbox.prune_deliveries`` has its own retention).
         """
 
 
@@ -137,4 +155,12 @@ class WebhookOutbox(Protocol):
         """Make a delivery pending and due now again (its attempts kept); return it.
 
         ``EndpointNotFound`` / ``DeliveryNotFound``.
+        """
+
+    async def prune_deliveries(self, *, before: datetime, owner: str, limit: int = MAX_PAGE_SIZE) -> int:
+        """Delete up to ``limit`` ended deliveries (delivered or failed) that ended before ``before``; return how many.
+
+        A delivery ends at its last attempt (``last_attempt_at``; a delivered one's ``delivered_at`` is
+        that same time), oldest first. Never a pending one. Only while ``owner`` holds
+        ``RETENTION_ROLE`` (else 0). ``limit`` is capped at ``MAX_PAGE_SIZE``.
         """

@@ -27,6 +27,7 @@ from scanq.models import (
     WebhookEndpoint,
 )
 from scanq.store.base import MAX_PAGE_SIZE, RETENTION_ROLE, WEBHOOK_ROLE
+from scanq.store.delivery_rules import answers, first_results
 
 _EVENT_ID = re.compile(r"[0-9]{1,19}")
 _FINISHED_DELIVERIES = frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED})
@@ -83,6 +84,7 @@ class MemoryEvents:
     """The event and webhook operations of ``MemoryStore``, over the ``EventLog`` it shares per URL."""
 
     _log: EventLog
+    _scans: dict[str, Scan]  # the store's scans: a callback delivery reads its scan's callback_url
     _leaders: dict[str, tuple[str, datetime]]  # role → (owner, until), as ``lead`` keeps it
     _events_woken: asyncio.Event
 
@@ -148,12 +150,7 @@ class MemoryEvents:
         if doomed:
             log.events = [event for index, event in enumerate(log.events) if index not in doomed]
             log.seqs = [seq for index, seq in enumerate(log.seqs) if index not in doomed]
-        # The finished deliveries of every event gone (also of one pruned while its delivery was pending).
-        kept = set(log.seqs)
-        for key, row in list(log.deliveries.items()):
-            if row.delivery.status in _FINISHED_DELIVERIES and row.seq not in kept and row.delivery.event.at < before:
-                del log.deliveries[key]
-        return len(doomed)
+        return len(doomed)  # deliveries carry their event: they stay (prune_deliveries)
 
     # -- webhooks (rule 11) --------------------------------------------------------------------------
 
@@ -211,6 +208,12 @@ class MemoryEvents:
                 key = (endpoint.endpoint_id, event.event_id)
                 if event.type not in endpoint.event_types or endpoint.created_at > event.at or key in log.deliveries:
                     continue
+                url = None
+                if endpoint.url is None:  # the callback endpoint: only to the scan's own callback_url
+                    scan = self._scans.get(event.scan_id)
+                    url = None if scan is None else scan.callback_url
+                    if url is None:
+                        continue
                 delivery = Delivery(
                     endpoint_id=endpoint.endpoint_id,
                     event=event,
@@ -218,6 +221,7 @@ class MemoryEvents:
                     attempts=0,
                     created_at=now,
                     next_attempt_at=now,
+                    url=url,
                 )
                 log.deliveries[key] = _DeliveryRow(delivery=delivery, seq=seq)
         log.cursor = log.seqs[start + len(batch) - 1]
@@ -245,11 +249,12 @@ class MemoryEvents:
 
     async def record_deliveries(self, *, results: Sequence[DeliveryResult]) -> list[bool]:
         now = _now()
-        applied: list[bool] = []
-        for result in results:
+        firsts = first_results(results, position=lambda event_id: event_id)
+        applied: set[tuple[str, str, str]] = set()
+        for key, index in firsts.items():
+            result = results[index]
             row = self._log.deliveries.get((result.endpoint_id, result.event_id))
             if row is None or row.delivery.status != DeliveryStatus.PENDING or row.lease_owner != result.worker_id:
-                applied.append(False)
                 continue
             delivery = dataclasses.replace(
                 row.delivery,
@@ -266,8 +271,8 @@ class MemoryEvents:
                 retry_at = now if result.retry_at is None else max(result.retry_at, now)
                 delivery = dataclasses.replace(delivery, next_attempt_at=retry_at)
             row.delivery, row.lease_owner, row.lease_expires_at = delivery, None, None
-            applied.append(True)
-        return applied
+            applied.add(key)
+        return answers(len(results), firsts, applied)
 
     async def list_deliveries(
         self,
@@ -294,6 +299,20 @@ class MemoryEvents:
         row.delivery = dataclasses.replace(row.delivery, status=DeliveryStatus.PENDING, next_attempt_at=_now())
         row.lease_owner, row.lease_expires_at = None, None
         return row.delivery
+
+    async def prune_deliveries(self, *, before: datetime, owner: str, limit: int = MAX_PAGE_SIZE) -> int:
+        if not self._holds(RETENTION_ROLE, owner):
+            return 0
+        ended = sorted(
+            (row.delivery.last_attempt_at, key)
+            for key, row in self._log.deliveries.items()
+            if row.delivery.status in _FINISHED_DELIVERIES
+            and row.delivery.last_attempt_at is not None
+            and row.delivery.last_attempt_at < before
+        )[: max(1, min(limit, MAX_PAGE_SIZE))]
+        for _, key in ended:
+            del self._log.deliveries[key]
+        return len(ended)
 
     def _holds(self, role: str, owner: str) -> bool:
         holder = self._leaders.get(role)

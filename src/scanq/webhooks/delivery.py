@@ -19,7 +19,8 @@ worker's claims either. An endpoint whose last attempt failed gets one
 attempt at a time until one succeeds: what is claimed for it meanwhile is
 recorded at once as not sent ("the endpoint is failing"), with the schedule's
 backoff. So a dead endpoint costs a store write per delivery per backoff step,
-and the others never wait for it.
+and the others never wait for it. A callback (``Delivery.url``, its scan's own URL) is
+bounded per origin it goes to: one dead callback receiver holds up only its own callbacks.
 
 Scans come first: while the worker drains a backlog (``busy()``: its last
 claim came back full), at most ``BUSY_CONCURRENCY`` attempts are in flight
@@ -42,6 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from scanq.backoff import backoff_delay
 from scanq.metrics import WorkerMetrics
@@ -97,10 +99,25 @@ class _Held:
     def key(self) -> tuple[str, str]:
         return self.job.delivery.endpoint_id, self.job.delivery.event.event_id
 
+    @property
+    def url(self) -> str | None:
+        """Where it goes: a callback's own URL, else its endpoint's."""
+        return self.job.delivery.url or self.job.endpoint.url
+
+    @property
+    def destination(self) -> str:
+        """What the per-endpoint bounds count: the endpoint, and for a callback the origin it goes to."""
+        endpoint_id = self.job.endpoint.endpoint_id
+        url = self.job.delivery.url
+        if url is None:
+            return endpoint_id
+        parts = urlsplit(url)
+        return f"{endpoint_id} {parts.scheme.lower()}://{parts.netloc.lower()}"
+
 
 @dataclass(eq=False, slots=True)
 class _Endpoint:
-    endpoint_id: str
+    endpoint_id: str  # the destination (``_Held.destination``)
     in_flight: int = 0
     waiting: deque[_Held] = field(default_factory=deque)
     failing: str | None = None  # the last attempt's error, until one succeeds
@@ -256,7 +273,7 @@ class DeliveryLoop:
     # -- sending ------------------------------------------------------------------------------------
 
     def _offer(self, held: _Held) -> None:
-        endpoint_id = held.job.endpoint.endpoint_id
+        endpoint_id = held.destination
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None:
             endpoint = self._endpoints[endpoint_id] = _Endpoint(endpoint_id)
@@ -284,8 +301,12 @@ class DeliveryLoop:
                 return
             now = datetime.now(UTC)
             headers = webhook_headers(job.endpoint, message_id=job.delivery.event.event_id, body=body, now=now)
+            url = held.url
             try:
-                sent = await self.sender.send(job.endpoint.url, headers=headers, body=body)
+                if url is None:  # a callback endpoint's delivery without the scan's URL: nowhere to send it
+                    sent = SendResult(error="no URL to deliver to")
+                else:
+                    sent = await self.sender.send(url, headers=headers, body=body)
             except Exception as exc:  # a bug, not the endpoint: recorded, so the delivery is not stuck here
                 logger.error("webhook %s: the attempt failed", job.endpoint.endpoint_id, exc_info=exc)
                 sent = SendResult(error=f"internal error: {type(exc).__name__}")

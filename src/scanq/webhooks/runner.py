@@ -1,4 +1,9 @@
-"""The webhook loops of one worker process, built from the settings: started with the worker, stopped with it."""
+"""The webhook loops of one worker process, built from the settings: started with the worker, stopped with it.
+
+With ``--no-webhooks`` the worker sends nothing, but its dispatcher still runs (one worker at a time holds
+the role): the store keeps every event the dispatcher has not passed, so without one the event log would
+grow without bound. The deliveries it makes wait for a worker that sends them.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ CANCEL_TIMEOUT_S = 5.0
 
 
 class Webhooks:
-    """The dispatcher (one worker at a time) and the delivery loop (every worker) of one process.
+    """The dispatcher (one worker at a time) and the delivery loop (every worker but ``--no-webhooks`` ones).
 
     Args:
         store: an open store.
@@ -47,36 +52,36 @@ class Webhooks:
         lease_s: float | None = None,
         busy: Callable[[], bool] | None = None,
     ) -> None:
-        sender = Sender(
-            EndpointRules.from_settings(settings),
-            connect_timeout_s=settings.webhook_connect_timeout_seconds,
-            read_timeout_s=settings.webhook_timeout_seconds,
-            tls=tls,
-        )
-        schedule = RetrySchedule(
-            base_s=settings.webhook_backoff_base_seconds, max_age_s=settings.webhook_max_age_seconds
-        )
         self.delivery = DeliveryLoop(
             store,
-            sender=sender,
-            schedule=schedule,
+            sender=Sender(
+                EndpointRules.from_settings(settings),
+                connect_timeout_s=settings.webhook_connect_timeout_seconds,
+                read_timeout_s=settings.webhook_timeout_seconds,
+                tls=tls,
+            ),
+            schedule=RetrySchedule(
+                base_s=settings.webhook_backoff_base_seconds, max_age_s=settings.webhook_max_age_seconds
+            ),
             worker_id=worker_id,
             concurrency=settings.webhook_concurrency,
             lease_s=lease_s,
             metrics=metrics,
             busy=busy,
         )
+        self.is_sending = settings.webhooks  # --no-webhooks: the delivery loop is never started
         self.dispatcher = Dispatcher(
             store, owner=worker_id, on_dispatched=lambda count: self.delivery.wake(), metrics=metrics
         )
         self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        """Start both loops on the running event loop."""
-        self.tasks = [
-            asyncio.create_task(self.delivery.run(), name="scanq-webhook-delivery"),
-            asyncio.create_task(self.dispatcher.run(), name="scanq-webhook-dispatch"),
-        ]
+        """Start the loops on the running event loop."""
+        self.tasks = [asyncio.create_task(self.dispatcher.run(), name="scanq-webhook-dispatch")]
+        if not self.is_sending:
+            logger.info("webhooks: this worker sends none (--no-webhooks); it dispatches scan events to deliveries")
+            return
+        self.tasks.append(asyncio.create_task(self.delivery.run(), name="scanq-webhook-delivery"))
         logger.info(
             "webhooks: up to %d deliveries at once (%d per endpoint), lease %.0fs",
             self.delivery.concurrency,
@@ -93,8 +98,7 @@ class Webhooks:
         """Stop both loops: the dispatcher resigns its role, the delivery loop records what it did not send."""
         if not self.tasks:
             return
-        self.delivery.stop()
-        self.dispatcher.stop()
+        self.stop()
         # Both loops end on their stop events; a cancel is only the fallback (and is never waited for unbounded).
         _, pending = await asyncio.wait(self.tasks, timeout=STOP_TIMEOUT_S)
         for task in pending:
@@ -110,10 +114,8 @@ def start_webhooks(
     worker_id: str,
     metrics: WorkerMetrics | None = None,
     busy: Callable[[], bool] | None = None,
-) -> Webhooks | None:
-    """The worker's webhook loops, started; None with ``--no-webhooks``."""
-    if not settings.webhooks:
-        return None
+) -> Webhooks:
+    """The worker's webhook loops, started (with ``--no-webhooks`` the dispatcher only: see the module)."""
     webhooks = Webhooks(store, settings, worker_id=worker_id, metrics=metrics, busy=busy)
     webhooks.start()
     return webhooks

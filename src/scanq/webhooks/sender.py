@@ -89,7 +89,7 @@ class Sender:
         """POST ``body`` to ``url`` with ``headers``; never raises for anything the endpoint or network does.
 
         Args:
-            url: the endpoint's stored URL (checked again here, ``urls.pin_endpoint``).
+            url: the endpoint's stored URL, or a callback's (checked again here, ``urls.pin_endpoint``).
             headers: lowercase names, values without line breaks (``signing.webhook_headers``).
             body: the JSON body.
         """

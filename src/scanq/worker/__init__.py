@@ -14,12 +14,14 @@ One asyncio task per running scan, plus six long-lived tasks next to the claim l
   ``store.finish`` call; a flush starts as soon as the flusher is idle and
   outcomes arriving during a flush are coalesced into the next one;
 - summary (``flush``): one INFO line every ``SUMMARY_INTERVAL_S`` with what finished.
-- retention (``retention``): deletes finished scans past their ``--retention`` age
-  and scan events past ``--event-retention-seconds`` in short batches; one worker
-  at a time holds the store's retention role.
-- webhooks (``scanq.webhooks``), unless ``--no-webhooks``: the dispatcher (one
-  worker at a time holds the webhook role) and the delivery loop, which claims,
-  sends and records webhook deliveries.
+- retention (``retention``): deletes finished scans past their ``--retention`` age,
+  scan events past ``--event-retention-seconds`` and ended webhook deliveries past
+  ``--delivery-retention-seconds`` in short batches; one worker at a time holds
+  the store's retention role.
+- webhooks (``scanq.webhooks``): the dispatcher (one worker at a time holds the
+  webhook role; it runs with ``--no-webhooks`` too, so the event log can be
+  pruned) and, unless ``--no-webhooks``, the delivery loop, which claims, sends
+  and records webhook deliveries.
 
 What a failed or timed-out attempt becomes is ``scanq.lifecycle``'s rule;
 every store call rides out outages the same way (``retry``). ``boot`` is the

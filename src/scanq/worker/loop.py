@@ -4,7 +4,7 @@ The claim loop claims as many scans as there are free slots, in one call;
 when the queue is empty it sleeps in ``store.wait_for_work`` (woken by the
 store, never a fixed one-second poll). Each attempt's outcome goes to the
 ``OutcomeWriter``; the lease loops (``scanq.worker.leases``) run next to it,
-and so do the webhook loops (``scanq.webhooks``) unless ``--no-webhooks``.
+and so do the webhook loops (``scanq.webhooks``; only the dispatcher with ``--no-webhooks``).
 
 Shutdown (``stop()``): stop claiming, wait up to ``shutdown_seconds`` for
 running scans, cancel the rest and ``store.release`` them (the attempt is not

@@ -15,7 +15,11 @@ Scan events (the log live streams and webhooks are made from) are pruned by
 the same loop, whether or not ``--retention`` is set, so they never grow
 without bound: each pass also deletes the events older than
 ``--event-retention-seconds`` (``Store.prune_events``, in batches, with the
-role; the store keeps those the webhook dispatcher has not passed yet).
+role; the store keeps those the webhook dispatcher has not passed yet, and
+every worker runs the dispatcher, ``--no-webhooks`` or not). Likewise the
+webhook deliveries that ended (delivered or failed) longer than
+``--delivery-retention-seconds`` ago (``Store.prune_deliveries``); pending
+ones are kept until they end.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -175,19 +180,52 @@ async def prune_events_pass(
 
     Returns how many were deleted; stops early when ``owner`` does not hold the retention role.
     """
-    removed = 0
-    while await store.lead(role=RETENTION_ROLE, owner=owner, term_s=term_s):
-        pruned = await store.prune_events(before=before, owner=owner, limit=batch)
-        removed += pruned
+
+    async def prune(limit: int) -> int:
+        pruned = await store.prune_events(before=before, owner=owner, limit=limit)
         if metrics is not None:
             metrics.record_events_pruned(pruned)
+        return pruned
+
+    return await _in_batches(store, prune, what="scan events", before=before, owner=owner, batch=batch, term_s=term_s)
+
+
+async def prune_deliveries_pass(
+    store: Store, *, before: datetime, owner: str, batch: int = RETENTION_BATCH, term_s: float = RETENTION_TERM_S
+) -> int:
+    """Delete the webhook deliveries that ended before ``before`` as ``owner``, like ``prune_events_pass``."""
+
+    async def prune(limit: int) -> int:
+        return await store.prune_deliveries(before=before, owner=owner, limit=limit)
+
+    return await _in_batches(
+        store, prune, what="ended webhook deliveries", before=before, owner=owner, batch=batch, term_s=term_s
+    )
+
+
+async def _in_batches(
+    store: Store,
+    prune: Callable[[int], Awaitable[int]],
+    *,
+    what: str,
+    before: datetime,
+    owner: str,
+    batch: int,
+    term_s: float,
+) -> int:
+    """Call ``prune(batch)`` while it deletes a full batch, renewing the role before each; how many it deleted."""
+    removed = 0
+    while await store.lead(role=RETENTION_ROLE, owner=owner, term_s=term_s):
+        pruned = await prune(batch)
+        removed += pruned
         if pruned < batch:
             break
         await asyncio.sleep(RETENTION_PAUSE_S)
     if removed:
         logger.info(
-            "retention: deleted %d scan events from before %s",
+            "retention: deleted %d %s from before %s",
             removed,
+            what,
             before.isoformat(timespec="seconds"),
             extra={"worker": owner, "pruned": removed},
         )
@@ -207,25 +245,27 @@ async def retention_loop(
     archive_dir: str = "",
     metrics: WorkerMetrics | None = None,
     event_retention_s: float | None = None,
+    delivery_retention_s: float | None = None,
 ) -> None:
     """Run a pass every interval for as long as the worker runs; resign the role when cancelled.
 
-    The interval is ``policy.interval_s`` (and ``event_pass_interval_s`` when events are pruned,
-    whichever is shorter). A store failure is logged and the pass tried again at the next
-    interval: retention is never urgent.
+    The interval is ``policy.interval_s`` (and ``event_pass_interval_s`` of the event and delivery
+    ages when those are pruned, whichever is shortest). A store failure is logged and the pass tried
+    again at the next interval: retention is never urgent.
 
     Args:
         event_retention_s: also delete scan events older than this (None: leave events alone).
+        delivery_retention_s: also delete webhook deliveries that ended longer ago (None: keep them).
     """
     archive = ArchiveWriter(archive_dir, owner=owner) if archive_dir else None
     intervals = [policy.interval_s] if policy.is_enabled else []
-    if event_retention_s is not None:
-        intervals.append(event_pass_interval_s(event_retention_s))
+    intervals += [event_pass_interval_s(age) for age in (event_retention_s, delivery_retention_s) if age is not None]
     interval_s = min(intervals, default=policy.interval_s)
     logger.info(
-        "retention: %s%s (a pass every %.0fs, by one worker at a time)",
+        "retention: %s%s%s (a pass every %.0fs, by one worker at a time)",
         policy,
         "" if event_retention_s is None else f"; scan events for {event_retention_s:g}s",
+        "" if delivery_retention_s is None else f"; ended webhook deliveries for {delivery_retention_s:g}s",
         interval_s,
     )
     try:
@@ -236,6 +276,9 @@ async def retention_loop(
                 if event_retention_s is not None:
                     before = datetime.now(UTC) - timedelta(seconds=event_retention_s)
                     await prune_events_pass(store, before=before, owner=owner, metrics=metrics)
+                if delivery_retention_s is not None:
+                    before = datetime.now(UTC) - timedelta(seconds=delivery_retention_s)
+                    await prune_deliveries_pass(store, before=before, owner=owner)
             except OSError as exc:  # the archive's disk (the stores raise StoreError)
                 logger.error(
                     "retention: archive %s refused a batch (%s); nothing deleted, retrying in %.0fs",
@@ -255,9 +298,10 @@ async def retention_loop(
 def start_retention(
     store: Store, settings: Settings, *, owner: str, metrics: WorkerMetrics | None
 ) -> asyncio.Task[None]:
-    """The worker's retention task: scans per ``--retention`` (if set), events per ``--event-retention-seconds``.
+    """The worker's retention task: scans per ``--retention`` (if set), events per ``--event-retention-seconds``,
+    ended webhook deliveries per ``--delivery-retention-seconds``.
 
-    Every worker runs it, ``--retention`` or not: scan events are pruned either way.
+    Every worker runs it, ``--retention`` or not: scan events and deliveries are pruned either way.
     """
     policy = RetentionPolicy.parse(settings.retention)
     loop = retention_loop(
@@ -267,6 +311,7 @@ def start_retention(
         archive_dir=settings.retention_archive,
         metrics=metrics,
         event_retention_s=settings.event_retention_seconds,
+        delivery_retention_s=settings.delivery_retention_seconds,
     )
     return asyncio.create_task(loop, name="scanq-retention")
 
@@ -294,6 +339,7 @@ __all__ = [
     "RETENTION_TERM_S",
     "PassReport",
     "event_pass_interval_s",
+    "prune_deliveries_pass",
     "prune_events_pass",
     "prune_once",
     "prune_pass",

@@ -119,8 +119,8 @@ class EventsMixin:
         Only while ``owner`` holds ``RETENTION_ROLE`` (read first, as ``prune`` does). A bounded read
         (``limit`` events from the start of the log), then: the highest number deleted goes into the
         ``pruned_through`` mark (so no number is given twice, ``eventlog.last_number``), the events are
-        deleted (a prefix of the log: every kept event is numbered after every deleted one), and with
-        them the delivered and failed deliveries of every event pruned so far.
+        deleted (a prefix of the log: every kept event is numbered after every deleted one). Deliveries
+        carry their event and stay (``prune_deliveries``).
         """
         if not await self._holds_role(RETENTION_ROLE, owner):
             return 0
@@ -141,11 +141,6 @@ class EventsMixin:
             if doomed:
                 await self.event_marks.update_one({"_id": PRUNED_MARK}, {"$max": {"seq": doomed[-1]}}, upsert=True)
                 await self.events.delete_many({"_id": {"$lte": doomed[-1]}})
-            pruned = doomed[-1] if doomed else await self._mark(PRUNED_MARK)
-            if pruned is not None:
-                await self.deliveries.delete_many(
-                    {"status": {"$in": ENDED_DELIVERIES}, "seq": {"$lte": pruned}, "event.at": {"$lt": cutoff}}
-                )
         return len(doomed)
 
 

@@ -9,7 +9,8 @@ defaults the legacy adoption fills in (``legacy.py``); one without ``tenant``
 ``submitted_by`` / ``cancelled_by`` are ``{token_id, token_name}`` or null.
 ``fair_key`` (epoch seconds, a double) orders the claim within a priority (``Store`` rule 9,
 ``fairness``); ``target_key`` is the host the politeness cap counts, null when never capped;
-``slot_token`` names the claim that took the scan's slot (``slots``). ``outbox`` holds the scan's
+``slot_token`` names the claim that took the scan's slot (``slots``); ``callback_url`` where the tenant's
+callback endpoint sends its events (absent in older documents: None). ``outbox`` holds the scan's
 events not numbered yet and ``outbox_since`` when the oldest of them was written (``eventlog``).
 """
 
@@ -96,6 +97,7 @@ def new_document(new: NewScan, now: datetime, *, fair_key: float) -> Document:
         "cancelled_by": None,
         "fair_key": fair_key,
         "target_key": new.target_key,
+        "callback_url": new.callback_url,
         "outbox": [outbox_entry(ScanStatus.ACCEPTED, attempt=0, at=now)],
         "outbox_since": now,
     }
@@ -137,6 +139,7 @@ def scan_from_document(doc: Mapping[str, Any]) -> Scan:
         submitted_by=actor_from_document(doc.get("submitted_by")),
         cancelled_by=actor_from_document(doc.get("cancelled_by")),
         target_key=doc.get("target_key"),
+        callback_url=doc.get("callback_url"),
     )
 
 

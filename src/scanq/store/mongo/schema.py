@@ -22,7 +22,9 @@ every ``open`` runs them all, in this order.
 4. The clocks' copies of the tenants' weights are made the limits' (``fairness.sync_weights``).
 5. Replaced indexes are dropped (the idempotency key alone, now unique per tenant; ``claim``, now
    ``fair_claim``): after step 2, so the old unique index still guards the keys while the tenants
-   are filled in, and after step 3, which reads the new claim index.
+   are filled in, and after step 3, which reads the new claim index. Likewise the deliveries'
+   ``ended_by_event`` (deliveries are now pruned by their last attempt, ``ended_by_attempt``).
+   Scans written before callbacks have no ``callback_url``: they read as None.
 """
 
 from __future__ import annotations
@@ -42,7 +44,12 @@ from scanq.store.mongo.events import DELIVERIES_SUFFIX
 from scanq.store.mongo.fairness import CLOCKS_SUFFIX, sync_weights
 from scanq.store.mongo.rows import Document
 from scanq.store.mongo.slots import SLOT_INDEXES, SLOTS_SUFFIX
-from scanq.store.mongo.webhooks import DELIVERY_INDEXES, ENDPOINT_INDEXES, ENDPOINTS_SUFFIX
+from scanq.store.mongo.webhooks import (
+    DELIVERY_INDEXES,
+    ENDPOINT_INDEXES,
+    ENDPOINTS_SUFFIX,
+    REPLACED_DELIVERY_INDEXES,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,16 +71,22 @@ async def prepare(scans: AsyncCollection[Document], *, now: datetime) -> None:
     await fill_default_tenant(scans)
     await fill_fair_keys(scans, now=now)
     await sync_weights(beside(CLOCKS_SUFFIX), beside(LIMITS_SUFFIX))
-    existing = await scans.index_information()
-    for name in st.REPLACED_INDEXES:
+    await drop_indexes(scans, st.REPLACED_INDEXES)
+    await drop_indexes(beside(DELIVERIES_SUFFIX), REPLACED_DELIVERY_INDEXES)
+
+
+async def drop_indexes(collection: AsyncCollection[Document], names: tuple[str, ...]) -> None:
+    """Drop the indexes ``names`` of ``collection`` that exist (a replaced index costs every write)."""
+    existing = await collection.index_information()
+    for name in names:
         if name in existing:
             try:
-                await scans.drop_index(name)
+                await collection.drop_index(name)
             except OperationFailure as exc:
                 if exc.code != INDEX_NOT_FOUND:
                     raise
                 continue  # another process opening the store at the same time dropped it first
-            logger.info("dropped the replaced index %s of %s", name, scans.name)
+            logger.info("dropped the replaced index %s of %s", name, collection.name)
 
 
 async def fill_default_tenant(scans: AsyncCollection[Document]) -> int:
@@ -109,4 +122,4 @@ async def fill_fair_keys(scans: AsyncCollection[Document], *, now: datetime) -> 
     return result.modified_count
 
 
-__all__ = ["fill_default_tenant", "fill_fair_keys", "prepare"]
+__all__ = ["drop_indexes", "fill_default_tenant", "fill_fair_keys", "prepare"]

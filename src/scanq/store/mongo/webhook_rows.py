@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +46,7 @@ def endpoint_from_document(doc: Mapping[str, Any]) -> WebhookEndpoint:
     return WebhookEndpoint(
         endpoint_id=str(doc["_id"]),
         tenant=str(doc["tenant"]),
-        url=str(doc["url"]),
+        url=doc.get("url"),  # None: the tenant's callback endpoint
         event_types=kinds,
         secret=str(doc["secret"]),
         created_at=created_at,
@@ -57,10 +57,11 @@ def endpoint_from_document(doc: Mapping[str, Any]) -> WebhookEndpoint:
     )
 
 
-def delivery_document(endpoint_id: str, seq: int, event: ScanEvent, now: datetime) -> Document:
-    """A new delivery: pending, due ``now``, no attempt yet."""
+def delivery_document(endpoint_id: str, seq: int, event: ScanEvent, now: datetime, *, url: str | None) -> Document:
+    """A new delivery: pending, due ``now``, no attempt yet; ``url`` a callback delivery's scan's ``callback_url``."""
     return {
         "endpoint_id": endpoint_id,
+        "url": url,
         "seq": seq,
         "event": {
             "scan_id": event.scan_id,
@@ -96,7 +97,28 @@ def delivery_from_document(doc: Mapping[str, Any]) -> Delivery:
         last_status_code=doc.get("last_status_code"),
         last_error=doc.get("last_error"),
         delivered_at=as_utc(doc.get("delivered_at")),
+        url=doc.get("url"),
     )
+
+
+def owed_deliveries(
+    events: Sequence[tuple[int, ScanEvent]],
+    endpoints: Sequence[WebhookEndpoint],
+    callback_urls: Mapping[str, str],
+    now: datetime,
+) -> list[Document]:
+    """The deliveries ``events`` (numbered) owe ``endpoints``; a callback endpoint (no url) is owed only
+    the events of a scan with a callback_url (``callback_urls``: scan id → its url), sent there."""
+    owed: list[Document] = []
+    for seq, event in events:
+        for endpoint in endpoints:
+            if not is_due_to(endpoint, event):
+                continue
+            url = None if endpoint.url is not None else callback_urls.get(event.scan_id)
+            if endpoint.url is None and url is None:
+                continue
+            owed.append(delivery_document(endpoint.endpoint_id, seq, event, now, url=url))
+    return owed
 
 
 def is_due_to(endpoint: WebhookEndpoint, event: ScanEvent) -> bool:

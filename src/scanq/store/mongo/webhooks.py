@@ -1,13 +1,15 @@
 """MongoDB: webhook endpoints and deliveries (``Store`` rule 11), in two collections beside the scans.
 
-``<collection>_webhook_endpoints``: one document per endpoint, ``_id`` its id, with ``tenant``, ``url``,
+``<collection>_webhook_endpoints``: one document per endpoint, ``_id`` its id, with ``tenant``, ``url`` (null
+for the tenant's callback endpoint),
 ``event_types`` (a sorted list of ``EventType`` values), ``description``, ``secret``, ``previous_secret``,
 ``previous_secret_until``, ``created_at`` and ``updated_at``.
 
 ``<collection>_webhook_deliveries``: one document per event owed to an endpoint, keyed by
 (``endpoint_id``, ``seq``: the event's number; unique), with a copy of the event (``event``: pruning
-the log never breaks a delivery), ``status``, ``attempts``, the times and the last report, and the
-lease (``lease_owner``, ``lease_expires_at``).
+the log never breaks a delivery), ``url`` (a callback delivery's scan's ``callback_url``, else null),
+``status``, ``attempts``, the times and the last report, and the lease (``lease_owner``,
+``lease_expires_at``). Ended ones are deleted by ``prune_deliveries``, oldest last attempt first.
 
 Without multi-document transactions, dispatching is idempotent steps under the ``WEBHOOK_ROLE``
 check (read first, as ``prune`` reads ``RETENTION_ROLE``): insert one delivery per (endpoint, event)
@@ -36,10 +38,12 @@ from scanq.models import (
     DeliveryStatus,
     WebhookEndpoint,
 )
-from scanq.store.base import MAX_PAGE_SIZE, WEBHOOK_ROLE
+from scanq.store.base import MAX_PAGE_SIZE, RETENTION_ROLE, WEBHOOK_ROLE
+from scanq.store.delivery_rules import answers, first_results
 from scanq.store.mongo import eventlog
 from scanq.store.mongo.errors import DUPLICATE_KEY, wrap_errors
 from scanq.store.mongo.eventlog import DISPATCH_MARK
+from scanq.store.mongo.events import ENDED_DELIVERIES
 from scanq.store.mongo.rows import Document, to_bson_time
 from scanq.store.mongo.webhook_rows import (
     PENDING,
@@ -49,6 +53,7 @@ from scanq.store.mongo.webhook_rows import (
     endpoint_from_document,
     event_seq,
     is_due_to,
+    owed_deliveries,
     record_update,
 )
 
@@ -64,9 +69,11 @@ DELIVERY_INDEXES = [
     IndexModel([("endpoint_id", ASCENDING), ("seq", ASCENDING)], name="endpoint_event", unique=True),
     # Claims: the due pending deliveries, earliest first (only pending ones are in it).
     IndexModel([("status", ASCENDING), *CLAIM_ORDER], name="due_pending", partialFilterExpression={"status": PENDING}),
-    # Retention: the ended deliveries of pruned events.
-    IndexModel([("status", ASCENDING), ("seq", ASCENDING)], name="ended_by_event"),
+    # Retention (``prune_deliveries``): the ended deliveries by their last attempt.
+    IndexModel([("status", ASCENDING), ("last_attempt_at", ASCENDING)], name="ended_by_attempt"),
 ]
+# Indexes of an older scanq that ``schema.prepare`` drops: the retention of deliveries with their events.
+REPLACED_DELIVERY_INDEXES = ("ended_by_event",)
 
 
 class WebhooksMixin:
@@ -152,7 +159,8 @@ class WebhooksMixin:
 
     async def dispatch_events(self, *, owner: str, limit: int = MAX_PAGE_SIZE) -> int:
         """The role check, the next events after the cursor, the endpoints of their tenants (one query each),
-        one unordered insert of the deliveries (none without endpoints), and the cursor's ``$max``."""
+        the callback_url of their scans only where a tenant has a callback endpoint (one query), one
+        unordered insert of the deliveries (none without endpoints), and the cursor's ``$max``."""
         if not await self._holds_role(WEBHOOK_ROLE, owner):
             return 0
         await self._flush_events()
@@ -167,12 +175,15 @@ class WebhooksMixin:
             tenants = sorted({event.tenant for _, event in events})
             found_endpoints = self.endpoints.find({"tenant": {"$in": tenants}})
             endpoints = [endpoint_from_document(doc) async for doc in found_endpoints]
-            owed = [
-                delivery_document(endpoint.endpoint_id, seq, event, now)
-                for seq, event in events
-                for endpoint in endpoints
-                if is_due_to(endpoint, event)
-            ]
+            called_back = {endpoint.tenant for endpoint in endpoints if endpoint.url is None}
+            wanted = sorted({event.scan_id for _, event in events if event.tenant in called_back})
+            callback_urls: dict[str, str] = {}
+            if wanted:
+                found_scans = self.collection.find({"_id": {"$in": wanted}}, projection={"callback_url": True})
+                async for doc in found_scans:
+                    if isinstance(doc.get("callback_url"), str):
+                        callback_urls[str(doc["_id"])] = doc["callback_url"]
+            owed = owed_deliveries(events, endpoints, callback_urls, now)
             if owed:
                 await _insert_new(self.deliveries, owed)
             await self.event_marks.update_one({"_id": DISPATCH_MARK}, {"$max": {"seq": events[-1][0]}}, upsert=True)
@@ -224,19 +235,18 @@ class WebhooksMixin:
         ]
 
     async def record_deliveries(self, *, results: Sequence[DeliveryResult]) -> list[bool]:
-        """One fenced ``update_one`` per report, sent concurrently."""
+        """One fenced ``update_one`` per report, sent concurrently: the first per (endpoint, event, worker)."""
         now = self._now()
+        firsts = first_results(results, position=event_seq)
 
-        async def record(result: DeliveryResult) -> bool:
-            seq = event_seq(result.event_id)
-            if seq is None:
-                return False
+        async def record(seq: int, result: DeliveryResult) -> bool:
             fence = {"endpoint_id": result.endpoint_id, "seq": seq, "status": PENDING, "lease_owner": result.worker_id}
             done = await self.deliveries.update_one(fence, record_update(result, now))
             return done.matched_count == 1
 
         with wrap_errors():
-            return list(await asyncio.gather(*(record(result) for result in results)))
+            done = await asyncio.gather(*(record(key[1], results[index]) for key, index in firsts.items()))
+        return answers(len(results), firsts, {key for key, ok in zip(firsts, done, strict=True) if ok})
 
     async def list_deliveries(
         self,
@@ -269,6 +279,22 @@ class WebhooksMixin:
             raise DeliveryNotFound(endpoint_id, event_id)
         return delivery_from_document(doc)
 
+    async def prune_deliveries(self, *, before: datetime, owner: str, limit: int = MAX_PAGE_SIZE) -> int:
+        """The role check (read first, as ``prune`` does), the oldest ended ones (``ended_by_attempt``), their delete.
+
+        The delete repeats the filter: a delivery retried between the read and the delete stays.
+        """
+        if not await self._holds_role(RETENTION_ROLE, owner):
+            return 0
+        ended: Document = {"status": {"$in": ENDED_DELIVERIES}, "last_attempt_at": {"$lt": to_bson_time(before)}}
+        with wrap_errors():
+            found = self.deliveries.find(ended, projection={"_id": True}).sort("last_attempt_at", ASCENDING)
+            doomed = [doc["_id"] for doc in await found.limit(max(1, min(limit, MAX_PAGE_SIZE))).to_list()]
+            if not doomed:
+                return 0
+            deleted = await self.deliveries.delete_many({"_id": {"$in": doomed}, **ended})
+        return deleted.deleted_count
+
 
 def _of_tenant(endpoint_id: str, tenant: str | None) -> Document:
     return {"_id": endpoint_id} if tenant is None else {"_id": endpoint_id, "tenant": tenant}
@@ -288,6 +314,7 @@ __all__ = [
     "DELIVERY_INDEXES",
     "ENDPOINTS_SUFFIX",
     "ENDPOINT_INDEXES",
+    "REPLACED_DELIVERY_INDEXES",
     "WebhooksMixin",
     "delivery_document",
     "delivery_from_document",

@@ -87,6 +87,7 @@ def scan_from_row(row: asyncpg.Record) -> Scan:
         submitted_by=actor_from_columns(row["submitted_by"], row["submitted_by_name"]),
         cancelled_by=actor_from_columns(row["cancelled_by"], row["cancelled_by_name"]),
         target_key=row["target_key"],
+        callback_url=row["callback_url"],
     )
 
 
@@ -106,6 +107,7 @@ def new_scan_arrays(scans: Sequence[NewScan]) -> tuple[list[Any], ...]:
         [scan.submitted_by.token_id if scan.submitted_by is not None else None for scan in scans],
         [scan.submitted_by.token_name if scan.submitted_by is not None else None for scan in scans],
         [scan.target_key for scan in scans],
+        [scan.callback_url for scan in scans],
     )
 
 
@@ -247,7 +249,7 @@ def endpoint_from_row(row: asyncpg.Record, *, prefix: str = "") -> WebhookEndpoi
     return WebhookEndpoint(
         endpoint_id=row["endpoint_id"],
         tenant=row[f"{prefix}tenant"],
-        url=row["url"],
+        url=row[f"{prefix}url"],
         event_types=frozenset(EventType(value) for value in row["event_types"]),
         secret=row["secret"],
         created_at=row[f"{prefix}created_at"],
@@ -294,6 +296,7 @@ def delivery_from_row(row: asyncpg.Record) -> Delivery:
         last_status_code=row["last_status_code"],
         last_error=row["last_error"],
         delivered_at=row["delivered_at"],
+        url=row["url"],
     )
 
 
@@ -304,37 +307,17 @@ def job_from_row(row: asyncpg.Record, *, worker_id: str) -> DeliveryJob:
     )
 
 
-ResultKey = tuple[str, int, int, str]
-"""A delivery (endpoint, txid, seq) and the worker reporting on it."""
-
-
-def result_key(result: DeliveryResult) -> ResultKey | None:
-    """The delivery ``result`` reports on and its worker; None when it names no event this store could have made."""
-    position = parse_event_id(result.event_id)
-    return None if position is None else (result.endpoint_id, *position, result.worker_id)
-
-
-def first_results(results: Sequence[DeliveryResult]) -> dict[ResultKey, DeliveryResult]:
-    """The first result of each delivery per worker, as if applied one after another.
-
-    Only the worker holding a delivery's lease can have a result applied, and the first one
-    clears the lease: a repeat by that worker never applies, and another worker's never did.
-    """
-    first: dict[ResultKey, DeliveryResult] = {}
-    for result in results:
-        key = result_key(result)
-        if key is not None:
-            first.setdefault(key, result)
-    return first
+ResultKey = tuple[str, tuple[int, int], str]
+"""A delivery (endpoint, its event's (txid, seq)) and the worker reporting on it (``delivery_rules``)."""
 
 
 def result_arrays(ordered: Sequence[tuple[ResultKey, DeliveryResult]]) -> tuple[list[Any], ...]:
     """The arguments of ``record_deliveries``: the key and fence, then what the attempt reported."""
     return (
         [key[0] for key, _ in ordered],
-        [key[1] for key, _ in ordered],
+        [key[1][0] for key, _ in ordered],
+        [key[1][1] for key, _ in ordered],
         [key[2] for key, _ in ordered],
-        [key[3] for key, _ in ordered],
         [str(result.outcome) for _, result in ordered],
         [result.status_code for _, result in ordered],
         [result.error for _, result in ordered],
@@ -354,7 +337,6 @@ __all__ = [
     "event_id",
     "finish_arrays",
     "first_finishes",
-    "first_results",
     "first_submissions",
     "held_leases",
     "job_from_row",
@@ -364,7 +346,6 @@ __all__ = [
     "parse_event_id",
     "queue_from_row",
     "result_arrays",
-    "result_key",
     "scan_from_row",
     "token_arguments",
     "token_from_row",

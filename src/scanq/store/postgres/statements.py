@@ -140,6 +140,7 @@ READ_EVENTS = _QUERIES["read_events"]
 READ_SCAN_EVENTS = _QUERIES["read_scan_events"]
 EVENTS_HEAD = _QUERIES["events_head"]
 PRUNE_EVENTS = _QUERIES["prune_events"]
+PRUNE_DELIVERIES = _QUERIES["prune_deliveries"]
 INSERT_ENDPOINT = _QUERIES["insert_endpoint"]
 SELECT_ENDPOINT = _QUERIES["select_endpoint"]
 LIST_ENDPOINTS = _QUERIES["list_endpoints"]
@@ -193,6 +194,7 @@ __all__ = [
     "PRUNE",
     "PRUNE_BATCH",
     "PRUNE_BATCH_TENANT",
+    "PRUNE_DELIVERIES",
     "PRUNE_EVENTS",
     "PRUNE_NAMED",
     "PRUNE_NAMED_DELETE",

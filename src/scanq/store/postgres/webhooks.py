@@ -3,8 +3,9 @@
 ``Webhooks`` is mixed into ``PostgresStore`` like ``finished.FinishedScans``;
 the statements are in ``sql/queries.sql``. Each operation is one statement (one
 transaction): ``dispatch_events`` reads the settled events after the cursor,
-inserts their deliveries and moves the cursor in one write, fenced by the
-webhook role's row as ``prune`` is by the retention role's; ``claim_deliveries``
+inserts their deliveries (a callback endpoint's with their scan's ``callback_url``)
+and moves the cursor in one write, fenced by the webhook role's row as ``prune``
+is by the retention role's (and ``prune_deliveries`` by it); ``claim_deliveries``
 leases due deliveries ``FOR UPDATE SKIP LOCKED``, as ``claim`` leases scans;
 ``record_deliveries`` is fenced by the lease, many results in one ``unnest``.
 """
@@ -27,17 +28,17 @@ from scanq.models import (
     ScanStatus,
     WebhookEndpoint,
 )
-from scanq.store.base import MAX_PAGE_SIZE, WEBHOOK_ROLE
+from scanq.store.base import MAX_PAGE_SIZE, RETENTION_ROLE, WEBHOOK_ROLE
+from scanq.store.delivery_rules import answers, first_results
 from scanq.store.postgres import statements
 from scanq.store.postgres.rows import (
+    ResultKey,
     delivery_from_row,
     endpoint_arguments,
     endpoint_from_row,
-    first_results,
     job_from_row,
     parse_event_id,
     result_arrays,
-    result_key,
 )
 
 # dispatch_events matches an event's status with the types endpoints subscribe to through these two arrays.
@@ -106,17 +107,15 @@ class Webhooks:
         return [job_from_row(row, worker_id=worker_id) for row in rows]
 
     async def record_deliveries(self, *, results: Sequence[DeliveryResult]) -> list[bool]:
-        first = first_results(results)
-        ordered = sorted(first.items())  # one lock order for concurrent batches
-        applied: set[tuple[str, int, int, str]] = set()
+        firsts = first_results(results, position=parse_event_id)  # the first per (endpoint, event, worker)
+        ordered = [(key, results[index]) for key, index in sorted(firsts.items())]  # one lock order for all batches
+        applied: set[ResultKey] = set()
         if ordered:
             rows = await self._fetch(statements.RECORD_DELIVERIES, *result_arrays(ordered))
-            applied = {(row["endpoint_id"], row["event_txid"], row["event_seq"], row["worker_id"]) for row in rows}
-        answers: list[bool] = []
-        for result in results:
-            key = result_key(result)
-            answers.append(key is not None and key in applied and first[key] is result)
-        return answers
+            applied = {
+                (row["endpoint_id"], (int(row["event_txid"]), int(row["event_seq"])), row["worker_id"]) for row in rows
+            }
+        return answers(len(results), firsts, applied)
 
     async def list_deliveries(
         self,
@@ -142,6 +141,11 @@ class Webhooks:
         if rows[0]["endpoint_id"] is None:
             raise DeliveryNotFound(endpoint_id, event_id)
         return delivery_from_row(rows[0])
+
+    async def prune_deliveries(self, *, before: datetime, owner: str, limit: int = MAX_PAGE_SIZE) -> int:
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        rows = await self._fetch(statements.PRUNE_DELIVERIES, before, owner, RETENTION_ROLE, limit)
+        return int(rows[0]["deliveries"])
 
 
 __all__ = ["Webhooks"]

@@ -51,14 +51,6 @@ kept AS (SELECT coalesce(min(seq), :cursor + 1) AS seq FROM oldest WHERE at >= :
 DELETE FROM scan_events WHERE seq IN (SELECT seq FROM oldest WHERE seq < (SELECT seq FROM kept))
 RETURNING seq
 """
-# The ended deliveries of events no longer in the log (pending ones stay until they end).
-PRUNE_DELIVERIES = """
-DELETE FROM webhook_deliveries WHERE (endpoint_id, seq) IN (
-    SELECT endpoint_id, seq FROM webhook_deliveries INDEXED BY webhook_deliveries_by_event
-    WHERE seq < coalesce((SELECT min(seq) FROM scan_events), :cursor + 1) AND status IN ('delivered', 'failed')
-        AND event_at < :before
-    LIMIT :limit)
-"""
 
 _EVENT_ID = re.compile(r"0|[1-9][0-9]{0,18}")
 _MAX_SEQ = 2**63 - 1  # SQLite's largest rowid
@@ -188,9 +180,10 @@ class ScanEvents:
             if conn.execute(IS_LEADER, {"role": RETENTION_ROLE, "owner": owner, "now": now}).fetchone() is None:
                 return 0, False
             cursor = conn.execute(DISPATCH_CURSOR).fetchone()[0]
-            deleted = len(conn.execute(PRUNE_EVENTS, {"cursor": cursor, "limit": limit, "before": cutoff}).fetchall())
-            conn.execute(PRUNE_DELIVERIES, {"cursor": cursor, "limit": limit, "before": cutoff})
-            return deleted, False
+            # Deliveries carry their event: they stay (``Webhooks.prune_deliveries``).
+            return len(
+                conn.execute(PRUNE_EVENTS, {"cursor": cursor, "limit": limit, "before": cutoff}).fetchall()
+            ), False
 
         return await self._write(apply)
 

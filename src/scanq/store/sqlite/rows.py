@@ -80,6 +80,7 @@ def scan_from_row(row: tuple[Any, ...]) -> Scan:
         submitted_by=None if row[21] is None else _ACTOR.decode(row[21]),
         cancelled_by=None if row[22] is None else _ACTOR.decode(row[22]),
         target_key=row[23],
+        callback_url=row[24],
     )
 
 
@@ -102,7 +103,8 @@ def insert_row(new: NewScan) -> tuple[Any, ...]:
     available_at = created_at if new.available_at is None else new.available_at.timestamp()
     options = to_json(dict(new.options), what="options")
     return (new.scan_id, new.target, new.scanner, options, new.priority, new.max_attempts, created_at, available_at,
-            new.idempotency_key, new.tenant, actor_json(new.submitted_by), new.target_key)  # fmt: skip
+            new.idempotency_key, new.tenant, actor_json(new.submitted_by), new.target_key,
+            new.callback_url)  # fmt: skip
 
 
 def leases_json(leases: Sequence[Lease]) -> str:

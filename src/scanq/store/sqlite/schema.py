@@ -243,7 +243,46 @@ MIGRATION_5 = (
     "CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (seq)",
     "CREATE TABLE webhook_cursor (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL)",
 )
-MIGRATIONS: tuple[tuple[str, ...], ...] = (MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4, MIGRATION_5)
+# One-off callbacks and delivery retention (rule 11). A scan may carry a ``callback_url``; a tenant's
+# callback endpoint has no url of its own (NULL: SQLite cannot drop a NOT NULL, so the table is
+# rebuilt, which its few rows make cheap), and its deliveries copy the scan's callback_url into their
+# own ``url`` at dispatch. Deliveries outlive their events: ``prune_deliveries`` walks the ended ones
+# by their last attempt (a partial index), so the old index by event, used only by the prune of
+# events, goes. ADD COLUMN without a default rewrites no row.
+MIGRATION_6 = (
+    "ALTER TABLE scans ADD COLUMN callback_url TEXT",
+    """
+    CREATE TABLE webhook_endpoints_6 (
+        endpoint_id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        url TEXT,
+        event_types TEXT NOT NULL,
+        description TEXT,
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_secret_until REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "INSERT INTO webhook_endpoints_6 (endpoint_id, tenant, url, event_types, description, secret, previous_secret,"
+    " previous_secret_until, created_at, updated_at) SELECT endpoint_id, tenant, url, event_types, description,"
+    " secret, previous_secret, previous_secret_until, created_at, updated_at FROM webhook_endpoints",
+    "DROP TABLE webhook_endpoints",
+    "ALTER TABLE webhook_endpoints_6 RENAME TO webhook_endpoints",
+    "CREATE INDEX webhook_endpoints_by_tenant ON webhook_endpoints (tenant, created_at)",
+    "ALTER TABLE webhook_deliveries ADD COLUMN url TEXT",
+    "DROP INDEX webhook_deliveries_by_event",
+    "CREATE INDEX webhook_deliveries_ended ON webhook_deliveries (last_attempt_at) WHERE status <> 'pending'",
+)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+    MIGRATION_6,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

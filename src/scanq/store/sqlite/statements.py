@@ -21,15 +21,15 @@ from scanq.store.sql_rules import RenderedTransition, SqlNames, literal, render,
 COLUMNS = (
     "scan_id, status, target, scanner, options, priority, attempt, max_attempts, created_at, updated_at,"
     " available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result, idempotency_key,"
-    " cancel_requested, history, tenant, submitted_by, cancelled_by, target_key"
+    " cancel_requested, history, tenant, submitted_by, cancelled_by, target_key, callback_url"
 )
 # The last two values, ``fair_key`` and ``updated_at``, come from the writer's transaction (rule 9).
 INSERT_SCAN = (
     "INSERT INTO scans (scan_id, status, target, scanner, options, priority, max_attempts, created_at,"
-    " available_at, idempotency_key, tenant, submitted_by, target_key, fair_key, updated_at)"
-    " VALUES (?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " available_at, idempotency_key, tenant, submitted_by, target_key, callback_url, fair_key, updated_at)"
+    " VALUES (?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_COLUMNS = 14  # parameters per row of INSERT_SCAN
+INSERT_COLUMNS = 15  # parameters per row of INSERT_SCAN
 
 
 @functools.lru_cache(maxsize=64)
@@ -40,7 +40,7 @@ def insert_scans(rows: int) -> str:
     once per batch instead of once per row, and each retake can wait a whole switch
     interval (5 ms) behind a busy event loop.
     """
-    values = ", ".join(["(?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    values = ", ".join(["(?, 'Accepted', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return INSERT_SCAN.split(" VALUES ", 1)[0] + " VALUES " + values
 
 

@@ -2,7 +2,9 @@
 
 An endpoint's ``event_types`` is a sorted JSON list of ``EventType`` values; a delivery
 row carries a copy of its event (``seq``, ``scan_id``, ``tenant``, ``event_status``,
-``event_attempt``, ``event_at``), so pruning the log never breaks one. Times are REAL epochs.
+``event_attempt``, ``event_at``), so pruning the log never breaks one, and a callback delivery
+its scan's ``callback_url`` (``url``; NULL for the others, like a callback endpoint's own ``url``).
+Times are REAL epochs.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ ENDPOINT_COLUMNS = (
 )
 DELIVERY_COLUMNS = (
     "endpoint_id, seq, scan_id, tenant, event_status, event_attempt, event_at, status, attempts, created_at,"
-    " next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at"
+    " next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at, url"
 )
 NEXT_ATTEMPT_AT = 10  # index of next_attempt_at in DELIVERY_COLUMNS
 
@@ -80,6 +82,7 @@ def delivery_from_row(row: tuple[Any, ...]) -> Delivery:
         last_status_code=row[12],
         last_error=row[13],
         delivered_at=to_optional_datetime(row[14]),
+        url=row[15],
     )
 
 

@@ -3,8 +3,9 @@
 ``Webhooks`` is mixed into ``SQLiteStore``. Writes join the writer's batches, reads go to
 the reader threads. ``dispatch_events`` fans a page of the event log out to deliveries in
 one statement (``INSERT … SELECT`` joining the page with the endpoints of each event's
-tenant; the primary key (endpoint_id, seq) makes a repeat a no-op) and moves the cursor
-in the same transaction; with no endpoint at all it only moves the cursor. Claims walk
+tenant, and only for a callback endpoint (no url) a look-up of the event's scan by its
+primary key, for its ``callback_url``; the primary key (endpoint_id, seq) makes a repeat a no-op) and moves
+the cursor in the same transaction; with no endpoint at all it only moves the cursor. Claims walk
 the partial index of pending deliveries by ``next_attempt_at``: the single writer is what
 keeps two claimers from leasing the same delivery. Domain errors are raised on the event
 loop, after the batch: an exception inside a write would fail the whole batch.
@@ -30,7 +31,8 @@ from scanq.models import (
     ScanStatus,
     WebhookEndpoint,
 )
-from scanq.store.base import MAX_PAGE_SIZE, WEBHOOK_ROLE
+from scanq.store.base import MAX_PAGE_SIZE, RETENTION_ROLE, WEBHOOK_ROLE
+from scanq.store.delivery_rules import answers, first_results
 from scanq.store.sql_rules import literal
 from scanq.store.sqlite.events import DISPATCH_CURSOR, event_seq, note_seen_head
 from scanq.store.sqlite.finished import IS_LEADER
@@ -80,15 +82,19 @@ HAS_ENDPOINTS = "SELECT EXISTS (SELECT 1 FROM webhook_endpoints)"
 _EVENT_TYPE = "CASE event.status {} END".format(
     " ".join(f"WHEN {literal(status)} THEN {literal(EventType.of(status))}" for status in ScanStatus)
 )
+# A callback endpoint's delivery goes to its scan's callback_url: a probe of the scans' primary key, made only
+# for an endpoint without a url (the OR and the CASE stop before it for every other endpoint).
+_CALLBACK_URL = "SELECT scan.callback_url FROM scans AS scan WHERE scan.scan_id = event.scan_id"
 DISPATCH = f"""
 INSERT INTO webhook_deliveries (endpoint_id, seq, scan_id, tenant, event_status, event_attempt, event_at,
-    status, attempts, created_at, next_attempt_at)
+    status, attempts, created_at, next_attempt_at, url)
 SELECT endpoint.endpoint_id, event.seq, event.scan_id, event.tenant, event.status, event.attempt, event.at,
-    'pending', 0, :now, :now
+    'pending', 0, :now, :now, CASE WHEN endpoint.url IS NULL THEN ({_CALLBACK_URL}) END
 FROM scan_events AS event
 JOIN webhook_endpoints AS endpoint INDEXED BY webhook_endpoints_by_tenant ON endpoint.tenant = event.tenant
 WHERE event.seq > :after AND event.seq <= :last AND endpoint.created_at <= event.at
     AND {_EVENT_TYPE} IN (SELECT value FROM json_each(endpoint.event_types))
+    AND (endpoint.url IS NOT NULL OR ({_CALLBACK_URL}) IS NOT NULL)
 ON CONFLICT (endpoint_id, seq) DO NOTHING
 """
 SET_DISPATCH_CURSOR = (
@@ -135,6 +141,14 @@ WHERE endpoint_id = :endpoint_id AND seq = :seq
 RETURNING {DELIVERY_COLUMNS}
 """
 HAS_ENDPOINT = f"SELECT 1 FROM webhook_endpoints WHERE {_OF_TENANT}"
+# The oldest ended deliveries (their last attempt before :before): a range of the partial index.
+PRUNE_DELIVERIES = """
+DELETE FROM webhook_deliveries WHERE (endpoint_id, seq) IN (
+    SELECT endpoint_id, seq FROM webhook_deliveries INDEXED BY webhook_deliveries_ended
+    WHERE status <> 'pending' AND last_attempt_at < :before
+    ORDER BY last_attempt_at LIMIT :limit)
+RETURNING 1
+"""
 
 _NO_ENDPOINT = object()  # a write's answer: the endpoint is unknown (raised on the loop)
 
@@ -252,14 +266,9 @@ class Webhooks:
         ]
 
     async def record_deliveries(self, *, results: Sequence[DeliveryResult]) -> list[bool]:
-        # A result applies while its worker holds the lease, and applying clears it: a repeat in the same
-        # call is a second record, refused. At most one worker holds a lease, so each worker's results go
-        # in one statement of their own (usually there is one worker per call), the first per delivery.
-        firsts: dict[tuple[str, int, str], int] = {}
-        for index, result in enumerate(results):
-            seq = event_seq(result.event_id)
-            if seq is not None:
-                firsts.setdefault((result.endpoint_id, seq, result.worker_id), index)
+        # The first result per (endpoint, event, worker) only (``delivery_rules``). At most one worker holds a
+        # lease, so each worker's results go in one statement of their own (usually one worker per call).
+        firsts = first_results(results, position=event_seq)
         by_worker: dict[str, list[tuple[DeliveryResult, int]]] = {}
         for (_, seq, worker), index in firsts.items():
             by_worker.setdefault(worker, []).append((results[index], seq))
@@ -273,10 +282,8 @@ class Webhooks:
             return applied, False
 
         applied = await self._write(apply) if payloads else {}
-        answers = [False] * len(results)
-        for (endpoint_id, seq, worker), index in firsts.items():
-            answers[index] = (endpoint_id, seq) in applied[worker]
-        return answers
+        done = {(endpoint_id, seq, worker) for worker, keys in applied.items() for endpoint_id, seq in keys}
+        return answers(len(results), firsts, done)
 
     async def list_deliveries(
         self,
@@ -324,6 +331,17 @@ class Webhooks:
         if row is None:
             raise DeliveryNotFound(endpoint_id, event_id)
         return delivery_from_row(row)
+
+    async def prune_deliveries(self, *, before: datetime, owner: str, limit: int = MAX_PAGE_SIZE) -> int:
+        params = {"before": before.timestamp(), "limit": max(1, min(limit, MAX_PAGE_SIZE))}
+
+        def apply(conn: sqlite3.Connection, now: float) -> tuple[int, bool]:
+            # In the writer's transaction: the role cannot change hands before the delete.
+            if conn.execute(IS_LEADER, {"role": RETENTION_ROLE, "owner": owner, "now": now}).fetchone() is None:
+                return 0, False
+            return len(conn.execute(PRUNE_DELIVERIES, params).fetchall()), False
+
+        return await self._write(apply)
 
 
 __all__ = ["Webhooks"]

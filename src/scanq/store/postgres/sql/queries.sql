@@ -60,15 +60,16 @@ keys AS (
 inserted AS (
     INSERT INTO scans AS s (scan_id, status, target, scanner, options, priority, max_attempts,
                             created_at, updated_at, available_at, idempotency_key,
-                            tenant, submitted_by, submitted_by_name, fair_key, target_key)
+                            tenant, submitted_by, submitted_by_name, fair_key, target_key, callback_url)
     SELECT n.scan_id, 'Accepted', n.target, n.scanner, n.options, n.priority, n.max_attempts,
            n.created_at, now(), coalesce(n.available_at, least(n.created_at, now())), n.idempotency_key,
-           n.tenant, n.submitted_by, n.submitted_by_name, k.fair_key, n.target_key
+           n.tenant, n.submitted_by, n.submitted_by_name, k.fair_key, n.target_key, n.callback_url
     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::json[], $5::int[], $6::int[],
                 $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[], $12::text[],
-                $13::text[])
+                $13::text[], $14::text[])
          WITH ORDINALITY AS n(scan_id, target, scanner, options, priority, max_attempts, created_at, available_at,
-                              idempotency_key, tenant, submitted_by, submitted_by_name, target_key, ord)
+                              idempotency_key, tenant, submitted_by, submitted_by_name, target_key, callback_url,
+                              ord)
          JOIN keys AS k ON k.ord = n.ord
     ON CONFLICT (tenant, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     -- Only what the server decided: the caller has the rest (decoding whole rows cost more than the insert).
@@ -698,10 +699,8 @@ SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin;
 -- name: prune_events
 -- While $2 holds the retention role $3 (its row locked FOR SHARE, as prune does): of the first $4
 -- events of the log, those the dispatch cursor has passed, the ones older than $1; a range of the
--- primary key (the window's last key bounds it), never a walk past the window. With them, up to $4
--- finished deliveries of events gone: older than $1 and at or before the window's end (every event
--- there older than $1 goes now or went before; no window, no event left: the cursor), from the start
--- of webhook_deliveries_finished. So a delivery still pending when its event went goes once it ends.
+-- primary key (the window's last key bounds it), never a walk past the window. Deliveries carry
+-- their event and stay (prune_deliveries).
 WITH holder AS (
     SELECT 1 FROM scanq_leaders WHERE role = $3::text AND owner = $2::text AND expires_at > now() FOR SHARE
 ),
@@ -718,28 +717,31 @@ window_end AS (
     ORDER BY txid DESC, seq DESC
     LIMIT 1
 ),
-bound AS (
-    SELECT txid, seq FROM window_end
-    UNION ALL
-    SELECT txid, seq FROM passed WHERE NOT EXISTS (SELECT 1 FROM window_end)
-),
 deleted AS (
     DELETE FROM scan_events AS e
     WHERE (e.txid, e.seq) <= (SELECT txid, seq FROM window_end) AND e.at < $1::timestamptz
     RETURNING 1
+)
+SELECT (SELECT count(*) FROM deleted) AS events;
+
+-- name: prune_deliveries
+-- While $2 holds the retention role $3: up to $4 ended deliveries whose last attempt is before $1,
+-- oldest first, from the start of webhook_deliveries_ended; never a pending one (one retried
+-- meanwhile is left: the status is checked again on the row deleted).
+WITH holder AS (
+    SELECT 1 FROM scanq_leaders WHERE role = $3::text AND owner = $2::text AND expires_at > now() FOR SHARE
 ),
-deliveries_deleted AS (
+deleted AS (
     DELETE FROM webhook_deliveries AS d
     WHERE d.ctid = ANY (ARRAY(
         SELECT f.ctid FROM webhook_deliveries AS f
-        WHERE f.status <> 'pending' AND f.event_at < $1::timestamptz
-          AND (f.event_txid, f.event_seq) <= (SELECT txid, seq FROM bound)
-        ORDER BY f.event_at
+        WHERE f.status <> 'pending' AND f.last_attempt_at < $1::timestamptz AND EXISTS (SELECT 1 FROM holder)
+        ORDER BY f.last_attempt_at
         LIMIT $4
     )) AND d.status <> 'pending'
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM deleted) AS events, (SELECT count(*) FROM deliveries_deleted) AS deliveries;
+SELECT count(*) AS deliveries FROM deleted;
 
 -- name: insert_endpoint
 INSERT INTO webhook_endpoints (endpoint_id, tenant, url, event_types, description, secret, previous_secret,
@@ -771,8 +773,10 @@ RETURNING *;
 -- before this commits, so the next holder reads the cursor this statement moved): the first $3
 -- settled events after the cursor, one pending delivery per endpoint of the event's tenant that
 -- subscribes to its type (status $4[i] is event type $5[i]) and existed when it happened, at most
--- one per (endpoint, event) (ON CONFLICT), and the cursor moved to the last event read. No
--- endpoint: the events are read and the cursor moved, nothing else; no event: nothing written.
+-- one per (endpoint, event) (ON CONFLICT), and the cursor moved to the last event read. A callback
+-- endpoint (url NULL) only for the events of a scan that has a callback_url, copied into the
+-- delivery's url. No endpoint: the events are read and the cursor moved, nothing else; no event:
+-- nothing written.
 WITH holder AS (
     SELECT 1 FROM scanq_leaders WHERE role = $2::text AND owner = $1::text AND expires_at > now() FOR SHARE
 ),
@@ -787,8 +791,12 @@ batch AS MATERIALIZED (
 owed AS (
     -- FOR KEY SHARE, as the foreign key's check would: an endpoint deleted meanwhile is left out
     -- (instead of failing the insert), and one deleted after waits for this write, then takes its
-    -- new deliveries with it.
-    SELECT p.endpoint_id, b.txid, b.seq, b.scan_id, b.tenant, b.status, b.attempt, b.at
+    -- new deliveries with it. A callback endpoint (no url) is owed only the events of a scan with a
+    -- callback_url, which its delivery copies: one probe of scans_pkey per such pair (a subplan in a
+    -- CASE branch, run only for an endpoint without a url), none owed for a scan gone.
+    SELECT p.endpoint_id, p.url AS endpoint_url, b.txid, b.seq, b.scan_id, b.tenant, b.status, b.attempt, b.at,
+           CASE WHEN p.url IS NULL THEN (SELECT s.callback_url FROM scans AS s WHERE s.scan_id = b.scan_id) END
+               AS callback_url
     FROM batch AS b
     JOIN unnest($4::text[], $5::text[]) AS t(status, event_type) ON t.status = b.status
     JOIN webhook_endpoints AS p
@@ -797,9 +805,10 @@ owed AS (
 ),
 inserted AS (
     INSERT INTO webhook_deliveries (endpoint_id, event_txid, event_seq, scan_id, tenant, event_status, event_attempt,
-                                    event_at, status, attempts, created_at, next_attempt_at)
-    SELECT endpoint_id, txid, seq, scan_id, tenant, status, attempt, at, 'pending', 0, now(), now()
+                                    event_at, status, attempts, created_at, next_attempt_at, url)
+    SELECT endpoint_id, txid, seq, scan_id, tenant, status, attempt, at, 'pending', 0, now(), now(), callback_url
     FROM owed
+    WHERE endpoint_url IS NOT NULL OR callback_url IS NOT NULL
     ORDER BY endpoint_id, txid, seq
     ON CONFLICT DO NOTHING
     RETURNING 1
@@ -829,7 +838,7 @@ claimed AS (
     WHERE d.endpoint_id = p.endpoint_id AND d.event_txid = p.event_txid AND d.event_seq = p.event_seq
     RETURNING d.*
 )
-SELECT c.*, e.tenant AS endpoint_tenant, e.url, e.event_types, e.description, e.secret, e.previous_secret,
+SELECT c.*, e.tenant AS endpoint_tenant, e.url AS endpoint_url, e.event_types, e.description, e.secret, e.previous_secret,
        e.previous_secret_until, e.created_at AS endpoint_created_at, e.updated_at AS endpoint_updated_at
 FROM claimed AS c JOIN webhook_endpoints AS e ON e.endpoint_id = c.endpoint_id;
 
