@@ -155,14 +155,19 @@ async def _forget_endpoints(database_url: str) -> None:
 
 
 async def _delivery_of(database_url: str, endpoint_id: str) -> str:
-    """Fan the events out now (as a worker's dispatcher would) and return the id of one delivered to the endpoint."""
+    """Fan the events out now (as a worker's dispatcher would), again until the endpoint has a delivery; its
+    event id. An event is dispatched only once every transaction before it ended, and on PostgreSQL another
+    process's may still be open (such as a token's last-used write): asserting after one pass was flaky."""
     async with open_store(database_url) as store:
-        assert await store.lead(role=WEBHOOK_ROLE, owner="auth-matrix", term_s=30)
-        while await store.dispatch_events(owner="auth-matrix"):
-            pass
-        deliveries = await store.list_deliveries(endpoint_id=endpoint_id, limit=1)
-    assert deliveries, "the endpoint got no delivery"
-    return deliveries[0].event.event_id
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            while True:
+                assert await store.lead(role=WEBHOOK_ROLE, owner="auth-matrix", term_s=30)
+                while await store.dispatch_events(owner="auth-matrix"):
+                    pass
+                deliveries = await store.list_deliveries(endpoint_id=endpoint_id, limit=1)
+                if deliveries:
+                    return deliveries[0].event.event_id
+                await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -247,22 +252,8 @@ def callback_delivery_as(deployment: Deployment, role: str) -> str:
         f"{ingest}/scans/{created.json()['scan_id']}/cancel", headers=auth, timeout=REQUEST_TIMEOUT_S
     )
     assert cancelled.status_code == 200, cancelled.text
-    event_id: str = run(_settled_delivery_of(deployment.database_url, callback_endpoint_id(TENANT)))
+    event_id: str = run(_delivery_of(deployment.database_url, callback_endpoint_id(TENANT)))
     return event_id
-
-
-async def _settled_delivery_of(database_url: str, endpoint_id: str) -> str:
-    """``_delivery_of``, dispatching again until the delivery is made: an event is dispatched only once every
-    transaction before it ended (another process's may still be open, such as a token's last-used write)."""
-    async with open_store(database_url) as store:
-        async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            while True:
-                assert await store.lead(role=WEBHOOK_ROLE, owner="auth-matrix", term_s=30)
-                await store.dispatch_events(owner="auth-matrix")
-                deliveries = await store.list_deliveries(endpoint_id=endpoint_id, limit=1)
-                if deliveries:
-                    return deliveries[0].event.event_id
-                await asyncio.sleep(0.05)
 
 
 def send(deployment: Deployment, route: Route, path: str, *, params: Any, headers: dict[str, str]) -> httpx.Response:
