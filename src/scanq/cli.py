@@ -82,6 +82,7 @@ WORKER = (
     "webhook_backoff_base_seconds",
     "webhook_max_age_seconds",
     "webhook_allowlist",
+    "webhook_ca_file",
 )
 CLIENT = ("ingest_url", "status_url", "max_batch", "token", *LOGGING)
 SERVICE_SETTINGS = (*STORE, *HTTP, *SCANNER, *LOGGING)

@@ -14,7 +14,9 @@ import pytest
 import trustme
 
 from scanq.config import PluginSettings, Settings
+from scanq.exceptions import ConfigError
 from scanq.scanners.net.settings import NetSettings
+from scanq.webhooks.runner import delivery_tls
 from scanq.webhooks.sender import MAX_RESPONSE_BYTES, Sender
 from scanq.webhooks.urls import EndpointRules
 
@@ -205,6 +207,27 @@ async def test_https_refuses_an_untrusted_certificate(tmp_path: Path, ca: trustm
         )
 
     assert sent.error is not None and "certificate" in sent.error
+
+
+async def test_the_ca_file_setting_trusts_an_internal_ca_and_the_default_does_not(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    ca_file = tmp_path / "internal-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    answers = []
+    async with serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", tls=server_context(ca, NAME, [])) as server:
+        for settings in (Settings(webhook_ca_file=str(ca_file)), Settings()):
+            sent = await sender(tmp_path, tls=delivery_tls(settings)).send(
+                f"https://{NAME}:{server.port}/hook", headers=HEADERS, body=BODY
+            )
+            answers.append((sent.status_code, (sent.error or "")[:22]))
+
+    assert answers == [(200, ""), (None, "TLS certificate refuse")]
+
+
+def test_a_ca_file_that_is_not_a_file_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SCANQ_WEBHOOK_CA_FILE: not a file"):
+        Settings(webhook_ca_file=str(tmp_path / "missing.pem"))
 
 
 def test_the_attempt_bound_covers_resolve_connect_handshake_and_answer(tmp_path: Path) -> None:

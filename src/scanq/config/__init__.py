@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -115,6 +116,7 @@ class Settings:
     webhook_allowlist: tuple[str, ...] = setting(
         (), "Webhooks: CIDRs endpoints may resolve to although private (plain http allowed there only)"
     )
+    webhook_ca_file: str = setting("", "Webhooks: CA certificates (PEM) deliveries trust instead of the system's")
     log_level: str = setting("INFO", "Log level")
     log_format: str = setting("text", "Log format: text or json")
     # The plugins' sections: not a setting itself, each section's fields are.
@@ -363,6 +365,8 @@ def _check(s: Settings) -> None:
             f"off on {s.host}, not loopback, would let anyone who can reach it read and cancel every scan; "
             "use API tokens, or add --insecure-no-auth (SCANQ_INSECURE_NO_AUTH=1) if that is really meant",
         )
+    if s.webhook_ca_file and not os.path.isfile(s.webhook_ca_file):
+        fail("webhook_ca_file", "not a file")
     if bool(s.tls_cert) != bool(s.tls_key):
         fail("tls_cert" if not s.tls_cert else "tls_key", "HTTPS needs both --tls-cert and --tls-key")
     if "://" not in s.database_url:

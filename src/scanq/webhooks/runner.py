@@ -28,6 +28,14 @@ STOP_TIMEOUT_S = 30.0
 CANCEL_TIMEOUT_S = 5.0
 
 
+def delivery_tls(settings: Settings) -> ssl.SSLContext:
+    """What deliveries trust: ``--webhook-ca-file`` (receivers behind an internal CA) or the system's trust store.
+
+    Host names are checked either way. A file that holds no certificate fails here, when the worker starts.
+    """
+    return ssl.create_default_context(cafile=settings.webhook_ca_file or None)
+
+
 class Webhooks:
     """The dispatcher (one worker at a time) and the delivery loop (every worker but ``--no-webhooks`` ones).
 
@@ -36,7 +44,7 @@ class Webhooks:
         settings: ``--webhook-*`` (concurrency, timeouts, backoff, max age, allow-list).
         worker_id: the owner of the role and of the deliveries' leases.
         metrics: counters and the latency histogram; None: count nothing.
-        tls: the client TLS context of deliveries (default: the system's trust store).
+        tls: the client TLS context of deliveries (default: ``delivery_tls(settings)``).
         lease_s: each claimed delivery's lease (default: longer than any attempt, ``delivery.lease_for``).
         busy: True while the worker drains a backlog of scans: deliveries then yield the CPU to them.
     """
@@ -58,7 +66,7 @@ class Webhooks:
                 EndpointRules.from_settings(settings),
                 connect_timeout_s=settings.webhook_connect_timeout_seconds,
                 read_timeout_s=settings.webhook_timeout_seconds,
-                tls=tls,
+                tls=tls if tls is not None else delivery_tls(settings),
             ),
             schedule=RetrySchedule(
                 base_s=settings.webhook_backoff_base_seconds, max_age_s=settings.webhook_max_age_seconds
@@ -121,4 +129,4 @@ def start_webhooks(
     return webhooks
 
 
-__all__ = ["STOP_TIMEOUT_S", "Webhooks", "start_webhooks"]
+__all__ = ["STOP_TIMEOUT_S", "Webhooks", "delivery_tls", "start_webhooks"]
