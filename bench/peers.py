@@ -175,6 +175,7 @@ def ratios(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def _aggregate(row: Row, measured: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [run["rate_per_s"] for run in measured if "rate_per_s" in run]
     cpus = [run["cpu_us_per_job"] for run in measured if "cpu_us_per_job" in run]
+    server_cpus = [run["server_cpu_us_per_job"] for run in measured if "server_cpu_us_per_job" in run]
     return {
         "system": row.system,
         "setting": row.setting,
@@ -183,6 +184,7 @@ def _aggregate(row: Row, measured: list[dict[str, Any]]) -> dict[str, Any]:
         "rate_min_per_s": min(rates, default=0.0),
         "rate_max_per_s": max(rates, default=0.0),
         "cpu_us_per_job": round(statistics.median(cpus), 2) if cpus else 0.0,
+        "server_cpu_us_per_job": round(statistics.median(server_cpus), 2) if server_cpus else 0.0,
         "history": next((run["history"] for run in measured if "history" in run), ""),
         "is_verified": bool(measured) and all(run.get("is_verified") for run in measured),
         "runs": measured,
@@ -233,6 +235,7 @@ def peers_table(results: Sequence[dict[str, Any]], *, jobs: int, rounds: int) ->
                 rate if result["rate_per_s"] else "FAILED",
                 f"{result['rate_per_s'] / best:.2f}x" if best else "—",
                 f"{result['cpu_us_per_job']:.1f}",
+                f"{result['server_cpu_us_per_job']:.1f}",
                 result["history"] or "—",
                 "yes" if result["is_verified"] else "**no**",
             ]
@@ -240,7 +243,16 @@ def peers_table(results: Sequence[dict[str, Any]], *, jobs: int, rounds: int) ->
     return {
         "title": f"peers: {jobs:,} no-op jobs, one worker process, rate between the 10% and 90% marks"
         + (f", median of {rounds} rounds (min-max)" if rounds > 1 else ""),
-        "columns": ["system", "setting", "jobs/s", "x best pgqueuer", "worker CPU µs/job", "history kept", "verified"],
+        "columns": [
+            "system",
+            "setting",
+            "jobs/s",
+            "x best pgqueuer",
+            "worker CPU µs/job",
+            "PostgreSQL CPU µs/job",
+            "history kept",
+            "verified",
+        ],
         "rows": lines,
     }
 

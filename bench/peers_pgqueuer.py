@@ -66,7 +66,11 @@ async def drain_pgqueuer(
             count_sql = f"SELECT count(*) FROM {log} WHERE status = 'successful'"
             try:
                 trace = await follow_drain(
-                    process=worker, count_done=lambda: connection.fetchval(count_sql), total=jobs, timeout_s=timeout_s
+                    process=worker,
+                    count_done=lambda: connection.fetchval(count_sql),
+                    total=jobs,
+                    timeout_s=timeout_s,
+                    database_url=url,
                 )
             finally:
                 await worker.stop()

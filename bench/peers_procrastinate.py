@@ -71,6 +71,7 @@ async def drain_procrastinate(
                     count_done=lambda: connection.fetchval(DONE_COUNT_SQL),
                     total=jobs,
                     timeout_s=timeout_s,
+                    database_url=url,
                 )
             finally:
                 await worker.stop()

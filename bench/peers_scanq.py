@@ -35,7 +35,11 @@ async def drain_scanq(ctx: BenchContext, *, db: str, jobs: int, concurrency: int
             )
             try:
                 trace = await follow_drain(
-                    process=worker, count_done=lambda: _complete(store), total=jobs, timeout_s=timeout_s
+                    process=worker,
+                    count_done=lambda: _complete(store),
+                    total=jobs,
+                    timeout_s=timeout_s,
+                    database_url=url,
                 )
             finally:
                 await worker.stop()
