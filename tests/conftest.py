@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.servers.postgres", "tests.servers.mongo"]
+pytest_plugins = ["tests.servers.postgres", "tests.servers.reused_schema", "tests.servers.mongo"]
 
 BACKENDS = ["memory", "sqlite", "postgres", "mongo"]
 
@@ -31,10 +31,16 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """``slow_on_mongo``: a contract test that is quick on every backend but SecantusDB is ``slow`` there only."""
+    """The MongoDB case of a backend-parametrised test is ``slow``: the quick loop (``-m "not slow"``) leaves it out.
+
+    SecantusDB, the MongoDB of the tests, is a pure-Python server: the contract suite's MongoDB cases cost
+    about twice the CPU (test process and server) of its memory, SQLite and PostgreSQL cases together.
+    The MongoDB store's own tests (``test_mongo_*.py``, which take ``mongo_database_url``) stay in the
+    quick loop; ``./test`` and CI run everything.
+    """
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if item.get_closest_marker("slow_on_mongo") and callspec and callspec.params.get("database_url") == "mongo":
+        if callspec is not None and callspec.params.get("database_url") == "mongo":
             item.add_marker(pytest.mark.slow)
 
 
@@ -50,8 +56,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"memory://{uuid.uuid4()}"
     if backend == "sqlite":
         return sqlite_database_url(tmp_path)
-    url: str = request.getfixturevalue(f"{backend}_database_url")
+    url: str = request.getfixturevalue("postgres_backend_url" if backend == "postgres" else f"{backend}_database_url")
     return url
+
+
+@pytest.fixture
+def postgres_backend_url(postgres_database_url: str) -> str:
+    """``database_url`` on PostgreSQL: a fresh schema per test. The contract and integration suites reuse one
+    schema instead (their ``conftest.py``); acceptance tests keep this, their processes may outlive a test."""
+    return postgres_database_url
 
 
 @pytest.fixture

@@ -3,6 +3,10 @@
 The backend is the one parametrised fixture ``database_url`` (``tests/conftest.py``, ids ``memory``,
 ``sqlite``, ``postgres``, ``mongo``): ``store`` and ``open_another`` build on it, so every test in this
 folder runs once per backend. Helpers shared by the test files live in ``helpers.py``.
+
+On PostgreSQL the tests take turns on one migrated schema per pytest process, put back as the
+migrations left it after each test (``tests/servers/reused_schema.py``): a fresh schema per test
+cost more than most of the tests themselves.
 """
 
 from __future__ import annotations
@@ -14,6 +18,12 @@ import pytest
 
 from scanq.store import Store, open_store
 from tests.contract.helpers import StoreFactory
+
+
+@pytest.fixture
+def postgres_backend_url(postgres_reused_url: str) -> str:
+    """``database_url`` on PostgreSQL: the session's reused schema (``tests/servers/reused_schema.py``)."""
+    return postgres_reused_url
 
 
 @pytest.fixture

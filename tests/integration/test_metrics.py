@@ -2,7 +2,8 @@
 
 Ingest and status run in-process over one SQLite file; the worker runs in
 burst mode and serves its registry on a real port, scraped over HTTP as
-Prometheus would. The worker's JSON log lines carry the scan ID.
+Prometheus would. The worker's JSON log lines carry the scan ID. ``serve_metrics`` alone, on its
+own port, is checked here too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from scanq.config import PluginSettings
 from scanq.logs import JsonFormatter
 from scanq.metrics import WorkerMetrics, make_registry, serve_metrics
+from scanq.models import Outcome
 from scanq.scanners import ScannerRegistry
 from scanq.scanners.mock import MockSettings
 from scanq.worker import Worker
@@ -142,3 +144,18 @@ async def test_queue_metrics_show_waiting_scans(sqlite_url: str) -> None:
     assert sample_value(text, "scanq_scans", {"status": "Accepted"}) == 5
     age = sample_value(text, "scanq_queue_oldest_age_seconds")
     assert age is not None and 0 <= age < 30
+
+
+async def test_serve_metrics_answers_scrapes_on_its_own_port_and_frees_it() -> None:
+    registry = make_registry(process_metrics=False)
+    metrics = WorkerMetrics(registry, worker_id="w-9", in_flight=lambda: 3)
+    metrics.record_finished(Outcome.COMPLETE)
+    async with serve_metrics(registry, host="127.0.0.1", port=0) as port:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{port}/metrics")
+    assert answer.status_code == 200
+    assert sample_value(answer.text, "scanq_scans_in_flight", {"worker": "w-9"}) == 3
+    assert sample_value(answer.text, "scanq_scans_finished_total", {"status": "Complete"}) == 1
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/metrics")

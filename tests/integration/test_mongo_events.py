@@ -185,6 +185,7 @@ async def test_open_creates_the_event_and_webhook_indexes(url: str, raw: AsyncDa
     assert endpoints["tenant_created"]["key"] == [("tenant", 1), ("created_at", 1), ("_id", 1)]
 
 
+@pytest.mark.slow
 async def test_wait_for_events_polls_on_a_standalone_server(standalone_mongo_url: str) -> None:
     waiter = await open_mongo(standalone_mongo_url)
     writer = await open_mongo(standalone_mongo_url)

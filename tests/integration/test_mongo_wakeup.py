@@ -65,6 +65,7 @@ async def test_change_stream_wakes_a_waiting_store(mongo_database_url: str) -> N
         await submitter.aclose()
 
 
+@pytest.mark.slow
 async def test_worker_starts_a_submitted_scan_long_before_the_poll_interval(mongo_database_url: str) -> None:
     settings = Settings(poll_seconds=LONG_POLL_S, reaper_seconds=LONG_POLL_S, shutdown_seconds=0.3)
     registry, scanner = scripted_registry(settings)
@@ -86,6 +87,7 @@ async def test_worker_starts_a_submitted_scan_long_before_the_poll_interval(mong
     assert scanner.runs[created.scan.scan_id] == 1
 
 
+@pytest.mark.slow
 async def test_standalone_server_falls_back_to_polling(standalone_mongo_url: str) -> None:
     poll_s = 0.2
     waiter = await open_mongo(standalone_mongo_url, poll_interval_s=poll_s)

@@ -36,6 +36,7 @@ async def store(database_url: str) -> AsyncIterator[Store]:
         yield opened
 
 
+@pytest.mark.slow
 async def test_a_worker_with_retention_prunes_finished_scans_and_archives_them(
     store: Store, database_url: str, tmp_path: Path
 ) -> None:

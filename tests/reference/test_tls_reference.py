@@ -167,6 +167,7 @@ def test_every_case_is_distinct_and_differences_are_explained():
         assert (case.sslyze_failures is not None) == bool(case.difference), case.id
 
 
+@pytest.mark.slow  # sslyze runs every plugin on each case: about a second of handshakes a case
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 async def test_tls_agrees_with_sslyze(case: Case, lab: TlsLab, nameserver: str, loopback_context, tmp_path: Path):
     if importlib.util.find_spec("sslyze") is None:

@@ -37,6 +37,8 @@ from tests.servers.availability import backend_unavailable
 
 LOCAL_HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
+# A free port can be taken by another process (another xdist worker's server) before the server binds it.
+START_ATTEMPTS = 3
 STOP_TIMEOUT_S = 10.0
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_MS = 500
@@ -91,16 +93,44 @@ def server_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def run_secantus(directory: Path, *, standalone: bool = False, port: int | None = None) -> Iterator[MongoServer]:
+def run_secantus(
+    directory: Path, *, standalone: bool = False, port: int | None = None, keep_data: bool = True
+) -> Iterator[MongoServer]:
     """Start SecantusDB on a free port with its data in ``directory``; stop it on exit.
 
     Args:
         directory: an empty directory for the data files, the (empty) config file and the log.
         standalone: advertise a standalone server (no change streams, no transactions) instead
             of a one-node replica set.
-        port: the port to listen on (a restart reuses it); default a free one.
+        port: the port to listen on (a restart reuses it); default a free one, and another should
+            something else (another xdist worker's server) take it before the server listens.
+        keep_data: stop with SIGTERM, letting the server write its data out (seconds), so a restart
+            on ``directory`` finds it; ``False`` kills it at once (its data is thrown away anyway).
     """
-    port = port or free_port()
+    for attempt in range(1, START_ATTEMPTS + 1):
+        chosen = port or free_port()
+        process, log_path = _start_secantus(directory, standalone=standalone, port=chosen)
+        try:
+            url = f"mongodb://{LOCAL_HOST}:{chosen}/"
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not is_answering(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"SecantusDB did not start: {log_path.read_text(errors='replace')[-2000:]}")
+                time.sleep(PROBE_INTERVAL_S)
+        except RuntimeError:
+            _stop(process)
+            if port is not None or attempt == START_ATTEMPTS:
+                raise
+            continue
+        try:
+            mode = "standalone" if standalone else "one-node replica set"
+            yield MongoServer(url=url, description=f"SecantusDB {secantus_version()} ({mode})")
+        finally:
+            _stop(process, graceful=keep_data)
+        return
+
+
+def _start_secantus(directory: Path, *, standalone: bool, port: int) -> tuple[subprocess.Popen[bytes], Path]:
     config = directory / "secantusd.toml"
     config.write_text("")  # an explicit (empty) config turns off the search of ~/.secantus and /etc
     command = [
@@ -121,24 +151,21 @@ def run_secantus(directory: Path, *, standalone: bool = False, port: int | None 
     if standalone:
         command.append("--standalone")
     log_path = directory / "secantusd.log"
-    url = f"mongodb://{LOCAL_HOST}:{port}/"
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=directory, env=server_env(), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not is_answering(url):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"SecantusDB did not start: {log_path.read_text(errors='replace')[-2000:]}")
-            time.sleep(PROBE_INTERVAL_S)
-        mode = "standalone" if standalone else "one-node replica set"
-        yield MongoServer(url=url, description=f"SecantusDB {secantus_version()} ({mode})")
-    finally:
+    return process, log_path
+
+
+def _stop(process: subprocess.Popen[bytes], *, graceful: bool = True) -> None:
+    if graceful:
         process.terminate()
         try:
             process.wait(STOP_TIMEOUT_S)
+            return
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            pass
+    process.kill()
+    process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +179,10 @@ def mongo_server() -> Iterator[MongoServer]:
         return
     if importlib.util.find_spec("secantus") is None:
         backend_unavailable("no SCANQ_TEST_MONGO_URL and SecantusDB is not installed (pip install secantusdb)")
-    with tempfile.TemporaryDirectory(prefix="scanq-secantus-") as directory, run_secantus(Path(directory)) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="scanq-secantus-") as directory,
+        run_secantus(Path(directory), keep_data=False) as server,
+    ):
         yield server
 
 
@@ -161,7 +191,7 @@ def standalone_mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """A standalone server (no change streams, no transactions): SecantusDB with ``--standalone``."""
     if importlib.util.find_spec("secantus") is None:
         backend_unavailable("SecantusDB is not installed (pip install secantusdb)")
-    with run_secantus(tmp_path_factory.mktemp("secantus-standalone"), standalone=True) as server:
+    with run_secantus(tmp_path_factory.mktemp("secantus-standalone"), standalone=True, keep_data=False) as server:
         yield server
 
 

@@ -68,6 +68,7 @@ async def claim(store: MemoryStore, worker_id: str) -> Lease:
     return Lease(scan_id=scan.scan_id, worker_id=worker_id, attempt=scan.attempt)
 
 
+@pytest.mark.slow
 async def test_after_an_outage_longer_than_the_lease_only_the_dead_workers_lease_is_requeued(
     store: OutageStore,
 ) -> None:

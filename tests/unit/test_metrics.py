@@ -23,7 +23,6 @@ from scanq.metrics import (
     ScanCounters,
     WorkerMetrics,
     make_registry,
-    serve_metrics,
 )
 from scanq.models import Outcome, Scan, ScanStatus, Stats, TenantQueue
 from tests.clocks import ManualClock
@@ -226,21 +225,6 @@ async def test_metrics_endpoint_refreshes_queue_stats_before_exposing_them() -> 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
         text = (await client.get("/metrics")).text
     assert sample_value(text, "scanq_queue_depth") == 12
-
-
-async def test_serve_metrics_answers_scrapes_on_its_own_port_and_frees_it() -> None:
-    registry = make_registry(process_metrics=False)
-    metrics = WorkerMetrics(registry, worker_id="w-9", in_flight=lambda: 3)
-    metrics.record_finished(Outcome.COMPLETE)
-    async with serve_metrics(registry, host="127.0.0.1", port=0) as port:
-        async with httpx.AsyncClient() as client:
-            answer = await client.get(f"http://127.0.0.1:{port}/metrics")
-    assert answer.status_code == 200
-    assert sample_value(answer.text, "scanq_scans_in_flight", {"worker": "w-9"}) == 3
-    assert sample_value(answer.text, "scanq_scans_finished_total", {"status": "Complete"}) == 1
-    async with httpx.AsyncClient() as client:
-        with pytest.raises(httpx.ConnectError):
-            await client.get(f"http://127.0.0.1:{port}/metrics")
 
 
 async def test_tenant_gauges_name_the_busiest_tenants_and_sum_the_rest_as_other() -> None:

@@ -247,7 +247,9 @@ async def test_cancelling_a_complete_scan_is_refused(service: ScanService, store
         await service.cancel(scan.scan_id)
 
 
-@pytest.mark.parametrize("scan_id", ["nope", "", "01900000-0000-7000-8000-00000000000A", new_scan_id()])
+@pytest.mark.parametrize(
+    "scan_id", ["nope", "", "01900000-0000-7000-8000-00000000000A", "01900000-0000-7000-8000-000000000001"]
+)
 async def test_unknown_or_malformed_ids_are_not_found(service: ScanService, scan_id: str) -> None:
     with pytest.raises(ScanNotFound) as got:
         await service.get(scan_id)

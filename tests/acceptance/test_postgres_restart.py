@@ -10,10 +10,11 @@ its finished results are written, not thrown away and run again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,19 @@ LONG_OUTAGE_BEFORE = 64
 LONG_OUTAGE_AFTER = 16
 LONG_OUTAGE_RUNNING = 16  # the worker's concurrency: every slot busy when the database goes
 LONG_OUTAGE_DRAIN_S = 90.0
+# The services the running test started. ``Services.stop`` stops them in the test's event loop; should a
+# timeout have cut that loop short, ``kill_leftover_services`` (sync, so it always runs) kills them.
+_started: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+def kill_leftover_services() -> Iterator[None]:
+    yield
+    while _started:
+        process = _started.pop()
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)  # its own session: the group is the process and its children
 
 
 def _new_scan() -> NewScan:
@@ -136,8 +150,15 @@ class Services:
         }
         with (self.directory / f"{name}.log").open("wb") as log:
             self.processes[name] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "scanq", name, env=env, stdin=DEVNULL, stdout=log, stderr=STDOUT
+                sys.executable,
+                *("-m", "scanq", name),
+                env=env,
+                stdin=DEVNULL,
+                stdout=log,
+                stderr=STDOUT,
+                start_new_session=True,
             )
+        _started.append(self.processes[name])
         async with asyncio.timeout(SERVICE_START_S):
             while ready not in self.log(name):
                 assert self.processes[name].returncode is None, self.log(name)
@@ -304,6 +325,7 @@ async def test_an_outage_longer_than_the_lease_loses_no_finished_result(
         assert await _completed_more_than_once(pg_cluster.url) == 0
 
 
+@pytest.mark.slow  # a cluster of its own, stopped and started: seconds
 async def test_store_reports_outage_then_recovers_with_wakeups(pg_cluster: PostgresCluster) -> None:
     async with PostgresStore(pg_cluster.url, poll_interval_s=5.0) as waiter, PostgresStore(pg_cluster.url) as other:
         await waiter.wait_for_work(timeout_s=1.0)  # starts listening

@@ -547,6 +547,7 @@ async def test_the_openapi_document_declares_the_streams() -> None:
 # -- behind the real HTTP edge -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_the_edge_keeps_a_stream_past_its_timeouts_and_ends_it_at_shutdown() -> None:
     scan_id = ""
     # Timeouts far shorter than the stream: neither the header nor the body timer may cut it.
