@@ -55,7 +55,7 @@ def main() -> None:
         with ThreadPoolExecutor(JOBS) as pool:
             for name, killed in zip(survivors, pool.map(is_killed, survivors), strict=True):
                 codes[name] = KILLED if killed else SURVIVED
-        meta.write_text(json.dumps(data))
+                meta.write_text(json.dumps(data))  # after each verdict: an interrupted recheck keeps them
 
 
 if __name__ == "__main__":

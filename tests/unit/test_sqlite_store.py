@@ -23,6 +23,7 @@ from scanq.store.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, sqlite_p
 from scanq.store.sqlite.connection import is_unavailable
 
 SYNCHRONOUS_FULL = 2
+TEMP_STORE_MEMORY = 2
 # Wake-ups must come well within this, yet it is far below the 60 s polls and waits of the tests: only the
 # wake-up mechanism under test explains a wake this early, even on a loaded machine.
 WAKE_WITHIN_S = 10.0
@@ -46,6 +47,8 @@ async def test_open_sets_wal_full_sync_and_the_schema_version(sqlite_url: str) -
     assert pragmas["journal_mode"] == "wal"
     assert pragmas["synchronous"] == SYNCHRONOUS_FULL
     assert pragmas["user_version"] == SCHEMA_VERSION == len(MIGRATIONS)
+    assert pragmas["busy_timeout"] == 0  # the writer takes the lock itself (begin_immediate): no sleeping handler
+    assert pragmas["temp_store"] == TEMP_STORE_MEMORY
     with sqlite3.connect(db_file(sqlite_url)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent, seen by any connection
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
