@@ -8,6 +8,7 @@ skips locally and fails under ``CI=true`` (see ``tests/servers/availability.py``
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,18 @@ import pytest
 pytest_plugins = ["tests.servers.postgres", "tests.servers.reused_schema", "tests.servers.mongo"]
 
 BACKENDS = ["memory", "sqlite", "postgres", "mongo"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C (SIGINT) handled as in a terminal, even when the run inherited it ignored.
+
+    A shell without job control (``./test &`` in a script, a CI runner's background step) starts the run with
+    SIGINT ignored, and every process a test starts would inherit that: a test that presses Ctrl-C on one
+    (``scanq submit --wait``, ``scanq stats --watch``) would then wait forever. A handled signal is reset to its
+    default when a child execs, so the children get the SIGINT a user's terminal gives them.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
