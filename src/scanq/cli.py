@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -25,9 +25,6 @@ from scanq.flags import CORE_SPECS, SettingsCommand, with_settings
 from scanq.models import ScanStatus
 from scanq.watch import DEFAULT_WATCH_S, watch
 from scanq.webhook_commands import webhooks
-
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
 
 _T = TypeVar("_T")
 
@@ -133,29 +130,43 @@ def cli() -> None:
 @cli.command(short_help="Run ingest, status and workers until Ctrl-C.")
 @with_settings(ALL_SETTINGS, plugins=True)
 def up(settings: Settings) -> None:
-    """Run ingest, status and --workers worker processes on this machine until Ctrl-C."""
+    """Run ingest, status and --workers worker processes on this machine until Ctrl-C.
+
+    --ingest-processes N and --status-processes N run N processes of that service on its one port.
+    """
     from scanq.supervisor import supervise
 
     sys.exit(run_async(supervise(settings)))
 
 
-@cli.command()
-@click.option("--processes", type=click.IntRange(min=1), help="Processes on --ingest-port (SCANQ_INGEST_PROCESSES)")
+def _processes_option(service: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """``--processes N`` of ``scanq ingest`` / ``scanq status``: N processes sharing the service's port."""
+    variable = f"SCANQ_{service.upper()}_PROCESSES"
+    return click.option(
+        "--processes",
+        type=click.IntRange(min=1),
+        help=f"Processes sharing --{service}-port, restarted when one dies ({variable}, default 1)",
+    )
+
+
+@cli.command(short_help="Run the ingest service (submit, cancel).")
+@_processes_option("ingest")
 @with_settings(SERVICE_SETTINGS, plugins=True)
 def ingest(settings: Settings, *, processes: int | None) -> None:
-    """Run the ingest service (submit, cancel) in --processes processes."""
-    from scanq.supervisor import serve_ingest
+    """Run the ingest service (submit, cancel) on --ingest-port, in --processes processes."""
+    from scanq.supervisor import INGEST, serve_service
 
-    serve_ingest(settings.replace(ingest_processes=processes))
+    serve_service(settings, INGEST, processes=processes)
 
 
 @cli.command(short_help="Run the status service (scans, stats, dashboard).")
+@_processes_option("status")
 @with_settings(SERVICE_SETTINGS, plugins=True)
-def status(settings: Settings) -> None:
-    """Run the status service (scans, pages, stats, dashboard) on --status-port."""
-    from scanq.api.app import create_status_app
+def status(settings: Settings, *, processes: int | None) -> None:
+    """Run the status service (scans, pages, stats, dashboard) on --status-port, in --processes processes."""
+    from scanq.supervisor import STATUS, serve_service
 
-    _serve(create_status_app(settings), settings=settings, port=settings.status_port)
+    serve_service(settings, STATUS, processes=processes)
 
 
 @cli.command()
@@ -163,8 +174,9 @@ def status(settings: Settings) -> None:
 def api(settings: Settings) -> None:
     """Run ingest and status routes in one process on --ingest-port."""
     from scanq.api.app import create_api_app
+    from scanq.supervisor import serve_app
 
-    _serve(create_api_app(settings), settings=settings, port=settings.ingest_port)
+    serve_app(create_api_app(settings), settings=settings, port=settings.ingest_port)
 
 
 @cli.command(short_help="Run one worker process.")
@@ -363,18 +375,6 @@ def tenants_list(settings: Settings) -> None:
 
 
 cli.add_command(webhooks)
-
-
-def _serve(app: Starlette, *, settings: Settings, port: int) -> None:
-    """Serve an app (``api.server.serve``: uvicorn, uvloop, the edge limits) until SIGINT/SIGTERM.
-
-    The HTTP stack is imported by the command that needs it, not by the worker or the client commands.
-    """
-    from scanq.api.server import serve
-    from scanq.supervisor import follow_supervisor
-
-    follow_supervisor()
-    serve(app, settings=settings, port=port)
 
 
 def main() -> None:

@@ -154,10 +154,28 @@ def test_worker_check_exits_1_when_the_store_is_unreachable() -> None:
     assert code == 1
 
 
-def test_up_refuses_an_in_process_store() -> None:
-    code, out = run(["up", "--database-url", "memory://x"])
+@pytest.mark.parametrize(
+    "args", [["up"], ["ingest", "--processes", "2"], ["status", "--processes", "2"]], ids=lambda args: args[0]
+)
+def test_several_processes_refuse_an_in_process_store(args: list[str]) -> None:
+    code, out = run([*args, "--database-url", "memory://x"])
     assert code == 2
-    assert "SCANQ_DATABASE_URL" in out
+    assert "SCANQ_DATABASE_URL: memory:// cannot be shared between processes" in out
+
+
+@pytest.mark.parametrize("service", ["ingest", "status"])
+def test_a_service_runs_in_processes_from_its_flag_or_its_variable(service: str) -> None:
+    code, out = run([service, "--help"])
+    flat = " ".join(out.split())
+    assert code == 0
+    assert f"--processes INTEGER RANGE Processes sharing --{service}-port" in flat
+    assert f"SCANQ_{service.upper()}_PROCESSES" in flat
+    code, out = run(["up", "--help"])
+    assert f"--{service}-processes" in out
+    # The variable alone is enough: `scanq status` with SCANQ_STATUS_PROCESSES=2 supervises two processes.
+    code, out = run([service], env={f"SCANQ_{service.upper()}_PROCESSES": "2", "SCANQ_DATABASE_URL": "memory://x"})
+    assert code == 2
+    assert "memory:// cannot be shared between processes" in out
 
 
 def test_a_client_command_reports_an_unreachable_service_in_one_line() -> None:

@@ -1,4 +1,4 @@
-"""Listening sockets bound once and adopted by another process (``--ingest-processes``), through the environment."""
+"""Listening sockets bound once and adopted by another process (``--ingest-processes``, ``--status-processes``)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,15 @@ def test_a_shared_listener_is_adopted_from_the_environment_and_accepts() -> None
         close([listener])
 
 
+def test_a_shared_listener_reaches_only_the_children_started_with_it() -> None:
+    # Not inheritable: uvloop (the supervisor's loop) hands every inheritable descriptor to every child it starts.
+    listeners = listen_shared("127.0.0.1", 0)
+    try:
+        assert [sock.get_inheritable() for sock in listeners] == [False]
+    finally:
+        close(listeners)
+
+
 def test_without_the_variable_a_process_binds_its_own() -> None:
     assert adopt({}) == []
 
@@ -44,7 +53,10 @@ def test_a_port_in_use_stops_the_parent_before_any_child_starts() -> None:
             listen_shared("127.0.0.1", port)
 
 
-def test_ingest_processes_is_at_least_one() -> None:
-    assert Settings.from_env({"SCANQ_INGEST_PROCESSES": "3"}).ingest_processes == 3
-    with pytest.raises(ConfigError, match="SCANQ_INGEST_PROCESSES: must be at least 1"):
-        Settings.from_env({"SCANQ_INGEST_PROCESSES": "0"})
+@pytest.mark.parametrize("key", ["ingest_processes", "status_processes"])
+def test_processes_of_a_service_are_at_least_one(key: str) -> None:
+    variable = f"SCANQ_{key.upper()}"
+    assert getattr(Settings.from_env({variable: "3"}), key) == 3
+    assert getattr(Settings(), key) == 1
+    with pytest.raises(ConfigError, match=f"{variable}: must be at least 1"):
+        Settings.from_env({variable: "0"})

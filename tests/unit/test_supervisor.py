@@ -1,24 +1,27 @@
-"""The parts of ``scanq up`` that need no process: settings handed to children, output labels, redaction."""
+"""The parts of ``scanq up`` that need no child process: what each child gets, output labels, the shared ports."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import socket
 
 import pytest
 
+from scanq.api.listeners import LISTEN_FDS_ENV, close
 from scanq.config import PluginSettings, Settings
-from scanq.exceptions import ConfigError
+from scanq.exceptions import ConfigError, StartupError
 from scanq.scanners.mock import MockSettings
 from scanq.scanners.net.settings import NetSettings
-from scanq.supervisor import (
-    _ingest_children,
-    _reason,
-    _redact,
-    _worker_env,
+from scanq.supervisor import INGEST, SERVICES, STATUS, Service, Supervisor, prepare_store
+from scanq.supervisor.output import banner, label_line, reason, redact
+from scanq.supervisor.plan import (
     inherited_environ,
-    label_line,
-    prepare_store,
+    plan_children,
+    service_children,
     settings_environ,
+    worker_env,
 )
 
 
@@ -39,9 +42,9 @@ def test_children_rebuild_exactly_the_settings_of_the_supervisor() -> None:
 
 
 def test_each_worker_gets_its_own_metrics_port() -> None:
-    assert _worker_env(Settings(), 1) == {}
+    assert worker_env(Settings(), 1) == {}
     settings = Settings(metrics_port=9100)
-    assert [_worker_env(settings, n) for n in (1, 2)] == [
+    assert [worker_env(settings, n) for n in (1, 2)] == [
         {"SCANQ_METRICS_PORT": "9100"},
         {"SCANQ_METRICS_PORT": "9101"},
     ]
@@ -57,9 +60,9 @@ def test_text_lines_get_a_prefix_and_json_lines_a_process_key() -> None:
 
 
 def test_printed_urls_hide_passwords() -> None:
-    assert _redact("postgresql://scanq:secret@db:5432/scanq") == "postgresql://scanq:***@db:5432/scanq"
-    assert _redact("postgresql://scanq@db/scanq") == "postgresql://scanq@db/scanq"
-    assert _redact("sqlite:///data/scanq.db") == "sqlite:///data/scanq.db"
+    assert redact("postgresql://scanq:secret@db:5432/scanq") == "postgresql://scanq:***@db:5432/scanq"
+    assert redact("postgresql://scanq@db/scanq") == "postgresql://scanq@db/scanq"
+    assert redact("sqlite:///data/scanq.db") == "sqlite:///data/scanq.db"
 
 
 async def test_an_in_process_store_cannot_back_several_processes() -> None:
@@ -73,18 +76,86 @@ def test_children_do_not_inherit_scanq_names_that_are_no_setting() -> None:
 
 
 def test_the_reason_a_child_could_not_start_is_its_last_line() -> None:
-    assert _reason(b"Error: cannot listen on http://127.0.0.1:1: Permission denied\n") == (
+    assert reason(b"Error: cannot listen on http://127.0.0.1:1: Permission denied\n") == (
         "cannot listen on http://127.0.0.1:1: Permission denied"
     )
-    assert _reason(b'{"level": "ERROR", "message": "cannot listen"}\n') == "cannot listen"
-    assert _reason(b"") == "it exited at once"
+    assert reason(b'{"level": "ERROR", "message": "cannot listen"}\n') == "cannot listen"
+    assert reason(b"") == "it exited at once"
 
 
-def test_ingest_children_serve_alone_and_share_the_socket_only_when_several() -> None:
-    [single] = _ingest_children(Settings())
-    assert (single.name, single.shares_listeners) == ("ingest", False)
-    several = _ingest_children(Settings(ingest_processes=3))
-    assert [child.name for child in several] == ["ingest-1", "ingest-2", "ingest-3"]
-    assert all(child.shares_listeners for child in several)
-    # Each child gets SCANQ_INGEST_PROCESSES=1: only the supervisor starts several, a child never does.
-    assert {child.env["SCANQ_INGEST_PROCESSES"] for child in [single, *several]} == {"1"}
+@pytest.mark.parametrize("service", SERVICES, ids=lambda service: service.name)
+def test_a_service_runs_alone_or_shares_the_socket_only_when_several(service: Service) -> None:
+    [single] = service_children(Settings(), service)
+    assert (single.name, single.command, single.listeners) == (service.name, service.name, None)
+    several = service_children(Settings().replace(**{service.processes_key: 3}), service)
+    assert [child.name for child in several] == [f"{service.name}-{n}" for n in (1, 2, 3)]
+    assert {child.command for child in several} == {service.name}
+    assert all(child.listeners == service for child in several)
+    # Each child gets SCANQ_<SERVICE>_PROCESSES=1: only the supervisor starts several, a child never does.
+    variable = f"SCANQ_{service.name.upper()}_PROCESSES"
+    assert {child.env[variable] for child in [single, *several]} == {"1"}
+
+
+def test_up_runs_each_service_in_its_own_processes_then_the_workers() -> None:
+    settings = Settings(ingest_processes=2, status_processes=3, workers=2)
+    children = plan_children(settings)
+    assert [child.name for child in children] == [
+        "ingest-1",
+        "ingest-2",
+        "status-1",
+        "status-2",
+        "status-3",
+        "worker-1",
+        "worker-2",
+    ]
+    assert [child.listeners for child in children] == [INGEST] * 2 + [STATUS] * 3 + [None] * 2
+    only = plan_children(settings, only=STATUS)
+    assert [child.name for child in only] == ["status-1", "status-2", "status-3"]
+
+
+def test_the_banner_says_which_services_share_a_socket() -> None:
+    lines = banner(Settings(status_processes=2, ingest_port=1, status_port=2))
+    assert lines[0] == "ingest  http://127.0.0.1:1   (GET / queues a scan)"
+    assert lines[1] == "status  http://127.0.0.1:2   (GET /<id>, /scans, /stats; 2 processes, one socket)"
+    assert banner(Settings(status_processes=2, status_port=2), only=STATUS) == [
+        "http://127.0.0.1:2; 2 processes, one socket; Ctrl-C stops them all"
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_each_shared_port_is_bound_once_and_handed_to_its_own_children() -> None:
+    ingest_port, status_port = free_port(), free_port()
+    settings = Settings(ingest_processes=2, status_processes=2, ingest_port=ingest_port, status_port=status_port)
+    supervisor = Supervisor(settings, out=io.BytesIO())
+    bound = supervisor._listen()
+    try:
+        assert sorted(sock.getsockname()[1] for sock in bound) == sorted([ingest_port, status_port])
+        for service, port in ((INGEST, ingest_port), (STATUS, status_port)):
+            fds, environ = supervisor._handoffs[service]
+            [fd] = fds
+            with socket.socket(fileno=os.dup(fd)) as inherited:
+                assert inherited.getsockname()[1] == port
+            assert environ == {LISTEN_FDS_ENV: str(fd)}
+    finally:
+        close(bound)
+
+
+async def test_a_taken_port_binds_no_other() -> None:
+    ingest_port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = Settings(
+            ingest_processes=2, status_processes=2, ingest_port=ingest_port, status_port=taken.getsockname()[1]
+        )
+        with pytest.raises(StartupError, match="Address already in use"):
+            Supervisor(settings, out=io.BytesIO())._listen()
+    # The ingest port, bound before the status port failed, was closed again.
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", ingest_port))

@@ -1,16 +1,19 @@
 """Listening sockets: bound here once, handed to several processes that serve the same port.
 
 ``bind`` turns a host that does not resolve or a port already taken into one
-``StartupError`` naming the address. With ``--ingest-processes N`` (``scanq
-ingest --processes N``) the parent binds and listens once, then starts N
-children with the sockets inherited (``pass_fds``) and their descriptor numbers
-in ``SCANQ_SUPERVISOR_LISTEN_FDS``; each child adopts them (``adopt``) instead of
-binding. The kernel queues connections on the one socket, whichever child
-accepts next takes the next connection (a busy child accepts less), and a
-child that dies loses nothing but its own open connections: the others keep
-accepting, and nothing is refused while it restarts. Chosen over
-``SO_REUSEPORT`` for that, and because a second ``scanq ingest`` started on the
-same port by mistake still fails with "Address already in use".
+``StartupError`` naming the address. With ``--ingest-processes N`` or
+``--status-processes N`` (``scanq ingest --processes N``, ``scanq status
+--processes N``) the parent binds and listens once per service, then starts
+that service's N children with its sockets inherited (``pass_fds``) and their
+descriptor numbers in ``SCANQ_SUPERVISOR_LISTEN_FDS``; each child adopts them
+(``adopt``) instead of binding. The kernel queues connections on the one
+socket, whichever child accepts next takes the next connection (a busy child
+accepts less), and a child that dies loses nothing but its own open
+connections (a status child's event streams too: clients reconnect with
+``Last-Event-ID``): the others keep accepting, and nothing is refused while it
+restarts. Chosen over ``SO_REUSEPORT`` for that, and because a second
+``scanq ingest`` started on the same port by mistake still fails with
+"Address already in use".
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ LISTEN_BACKLOG = 2048
 def bind(host: str, port: int) -> list[socket.socket]:
     """Bound (not yet listening) TCP sockets for every address ``host`` resolves to.
 
+    They stay non-inheritable: a child process gets them only when started with them in ``pass_fds``
+    (uvloop, which runs the supervisor, hands every inheritable descriptor to every child it starts).
     Raise ``StartupError`` naming the host or the address that failed.
     """
     try:
@@ -50,7 +55,6 @@ def bind(host: str, port: int) -> list[socket.socket]:
                 sock.bind(address)
             except OSError as exc:
                 raise StartupError(f"cannot listen on {url(address, 'http')}: {exc.strerror or exc}") from None
-            sock.set_inheritable(True)
     except BaseException:
         close(sockets)
         raise

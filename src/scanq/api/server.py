@@ -5,7 +5,7 @@ already taken into one ``StartupError`` naming the address (uvicorn would log
 the bare ``OSError`` and exit with the code it also uses for a failed
 lifespan), so ``scanq up`` can tell "cannot start" from "crashed" and stop.
 A process started with listening sockets to share (``--ingest-processes``,
-``listeners.py``) serves those instead of binding its own.
+``--status-processes``, ``listeners.py``) serves those instead of binding its own.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ original system's names (``INGEST_PORT``, ``MIN_SLEEP``). Flags win over
 ``SCANQ_*``, which win over the original names; a bad value raises
 ``ConfigError`` naming where it came from. ``cli.py`` builds the flags from
 ``setting_specs()``. ``sections.py`` holds the parts a section is declared
-with, ``values.py`` the text ↔ value rules; both are re-exported here.
+with, ``values.py`` the text ↔ value rules (both re-exported here), ``checks.py``
+the rules a ``Settings`` is checked against when it is made.
 
 config imports no plugin: it finds the sections through the ``scanq.scanners``
 entry points (as the registry finds the plugins), so plugins depend on config
@@ -20,20 +21,17 @@ and never the reverse.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
-import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any, get_type_hints
 
+from scanq.config.checks import AUTH_MODES, check_settings
 from scanq.config.sections import ENV_PREFIX, PluginSettings, SectionT, SettingSpec, setting, setting_error
 from scanq.config.values import format_value, is_host, is_loopback, parse_value
 from scanq.exceptions import ConfigError
-from scanq.retention import RetentionPolicy
 
 SCANNER_ENTRY_POINTS = "scanq.scanners"
 # SCANQ_* names that are not settings but are expected in the environment.
@@ -41,8 +39,6 @@ NON_SETTING_ENV_PREFIXES = ("SCANQ_TEST_", "SCANQ_SUPERVISOR_")
 # One default store for `./run` and for `scanq` run by hand from the same directory (the file and its
 # directory are created on first use).
 DEFAULT_DATABASE_URL = "sqlite:///data/scanq.db"
-# --auth: tokens required unless every service listens on loopback; always; never.
-AUTH_MODES = ("auto", "tokens", "off")
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +55,7 @@ class Settings:
     status_url: str = setting("http://127.0.0.1:10551", "Status service URL (CLI client)")
     workers: int = setting(2, "Worker processes started by `scanq up`")
     ingest_processes: int = setting(1, "Ingest processes sharing --ingest-port (scanq up; scanq ingest --processes)")
+    status_processes: int = setting(1, "Status processes sharing --status-port (scanq up; scanq status --processes)")
     concurrency: int = setting(64, "Scans one worker runs at once")
     lease_seconds: float = setting(30.0, "How long a claim is held without a heartbeat")
     heartbeat_seconds: float = setting(10.0, "How often a worker renews its leases")
@@ -123,7 +120,7 @@ class Settings:
     plugins: PluginSettings = field(default_factory=PluginSettings)
 
     def __post_init__(self) -> None:
-        _check(self)
+        check_settings(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, read_plugins: bool = True, **overrides: Any) -> Settings:
@@ -299,78 +296,6 @@ def unknown_env_names(environ: Mapping[str, str]) -> list[str]:
     if candidates:
         candidates -= {spec.env for spec in setting_specs()}
     return sorted(candidates)
-
-
-def _check(s: Settings) -> None:
-    def fail(name: str, why: str) -> None:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {why} (got {getattr(s, name)!r})", setting=name)
-
-    for name in ("ingest_port", "status_port"):
-        if not 0 <= getattr(s, name) <= 65535:
-            fail(name, "must be a port number 0-65535")
-    if not 0 <= s.metrics_port <= 65535:
-        fail("metrics_port", "must be a port number 0-65535 (0: off)")
-    if s.max_per_target < 0:
-        fail("max_per_target", "must not be negative (0: no cap)")
-    for name in (
-        "workers",
-        "ingest_processes",
-        "concurrency",
-        "max_attempts",
-        "max_batch",
-        "max_body_bytes",
-        "max_connections",
-        "webhook_concurrency",
-    ):
-        if getattr(s, name) < 1:
-            fail(name, "must be at least 1")
-    # Durations that must be positive (one name per word).
-    positive = """lease_seconds heartbeat_seconds reaper_seconds poll_seconds retry_base_seconds retry_max_seconds
-        scan_timeout_seconds header_timeout_seconds body_timeout_seconds event_retention_seconds
-        delivery_retention_seconds webhook_connect_timeout_seconds webhook_timeout_seconds
-        webhook_backoff_base_seconds webhook_max_age_seconds"""
-    for name in positive.split():
-        if not getattr(s, name) > 0:
-            fail(name, "must be greater than 0")
-    for cidr in s.webhook_allowlist:
-        try:
-            ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            fail("webhook_allowlist", f"{cidr!r} is not a CIDR such as 10.0.0.0/8 or 127.0.0.1/32")
-    if s.shutdown_seconds < 0:
-        fail("shutdown_seconds", "must not be negative")
-    if s.heartbeat_seconds >= s.lease_seconds:
-        fail("heartbeat_seconds", f"must be shorter than lease_seconds ({s.lease_seconds})")
-    if s.log_format not in ("text", "json"):
-        fail("log_format", "must be text or json")
-    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        fail("log_level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    try:
-        RetentionPolicy.parse(s.retention)
-    except ValueError as exc:
-        fail("retention", str(exc))
-    if not is_host(s.host):
-        fail("host", "must be an IP address or a host name")
-    for name in s.allowed_hosts:
-        if name != "*" and not is_host(name.strip("[]")):
-            fail("allowed_hosts", f"{name!r} is not a host name or address (or *)")
-    for origin in s.allowed_origins:
-        if not re.fullmatch(r"https?://[^/?#\s]+", origin.rstrip("/")):
-            fail("allowed_origins", f"{origin!r} is not an origin such as https://console.example:8443")
-    if s.auth not in AUTH_MODES:
-        fail("auth", f"must be {', '.join(AUTH_MODES[:-1])} or {AUTH_MODES[-1]}")
-    if s.auth == "off" and not is_loopback(s.host) and not s.insecure_no_auth:
-        fail(
-            "auth",
-            f"off on {s.host}, not loopback, would let anyone who can reach it read and cancel every scan; "
-            "use API tokens, or add --insecure-no-auth (SCANQ_INSECURE_NO_AUTH=1) if that is really meant",
-        )
-    if s.webhook_ca_file and not os.path.isfile(s.webhook_ca_file):
-        fail("webhook_ca_file", "not a file")
-    if bool(s.tls_cert) != bool(s.tls_key):
-        fail("tls_cert" if not s.tls_cert else "tls_key", "HTTPS needs both --tls-cert and --tls-key")
-    if "://" not in s.database_url:
-        fail("database_url", f"must be a URL such as {DEFAULT_DATABASE_URL}")
 
 
 __all__ = [
