@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scanq.models import ScanStatus
+from scanq.models import Lease, Outcome, Scan, ScanStatus
 from scanq.store import Store
 from tests.contract.helpers import (
     LEASE_S,
@@ -98,6 +98,33 @@ async def test_claim_sets_lease_attempt_and_opens_history(store: Store) -> None:
             None,
         )
         assert entry.started_at == seen.started_at
+
+
+@pytest.mark.parametrize("target_key", [None, "t.example"])
+@pytest.mark.parametrize("max_per_target", [None, 2])
+async def test_a_claim_answers_the_whole_history_as_stored(
+    store: Store, max_per_target: int | None, target_key: str | None
+) -> None:
+    """The first attempt's history, and a later attempt's after a released one: what ``get`` reads after."""
+    new = new_scan(target_key=target_key)
+    await store.create(scan=new)
+
+    async def claim(worker_id: str) -> list[Scan]:
+        return await store.claim(worker_id=worker_id, limit=5, lease_s=LONG_LEASE_S, max_per_target=max_per_target)
+
+    [first] = await claim("worker-a")
+    assert first.history == (await store.get(scan_id=new.scan_id)).history
+    assert len(first.history) == 1
+    assert await store.release(leases=[Lease(scan_id=new.scan_id, worker_id="worker-a", attempt=first.attempt)]) == 1
+
+    [second] = await claim("worker-b")
+    stored = await store.get(scan_id=new.scan_id)
+    assert second.history == stored.history
+    assert [(entry.worker, entry.outcome) for entry in second.history] == [
+        ("worker-a", Outcome.RELEASED),
+        ("worker-b", None),
+    ]
+    assert second.history[-1].started_at == second.started_at
 
 
 async def test_claim_of_an_empty_queue_returns_nothing(store: Store) -> None:

@@ -63,7 +63,8 @@ class AttemptRunner:
             return Finish(lease=lease, outcome=Outcome.ERROR, error=f"{type(exc).__name__}: {exc}")
         # Checked here, per scan: a result the store cannot encode would otherwise fail a whole finish batch.
         try:
-            if not isinstance(result, Mapping):
+            # A dict is the usual result: its type is checked first, sparing Mapping's ABC check (per scan).
+            if type(result) is not dict and not isinstance(result, Mapping):
                 raise TypeError(f"expected a JSON object, got {type(result).__name__}")
             msgspec.json.encode(result)
         except (TypeError, msgspec.EncodeError) as exc:

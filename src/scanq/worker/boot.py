@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
@@ -18,6 +19,8 @@ from scanq.worker.retry import call_patiently
 logger = logging.getLogger("scanq.worker")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The cyclic collector's first threshold in a worker (CPython's default is 700 allocations).
+WORKER_GC_THRESHOLD = 10_000
 
 
 async def run_worker(settings: Settings, *, burst: bool = False) -> Worker | None:
@@ -60,11 +63,27 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> Worker | Non
             )
             if stopped.is_set():
                 worker.stop()
+            calm_collector()
             await worker.run()
             return worker
     finally:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
+
+
+def calm_collector() -> None:
+    """Spare the claim loop most of the cyclic garbage collector's passes; memory is still reclaimed.
+
+    A worker allocates a few container objects per scan (its task, coroutine, records, the Scan and
+    its lease) and keeps them while the scan runs, so with the default threshold of 700 the collector
+    ran every few dozen scans and traversed every live object of the process: a fifth of a no-op
+    drain's worker CPU (perf). Freezing moves what start-up made (modules, classes, settings) out of
+    every later pass; a threshold of 10,000 makes the young passes rarer. Reference counting frees
+    everything that is not in a cycle at once either way; only cycles wait a little longer.
+    """
+    gc.freeze()
+    _, *older = gc.get_threshold()
+    gc.set_threshold(WORKER_GC_THRESHOLD, *older)
 
 
 async def _open_store_patiently(url: str, *, stopped: asyncio.Event) -> Store | None:
@@ -89,4 +108,4 @@ async def check_store(settings: Settings) -> bool:
     return True
 
 
-__all__ = ["check_store", "run_worker"]
+__all__ = ["WORKER_GC_THRESHOLD", "calm_collector", "check_store", "run_worker"]

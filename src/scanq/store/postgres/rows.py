@@ -62,6 +62,23 @@ def attempt_from_entry(entry: dict[str, Any]) -> Attempt:
 
 def scan_from_row(row: asyncpg.Record) -> Scan:
     """A whole ``scans`` row (``SELECT *``, ``RETURNING s.*``)."""
+    return _scan(row, history=tuple(attempt_from_entry(entry) for entry in row["history"]))
+
+
+def claimed_scan_from_row(row: asyncpg.Record) -> Scan:
+    """A scan a claim made Running (``statements.CLAIMED_COLUMNS``).
+
+    Its history is NULL when the entry this claim opened is the only one: that entry is rebuilt from
+    the row (the claim wrote it from the same attempt, worker and ``now()``).
+    """
+    history = row["history"]
+    if history is None:
+        opened = Attempt(attempt=row["attempt"], worker=row["lease_owner"], started_at=row["started_at"])
+        return _scan(row, history=(opened,))
+    return _scan(row, history=tuple(attempt_from_entry(entry) for entry in history))
+
+
+def _scan(row: asyncpg.Record, *, history: tuple[Attempt, ...]) -> Scan:
     return Scan(
         scan_id=str(row["scan_id"]),
         status=ScanStatus(row["status"]),
@@ -82,7 +99,7 @@ def scan_from_row(row: asyncpg.Record) -> Scan:
         result=row["result"],
         idempotency_key=row["idempotency_key"],
         cancel_requested=row["cancel_requested"],
-        history=tuple(attempt_from_entry(entry) for entry in row["history"]),
+        history=history,
         tenant=row["tenant"],
         submitted_by=actor_from_columns(row["submitted_by"], row["submitted_by_name"]),
         cancelled_by=actor_from_columns(row["cancelled_by"], row["cancelled_by_name"]),
@@ -130,7 +147,7 @@ def first_submissions(scans: Sequence[NewScan]) -> list[NewScan]:
 
 
 def claim_order(rows: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
-    """Claimed rows (whole ``scans`` rows) in claim order: priority (higher first), fair key, scan id (rule 9)."""
+    """Claimed rows (``CLAIMED_COLUMNS``) in claim order: priority (higher first), fair key, scan id (rule 9)."""
     return sorted(rows, key=lambda row: (-row["priority"], row["fair_key"], row["scan_id"]))
 
 
@@ -330,6 +347,7 @@ __all__ = [
     "actor_from_columns",
     "attempt_from_entry",
     "claim_order",
+    "claimed_scan_from_row",
     "delivery_from_row",
     "endpoint_arguments",
     "endpoint_from_row",

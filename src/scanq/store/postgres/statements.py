@@ -2,7 +2,8 @@
 
 A ``-- name: x`` header starts the statement named ``x``. Each ``{placeholder}``
 in a statement is filled once, at import: ``{work_channel}`` and
-``{events_channel}`` with the NOTIFY channels, and the column values of the three statements that carry out a
+``{events_channel}`` with the NOTIFY channels, ``{claimed_columns}`` with what a
+claim returns, and the column values of the three statements that carry out a
 lifecycle transition (finish, release, requeue_expired) with the rules of
 ``scanq.lifecycle`` rendered by ``scanq.store.sql_rules``. The SQL text asyncpg
 prepares is therefore fixed for the life of the process.
@@ -35,6 +36,16 @@ QUERIES_FILE = "queries.sql"
 QUERY_NAME_PREFIX = "-- name:"
 # Only {identifier}: a jsonb literal such as '{}' is left alone.
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+# What the claims return of each scan they make Running (rows.claimed_scan_from_row reads it): every
+# column, but the history only when it holds more than the entry the claim just opened (NULL stands for
+# that one entry), so a first attempt's claim neither sends nor decodes a jsonb history.
+CLAIMED_COLUMNS = (
+    "s.scan_id, s.status, s.target, s.scanner, s.options, s.priority, s.attempt, s.max_attempts,"
+    " s.created_at, s.updated_at, s.available_at, s.started_at, s.finished_at, s.lease_owner,"
+    " s.lease_expires_at, s.error, s.result, s.idempotency_key, s.cancel_requested, s.tenant,"
+    " s.submitted_by, s.submitted_by_name, s.cancelled_by, s.cancelled_by_name, s.fair_key, s.target_key,"
+    " s.callback_url, CASE WHEN jsonb_array_length(s.history) > 1 THEN s.history END AS history"
+)
 
 # The scan row is ``s``; a fenced batch's reported values come from the unnest row ``l``.
 _STORED = SqlNames(now="now()", column="s.{}".format)
@@ -83,7 +94,11 @@ def fill(name: str, sql: str, values: Mapping[str, str]) -> str:
 def load_queries() -> dict[str, str]:
     """Every statement of ``queries.sql`` by name, placeholders filled."""
     text = sql_dir().joinpath(QUERIES_FILE).read_text(encoding="utf-8")
-    common = {"work_channel": literal(WORK_CHANNEL), "events_channel": literal(EVENTS_CHANNEL)}
+    common = {
+        "work_channel": literal(WORK_CHANNEL),
+        "events_channel": literal(EVENTS_CHANNEL),
+        "claimed_columns": CLAIMED_COLUMNS,
+    }
     filled: dict[str, str] = {}
     for name, sql in parse_queries(text).items():
         transition = TRANSITIONS.get(name)
@@ -107,6 +122,7 @@ STATS_TENANT = _QUERIES["stats_tenant"]
 FOLD_COUNTS = _QUERIES["fold_counts"]
 CLAIM = _QUERIES["claim"]
 CLAIM_CAPPED = _QUERIES["claim_capped"]
+CLAIM_UNTARGETED = _QUERIES["claim_untargeted"]
 LOCK_TARGETS = _QUERIES["lock_targets"]
 TENANT_QUEUES = _QUERIES["tenant_queues"]
 HEARTBEAT = _QUERIES["heartbeat"]
@@ -159,6 +175,7 @@ __all__ = [
     "CLAIM",
     "CLAIM_CAPPED",
     "CLAIM_DELIVERIES",
+    "CLAIM_UNTARGETED",
     "COUNT_FOLD_LOCK_KEY",
     "DELETE_ENDPOINT",
     "DISPATCH_EVENTS",

@@ -28,12 +28,14 @@ from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor,
 from scanq.store.group_commit import GroupCommit
 from scanq.store.postgres import connection, statements
 from scanq.store.postgres.accounts import Accounts
+from scanq.store.postgres.claims import TARGET_LOCK_STRIPES, CappedClaims
 from scanq.store.postgres.connection import SERVER_SETTINGS, Connection, Pool, wrap_errors
 from scanq.store.postgres.events import ScanEvents
 from scanq.store.postgres.finished import FinishedScans
 from scanq.store.postgres.options import PostgresOptions, parse_url
 from scanq.store.postgres.rows import (
     claim_order,
+    claimed_scan_from_row,
     finish_arrays,
     first_finishes,
     first_submissions,
@@ -55,19 +57,6 @@ GROUP_COMMIT_MAX_SCANS = 1000
 GROUP_COMMIT_IN_FLIGHT = 2
 # Fold the count deltas into scan_counts once this many have piled up.
 COUNT_FOLD_THRESHOLD = 1000
-# A capped claim (claim_capped) of n scans locks a window of n plus a slack (n / divisor, at least the
-# minimum) claimable scans, and takes a window twice as large (up to the maximum) while it is short,
-# at most this many windows per claim.
-CAPPED_SLACK_DIVISOR = 4
-CAPPED_MIN_SLACK = 4
-CAPPED_MAX_WINDOW = 4096
-CAPPED_MAX_WINDOWS = 8
-# A capped claim serialises with the others per target through advisory locks on stripes of the
-# targets (a target's hash modulo this): at most this many locks per claim, whatever its window, so
-# concurrent claimers stay far below the server's lock table (max_locks_per_transaction times
-# max_connections, 6,400 by default).
-TARGET_LOCK_STRIPES = 128
-
 
 # Every status, in the order list_tenant reads the ranges of one tenant.
 _STATUSES = [str(status) for status in ScanStatus]
@@ -106,6 +95,7 @@ class PostgresStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
         self._server_settings = dict(SERVER_SETTINGS)
         self._pool: Pool | None = None
         self._listener = WorkListener(connect=self._connect)
+        self._capped = CappedClaims(self._require_pool)
         self._group: GroupCommit[Created] = GroupCommit(
             self._insert, max_batch=GROUP_COMMIT_MAX_SCANS, in_flight=GROUP_COMMIT_IN_FLIGHT, split_on_error=True
         )
@@ -204,53 +194,11 @@ class PostgresStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
         if max_per_target is None:  # one statement, one walk of scans_claimable
             rows = await self._fetch(statements.CLAIM, worker_id, limit, float(lease_s))
         else:
-            rows = await self._claim_capped(worker_id, limit, float(lease_s), max_per_target)
+            rows = await self._capped.claim(worker_id, limit, float(lease_s), max_per_target)
         if rows:
             self._listener.events_written()
         # RETURNING has no order; hand scans out in claim order.
-        return [scan_from_row(row) for row in claim_order(rows)]
-
-    async def _claim_capped(self, worker_id: str, limit: int, lease_s: float, cap: int) -> list[asyncpg.Record]:
-        """Claim from windows of the queue (``claim_capped``) until ``limit`` scans or a window not full.
-
-        Each window is one transaction of two statements that never overshoots the cap (see
-        ``queries.sql``): ``lock_targets`` try-locks the stripes of the window's targets, then
-        ``claim_capped``, whose snapshot is taken after those locks, counts and claims. A window leaves
-        out the targets already full, so one is usually enough; a scan over a target's cap in it, a
-        scan lost to a racing claimer, or a target another claimer holds makes the claim take
-        another, larger window.
-        """
-        claimed: list[asyncpg.Record] = []
-        window = limit + max(limit // CAPPED_SLACK_DIVISOR, CAPPED_MIN_SLACK)
-        for _ in range(CAPPED_MAX_WINDOWS):
-            need = limit - len(claimed)
-            rows = await self._claim_window(worker_id, need, lease_s, cap, window)
-            claimed.extend(row for row in rows if row["scan_id"] is not None)
-            if len(claimed) >= limit or rows[0]["walked"] < window:  # enough, or every claimable scan seen
-                break
-            window = min(2 * window, CAPPED_MAX_WINDOW)
-        return claimed
-
-    async def _claim_window(
-        self, worker_id: str, need: int, lease_s: float, cap: int, window: int
-    ) -> list[asyncpg.Record]:
-        """One window of a capped claim: its target stripes locked, then counted and claimed, in one transaction."""
-        with wrap_errors():
-            async with self._require_pool().acquire(timeout=connection.ACQUIRE_TIMEOUT_S) as conn:
-                async with conn.transaction():
-                    stripes = await conn.fetchval(
-                        statements.LOCK_TARGETS, cap, window, statements.TARGET_LOCK_CLASS, TARGET_LOCK_STRIPES
-                    )
-                    return await conn.fetch(
-                        statements.CLAIM_CAPPED,
-                        worker_id,
-                        need,
-                        lease_s,
-                        cap,
-                        window,
-                        stripes,
-                        TARGET_LOCK_STRIPES,
-                    )
+        return [claimed_scan_from_row(row) for row in claim_order(rows)]
 
     async def heartbeat(self, *, leases: Sequence[Lease], lease_s: float) -> HeartbeatResult:
         held = held_leases(leases)
@@ -381,4 +329,10 @@ class PostgresStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
         return self._pool
 
 
-__all__ = ["COUNT_FOLD_THRESHOLD", "GROUP_COMMIT_IN_FLIGHT", "GROUP_COMMIT_MAX_SCANS", "PostgresStore"]
+__all__ = [
+    "COUNT_FOLD_THRESHOLD",
+    "GROUP_COMMIT_IN_FLIGHT",
+    "GROUP_COMMIT_MAX_SCANS",
+    "TARGET_LOCK_STRIPES",
+    "PostgresStore",
+]

@@ -237,7 +237,10 @@ ORDER BY top.accepted + top.running DESC, top.tenant COLLATE "C";
 -- Walks scans_claimable in claim order (priority, then fair key: rule 9); SKIP LOCKED lets concurrent
 -- workers take disjoint rows instead of queueing behind each other's claims. Nothing is skipped for
 -- a cap; the scans it makes Running still count against the cap of a capped claim (scans_running_target).
--- RETURNING s.* includes fair_key: the caller sorts by it.
+-- RETURNING claimed_columns (statements.py): the row's columns, fair_key included (the caller sorts by it),
+-- but history only when it holds more than the entry this claim opened: NULL stands for just that
+-- entry, which the caller rebuilds from attempt, lease_owner and started_at (rows.claimed_scan_from_row),
+-- so a first claim sends and decodes no jsonb history. The same in claim_untargeted and claim_capped.
 WITH picked AS (
     SELECT scan_id FROM scans
     WHERE status = 'Accepted' AND available_at <= now()
@@ -254,7 +257,7 @@ claimed AS (
             'finished_at', NULL, 'outcome', NULL, 'error', NULL))
     FROM picked
     WHERE s.scan_id = picked.scan_id
-    RETURNING s.*
+    RETURNING {claimed_columns}
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)
@@ -267,6 +270,64 @@ evented AS (
 ),
 events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
 SELECT claimed.*, (SELECT count(*) FROM events_notified) AS notified FROM claimed;
+
+-- name: claim_untargeted
+-- The first statement of every capped claim (claim with max_per_target): one walk of scans_claimable
+-- as in claim, taking only the leading run of scans without a target, the scans before the first scan
+-- of the first $2 claimable ones (in claim order) that has a target_key. One statement: the capped
+-- path's second walk, its advisory locks, its counts and its transaction are left out while the head
+-- of the queue names no target (noop and mock scans, and any plugin without a politeness key).
+--
+-- Why it keeps the cap: a scan without a target (target_key NULL) counts against no target's cap and
+-- is never held back by one (claim_capped takes every one in its window), so claiming it needs no
+-- count and no lock, whoever claims beside it, and no scan with a target is claimed here.
+-- Why it keeps claim order: the scans it claims are a prefix of the claimable scans in claim order
+-- (less those concurrent claimers hold: SKIP LOCKED, as in every claim), exactly the scans the capped
+-- path would take first. The scan with a target that ends the run, and everything after it, is left
+-- Accepted (its row lock ends with the statement); the caller goes on with lock_targets and
+-- claim_capped for the rest, which walk from the head again and so start at that scan.
+-- Answers at least one row: walked (the window read, at most $2), the claimed scans' columns (NULL
+-- when none), and led (how many it claimed): led < walked means a scan with a target stopped the run.
+WITH window_scans AS MATERIALIZED (
+    SELECT scan_id, priority, fair_key, target_key FROM scans
+    WHERE status = 'Accepted' AND available_at <= now()
+    ORDER BY priority DESC, fair_key, scan_id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+head_run AS MATERIALIZED (
+    -- count(target_key) counts the scans with a target up to this one in claim order: 0 in the run.
+    SELECT scan_id FROM (
+        SELECT scan_id, count(target_key) OVER (
+            ORDER BY priority DESC, fair_key, scan_id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+        ) AS targeted
+        FROM window_scans
+    ) AS ranked
+    WHERE targeted = 0
+),
+claimed AS (
+    UPDATE scans AS s
+    SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1,
+        lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now(),
+        history = s.history || jsonb_build_array(jsonb_build_object(
+            'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
+            'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+    FROM head_run
+    WHERE s.scan_id = head_run.scan_id AND s.target_key IS NULL
+    RETURNING {claimed_columns}
+),
+counted AS (
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
+           (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
+),
+evented AS (
+    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+    SELECT scan_id, tenant, 'Running', attempt, updated_at FROM claimed
+),
+events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
+SELECT w.walked, (SELECT count(*) FROM head_run) AS led, c.*, (SELECT count(*) FROM events_notified) AS notified
+FROM (SELECT count(*) AS walked FROM window_scans) AS w LEFT JOIN claimed AS c ON true;
 
 -- name: lock_targets
 -- First statement of a capped claim's transaction (see claim_capped): of the first $2 claimable scans
@@ -347,7 +408,7 @@ claimed AS (
             'finished_at', NULL, 'outcome', NULL, 'error', NULL))
     FROM allowed AS a
     WHERE s.scan_id = a.scan_id
-    RETURNING s.*
+    RETURNING {claimed_columns}
 ),
 counted AS (
     INSERT INTO scan_count_deltas (tenant, status, delta)

@@ -1,0 +1,44 @@
+"""The worker process's cyclic garbage collector: start-up's objects frozen, young passes made rarer."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from scanq.worker.boot import WORKER_GC_THRESHOLD, calm_collector
+
+
+@pytest.fixture
+def restored_collector() -> Iterator[None]:
+    """Put the test process's collector back as it was (calm_collector is meant for a worker process)."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_calm_collector_freezes_what_exists_and_raises_only_the_first_threshold() -> None:
+    _, *older = gc.get_threshold()
+    calm_collector()
+    assert gc.get_freeze_count() > 0
+    assert list(gc.get_threshold()) == [WORKER_GC_THRESHOLD, *older]
+    assert gc.isenabled()
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_cycles_made_after_it_are_still_collected() -> None:
+    calm_collector()
+
+    class Node:
+        partner: object = None
+
+    first, second = Node(), Node()
+    first.partner, second.partner = second, first
+    watched = weakref.ref(first)
+    del first, second
+    gc.collect()
+    assert watched() is None
