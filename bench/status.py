@@ -14,10 +14,16 @@ see, queueing included):
 
 On PostgreSQL the table is vacuumed after loading (``bench.loaders.settle``), as
 autovacuum would soon do on its own after a million updates.
+
+Each run also records the CPU the status process used per answered request
+(``cpu_us_per_request``, warm-up included in both counts): unlike latency, it
+hardly moves when other processes load the machine. ``BENCH_STATUS_SIZES``
+(a comma list, e.g. ``100000``) replaces the sizes, for quicker iterations.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -33,13 +39,22 @@ LIST_LIMIT = 50
 LATENCY_CONCURRENCY = 1
 CONCURRENT_CLIENTS = 64
 CONCURRENT_READS = ("by_id", "list")
+SIZES_ENV = "BENCH_STATUS_SIZES"
+
+
+def sizes(ctx: BenchContext) -> list[int]:
+    """The table sizes to measure: ``BENCH_STATUS_SIZES`` when set, else 10k and 1M (a smoke run: 2,000)."""
+    given = os.environ.get(SIZES_ENV, "").strip()
+    if given:
+        return [int(size.replace("_", "")) for size in given.split(",") if size.strip()]
+    chosen: list[int] = ctx.pick([10_000, 1_000_000], [2_000])
+    return chosen
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
     """Measure by id, list and stats at each size."""
-    sizes: list[int] = ctx.pick([10_000, 1_000_000], [2_000])
     result: dict[str, Any] = {"table": []}
-    for size in sizes:
+    for size in sizes(ctx):
         measured = await _at_size(ctx, size=size)
         result[f"at_{size}"] = measured
         for name in ("by_id", "list", "stats"):
@@ -55,7 +70,8 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
             result["table"].append(
                 [
                     f"{size:,} scans: {name}, {CONCURRENT_CLIENTS} clients (p50, p99)",
-                    f"{fmt_ms(row['p50_ms'])}, {fmt_ms(row['p99_ms'])} ({row['rate_per_s']:,.0f} req/s)",
+                    f"{fmt_ms(row['p50_ms'])}, {fmt_ms(row['p99_ms'])} ({row['rate_per_s']:,.0f} req/s, "
+                    f"{row['cpu_us_per_request']:,.0f} µs CPU each)",
                 ]
             )
     return result
@@ -95,24 +111,23 @@ async def _at_size(ctx: BenchContext, *, size: int) -> dict[str, Any]:
         try:
             await wait_http_ready(status)
             assert status.port is not None
-            for name, group in paths.items():
-                measured[name] = await run_loadgen(
+            runs = [(name, group, LATENCY_CONCURRENCY) for name, group in paths.items()]
+            runs += [(f"{name}_{CONCURRENT_CLIENTS}", paths[name], CONCURRENT_CLIENTS) for name in CONCURRENT_READS]
+            for key, group, concurrency in runs:
+                cpu_before = status.cpu_seconds()
+                row = await run_loadgen(
                     port=status.port,
                     paths=group,
-                    concurrency=LATENCY_CONCURRENCY,
+                    concurrency=concurrency,
                     duration_s=duration_s,
                     warmup_s=warmup_s,
                     workdir=ctx.workdir,
                 )
-            for name in CONCURRENT_READS:
-                measured[f"{name}_{CONCURRENT_CLIENTS}"] = await run_loadgen(
-                    port=status.port,
-                    paths=paths[name],
-                    concurrency=CONCURRENT_CLIENTS,
-                    duration_s=duration_s,
-                    warmup_s=warmup_s,
-                    workdir=ctx.workdir,
-                )
+                # The load generator counts the measured requests only: scale to the warm-up as well.
+                answered = float(str(row["rate_per_s"])) * (duration_s + warmup_s)
+                cpu_s = status.cpu_seconds() - cpu_before
+                row["cpu_us_per_request"] = round(cpu_s / answered * 1e6, 1) if answered else 0.0
+                measured[key] = row
         finally:
             await stop_all([status])
     return measured

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -33,6 +33,7 @@ SERVER_SETTINGS: Mapping[str, str] = {
 # asyncpg's classes are generic only in its stubs: spell the aliases as strings.
 Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
 Connection: TypeAlias = "asyncpg.Connection[Any]"
+Lent: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -103,18 +104,125 @@ async def connect(dsn: str, server_settings: Mapping[str, str]) -> Connection:
     return await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S, server_settings=dict(server_settings))
 
 
+class FairPool(asyncpg.Pool):
+    """asyncpg's pool, with the connections handed out in the order they were asked for.
+
+    asyncpg waits for a free connection on an ``asyncio.Queue``: a released connection wakes the
+    first waiter, but a request arriving before that waiter runs takes the connection, and the
+    waiter goes back to the end of the line. With 64 concurrent readers on 10 connections a few
+    requests waited that way for seconds while the median wait was 0.07 ms (the status bench).
+    Here a FIFO semaphore of the pool's size stands in front: it never lets a newcomer pass a
+    waiter, and whoever passes it finds a free connection, so the queue's own wait (and the task
+    asyncpg starts for an acquire with a timeout) is skipped.
+    """
+
+    def __init__(self, *args: Any, max_size: int, **kwargs: Any) -> None:
+        super().__init__(*args, max_size=max_size, **kwargs)
+        self._gate = asyncio.Semaphore(max_size)
+        self._lent: set[int] = set()  # id() of each connection acquired through the gate, not yet released
+
+    def acquire(self, *, timeout: float | None = None) -> FairAcquire:  # type: ignore[override]
+        """``async with pool.acquire(timeout=…) as conn``; ``timeout`` bounds the wait in line (TimeoutError)."""
+        return FairAcquire(self, timeout)
+
+    async def acquire_in_turn(self, timeout: float | None) -> Lent:
+        """Wait for a turn (at most ``timeout`` seconds), then take the free connection."""
+        gate = self._gate
+        if gate.locked():
+            async with asyncio.timeout(timeout):
+                await gate.acquire()
+        else:
+            await gate.acquire()  # free: returns without suspending
+        try:
+            conn: Lent = await super().acquire()
+        except BaseException:
+            gate.release()
+            raise
+        self._lent.add(id(conn))
+        return conn
+
+    async def release(self, connection: Lent, *, timeout: float | None = None) -> None:
+        """Give the connection back, then the turn (only once per acquire).
+
+        asyncpg's release runs in a shielded task, so that a cancelled caller cannot keep the connection:
+        the connection comes back a turn of the event loop later, idle but not free, and the task costs
+        about a tenth of a by-id read. When there is nothing to wait for (no transaction to roll back,
+        no cancellation in flight) the holder's release finishes without suspending, so it cannot be
+        cancelled half way, and it is called directly.
+        """
+        try:
+            idle = _idle_holder(connection)
+            if idle is None:
+                await super().release(connection, timeout=timeout)
+            else:
+                holder, conn = idle
+                conn._on_release()
+                await holder.release(timeout)
+        finally:
+            key = id(connection)
+            if key in self._lent:
+                self._lent.discard(key)
+                self._gate.release()
+
+
+def _idle_holder(connection: Lent) -> tuple[Any, Any] | None:
+    """asyncpg's holder and connection behind ``connection`` when giving it back has nothing to wait for.
+
+    None (asyncpg's own, shielded release) in a transaction, with a cancellation in flight, when it
+    was released already, or if asyncpg's internals are not what this version relies on.
+    """
+    try:
+        conn: Any = connection._con  # type: ignore[attr-defined]  # asyncpg 0.32: the proxied connection
+        if conn is None or conn.is_in_transaction() or conn._protocol._is_cancelling():
+            return None
+        return connection._holder, conn
+    except AttributeError:
+        return None
+
+
+class FairAcquire:
+    """What ``FairPool.acquire`` returns: an async context manager, or awaitable (then ``pool.release`` it)."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: FairPool, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._conn: Lent | None = None
+
+    async def __aenter__(self) -> Lent:
+        self._conn = await self._pool.acquire_in_turn(self._timeout)
+        return self._conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool.release(conn)
+
+    def __await__(self) -> Generator[Any, None, Lent]:
+        return self._pool.acquire_in_turn(self._timeout).__await__()
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int, server_settings: Mapping[str, str]) -> Pool:
-    """The bounded pool every domain operation borrows a connection from."""
-    return await asyncpg.create_pool(
+    """The bounded pool every domain operation borrows a connection from (``FairPool``: first come, first served)."""
+    pool = FairPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        # asyncpg.create_pool's defaults.
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         timeout=CONNECT_TIMEOUT_S,
         command_timeout=COMMAND_TIMEOUT_S,
         server_settings=dict(server_settings),
         init=_init_connection,
         reset=_keep_session,
     )
+    await pool
+    return pool
 
 
 async def close_pool(pool: Pool) -> None:
@@ -151,6 +259,8 @@ __all__ = [
     "SERVER_SETTINGS",
     "UNAVAILABLE_ERRORS",
     "Connection",
+    "FairAcquire",
+    "FairPool",
     "Pool",
     "close_pool",
     "connect",

@@ -105,11 +105,24 @@ SELECT * FROM scans ORDER BY scan_id DESC LIMIT $1;
 -- name: list_all_after
 SELECT * FROM scans WHERE scan_id < $2::uuid ORDER BY scan_id DESC LIMIT $1;
 
+-- One status's scans: the page's ids from scans_by_status (status, scan_id), index-only, then
+-- only those rows. Written as one "WHERE status = $2 ORDER BY scan_id DESC LIMIT $1", the planner
+-- walks scans_pkey backwards and filters on the status (it expects a common status such as
+-- Complete within a few rows), and steps over every newer scan in another status: the newest
+-- scans of a live queue are Accepted and Running, 30,000 of them in the status bench at 1M
+-- scans, 8 to 16 ms a page against 0.3 ms this way.
+
 -- name: list_status
-SELECT * FROM scans WHERE status = $2 ORDER BY scan_id DESC LIMIT $1;
+SELECT * FROM scans
+WHERE scan_id = ANY (ARRAY(SELECT scan_id FROM scans WHERE status = $2 ORDER BY scan_id DESC LIMIT $1))
+ORDER BY scan_id DESC;
 
 -- name: list_status_after
-SELECT * FROM scans WHERE status = $2 AND scan_id < $3::uuid ORDER BY scan_id DESC LIMIT $1;
+SELECT * FROM scans
+WHERE scan_id = ANY (ARRAY(
+    SELECT scan_id FROM scans WHERE status = $2 AND scan_id < $3::uuid ORDER BY scan_id DESC LIMIT $1
+))
+ORDER BY scan_id DESC;
 
 -- One tenant's scans of the statuses $3 (one, or all five). Each status is a range of
 -- scans_by_tenant (tenant, status, scan_id) except Running, which that index leaves out (a
