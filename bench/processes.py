@@ -26,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 30.0
 READY_POLL_S = 0.05
 STOP_TIMEOUT_S = 20.0
+CHILDREN_READY_TIMEOUT_S = 60.0
 PROFILER_STOP_TIMEOUT_S = 20.0
 PROFILE_RATE_HZ = 250
 # Set (to a directory) to record every scanq process the harness starts with py-spy (``--profile DIR``).
@@ -159,6 +160,39 @@ def start_program(name: str, argv: list[str], *, env: Mapping[str, str], log_dir
     if profile_dir:
         process.profiler = _attach_profiler(process, Path(profile_dir))
     return process
+
+
+async def wait_children_started(process: Process, *, service: str, count: int) -> None:
+    """Wait until ``count`` children of a ``--processes N`` service logged that their app started.
+
+    They then accept on the shared socket; a load generator opens its connections once, at its start, so a
+    child still starting then would get none of them for the whole run. The service must log at INFO.
+    """
+    deadline = time.monotonic() + CHILDREN_READY_TIMEOUT_S
+    wanted = {f"[{service}-{n}" for n in range(1, count + 1)}
+    while True:
+        process.check_alive()
+        lines = process.log_tail(lines=10_000).splitlines()
+        if {line.split("]", 1)[0] for line in lines if "Application startup complete" in line} >= wanted:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{service} children not started after {CHILDREN_READY_TIMEOUT_S:.0f}s:\n{lines[-20:]}")
+        await asyncio.sleep(0.1)
+
+
+def children_cpu_s(parent: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by each child of ``parent`` (Linux ``/proc``)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
+    return found
 
 
 def _attach_profiler(process: Process, directory: Path) -> subprocess.Popen[bytes]:

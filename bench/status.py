@@ -5,7 +5,8 @@ Error, 1% Cancelled, 2% Running, 3% Accepted), one ``scanq status`` process is
 started, and the load generator (own process) runs for a fixed time on each of
 the following, first with one connection (latency alone), then by id and list
 again with 64 (``CONCURRENT_CLIENTS``: throughput, and the latency 64 clients
-see, queueing included):
+see, queueing included), and by id and list with 64 once more on a second service of
+``STATUS_PROCESSES`` processes sharing the port (``scanq status --processes 2``):
 
 - ``by_id``: ``GET /{id}`` over a sample of stored ids spread over the table;
 - ``list``: ``GET /scans?limit=50`` cycled with ``?status=Complete`` and a deep
@@ -15,8 +16,8 @@ see, queueing included):
 On PostgreSQL the table is vacuumed after loading (``bench.loaders.settle``), as
 autovacuum would soon do on its own after a million updates.
 
-Each run also records the CPU the status process used per answered request
-(``cpu_us_per_request``, warm-up included in both counts): unlike latency, it
+Each run also records the CPU the status process (processes) used per answered
+request (``cpu_us_per_request``, warm-up included in both counts): unlike latency, it
 hardly moves when other processes load the machine. ``BENCH_STATUS_SIZES``
 (a comma list, e.g. ``100000``) replaces the sizes, for quicker iterations.
 """
@@ -25,12 +26,21 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.context import BenchContext, fmt_ms
 from bench.databases import fresh_database
 from bench.loaders import load_scans, mix_statuses, settle
-from bench.processes import run_loadgen, start_scanq, stop_all, wait_http_ready
+from bench.processes import (
+    Process,
+    children_cpu_s,
+    run_loadgen,
+    start_scanq,
+    stop_all,
+    wait_children_started,
+    wait_http_ready,
+)
 from scanq.cursors import encode_page_cursor
 from scanq.store import open_store
 from scanq.store.base import encode_cursor
@@ -39,6 +49,8 @@ LIST_LIMIT = 50
 LATENCY_CONCURRENCY = 1
 CONCURRENT_CLIENTS = 64
 CONCURRENT_READS = ("by_id", "list")
+# The second service: this many status processes on one port (on 2 cores they share them with the load generator).
+STATUS_PROCESSES = 2
 SIZES_ENV = "BENCH_STATUS_SIZES"
 
 
@@ -65,15 +77,16 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
                     f"{fmt_ms(row['p50_ms'])}, {fmt_ms(row['p99_ms'])} ({row['rate_per_s']:,.0f} req/s, 1 client)",
                 ]
             )
-        for name in CONCURRENT_READS:
-            row = measured[f"{name}_{CONCURRENT_CLIENTS}"]
-            result["table"].append(
-                [
-                    f"{size:,} scans: {name}, {CONCURRENT_CLIENTS} clients (p50, p99)",
-                    f"{fmt_ms(row['p50_ms'])}, {fmt_ms(row['p99_ms'])} ({row['rate_per_s']:,.0f} req/s, "
-                    f"{row['cpu_us_per_request']:,.0f} µs CPU each)",
-                ]
-            )
+        for suffix, label in (("", ""), (f"_x{STATUS_PROCESSES}", f", {STATUS_PROCESSES} status processes")):
+            for name in CONCURRENT_READS:
+                row = measured[f"{name}_{CONCURRENT_CLIENTS}{suffix}"]
+                result["table"].append(
+                    [
+                        f"{size:,} scans: {name}, {CONCURRENT_CLIENTS} clients{label} (p50, p99)",
+                        f"{fmt_ms(row['p50_ms'])}, {fmt_ms(row['p99_ms'])} ({row['rate_per_s']:,.0f} req/s, "
+                        f"{row['cpu_us_per_request']:,.0f} µs CPU each)",
+                    ]
+                )
     return result
 
 
@@ -99,7 +112,6 @@ async def _at_size(ctx: BenchContext, *, size: int) -> dict[str, Any]:
             ],
             "stats": ["/stats"],
         }
-        status = start_scanq("status", database_url=url, log_dir=ctx.log_dir)
         measured: dict[str, Any] = {
             "scans": size,
             "load_s": round(loaded_s, 2),
@@ -108,26 +120,71 @@ async def _at_size(ctx: BenchContext, *, size: int) -> dict[str, Any]:
             "mix": mixed,
             "settled_with": settled,
         }
+        status = start_scanq("status", database_url=url, log_dir=ctx.log_dir)
         try:
             await wait_http_ready(status)
-            assert status.port is not None
             runs = [(name, group, LATENCY_CONCURRENCY) for name, group in paths.items()]
             runs += [(f"{name}_{CONCURRENT_CLIENTS}", paths[name], CONCURRENT_CLIENTS) for name in CONCURRENT_READS]
             for key, group, concurrency in runs:
-                cpu_before = status.cpu_seconds()
-                row = await run_loadgen(
-                    port=status.port,
-                    paths=group,
-                    concurrency=concurrency,
+                measured[key] = await _measure(
+                    status,
+                    group,
+                    concurrency,
+                    shared=False,
                     duration_s=duration_s,
                     warmup_s=warmup_s,
                     workdir=ctx.workdir,
                 )
-                # The load generator counts the measured requests only: scale to the warm-up as well.
-                answered = float(str(row["rate_per_s"])) * (duration_s + warmup_s)
-                cpu_s = status.cpu_seconds() - cpu_before
-                row["cpu_us_per_request"] = round(cpu_s / answered * 1e6, 1) if answered else 0.0
-                measured[key] = row
         finally:
             await stop_all([status])
+        settings = {"status_processes": str(STATUS_PROCESSES), "log_level": "INFO"}
+        shared = start_scanq("status", database_url=url, log_dir=ctx.log_dir, settings=settings)
+        try:
+            await wait_http_ready(shared)
+            await wait_children_started(shared, service="status", count=STATUS_PROCESSES)
+            for name in CONCURRENT_READS:
+                key = f"{name}_{CONCURRENT_CLIENTS}_x{STATUS_PROCESSES}"
+                measured[key] = await _measure(
+                    shared,
+                    paths[name],
+                    CONCURRENT_CLIENTS,
+                    shared=True,
+                    duration_s=duration_s,
+                    warmup_s=warmup_s,
+                    workdir=ctx.workdir,
+                )
+        finally:
+            await stop_all([shared])
     return measured
+
+
+async def _measure(
+    status: Process,
+    paths: list[str],
+    concurrency: int,
+    *,
+    shared: bool,
+    duration_s: float,
+    warmup_s: float,
+    workdir: Path,
+) -> dict[str, Any]:
+    """One load generator run against ``status``, with the CPU its process (``shared``: children) used per answer."""
+    assert status.port is not None
+
+    def cpu_s() -> float:
+        return sum(children_cpu_s(status.pid).values()) if shared else status.cpu_seconds()
+
+    cpu_before = cpu_s()
+    row = await run_loadgen(
+        port=status.port,
+        paths=paths,
+        concurrency=concurrency,
+        duration_s=duration_s,
+        warmup_s=warmup_s,
+        workdir=workdir,
+    )
+    # The load generator counts the measured requests only: scale to the warm-up as well.
+    answered = float(str(row["rate_per_s"])) * (duration_s + warmup_s)
+    used = cpu_s() - cpu_before
+    row["cpu_us_per_request"] = round(used / answered * 1e6, 1) if answered else 0.0
+    return row

@@ -44,7 +44,7 @@ def test_quick_run_writes_the_report(tmp_path: Path, start_python: StartPython) 
         assert run["statuses"] == {"Complete": drain["scans"]}
         assert run["rate_per_s"] > 0
     status = report["scenarios"]["status"]["at_2000"]
-    for name in ("by_id", "list", "stats"):
+    for name in ("by_id", "list", "stats", "by_id_64", "list_64", "by_id_64_x2", "list_64_x2"):
         assert status[name]["requests"] > 0
         assert status[name]["errors"] == 0, status[name]
     assert {target["target"] for target in report["targets"]} >= {"drain 1 worker/s", "1M by id p99"}
