@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from pathlib import Path
 from typing import Any
 
 from bench.context import BenchContext, fmt_ms, fmt_rate
 from bench.databases import fresh_database
 from bench.processes import (
-    CLOCK_TICKS_PER_S,
-    Process,
+    children_cpu_s,
     run_loadgen,
     start_bare_app,
     start_scanq,
     stop_all,
+    wait_children_started,
     wait_http_ready,
 )
 from bench.wrk import ensure_wrk, post_script, run_wrk
@@ -42,7 +40,6 @@ BATCH_SIZE = 100
 PROCESSES = 2
 SINGLE_BODY = json.dumps({"target": "example.com", "scanner": "noop"}).encode()
 BATCH_BODY = json.dumps({"scans": [{"target": "example.com", "scanner": "noop"}] * BATCH_SIZE}).encode()
-CHILDREN_READY_TIMEOUT_S = 60.0
 
 
 async def run(ctx: BenchContext) -> dict[str, Any]:
@@ -103,11 +100,11 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
         shared = start_scanq("ingest", database_url=url, log_dir=ctx.log_dir, settings=settings)
         try:
             await wait_http_ready(shared)
-            await _wait_children_started(shared, PROCESSES)
+            await wait_children_started(shared, service="ingest", count=PROCESSES)
             assert shared.port is not None
-            cpu_before = _children_cpu_s(shared.pid)
+            cpu_before = children_cpu_s(shared.pid)
             single_2 = await load(shared.port, path="/scans", body=SINGLE_BODY)
-            cpu_used = {pid: cpu - cpu_before.get(pid, 0.0) for pid, cpu in _children_cpu_s(shared.pid).items()}
+            cpu_used = {pid: cpu - cpu_before.get(pid, 0.0) for pid, cpu in children_cpu_s(shared.pid).items()}
             single_2_wrk = await judge(shared.port)
         finally:
             await stop_all([shared])
@@ -217,35 +214,6 @@ async def _stored(url: str) -> int:
     async with open_store(url) as store:
         stats = await store.stats()
     return sum(stats.counts.values())
-
-
-async def _wait_children_started(process: Process, count: int) -> None:
-    """Wait until ``count`` children logged that their app started (they then accept on the shared socket)."""
-    deadline = time.monotonic() + CHILDREN_READY_TIMEOUT_S
-    while True:
-        process.check_alive()
-        lines = process.log_tail(lines=10_000).splitlines()
-        started = {line.split("]", 1)[0] for line in lines if "Application startup complete" in line}
-        if started >= {f"[ingest-{n}" for n in range(1, count + 1)}:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"ingest children not started after {CHILDREN_READY_TIMEOUT_S:.0f}s:\n{lines[-20:]}")
-        await asyncio.sleep(0.1)
-
-
-def _children_cpu_s(parent: int) -> dict[int, float]:
-    """CPU seconds (user + system) used so far by each child of ``parent`` (Linux ``/proc``)."""
-    found: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
-    return found
 
 
 def _split(cpu_used: dict[int, float]) -> str:

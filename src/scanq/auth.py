@@ -161,6 +161,8 @@ class Authenticator:
         self._cache_s = cache_s
         self._cache: dict[str, _Entry] = {}
         self._used: dict[str, float] = {}  # token id → when it was last used (epoch seconds)
+        # One store look-up per secret at a time: the requests that miss the cache meanwhile wait for it.
+        self._lookups: dict[str, asyncio.Future[_Entry]] = {}
         self._last_touch = time.monotonic()
         self._touching: asyncio.Task[None] | None = None
 
@@ -171,7 +173,10 @@ class Authenticator:
         cache entry. (The lookup is by the digest of the secret sent, so comparing it again in constant
         time would protect nothing: a guess's digest shares no prefix with the real one.)
         """
-        entry = await self._lookup(hash_secret(bearer_secret(authorization)))
+        digest = hash_secret(bearer_secret(authorization))
+        entry = self._cache.get(digest)
+        if entry is None or time.monotonic() - entry.fetched_at >= self._cache_s:
+            entry = await self._lookup(digest)
         if entry.caller is None or entry.token is None:
             raise Unauthenticated("unknown API token")
         now = _wall_clock()
@@ -191,13 +196,27 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and now - cached.fetched_at < self._cache_s:
             return cached
-        entry = _Entry.of(await self._store.find_token(secret_hash=digest), fetched_at=now)
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = self._lookups[digest] = asyncio.ensure_future(self._fetch(digest, fetched_at=now))
+            lookup.add_done_callback(lambda done: self._keep(digest, done))
+        # Shielded: a request that goes away does not cancel the look-up the others wait for.
+        return await asyncio.shield(lookup)
+
+    async def _fetch(self, digest: str, *, fetched_at: float) -> _Entry:
+        return _Entry.of(await self._store.find_token(secret_hash=digest), fetched_at=fetched_at)
+
+    def _keep(self, digest: str, lookup: asyncio.Future[_Entry]) -> None:
+        """A look-up ended: cache its entry (a failed one caches nothing; each waiter gets its error)."""
+        if self._lookups.get(digest) is lookup:
+            del self._lookups[digest]
+        if lookup.cancelled() or lookup.exception() is not None:
+            return
         if len(self._cache) >= MAX_CACHED:
             # Unknown secrets are cached too (a flood of bad tokens must not reach the store each time);
             # the cache is dropped whole rather than grown without bound.
             self._cache.clear()
-        self._cache[digest] = entry
-        return entry
+        self._cache[digest] = lookup.result()
 
     def _record_use(self, token_id: str, when_ts: float) -> None:
         self._used[token_id] = when_ts

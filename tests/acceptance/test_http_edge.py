@@ -253,6 +253,63 @@ def test_a_body_that_trickles_times_out_with_a_408(ingest: Service) -> None:
     assert TIMEOUT_S - 0.3 < answered_after_s < TIMEOUT_S + 1.5
 
 
+def read_one_answer(sock: socket.socket) -> bytes:
+    """One answer with a Content-Length (head and body), leaving the connection open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")).split(b":")[1]
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_the_time_limits_hold_on_a_kept_alive_connection_after_many_requests(ingest: Service) -> None:
+    # One timer watches a connection's limits, re-armed as they move: the headers of a later request still time
+    # out on time, after requests that each set and cleared their header, body and keep-alive deadlines.
+    with connect(ingest) as sock:
+        for _ in range(50):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert read_one_answer(sock).startswith(b"HTTP/1.1 200 ")
+        time.sleep(TIMEOUT_S * 1.5)  # past the header deadline set when the connection opened
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        answered_after_s = trickle(sock, [b"X-%d: 1\r\n" % number for number in range(50)])
+        answer = read_to_end(sock)
+
+    assert_error(answer, 408, "request_timeout")
+    assert TIMEOUT_S - 0.3 < answered_after_s < TIMEOUT_S + 1.5
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(ingest: Service) -> None:
+    with connect(ingest) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert read_one_answer(sock).startswith(b"HTTP/1.1 200 ")
+        idle_from = time.monotonic()
+        assert read_to_end(sock) == b""  # uvicorn's timeout_keep_alive: 5 s
+        idle_s = time.monotonic() - idle_from
+
+    assert 4.5 < idle_s < 8.0
+
+
+def test_a_head_request_gets_its_head_and_no_body(ingest: Service) -> None:
+    # The edge holds an answer's head until its body is written; a HEAD answer has none, and must still arrive.
+    with connect(ingest) as sock:
+        sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        after = read_one_answer(sock)
+
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"content-length:" in head.lower()
+    assert rest == b""
+    assert after.startswith(b"HTTP/1.1 200 ")
+
+
 def test_a_connection_that_sends_nothing_is_closed(ingest: Service) -> None:
     started = time.monotonic()
     with connect(ingest) as sock:

@@ -51,6 +51,7 @@ from typing import Any, ClassVar, Literal, cast
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from scanq.api.edge_parts import CycleTransport, DeadlineTimer
 from scanq.api.errors import JSON_MEDIA_TYPE, error_body
 from scanq.api.limits import STREAM_STOP_SCOPE_KEY, ConnectionCap, EdgeLimits
 
@@ -70,26 +71,6 @@ class _StopParsing(Exception):
     """Raised in a parser callback to stop at a limit; the parser wraps it in ``HttpParserCallbackError``."""
 
 
-class _CycleTransport:
-    """The transport as uvicorn's request cycle sees it: closing it before the request body has arrived lingers."""
-
-    def __init__(self, protocol: EdgeProtocol, transport: asyncio.Transport) -> None:
-        self._protocol = protocol
-        self._transport = transport
-
-    def write(self, data: bytes) -> None:
-        self._transport.write(data)
-
-    def is_closing(self) -> bool:
-        return self._transport.is_closing()
-
-    def close(self) -> None:
-        self._protocol.close_after_request()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits of ``EdgeLimits``; build one with ``edge_protocol``."""
 
@@ -107,9 +88,15 @@ class EdgeProtocol(HttpToolsProtocol):
         self._is_message_complete = True
         self._refusal: _Refusal | None = None
         self._deferred_refusal: _Refusal | None = None  # for a pipelined request, sent after the answer before it
-        self._header_timer: TimerHandle | None = None
-        self._body_timer: TimerHandle | None = None
+        # The header and body time limits are deadlines checked by one timer per connection, which fires
+        # at the earliest and re-arms itself: setting and clearing them is two float stores per request
+        # instead of a timer started and cancelled for each.
+        self._header_deadline: float | None = None
+        self._body_deadline: float | None = None
+        self._keep_alive_deadline: float | None = None  # uvicorn's timeout_keep_alive, between requests
+        self._timer = DeadlineTimer(self.loop, self._on_deadline)
         self._linger_timer: TimerHandle | None = None
+        self._cycle_transport: CycleTransport | None = None
         # "parse": read the rest of the request through the parser; "discard": the parser is spent, drop bytes.
         self._linger: Literal["parse", "discard"] | None = None
         self._is_closing_after_linger = True
@@ -125,7 +112,8 @@ class EdgeProtocol(HttpToolsProtocol):
             transport.close()
             return
         super().connection_made(transport)
-        self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._on_header_timeout)
+        self._cycle_transport = CycleTransport(self, transport)
+        self._set_header_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -184,8 +172,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._is_message_complete = False
         self._header_count = 0
         self._header_section_bytes = 0
-        if self._header_timer is None and self._linger is None:
-            self._header_timer = self.loop.call_later(self.limits.header_timeout_s, self._on_header_timeout)
+        if self._header_deadline is None and self._linger is None:
+            self._set_header_deadline()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -207,7 +195,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._header_bytes = 0
         self._is_reading_headers = False
-        self._cancel_timer("_header_timer")
+        self._header_deadline = None
         if self._linger is not None or self.transport.is_closing():
             return  # a request pipelined behind one being drained: never started
         # Headers that came in one piece with other bytes were counted in on_header, exactly.
@@ -219,21 +207,23 @@ class EdgeProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:
             return  # an upgrade: no request cycle was made
-        cycle.transport = cast(asyncio.Transport, _CycleTransport(self, self.transport))
+        cycle.transport = cast(asyncio.Transport, self._cycle_transport)
         if not self.pipeline:  # started now, so its body is being read
-            self._body_timer = self.loop.call_later(self.limits.body_timeout_s, self._on_body_timeout)
+            self._body_deadline = self._timer.deadline(self.limits.body_timeout_s)
 
     def on_message_complete(self) -> None:
         self._is_message_complete = True
         self._is_reading_headers = True
         self._header_bytes = 0
-        self._cancel_timer("_body_timer")
+        self._body_deadline = None
         if self._linger is not None:
             self._end_linger()
             return
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        if self._cycle_transport is not None:
+            self._cycle_transport.flush()  # a HEAD request's answer: its head had no body to go with
         if self._deferred_refusal is not None and not self.transport.is_closing():
             self.server_state.total_requests += 1
             self._write_error(self._deferred_refusal)
@@ -242,7 +232,7 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._linger is not None:  # the cycle closed the connection early: it closes once drained
             self.server_state.total_requests += 1
             return
-        super().on_response_complete()
+        self._complete_response()
         if not self._is_message_complete and not self.transport.is_closing():
             # Answered before the body arrived, on a connection both sides keep alive: read the rest, bounded.
             self._start_linger("parse", is_closing_after=False)
@@ -264,8 +254,7 @@ class EdgeProtocol(HttpToolsProtocol):
         """Answer a request the app never saw, then linger and close."""
         if self.transport.is_closing():
             return
-        self._cancel_timer("_header_timer")
-        self._cancel_timer("_body_timer")
+        self._header_deadline = self._body_deadline = None
         logger.debug("refused a request (%s): %s", refusal.code, refusal.message)
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined request broke a limit while an earlier one is being answered: answer it after that one.
@@ -287,7 +276,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._linger = mode
         self._is_closing_after_linger = is_closing_after
         self._linger_bytes = 0
-        self._cancel_timer("_body_timer")
+        self._body_deadline = None
         self._cancel_timer("_linger_timer")
         self._linger_timer = self.loop.call_later(self.limits.linger_s, self._close_now)
         self.flow.resume_reading()
@@ -303,17 +292,56 @@ class EdgeProtocol(HttpToolsProtocol):
         self._linger = None
         self._cancel_timer("_linger_timer")
         self._unset_keepalive_if_required()
-        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+        self._keep_alive_deadline = self._timer.deadline(self.timeout_keep_alive)
 
     def _close_now(self) -> None:
         self._cancel_timers()
+        if self._cycle_transport is not None:
+            self._cycle_transport.flush()
         if not self.transport.is_closing():
             self.transport.close()
 
     # --- timeouts -----------------------------------------------------------------
 
+    def _complete_response(self) -> None:
+        """uvicorn's ``on_response_complete`` (0.54), but the keep-alive limit is a deadline, not a timer per answer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._keep_alive_deadline = self._timer.deadline(self.timeout_keep_alive)
+
+    def _unset_keepalive_if_required(self) -> None:
+        """Bytes arrived or the connection ends: the keep-alive limit stops (uvicorn calls this too)."""
+        self._keep_alive_deadline = None
+        super()._unset_keepalive_if_required()
+
+    def _set_header_deadline(self) -> None:
+        self._header_deadline = self._timer.deadline(self.limits.header_timeout_s)
+
+    def _on_deadline(self) -> None:
+        """The timer fired: run the time limits that are due, then wait for the next one still set."""
+        now = self._timer.now()
+        if self._header_deadline is not None and self._header_deadline <= now:
+            self._header_deadline = None
+            self._on_header_timeout()
+        if self._body_deadline is not None and self._body_deadline <= now:
+            self._body_deadline = None
+            self._on_body_timeout()
+        if self._keep_alive_deadline is not None and self._keep_alive_deadline <= now:
+            self._keep_alive_deadline = None
+            self.timeout_keep_alive_handler()
+        deadlines = (self._header_deadline, self._body_deadline, self._keep_alive_deadline)
+        pending = [at for at in deadlines if at is not None]
+        if pending and not self._timer.is_armed and not self.transport.is_closing():
+            self._timer.arm(min(pending))
+
     def _on_header_timeout(self) -> None:
-        self._header_timer = None
         if not self._is_reading_headers or self._linger is not None or self.transport.is_closing():
             return
         if self._is_message_complete:  # not one byte of a request yet: nobody to answer
@@ -324,7 +352,6 @@ class EdgeProtocol(HttpToolsProtocol):
         self._refuse(_Refusal(408, "request_timeout", message))
 
     def _on_body_timeout(self) -> None:
-        self._body_timer = None
         if self._is_message_complete or self._linger is not None or self.transport.is_closing():
             return
         logger.debug("closed a connection whose request body did not arrive in time")
@@ -344,8 +371,9 @@ class EdgeProtocol(HttpToolsProtocol):
             setattr(self, name, None)
 
     def _cancel_timers(self) -> None:
-        for name in ("_header_timer", "_body_timer", "_linger_timer"):
-            self._cancel_timer(name)
+        self._header_deadline = self._body_deadline = self._keep_alive_deadline = None
+        self._timer.cancel()
+        self._cancel_timer("_linger_timer")
 
 
 def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:

@@ -7,7 +7,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from scanq.api.callers import OPEN, Callers
-from scanq.api.http import decode_json, json_response, read_body
+from scanq.api.errors import JSON_MEDIA_TYPE
+from scanq.api.http import decode_json, encoder, json_response, read_body
 from scanq.api.openapi import (
     AUTH_ERRORS,
     BODY_ERRORS,
@@ -28,11 +29,45 @@ from scanq.views import ScanOut, scan_out
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"  # set on a replay's answer, as Stripe does
 TAG = "ingest"
+_IDEMPOTENCY_NAME = IDEMPOTENCY_HEADER.lower().encode("latin-1")
+_REPLAYED_NAME = REPLAYED_HEADER.lower().encode("latin-1")
+_JSON_CONTENT_TYPE = (b"content-type", JSON_MEDIA_TYPE.encode("latin-1"))
 
 
 def scan_location(scan_id: str) -> str:
     """Where the status service serves a scan (relative: ingest and status may sit behind one proxy)."""
     return f"/scans/{scan_id}"
+
+
+class ScanAnswer(Response):
+    """``POST /scans``'s answer: 202 with the new scan, or 200 replaying an earlier one.
+
+    The bytes are those of ``json_response(body, status_code=…, headers={"Location": …})``
+    (plus ``Idempotent-Replayed: true`` on a replay); only the header list is built
+    directly, in the order ``Response.init_headers`` gives it, instead of from a dict.
+    """
+
+    media_type = JSON_MEDIA_TYPE
+
+    def __init__(self, body: bytes, *, location: str, is_new: bool) -> None:
+        self.status_code = 202 if is_new else 200
+        self.background = None
+        self.body = body
+        headers = [(b"location", location.encode("latin-1"))]
+        if not is_new:
+            headers.append((_REPLAYED_NAME, b"true"))
+        headers.append((b"content-length", b"%d" % len(body)))
+        headers.append(_JSON_CONTENT_TYPE)
+        self.raw_headers = headers
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header (the first one, as ``request.headers.get`` reads it), in one pass."""
+    headers: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for name, value in headers:
+        if name == _IDEMPOTENCY_NAME:
+            return value.decode("latin-1")
+    return None
 
 
 class IngestEndpoints:
@@ -62,13 +97,9 @@ class IngestEndpoints:
         caller = await self._callers(request)
         body = await read_body(request, max_bytes=self._max_body_bytes)
         submission = decode_json(body, self._scan_decoder) if body else DEFAULT_SUBMISSION
-        created = await self._scans.submit(
-            submission, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER), caller=caller
-        )
+        created = await self._scans.submit(submission, idempotency_key=_idempotency_key(request), caller=caller)
         scan = created.scan
-        if created.is_new:
-            return json_response(scan_out(scan), status_code=202, headers={"Location": scan_location(scan.scan_id)})
-        return json_response(scan_out(scan), headers={"Location": scan_location(scan.scan_id), REPLAYED_HEADER: "true"})
+        return ScanAnswer(encoder.encode(scan_out(scan)), location=scan_location(scan.scan_id), is_new=created.is_new)
 
     async def submit_batch(self, request: Request) -> Response:
         """``POST /scans/batch``: store every scan or none (one transaction)."""

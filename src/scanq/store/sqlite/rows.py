@@ -101,7 +101,7 @@ def insert_row(new: NewScan) -> tuple[Any, ...]:
     """INSERT_SCAN parameters except the trailing ``fair_key`` and ``updated_at``, which the writer adds."""
     created_at = new.created_at.timestamp()
     available_at = created_at if new.available_at is None else new.available_at.timestamp()
-    options = to_json(dict(new.options), what="options")
+    options = to_json(dict(new.options), what="options") if new.options else "{}"
     return (new.scan_id, new.target, new.scanner, options, new.priority, new.max_attempts, created_at, available_at,
             new.idempotency_key, new.tenant, actor_json(new.submitted_by), new.target_key,
             new.callback_url)  # fmt: skip

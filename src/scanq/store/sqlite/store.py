@@ -22,6 +22,7 @@ import logging
 import math
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -246,16 +247,20 @@ class SQLiteStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
             raise StoreUnavailable(str(exc)) from exc
 
     async def create(self, *, scan: NewScan) -> Created:
-        return (await self.create_many(scans=[scan]))[0]
+        # create_many's steps for one scan, without its lists: this is every POST /scans.
+        answer = await self._open_writer().submit_create((scan,), [insert_row(scan)])
+        if type(answer) is datetime:
+            return Created(scan=accepted_scan(scan, updated_at=answer), is_new=True)
+        assert isinstance(answer, list)
+        return answer[0]
 
     async def create_many(self, *, scans: Sequence[NewScan]) -> list[Created]:
         writer = self._open_writer()
         if not scans:
             return []
         answer = await writer.submit_create(scans, [insert_row(new) for new in scans])
-        if isinstance(answer, float):
-            updated_at = to_datetime(answer)
-            return [Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True) for new in scans]
+        if isinstance(answer, datetime):
+            return [Created(scan=accepted_scan(new, updated_at=answer), is_new=True) for new in scans]
         return answer
 
     async def get(self, *, scan_id: str, tenant: str | None = None) -> Scan:

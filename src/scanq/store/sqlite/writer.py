@@ -62,9 +62,9 @@ _Answer = tuple[asyncio.Future[Any], Any, BaseException | None]
 class _CreateJob:
     scans: Sequence[NewScan]
     rows: list[tuple[Any, ...]]
-    # Keyless jobs are answered with the commit's ``now`` (the caller builds its scans on the loop,
-    # not in the writer thread); keyed ones with their ``Created`` list.
-    future: asyncio.Future[list[Created] | float]
+    # Keyless jobs are answered with the commit's time as a datetime, made once per batch (the caller
+    # builds its scans on the loop, not in the writer thread); keyed ones with their ``Created`` list.
+    future: asyncio.Future[list[Created] | datetime]
     is_keyed: bool
 
 
@@ -163,16 +163,19 @@ class Writer:
 
     def submit_create(
         self, scans: Sequence[NewScan], rows: list[tuple[Any, ...]]
-    ) -> asyncio.Future[list[Created] | float]:
+    ) -> asyncio.Future[list[Created] | datetime]:
         """Insert ``scans`` (their INSERT_SCAN ``rows``) in the next batch.
 
-        The future answers with the commit's ``now`` when no scan has an idempotency key
-        (the caller builds the scans), else with the ``Created`` of each.
+        The future answers with the commit's time (``updated_at``) when no scan has an
+        idempotency key (the caller builds the scans), else with the ``Created`` of each.
         """
         assert self._loop is not None
-        is_keyed = any(new.idempotency_key is not None for new in scans)
-        future: asyncio.Future[list[Created] | float] = self._loop.create_future()
-        self._jobs.put(_CreateJob(scans=scans, rows=rows, future=future, is_keyed=is_keyed))
+        if len(scans) == 1:  # POST /scans: no generator on the hot path
+            is_keyed = scans[0].idempotency_key is not None
+        else:
+            is_keyed = any(new.idempotency_key is not None for new in scans)
+        future: asyncio.Future[list[Created] | datetime] = self._loop.create_future()
+        self._jobs.put(_CreateJob(scans, rows, future, is_keyed))
         return future
 
     # -- in the thread --------------------------------------------------------------------------------
@@ -345,7 +348,7 @@ def _apply_creates(conn: sqlite3.Connection, jobs: list[_CreateJob], now: float,
             clocks.restore(before)
             one_by_one = jobs
         else:
-            answers.items.extend((job.future, now, None) for job in simple)
+            answers.items.extend((job.future, updated_at, None) for job in simple)
         if is_chunked:
             conn.execute("RELEASE creates")
     for job in one_by_one:
