@@ -8,6 +8,7 @@ import pytest
 
 from scanq.exceptions import TargetRefused
 from scanq.scanners.net.addresses import METADATA_ADDRESSES, AddressPolicy, embedded_ipv4
+from scanq.scanners.net.settings import NetSettings
 
 DEFAULT = AddressPolicy()
 OPEN_EVERYTHING = AddressPolicy.from_cidrs(["0.0.0.0/0", "::/0"])
@@ -100,6 +101,29 @@ def test_allow_list_opens_only_its_ranges():
     assert policy.refusal(ip("::1")) is not None
     # The mapped form of an allowed address is judged as that address.
     assert policy.refusal(ip("::ffff:127.0.0.1")) is None
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "64:ff9b::a00:1", "fd00:ec2::254"])
+def test_a_refusal_names_the_refused_address(address):
+    with pytest.raises(TargetRefused) as refused:
+        DEFAULT.check(ip(address))
+    # ``address`` is set by ``ScanqError(**attributes)``, not declared on the class.
+    assert getattr(refused.value, "address", None) == address  # as given, not the IPv4 address inside it
+
+
+def test_allowed_addresses_pass_the_check():
+    DEFAULT.check(ip("8.8.8.8"))
+    AddressPolicy.from_cidrs(["10.0.0.0/8"]).check(ip("10.1.2.3"))
+
+
+def test_an_allow_list_entry_with_host_bits_opens_its_whole_network():
+    # The settings accept "10.20.3.4/16" (an address and its prefix); the policy must read it the same way.
+    settings = NetSettings(target_allowlist=("10.20.3.4/16", "fd12:3456::5/64"))
+    policy = AddressPolicy.from_cidrs(settings.target_allowlist)
+    assert policy.allowlist == (ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("fd12:3456::/64"))
+    assert policy.refusal(ip("10.20.200.1")) is None
+    assert policy.refusal(ip("fd12:3456::ffff")) is None
+    assert policy.refusal(ip("10.21.0.1")) is not None
 
 
 def test_bad_allow_list_entry_raises():
