@@ -68,3 +68,37 @@ async def test_a_clock_ahead_of_now_carries_into_the_tenants_next_batch(store: S
     assert len(claimed) == EACH
     assert from_second <= math.ceil(elapsed) + 1, (from_second, elapsed)
     assert {new.scan_id for new in first} <= {scan.scan_id for scan in claimed}
+
+
+async def test_single_submissions_one_by_one_each_move_the_tenants_clock(store: Store) -> None:
+    # Steps of 50 s for "a" (weight 0.02) and 100 s for "b" (0.01): far longer than the submits take, so the
+    # order below holds on a slow machine too. a's scans, each its own batch, get now + 50, + 100, + 150;
+    # b's, submitted after them, now' + 100: after a's second, before its third. Were a's clock left behind
+    # by a one-scan batch, a's keys would all be about now + 50 and b's scan would come last.
+    await store.set_tenant_limits(limits=TenantLimits(tenant="a", weight=0.02))
+    await store.set_tenant_limits(limits=TenantLimits(tenant="b", weight=0.01))
+    a = [new_scan(tenant="a") for _ in range(3)]
+    for new in a:
+        await store.create(scan=new)
+    b = new_scan(tenant="b")
+    await store.create(scan=b)
+
+    claimed = await claim_first(store, 4)
+
+    assert [scan.scan_id for scan in claimed] == [a[0].scan_id, a[1].scan_id, b.scan_id, a[2].scan_id]
+
+
+async def test_a_tenants_first_scan_waits_its_own_step(store: Store) -> None:
+    # A scan's key is max(now, clock) + 1 / weight, the first one too: b (step 100 s) submits first and gets
+    # now + 100; a (step 50 s), a moment later, now' + 50, and goes first. Keyed at now alone, b's scan
+    # would be ahead.
+    await store.set_tenant_limits(limits=TenantLimits(tenant="a", weight=0.02))
+    await store.set_tenant_limits(limits=TenantLimits(tenant="b", weight=0.01))
+    b = new_scan(tenant="b")
+    await store.create(scan=b)
+    a = new_scan(tenant="a")
+    await store.create(scan=a)
+
+    claimed = await claim_first(store, 2)
+
+    assert [scan.scan_id for scan in claimed] == [a.scan_id, b.scan_id]
