@@ -59,6 +59,8 @@ class ValidationError(ScanqError):
 class TargetRefused(ValidationError):
     """The scan target is not allowed."""
 
+    address: str | None = None  # the refused address as given, when an address (not the name) was refused
+
 
 class ScanNotFound(ScanqError):
     """No scan with that id."""

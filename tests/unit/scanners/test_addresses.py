@@ -108,7 +108,7 @@ def test_a_refusal_names_the_refused_address(address):
     with pytest.raises(TargetRefused) as refused:
         DEFAULT.check(ip(address))
     # ``address`` is set by ``ScanqError(**attributes)``, not declared on the class.
-    assert getattr(refused.value, "address", None) == address  # as given, not the IPv4 address inside it
+    assert refused.value.address == address  # as given, not the IPv4 address inside it
 
 
 def test_allowed_addresses_pass_the_check():

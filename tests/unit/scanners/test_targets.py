@@ -243,7 +243,7 @@ async def test_one_refused_address_refuses_the_whole_name(monkeypatch, answer, r
 
     with pytest.raises(TargetRefused, match=f"example.com resolves to a refused address: .*{reason}") as caught:
         await resolve("example.com")
-    assert getattr(caught.value, "address", None) == str(ipaddress.ip_address(refused))
+    assert caught.value.address == str(ipaddress.ip_address(refused))
 
 
 async def test_the_allow_list_opens_resolved_addresses(monkeypatch):
