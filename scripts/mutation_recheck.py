@@ -1,11 +1,11 @@
 """Re-run the surviving mutants of code that runs at import time against the whole test selection.
 
 mutmut picks, for each mutant, the tests that called the mutated function while it collected its stats. The
-SQL stores render their statements from the lifecycle rules when they are imported, so those functions are
-called by no test at all (or by whichever test happened to import them first): their mutants "survive" without
-a relevant test being run. This script runs the lifecycle tests and the SQLite contract tests against each such
-survivor (in a fresh interpreter, so the import sees the mutant) and records the verdict where
-``mutmut results`` and ``scripts/mutation_score.py`` read it.
+SQL stores render their statements from the lifecycle rules when they are imported, and the SSRF guard builds
+its refusal tables, so those functions are called by no test at all (or by whichever test happened to import
+them first): their mutants "survive" without a relevant test being run. This script runs the lifecycle, address
+and SQLite contract tests against each such survivor (in a fresh interpreter, so the import sees the mutant)
+and records the verdict where ``mutmut results`` and ``scripts/mutation_score.py`` read it.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-IMPORT_TIME_MODULES = ("scanq.store.sqlite.statements", "scanq.store.sql_rules")
+IMPORT_TIME_MODULES = ("scanq.store.sqlite.statements", "scanq.store.sql_rules", "scanq.scanners.net.addresses")
 # A quick selection first; only its survivors meet the slower contract tests.
 SELECTIONS = [
-    ["tests/unit/test_sqlite_store.py", "tests/unit/test_lifecycle.py"],
+    ["tests/unit/test_sqlite_store.py", "tests/unit/test_lifecycle.py", "tests/unit/scanners/test_addresses.py"],
     ["tests/contract/", "-k", "sqlite"],
 ]
 KILLED, SURVIVED = 1, 0
