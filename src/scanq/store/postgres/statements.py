@@ -1,9 +1,11 @@
 """Every statement the PostgreSQL store runs, loaded by name from ``sql/queries.sql``.
 
-A ``-- name: x`` header starts the statement named ``x``. Each ``{placeholder}``
-in a statement is filled once, at import: ``{work_channel}`` and
-``{events_channel}`` with the NOTIFY channels, ``{claimed_columns}`` with what a
-claim returns, and the column values of the three statements that carry out a
+A ``-- name: x`` header starts the statement named ``x``, a ``-- fragment: x``
+header a piece of SQL several statements share (the claims' SET clause and the
+rows they write beside the scans). Each ``{placeholder}`` in a statement is
+filled once, at import: ``{work_channel}`` and ``{events_channel}`` with the
+NOTIFY channels, ``{claimed_columns}`` with what a claim returns, a fragment's
+name with its text, and the column values of the three statements that carry out a
 lifecycle transition (finish, release, requeue_expired) with the rules of
 ``scanq.lifecycle`` rendered by ``scanq.store.sql_rules``. The SQL text asyncpg
 prepares is therefore fixed for the life of the process.
@@ -34,6 +36,8 @@ TARGET_LOCK_CLASS = zlib.crc32(b"scanq.target_stripes") - 2**31
 SQL_DIR = "sql"
 QUERIES_FILE = "queries.sql"
 QUERY_NAME_PREFIX = "-- name:"
+FRAGMENT_PREFIX = "-- fragment:"
+COMMENT_PREFIX = "--"
 # Only {identifier}: a jsonb literal such as '{}' is left alone.
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # What the claims return of each scan they make Running (rows.claimed_scan_from_row reads it): every
@@ -66,17 +70,34 @@ def sql_dir() -> Traversable:
     return resources.files(PACKAGE).joinpath(SQL_DIR)
 
 
-def parse_queries(text: str) -> dict[str, str]:
-    """Split ``text`` into statements by their ``-- name:`` headers (placeholders not yet filled)."""
-    queries: dict[str, str] = {}
+def parse_sections(text: str, header: str) -> dict[str, str]:
+    """The sections of ``text`` whose header starts with ``header`` (``-- name:`` or ``-- fragment:``), by name.
+
+    Any header ends the section before it; placeholders are not yet filled.
+    """
+    sections: dict[str, str] = {}
     name: str | None = None
     for line in text.splitlines():
-        if line.startswith(QUERY_NAME_PREFIX):
-            name = line.removeprefix(QUERY_NAME_PREFIX).strip()
-            queries[name] = ""
+        if line.startswith((QUERY_NAME_PREFIX, FRAGMENT_PREFIX)):
+            name = line.removeprefix(header).strip() if line.startswith(header) else None
+            if name is not None:
+                sections[name] = ""
         elif name is not None:
-            queries[name] += line + "\n"
-    return {key: sql.strip().removesuffix(";") for key, sql in queries.items()}
+            sections[name] += line + "\n"
+    return {key: sql.strip().removesuffix(";") for key, sql in sections.items()}
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    """Split ``text`` into statements by their ``-- name:`` headers (placeholders not yet filled)."""
+    return parse_sections(text, QUERY_NAME_PREFIX)
+
+
+def parse_fragments(text: str) -> dict[str, str]:
+    """The ``-- fragment:`` sections of ``text``, without their comment lines (they are inlined)."""
+    return {
+        name: "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith(COMMENT_PREFIX))
+        for name, sql in parse_sections(text, FRAGMENT_PREFIX).items()
+    }
 
 
 def fill(name: str, sql: str, values: Mapping[str, str]) -> str:
@@ -94,11 +115,9 @@ def fill(name: str, sql: str, values: Mapping[str, str]) -> str:
 def load_queries() -> dict[str, str]:
     """Every statement of ``queries.sql`` by name, placeholders filled."""
     text = sql_dir().joinpath(QUERIES_FILE).read_text(encoding="utf-8")
-    common = {
-        "work_channel": literal(WORK_CHANNEL),
-        "events_channel": literal(EVENTS_CHANNEL),
-        "claimed_columns": CLAIMED_COLUMNS,
-    }
+    channels = {"work_channel": literal(WORK_CHANNEL), "events_channel": literal(EVENTS_CHANNEL)}
+    fragments = {name: fill(name, sql, channels) for name, sql in parse_fragments(text).items()}
+    common = {**channels, **fragments, "claimed_columns": CLAIMED_COLUMNS}
     filled: dict[str, str] = {}
     for name, sql in parse_queries(text).items():
         transition = TRANSITIONS.get(name)

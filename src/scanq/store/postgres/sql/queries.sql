@@ -1,7 +1,8 @@
 -- Every statement PostgresStore runs, one per "-- name:" section (loaded by statements.py).
 --
 -- Each {placeholder} is filled when the file is loaded: {work_channel} and {events_channel} are the
--- NOTIFY channels (new claimable work; new scan events),
+-- NOTIFY channels (new claimable work; new scan events), {claim_set} and {claimed_effects} the
+-- "-- fragment:" sections below (the parts the three claim statements share),
 -- and the statements that carry out a lifecycle transition (finish, release, requeue_expired)
 -- take every column value they set from scanq.lifecycle, rendered by scanq.store.sql_rules.
 --
@@ -246,6 +247,29 @@ SELECT top.tenant, top.accepted, top.running,
 FROM top
 ORDER BY top.accepted + top.running DESC, top.tenant COLLATE "C";
 
+-- fragment: claim_set
+-- How every claim statement makes a picked scan Running under lease owner $1 for $3 seconds, opening
+-- the attempt's history entry (its finish closes it).
+SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1,
+    lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now(),
+    history = s.history || jsonb_build_array(jsonb_build_object(
+        'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
+        'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+
+-- fragment: claimed_effects
+-- What every claim statement writes beside the scans it made Running (the CTE "claimed"): the count
+-- deltas, one Running event per scan, and one notification of the events channel.
+counted AS (
+    INSERT INTO scan_count_deltas (tenant, status, delta)
+    SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
+           (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
+),
+evented AS (
+    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
+    SELECT scan_id, tenant, 'Running', attempt, updated_at FROM claimed
+),
+events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
+
 -- name: claim
 -- Walks scans_claimable in claim order (priority, then fair key: rule 9); SKIP LOCKED lets concurrent
 -- workers take disjoint rows instead of queueing behind each other's claims. Nothing is skipped for
@@ -263,25 +287,12 @@ WITH picked AS (
 ),
 claimed AS (
     UPDATE scans AS s
-    SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1,
-        lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now(),
-        history = s.history || jsonb_build_array(jsonb_build_object(
-            'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
-            'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+    {claim_set}
     FROM picked
     WHERE s.scan_id = picked.scan_id
     RETURNING {claimed_columns}
 ),
-counted AS (
-    INSERT INTO scan_count_deltas (tenant, status, delta)
-    SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
-           (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
-),
-evented AS (
-    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
-    SELECT scan_id, tenant, 'Running', attempt, updated_at FROM claimed
-),
-events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
+{claimed_effects}
 SELECT claimed.*, (SELECT count(*) FROM events_notified) AS notified FROM claimed;
 
 -- name: claim_untargeted
@@ -320,25 +331,12 @@ head_run AS MATERIALIZED (
 ),
 claimed AS (
     UPDATE scans AS s
-    SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1,
-        lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now(),
-        history = s.history || jsonb_build_array(jsonb_build_object(
-            'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
-            'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+    {claim_set}
     FROM head_run
     WHERE s.scan_id = head_run.scan_id AND s.target_key IS NULL
     RETURNING {claimed_columns}
 ),
-counted AS (
-    INSERT INTO scan_count_deltas (tenant, status, delta)
-    SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
-           (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
-),
-evented AS (
-    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
-    SELECT scan_id, tenant, 'Running', attempt, updated_at FROM claimed
-),
-events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
+{claimed_effects}
 SELECT w.walked, (SELECT count(*) FROM head_run) AS led, c.*, (SELECT count(*) FROM events_notified) AS notified
 FROM (SELECT count(*) AS walked FROM window_scans) AS w LEFT JOIN claimed AS c ON true;
 
@@ -414,25 +412,12 @@ allowed AS MATERIALIZED (
 ),
 claimed AS (
     UPDATE scans AS s
-    SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1,
-        lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now(),
-        history = s.history || jsonb_build_array(jsonb_build_object(
-            'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
-            'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+    {claim_set}
     FROM allowed AS a
     WHERE s.scan_id = a.scan_id
     RETURNING {claimed_columns}
 ),
-counted AS (
-    INSERT INTO scan_count_deltas (tenant, status, delta)
-    SELECT c.tenant, v.status, v.sign * c.n FROM (SELECT tenant, count(*) AS n FROM claimed GROUP BY tenant) AS c,
-           (VALUES ('Accepted', -1), ('Running', 1)) AS v(status, sign)
-),
-evented AS (
-    INSERT INTO scan_events (scan_id, tenant, status, attempt, at)
-    SELECT scan_id, tenant, 'Running', attempt, updated_at FROM claimed
-),
-events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
+{claimed_effects}
 SELECT w.walked, c.*, (SELECT count(*) FROM events_notified) AS notified
 FROM (SELECT count(*) AS walked FROM window_scans) AS w LEFT JOIN claimed AS c ON true;
 
