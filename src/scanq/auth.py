@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 from scanq.exceptions import Unauthenticated, ValidationError
 from scanq.models import Actor, ApiToken, Caller, Scope
+from scanq.shared_reads import SharedReads
 from scanq.store import Store
 
 logger = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ class Authenticator:
         self._cache: dict[str, _Entry] = {}
         self._used: dict[str, float] = {}  # token id → when it was last used (epoch seconds)
         # One store look-up per secret at a time: the requests that miss the cache meanwhile wait for it.
-        self._lookups: dict[str, asyncio.Future[_Entry]] = {}
+        self._lookups: SharedReads[str, _Entry] = SharedReads(self._keep)
         self._last_touch = time.monotonic()
         self._touching: asyncio.Task[None] | None = None
 
@@ -196,27 +197,18 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and now - cached.fetched_at < self._cache_s:
             return cached
-        lookup = self._lookups.get(digest)
-        if lookup is None:
-            lookup = self._lookups[digest] = asyncio.ensure_future(self._fetch(digest, fetched_at=now))
-            lookup.add_done_callback(lambda done: self._keep(digest, done))
-        # Shielded: a request that goes away does not cancel the look-up the others wait for.
-        return await asyncio.shield(lookup)
+        return await self._lookups.read(digest, lambda: self._fetch(digest, fetched_at=now))
 
     async def _fetch(self, digest: str, *, fetched_at: float) -> _Entry:
         return _Entry.of(await self._store.find_token(secret_hash=digest), fetched_at=fetched_at)
 
-    def _keep(self, digest: str, lookup: asyncio.Future[_Entry]) -> None:
-        """A look-up ended: cache its entry (a failed one caches nothing; each waiter gets its error)."""
-        if self._lookups.get(digest) is lookup:
-            del self._lookups[digest]
-        if lookup.cancelled() or lookup.exception() is not None:
-            return
+    def _keep(self, digest: str, entry: _Entry) -> None:
+        """A look-up succeeded: cache its entry."""
         if len(self._cache) >= MAX_CACHED:
             # Unknown secrets are cached too (a flood of bad tokens must not reach the store each time);
             # the cache is dropped whole rather than grown without bound.
             self._cache.clear()
-        self._cache[digest] = lookup.result()
+        self._cache[digest] = entry
 
     def _record_use(self, token_id: str, when_ts: float) -> None:
         self._used[token_id] = when_ts

@@ -10,13 +10,13 @@ limits are re-read from the store at most once a second.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from dataclasses import dataclass
 
 from scanq.exceptions import QuotaExceeded
 from scanq.models import ScanStatus, TenantLimits
+from scanq.shared_reads import SharedReads
 from scanq.store import Store
 
 LIMITS_CACHE_S = 1.0
@@ -43,7 +43,7 @@ class QuotaGuard:
         self._limits: dict[str, tuple[float, TenantLimits]] = {}
         self._buckets: dict[str, _Bucket] = {}
         # One read per tenant at a time: the submissions that find the cache stale meanwhile wait for it.
-        self._reads: dict[str, asyncio.Future[TenantLimits]] = {}
+        self._reads: SharedReads[str, tuple[float, TenantLimits]] = SharedReads(self._limits.__setitem__)
 
     async def admit(self, tenant: str, scans: int = 1) -> None:
         """Take ``scans`` submissions of ``tenant`` past both limits, all or none (a batch is refused whole)."""
@@ -78,19 +78,10 @@ class QuotaGuard:
         cached = self._limits.get(tenant)
         if cached is not None and now - cached[0] < LIMITS_CACHE_S:
             return cached[1]
-        read = self._reads.get(tenant)
-        if read is None:
-            read = self._reads[tenant] = asyncio.ensure_future(self._store.get_tenant_limits(tenant=tenant))
-            read.add_done_callback(lambda done: self._keep(tenant, done, read_at=now))
-        # Shielded: a waiter cancelled (its client went away) does not cancel the read the others wait for.
-        return await asyncio.shield(read)
+        return (await self._reads.read(tenant, lambda: self._read(tenant, read_at=now)))[1]
 
-    def _keep(self, tenant: str, read: asyncio.Future[TenantLimits], *, read_at: float) -> None:
-        """A read ended: cache its answer (a failed read caches nothing; each waiter gets its error)."""
-        if self._reads.get(tenant) is read:
-            del self._reads[tenant]
-        if not read.cancelled() and read.exception() is None:
-            self._limits[tenant] = (read_at, read.result())
+    async def _read(self, tenant: str, *, read_at: float) -> tuple[float, TenantLimits]:
+        return read_at, await self._store.get_tenant_limits(tenant=tenant)
 
     def _take(self, tenant: str, rate: float, scans: int) -> None:
         """The token bucket: ``rate`` per second, a burst of one second's worth (at least one batch of 1)."""
