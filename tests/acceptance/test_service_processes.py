@@ -211,6 +211,7 @@ def assert_stops_with_every_child(parent: ScanqProcess, children: list[int]) -> 
         pytest.param("ingest", "mongo", id="ingest-mongo"),
         pytest.param("status", "sqlite", id="status-sqlite"),
         pytest.param("status", "postgres", id="status-postgres"),
+        pytest.param("status", "mongo", id="status-mongo"),
     ],
     indirect=["database_url"],
 )
