@@ -24,11 +24,11 @@ from scanq.api.schemas import DeliveryList, WebhookList, WebhookSecretOut
 from scanq.auth import new_token
 from scanq.config import Settings
 from scanq.models import DEFAULT_WEBHOOK_EVENTS, Scope
-from scanq.scanners import ScannerRegistry
 from scanq.store.base import WEBHOOK_ROLE, callback_endpoint_id
 from scanq.store.memory import MemoryStore
 from scanq.views import ScanOut
 from scanq.webhooks.callbacks import CALLBACK_DESCRIPTION
+from tests.integration.apps import app_over
 
 INGEST = "http://127.0.0.1:10550"
 HOOK = "https://93.184.215.14/callbacks/one"
@@ -62,15 +62,10 @@ def error(response: httpx.Response) -> tuple[int, str, str]:
 async def serve(*, api: bool = False, **settings: Any) -> AsyncIterator[Service]:
     url = f"memory://{uuid.uuid4()}"
     config = Settings(database_url=url, **settings)
-    async with MemoryStore(url) as store:
-        factory = create_api_app if api else create_ingest_app
-        app = factory(config, store=store, scanners=ScannerRegistry(config))
-        try:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=INGEST) as http:
-                yield Service(store=store, http=http)
-        finally:
-            await app.state.events.aclose()
-            await app.state.callers.aclose()
+    factory = create_api_app if api else create_ingest_app
+    async with MemoryStore(url) as store, app_over(store, factory, config) as app:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=INGEST) as http:
+            yield Service(store=store, http=http)
 
 
 @pytest.fixture

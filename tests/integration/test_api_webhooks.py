@@ -30,10 +30,10 @@ from scanq.models import (
     NewScan,
     Scope,
 )
-from scanq.scanners import ScannerRegistry
 from scanq.store.base import WEBHOOK_ROLE
 from scanq.store.memory import MemoryStore
 from scanq.webhook_service import MAX_ENDPOINTS_PER_TENANT, PREVIOUS_SECRET_GRACE
+from tests.integration.apps import app_over
 
 INGEST = "http://127.0.0.1:10550"
 HOOK = "https://93.184.215.14/hooks/scanq"
@@ -72,15 +72,9 @@ def error_code(response: httpx.Response) -> str:
 async def serve(**settings: Any) -> AsyncIterator[Service]:
     url = f"memory://{uuid.uuid4()}"
     config = Settings(database_url=url, **settings)
-    async with MemoryStore(url) as store:
-        app = create_ingest_app(config, store=store, scanners=ScannerRegistry(config))
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url=INGEST) as http:
-                yield Service(store=store, http=http)
-        finally:
-            await app.state.events.aclose()
-            await app.state.callers.aclose()
+    async with MemoryStore(url) as store, app_over(store, create_ingest_app, config) as app:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=INGEST) as http:
+            yield Service(store=store, http=http)
 
 
 @pytest.fixture

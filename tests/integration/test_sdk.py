@@ -59,6 +59,7 @@ from scanq.sdk import (
 from scanq.sdk.errors import retry_after_s
 from scanq.store.memory import MemoryStore
 from tests.clocks import ManualClock
+from tests.integration.apps import app_over
 
 T = TypeVar("T")
 
@@ -156,16 +157,13 @@ async def serve(**settings: Any) -> AsyncIterator[Api]:
     url = f"memory://{uuid.uuid4()}"
     config = Settings(database_url=url, **settings)
     registry = ScannerRegistry(config)
-    async with FlakyStore(url) as store:
-        ingest = create_ingest_app(config, store=store, scanners=registry)
-        status = create_status_app(config, store=store, scanners=registry)
+    async with (
+        FlakyStore(url) as store,
+        app_over(store, create_ingest_app, config, scanners=registry) as ingest,
+        app_over(store, create_status_app, config, scanners=registry) as status,
+    ):
         router = Router({10550: httpx.ASGITransport(app=ingest), 10551: httpx.ASGITransport(app=status)})
-        try:
-            yield Api(store=store, router=router)
-        finally:
-            for app in (ingest, status):
-                await app.state.events.aclose()
-                await app.state.callers.aclose()
+        yield Api(store=store, router=router)
 
 
 @pytest.fixture

@@ -32,9 +32,9 @@ from scanq.config import Settings
 from scanq.event_feed import EventFeed
 from scanq.ids import new_scan_id
 from scanq.models import Finish, Lease, NewScan, Outcome, Scan, Scope
-from scanq.scanners import ScannerRegistry
 from scanq.store.base import RETENTION_ROLE, WEBHOOK_ROLE
 from scanq.store.memory import MemoryStore
+from tests.integration.apps import app_over
 
 DEADLINE_S = 10.0
 WORKER = "sse-test:1:w"
@@ -190,13 +190,8 @@ class Service:
 async def serve(**settings: Any) -> AsyncIterator[Service]:
     url = f"memory://{uuid.uuid4()}"
     config = Settings(database_url=url, **settings)
-    async with MemoryStore(url) as store:
-        app = create_status_app(config, store=store, scanners=ScannerRegistry(config))
-        try:
-            yield Service(store=store, app=app)
-        finally:
-            await app.state.events.aclose()
-            await app.state.callers.aclose()
+    async with MemoryStore(url) as store, app_over(store, create_status_app, config) as app:
+        yield Service(store=store, app=app)
 
 
 @pytest.fixture
