@@ -17,6 +17,7 @@ from scanq.ids import new_scan_id
 from scanq.models import NewScan, Scan
 from scanq.store.postgres import PostgresStore, statements
 from scanq.store.postgres.claims import TARGETED_HEAD_MEMORY_S, CappedClaims
+from scanq.store.postgres.rows import CLAIMED_WIDTH, claimed_scan_from_row
 
 LEASE_S = 30.0
 CAP = 2
@@ -133,3 +134,23 @@ async def test_a_claim_returns_every_column_of_the_table(store: PostgresStore, p
     columns = {column["column_name"] for column in table}
     assert {"scan_id", "history", "fair_key"} <= columns
     assert columns <= set(row.keys())
+
+
+async def test_every_claim_statement_answers_the_claimed_columns_first(store: PostgresStore) -> None:
+    """rows.claimed_scan_from_row and claim_order read a claimed row by position: CLAIMED_COLUMNS, in order, first."""
+    names = [column.strip().split(" ")[-1].removeprefix("s.") for column in statements.CLAIMED_COLUMNS.split(",")]
+    assert len(names) == CLAIMED_WIDTH
+    assert (names[0], names[5], names[24], names[-1]) == ("scan_id", "priority", "fair_key", "history")
+    await store.create(scan=scan(priority=0))
+    await store.create(scan=scan(priority=0))
+    await store.create(scan=scan(priority=0, target_key=BUSY))
+    plain = await store._fetch(statements.CLAIM, "w1", 1, LEASE_S)
+    untargeted = await store._capped._fetch_untargeted("w1", 1, LEASE_S)
+    capped = await store._capped._claim_window("w1", 1, LEASE_S, CAP, 4)
+    for rows in (plain, untargeted, capped):
+        assert rows[0]["scan_id"] is not None
+        assert list(rows[0].keys())[:CLAIMED_WIDTH] == names
+    claimed = [claimed_scan_from_row(rows[0]) for rows in (plain, untargeted, capped)]
+    assert [found.target_key for found in claimed] == [None, None, BUSY]
+    assert {found.attempt for found in claimed} == {1}
+    assert all(found.history[0].worker == "w1" and found.lease_owner == "w1" for found in claimed)

@@ -45,7 +45,7 @@ async def test_schema_6_keeps_endpoints_deliveries_and_scans_and_allows_a_callba
     conn.close()
 
     async with SQLiteStore(sqlite_url) as store:
-        assert (await store.pragmas())["user_version"] == SCHEMA_VERSION == 6
+        assert (await store.pragmas())["user_version"] == SCHEMA_VERSION
         old = await store.get_endpoint(endpoint_id="ep_old")
         (delivery,) = await store.list_deliveries(endpoint_id="ep_old")
         scan = await store.get(scan_id=scan_id)

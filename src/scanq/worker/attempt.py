@@ -12,7 +12,7 @@ from scanq.backoff import backoff_delay
 from scanq.config import Settings
 from scanq.exceptions import ScannerError, TransientScanError, UnknownScanner
 from scanq.lifecycle import after_failure
-from scanq.models import Finish, Lease, Outcome, Scan
+from scanq.models import Finish, Lease, Outcome, Scan, make_finish
 from scanq.scanners import ScannerRegistry
 
 logger = logging.getLogger("scanq.worker")
@@ -71,7 +71,7 @@ class AttemptRunner:
             return Finish(
                 lease=lease, outcome=Outcome.ERROR, error=f"scanner {scan.scanner} returned an invalid result: {exc}"
             )
-        return Finish(lease=lease, outcome=Outcome.COMPLETE, result=result)
+        return make_finish(lease, Outcome.COMPLETE, result, None, None)
 
     def failed(self, scan: Scan, lease: Lease, error: str) -> Finish:
         """A failure that may pass (transient error, timeout): retried after a backoff while attempts are left.

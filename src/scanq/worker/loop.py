@@ -15,7 +15,6 @@ claimed at once; those in flight finish meanwhile (see ``webhooks.delivery``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import heapq
 import logging
 import os
@@ -26,7 +25,7 @@ from collections import Counter
 from scanq.config import Settings
 from scanq.lifecycle import scan_timeout_error
 from scanq.metrics import WorkerMetrics
-from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus
+from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus, make_lease
 from scanq.scanners import ScannerRegistry
 from scanq.store import Store
 from scanq.webhooks.runner import Webhooks, start_webhooks
@@ -265,22 +264,26 @@ class Worker:
     def _start(self, scan: Scan) -> None:
         loop = self._loop
         assert loop is not None
-        lease = lease_of(scan, self.worker_id)
-        old = self._running.get(scan.scan_id)
+        scan_id = scan.scan_id
+        lease = make_lease(scan_id, self.worker_id, scan.attempt)
+        old = self._running.get(scan_id)
         if old is not None:
             # The store handed us a newer attempt of a scan we still run: the old attempt's lease is gone.
             old.stop(StopReason.LEASE_LOST)
-        self._held[scan.scan_id] = lease
-        task = loop.create_task(self._attempts.run(scan, lease))
-        run = Running(scan=scan, lease=lease, task=task, started=loop.time())
-        self._running[scan.scan_id] = run
-        task.add_done_callback(functools.partial(self._on_done, run))
+        self._held[scan_id] = lease
+        run = Running(scan, lease, loop.time(), self._on_done, self._attempts.run(scan, lease))
+        run.task = loop.create_task(run.run())
+        self._running[scan_id] = run
 
     def _schedule_retry_wake(self, delay_s: float) -> None:
         assert self._loop is not None
         heapq.heappush(self._retry_dues, self._loop.time() + delay_s)
 
-    def _on_done(self, run: Running, task: asyncio.Task[Finish]) -> None:
+    def _on_done(self, run: Running, finish: Finish | None) -> None:
+        """How an attempt ended (``Running.end``, once per attempt): its ``Finish``, or None when it was cancelled."""
+        if run.is_ended:
+            return
+        run.is_ended = True
         scan_id = run.lease.scan_id
         if self._running.get(scan_id) is run:
             del self._running[scan_id]
@@ -291,19 +294,14 @@ class Worker:
             if self._held.get(scan_id) == run.lease:
                 del self._held[scan_id]
             return
-        if task.cancelled():
-            if run.reason is StopReason.CANCEL_REQUESTED:
-                self._outcomes.queue(Finish(lease=run.lease, outcome=Outcome.CANCELLED))
-            elif run.reason is StopReason.TIMED_OUT:
-                error = scan_timeout_error(self.settings.scan_timeout_seconds)
-                self._outcomes.queue(self._attempts.failed(run.scan, run.lease, error))
-            # Otherwise (shutdown) the lease stays held and is released at the end of the shutdown.
-            return
-        exc = task.exception()
-        if exc is not None:  # only a BaseException that is not an Exception gets here
-            self._outcomes.queue(Finish(lease=run.lease, outcome=Outcome.ERROR, error=f"{type(exc).__name__}: {exc}"))
-            return
-        self._outcomes.queue(task.result())
+        if finish is not None:
+            self._outcomes.queue(finish)
+        elif run.reason is StopReason.CANCEL_REQUESTED:
+            self._outcomes.queue(Finish(lease=run.lease, outcome=Outcome.CANCELLED))
+        elif run.reason is StopReason.TIMED_OUT:
+            error = scan_timeout_error(self.settings.scan_timeout_seconds)
+            self._outcomes.queue(self._attempts.failed(run.scan, run.lease, error))
+        # Otherwise (shutdown) the lease stays held and is released at the end of the shutdown.
 
     # -- shutdown -----------------------------------------------------------------------------------
 
@@ -324,10 +322,10 @@ class Worker:
                 await wait_event(self._progress, remaining)
         if self._running:
             tasks = []
-            for run in self._running.values():
+            for run in list(self._running.values()):
                 if run.reason is None:
                     run.reason = StopReason.SHUTDOWN
-                run.task.cancel()
+                run.cancel()
                 tasks.append(run.task)
             await asyncio.wait(tasks, timeout=CANCEL_GRACE_S)
         self._outcomes.close()

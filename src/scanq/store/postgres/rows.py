@@ -11,6 +11,7 @@ import asyncpg
 
 from scanq.ids import is_scan_id
 from scanq.models import (
+    STATUS_BY_NAME,
     Actor,
     ApiToken,
     Attempt,
@@ -30,12 +31,16 @@ from scanq.models import (
     TenantLimits,
     TenantQueue,
     WebhookEndpoint,
+    make_attempt,
+    make_scan,
 )
 
 # An event's id is its place in the log, "<txid>.<seq>" (both decimal, no sign, no leading zeros).
 _EVENT_ID = re.compile(r"(0|[1-9][0-9]{0,19})\.(0|[1-9][0-9]{0,18})")
 _MAX_TXID = 2**64 - 1  # xid8
 _MAX_SEQ = 2**63 - 1  # bigint
+# The columns of statements.CLAIMED_COLUMNS, which every claim statement answers first, history last.
+CLAIMED_WIDTH = 28
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -66,16 +71,25 @@ def scan_from_row(row: asyncpg.Record) -> Scan:
 
 
 def claimed_scan_from_row(row: asyncpg.Record) -> Scan:
-    """A scan a claim made Running (``statements.CLAIMED_COLUMNS``).
+    """A scan a claim made Running: the row starts with ``statements.CLAIMED_COLUMNS``, read by position.
 
     Its history is NULL when the entry this claim opened is the only one: that entry is rebuilt from
     the row (the claim wrote it from the same attempt, worker and ``now()``).
     """
-    history = row["history"]
+    (scan_id, status, target, scanner, options, priority, attempt, max_attempts, created_at, updated_at,
+     available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result, idempotency_key,
+     cancel_requested, tenant, submitted_by, submitted_by_name, cancelled_by, cancelled_by_name, _, target_key,
+     callback_url, history) = row[:CLAIMED_WIDTH]  # fmt: skip
     if history is None:
-        opened = Attempt(attempt=row["attempt"], worker=row["lease_owner"], started_at=row["started_at"])
-        return _scan(row, history=(opened,))
-    return _scan(row, history=tuple(attempt_from_entry(entry) for entry in history))
+        history = (make_attempt(attempt, lease_owner, started_at, None, None, None),)
+    else:
+        history = tuple(attempt_from_entry(entry) for entry in history)
+    return make_scan(
+        str(scan_id), STATUS_BY_NAME[status], target, scanner, options, priority, attempt, max_attempts, created_at,
+        updated_at, available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result,
+        idempotency_key, cancel_requested, history, tenant, actor_from_columns(submitted_by, submitted_by_name),
+        actor_from_columns(cancelled_by, cancelled_by_name), target_key, callback_url,
+    )  # fmt: skip
 
 
 def _scan(row: asyncpg.Record, *, history: tuple[Attempt, ...]) -> Scan:
@@ -148,7 +162,7 @@ def first_submissions(scans: Sequence[NewScan]) -> list[NewScan]:
 
 def claim_order(rows: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
     """Claimed rows (``CLAIMED_COLUMNS``) in claim order: priority (higher first), fair key, scan id (rule 9)."""
-    return sorted(rows, key=lambda row: (-row["priority"], row["fair_key"], row["scan_id"]))
+    return sorted(rows, key=lambda row: (-row[5], row[24], row[0]))  # priority, fair_key, scan_id by position
 
 
 def queue_from_row(row: asyncpg.Record) -> TenantQueue:

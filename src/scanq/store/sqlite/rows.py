@@ -14,6 +14,7 @@ import msgspec
 
 from scanq.exceptions import ValidationError
 from scanq.models import (
+    STATUS_BY_NAME,
     Actor,
     ApiToken,
     Attempt,
@@ -22,12 +23,15 @@ from scanq.models import (
     NewScan,
     Outcome,
     Scan,
-    ScanStatus,
     Scope,
     TenantLimits,
+    make_attempt,
+    make_scan,
 )
 
 _ACTOR = msgspec.json.Decoder(Actor)
+decode_json = msgspec.json.decode
+fromtimestamp = datetime.fromtimestamp
 
 
 def to_datetime(epoch: float) -> datetime:
@@ -43,45 +47,33 @@ def to_optional_datetime(epoch: float | None) -> datetime | None:
 def attempt_from_json(entry: dict[str, Any]) -> Attempt:
     """One decoded ``history`` entry as an ``Attempt``."""
     outcome = entry.get("outcome")
-    return Attempt(
-        attempt=entry["attempt"],
-        worker=entry["worker"],
-        started_at=to_datetime(entry["started_at"]),
-        finished_at=to_optional_datetime(entry.get("finished_at")),
-        outcome=None if outcome is None else Outcome(outcome),
-        error=entry.get("error"),
+    finished_at = entry.get("finished_at")
+    return make_attempt(
+        entry["attempt"],
+        entry["worker"],
+        datetime.fromtimestamp(entry["started_at"], UTC),
+        None if finished_at is None else datetime.fromtimestamp(finished_at, UTC),
+        None if outcome is None else Outcome(outcome),
+        entry.get("error"),
     )
 
 
 def scan_from_row(row: tuple[Any, ...]) -> Scan:
-    """A ``Scan`` from a row selected (or returned) in ``COLUMNS`` order."""
-    return Scan(
-        scan_id=row[0],
-        status=ScanStatus(row[1]),
-        target=row[2],
-        scanner=row[3],
-        options=msgspec.json.decode(row[4]),
-        priority=row[5],
-        attempt=row[6],
-        max_attempts=row[7],
-        created_at=to_datetime(row[8]),
-        updated_at=to_datetime(row[9]),
-        available_at=to_datetime(row[10]),
-        started_at=to_optional_datetime(row[11]),
-        finished_at=to_optional_datetime(row[12]),
-        lease_owner=row[13],
-        lease_expires_at=to_optional_datetime(row[14]),
-        error=row[15],
-        result=None if row[16] is None else msgspec.json.decode(row[16]),
-        idempotency_key=row[17],
-        cancel_requested=bool(row[18]),
-        history=tuple(attempt_from_json(entry) for entry in msgspec.json.decode(row[19])),
-        tenant=row[20],
-        submitted_by=None if row[21] is None else _ACTOR.decode(row[21]),
-        cancelled_by=None if row[22] is None else _ACTOR.decode(row[22]),
-        target_key=row[23],
-        callback_url=row[24],
-    )
+    """A ``Scan`` from a row selected (or returned) in ``COLUMNS`` order (by position: a claim makes one per scan)."""
+    (scan_id, status, target, scanner, options, priority, attempt, max_attempts, created_at, updated_at,
+     available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result, idempotency_key,
+     cancel_requested, history, tenant, submitted_by, cancelled_by, target_key, callback_url) = row[:25]  # fmt: skip
+    return make_scan(
+        scan_id, STATUS_BY_NAME[status], target, scanner, decode_json(options), priority, attempt, max_attempts,
+        fromtimestamp(created_at, UTC), fromtimestamp(updated_at, UTC), fromtimestamp(available_at, UTC),
+        None if started_at is None else fromtimestamp(started_at, UTC),
+        None if finished_at is None else fromtimestamp(finished_at, UTC), lease_owner,
+        None if lease_expires_at is None else fromtimestamp(lease_expires_at, UTC), error,
+        None if result is None else decode_json(result), idempotency_key, bool(cancel_requested),
+        tuple(attempt_from_json(entry) for entry in decode_json(history)), tenant,
+        None if submitted_by is None else _ACTOR.decode(submitted_by),
+        None if cancelled_by is None else _ACTOR.decode(cancelled_by), target_key, callback_url,
+    )  # fmt: skip
 
 
 def actor_json(actor: Actor | None) -> str | None:

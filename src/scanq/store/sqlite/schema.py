@@ -275,6 +275,19 @@ MIGRATION_6 = (
     "DROP INDEX webhook_deliveries_by_event",
     "CREATE INDEX webhook_deliveries_ended ON webhook_deliveries (last_attempt_at) WHERE status <> 'pending'",
 )
+# A status change counts with one upsert of two rows (the old status -1, the new +1) instead of an UPDATE
+# and an upsert: the same counts (the old status's row exists: the scan was counted into it), one trigger
+# statement per changed row fewer (a claim and a finish change every row; about 2.5 µs a scan).
+MIGRATION_7 = (
+    "DROP TRIGGER scans_count_update",
+    """
+    CREATE TRIGGER scans_count_update AFTER UPDATE OF status, tenant ON scans
+    WHEN OLD.status <> NEW.status OR OLD.tenant <> NEW.tenant BEGIN
+        INSERT INTO scan_counts (tenant, status, n) VALUES (OLD.tenant, OLD.status, -1), (NEW.tenant, NEW.status, 1)
+            ON CONFLICT (tenant, status) DO UPDATE SET n = n + excluded.n;
+    END
+    """,
+)
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     MIGRATION_1,
     MIGRATION_2,
@@ -282,6 +295,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     MIGRATION_4,
     MIGRATION_5,
     MIGRATION_6,
+    MIGRATION_7,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -277,7 +277,8 @@ events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
 -- RETURNING claimed_columns (statements.py): the row's columns, fair_key included (the caller sorts by it),
 -- but history only when it holds more than the entry this claim opened: NULL stands for just that
 -- entry, which the caller rebuilds from attempt, lease_owner and started_at (rows.claimed_scan_from_row),
--- so a first claim sends and decodes no jsonb history. The same in claim_untargeted and claim_capped.
+-- so a first claim sends and decodes no jsonb history. The same in claim_untargeted and claim_capped,
+-- which also answer these columns first (rows.claimed_scan_from_row reads them by position).
 WITH picked AS (
     SELECT scan_id FROM scans
     WHERE status = 'Accepted' AND available_at <= now()
@@ -337,7 +338,7 @@ claimed AS (
     RETURNING {claimed_columns}
 ),
 {claimed_effects}
-SELECT w.walked, (SELECT count(*) FROM head_run) AS led, c.*, (SELECT count(*) FROM events_notified) AS notified
+SELECT c.*, w.walked, (SELECT count(*) FROM head_run) AS led, (SELECT count(*) FROM events_notified) AS notified
 FROM (SELECT count(*) AS walked FROM window_scans) AS w LEFT JOIN claimed AS c ON true;
 
 -- name: lock_targets
@@ -418,7 +419,7 @@ claimed AS (
     RETURNING {claimed_columns}
 ),
 {claimed_effects}
-SELECT w.walked, c.*, (SELECT count(*) FROM events_notified) AS notified
+SELECT c.*, w.walked, (SELECT count(*) FROM events_notified) AS notified
 FROM (SELECT count(*) AS walked FROM window_scans) AS w LEFT JOIN claimed AS c ON true;
 
 -- name: heartbeat
