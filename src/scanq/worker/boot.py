@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 
+from scanq.collector import calm_collector
 from scanq.config import Settings
 from scanq.exceptions import StoreUnavailable
 from scanq.metrics import WorkerMetrics, make_registry, serve_metrics
@@ -19,8 +19,6 @@ from scanq.worker.retry import call_patiently
 logger = logging.getLogger("scanq.worker")
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# The cyclic collector's first threshold in a worker (CPython's default is 700 allocations).
-WORKER_GC_THRESHOLD = 10_000
 
 
 async def run_worker(settings: Settings, *, burst: bool = False) -> Worker | None:
@@ -63,27 +61,14 @@ async def run_worker(settings: Settings, *, burst: bool = False) -> Worker | Non
             )
             if stopped.is_set():
                 worker.stop()
+            # A worker keeps a few container objects per running scan: with the collector's default
+            # threshold its passes traversed all of them every few dozen scans (a fifth of a drain's CPU).
             calm_collector()
             await worker.run()
             return worker
     finally:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
-
-
-def calm_collector() -> None:
-    """Spare the claim loop most of the cyclic garbage collector's passes; memory is still reclaimed.
-
-    A worker allocates a few container objects per scan (its task, coroutine, records, the Scan and
-    its lease) and keeps them while the scan runs, so with the default threshold of 700 the collector
-    ran every few dozen scans and traversed every live object of the process: a fifth of a no-op
-    drain's worker CPU (perf). Freezing moves what start-up made (modules, classes, settings) out of
-    every later pass; a threshold of 10,000 makes the young passes rarer. Reference counting frees
-    everything that is not in a cycle at once either way; only cycles wait a little longer.
-    """
-    gc.freeze()
-    _, *older = gc.get_threshold()
-    gc.set_threshold(WORKER_GC_THRESHOLD, *older)
 
 
 async def _open_store_patiently(url: str, *, stopped: asyncio.Event) -> Store | None:
@@ -108,4 +93,4 @@ async def check_store(settings: Settings) -> bool:
     return True
 
 
-__all__ = ["WORKER_GC_THRESHOLD", "calm_collector", "check_store", "run_worker"]
+__all__ = ["check_store", "run_worker"]

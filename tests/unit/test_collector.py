@@ -1,4 +1,4 @@
-"""The worker process's cyclic garbage collector: start-up's objects frozen, young passes made rarer."""
+"""calm_collector: start-up's objects frozen out of the cyclic collector's passes, young passes made rarer."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from scanq.worker.boot import WORKER_GC_THRESHOLD, calm_collector
+from scanq.collector import YOUNG_THRESHOLD, calm_collector
 
 
 @pytest.fixture
 def restored_collector() -> Iterator[None]:
-    """Put the test process's collector back as it was (calm_collector is meant for a worker process)."""
+    """Put the test process's collector back as it was (calm_collector is meant for a service or worker process)."""
     thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
@@ -25,7 +25,7 @@ def test_calm_collector_freezes_what_exists_and_raises_only_the_first_threshold(
     _, *older = gc.get_threshold()
     calm_collector()
     assert gc.get_freeze_count() > 0
-    assert list(gc.get_threshold()) == [WORKER_GC_THRESHOLD, *older]
+    assert list(gc.get_threshold()) == [YOUNG_THRESHOLD, *older]
     assert gc.isenabled()
 
 
