@@ -54,6 +54,7 @@ from scanq.submissions import (
     check_bounds,
     check_idempotency_key,
     is_same_request,
+    new_scan,
     parse_status,
 )
 from scanq.throughput import (
@@ -330,7 +331,7 @@ class ScanService:
         callback_url = submission.callback_url
         if callback_url is not None:
             callback_url = await self._check_callback_url(callback_url, {} if checked is None else checked)
-        return NewScan(
+        return new_scan(
             scan_id=new_scan_id(),
             created_at=now,
             target=target,
@@ -338,6 +339,7 @@ class ScanService:
             options=options,
             priority=submission.priority,
             max_attempts=self._settings.max_attempts if max_attempts is None else max_attempts,
+            available_at=None,
             idempotency_key=idempotency_key,
             tenant=caller.tenant,
             submitted_by=caller.actor,

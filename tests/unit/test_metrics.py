@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from scanq.api.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
+from scanq.api.metrics import HTTP_SECONDS_BUCKETS, HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
 from scanq.metrics import (
     OTHER_TENANTS,
     TENANT_LABELS,
@@ -257,3 +260,69 @@ async def test_tenant_gauges_name_the_busiest_tenants_and_sum_the_rest_as_other(
     assert sample_value(text, "scanq_tenant_queue_depth", {"tenant": OTHER_TENANTS}) == 7
     assert sample_value(text, "scanq_tenant_running", {"tenant": OTHER_TENANTS}) == 3
     assert text.count("scanq_tenant_queue_depth{") == TENANT_LABELS + 1  # bounded: never one series per tenant
+
+
+def _without_created(text: str) -> list[str]:
+    """The exposition's lines but the ``_created`` ones (the time each series began: never the same twice)."""
+    return [line for line in text.splitlines() if "_created" not in line]
+
+
+# Values on, between and beyond the bucket bounds, in an order that revisits label sets.
+LATENCIES = [0.0, 0.0005, 0.00050001, 0.001, 0.003, 0.02, 0.25, 0.7, 5.0, 10.0, 10.5, 1e-9, 0.0999999]
+
+
+def test_folded_latency_exposes_what_observing_each_request_would() -> None:
+    """``HttpMetrics`` counts into pending buckets and folds them on read: the same exposition, byte for byte
+    but the sum's last bits (added once per read, not once per request) and the series' start times."""
+    folded_registry, plain_registry = CollectorRegistry(), CollectorRegistry()
+    folded = HttpMetrics(folded_registry)
+    plain = Histogram(
+        "scanq_http_request_duration_seconds",
+        "HTTP request latency in seconds, by method, route template and status code",
+        ["method", "route", "code"],
+        buckets=HTTP_SECONDS_BUCKETS,
+        registry=plain_registry,
+    )
+    reads = []
+    for index, seconds in enumerate(LATENCIES * 3):
+        method, route, code = ("POST", "/scans", 202) if index % 3 else ("GET", "unmatched", 404)
+        folded.observe(method=method, route=route, code=code, seconds=seconds)
+        plain.labels(method=method, route=route, code=str(code)).observe(seconds)
+        if index % 7 == 0:  # reads in between fold what is pending so far, and only that
+            reads.append((exposition(folded_registry), exposition(plain_registry)))
+    reads.append((exposition(folded_registry), exposition(plain_registry)))
+    for folded_text, plain_text in reads:
+        folded_lines, plain_lines = _without_created(folded_text), _without_created(plain_text)
+        assert [line for line in folded_lines if "_sum" not in line] == [
+            line for line in plain_lines if "_sum" not in line
+        ]
+        for labels in ({"route": "/scans"}, {"route": "unmatched"}):
+            assert sample_sum(folded_text, "scanq_http_request_duration_seconds_sum", labels) == pytest.approx(
+                sample_sum(plain_text, "scanq_http_request_duration_seconds_sum", labels)
+            )
+
+
+def test_the_fold_writes_the_histogram_buckets_prometheus_client_keeps() -> None:
+    """Pins the prometheus-client internals the fold writes: a child's ``_upper_bounds`` (+Inf last), its
+    ``_buckets`` (one value per bound, not cumulative) and ``_sum``; and a parent's ``collect`` that reads them."""
+    metrics = HttpMetrics(CollectorRegistry())
+    child: Any = metrics.duration.labels(method="GET", route="/x", code="200")
+    assert child._upper_bounds == [*HTTP_SECONDS_BUCKETS, math.inf]
+    assert len(child._buckets) == len(child._upper_bounds)
+    child.observe(0.003)
+    assert [bucket.get() for bucket in child._buckets].index(1.0) == bisect.bisect_left(child._upper_bounds, 0.003)
+    assert child._sum.get() == 0.003
+    assert isinstance(metrics.duration, Histogram)
+
+
+def test_folded_counters_read_exact_and_fold_once() -> None:
+    registry = make_registry(process_metrics=False)
+    counters = ScanCounters(registry)
+    for _ in range(5):
+        counters.record_submitted()
+    assert counters.submitted.pending == 5
+    assert sample_value(exposition(registry), "scanq_scans_submitted_total") == 5
+    assert counters.submitted.pending == 0
+    assert sample_value(exposition(registry), "scanq_scans_submitted_total") == 5
+    counters.record_submitted(2)
+    assert registry.get_sample_value("scanq_scans_submitted_total") == 7

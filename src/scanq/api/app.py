@@ -8,6 +8,8 @@ registry. Middleware is plain ASGI only: the request-latency histogram and
 the cross-site guard (``crosssite.py``: allowed hosts, no state change from
 another site, JSON bodies) on every app, and on ingest the CORS policy that
 lets the dashboard (served by status, another origin) submit and cancel.
+Ingest's submissions without an ``Origin`` are answered before that stack by
+``hotpath.HotEntry`` (the same cross-site rules, metrics and error handlers).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from starlette.applications import Starlette
@@ -26,17 +28,17 @@ from starlette.routing import BaseRoute
 
 from scanq import __version__
 from scanq.api.callers import OPEN, Callers
-from scanq.api.crosssite import CrossSiteGuard
+from scanq.api.crosssite import CrossSiteGuard, CrossSiteRules
 from scanq.api.dashboard import Dashboard, cors_middleware, static_mount
-from scanq.api.errors import EXCEPTION_HANDLERS, JSON_MEDIA_TYPE
+from scanq.api.errors import EXCEPTION_HANDLERS
 from scanq.api.events import EventStreams
-from scanq.api.hotpath import HotPathMiddleware
+from scanq.api.health import TAG, HealthEndpoints
+from scanq.api.hotpath import HotApp, HotEntry, RawHandler
 from scanq.api.http import encoder
 from scanq.api.ingest import IngestEndpoints
 from scanq.api.limits import EVENT_STREAM_SHARE
 from scanq.api.metrics import HttpMetrics, HttpMetricsMiddleware, metrics_endpoint
-from scanq.api.openapi import STORE_ERRORS, Endpoint, Operation, Reply, build_openapi, build_routes, declare_enum
-from scanq.api.schemas import HealthResponse, ReadyResponse
+from scanq.api.openapi import Endpoint, Operation, Reply, build_openapi, build_routes, declare_enum
 from scanq.api.status import StatusEndpoints, wants_html
 from scanq.api.webhooks import WebhookEndpoints
 from scanq.auth import Authenticator
@@ -51,7 +53,6 @@ from scanq.webhook_service import WebhookService
 
 logger = logging.getLogger(__name__)
 
-TAG = "health"
 # Every service also refuses a Host that is not an allowed name (400 host_not_allowed), and its HTTP edge
 # answers 408, 413, 414 and 431 before any operation runs: see docs/security.md.
 _EDGE = " Edge limits and cross-site rules: docs/security.md."
@@ -63,14 +64,13 @@ STATUS_DESCRIPTION = (
 )
 API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest); GET /scans lists them." + _EDGE
 
-# Served by HotPathMiddleware, past routing: the submissions, where requests per second matter most.
+# Served by HotEntry before Starlette: the submissions, where requests per second matter most.
 HOT_INGEST_ROUTES = frozenset({("POST", "/scans"), ("POST", "/scans/batch")})
+# Of those, answered without a Request or Response (IngestEndpoints.submit_raw).
+SUBMIT_ROUTE = ("POST", "/scans")
 # GETs that write: the original contract's GET / queues a scan, GET /webhooks/callbacks may make the callback
 # endpoint; so a browser on another site may not send them.
 QUEUEING_GET_PATHS = frozenset({"/", "/webhooks/callbacks"})
-
-_HEALTHY = encoder.encode(HealthResponse())
-_READY = encoder.encode(ReadyResponse())
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -82,73 +82,19 @@ class Services:
         webhooks: a tenant's webhook endpoints and deliveries.
         streams: the server-sent event streams (one event feed per app).
         callers: who each request is from.
+        raw: the hot routes answered without a ``Request`` (``hotpath.HotEntry``), filled in by the operations.
     """
 
     scans: ScanService
     webhooks: WebhookService
     streams: EventStreams
     callers: Callers
+    raw: dict[tuple[str, str], RawHandler] = field(default_factory=dict)
 
 
 def max_event_streams(settings: Settings) -> int:
     """Event streams one process serves at once: a share of its connections, so requests still get through."""
     return max(1, int(settings.max_connections * EVENT_STREAM_SHARE))
-
-
-class HealthEndpoints:
-    """``/healthz``, ``/readyz`` and ``/openapi.json``, on every service.
-
-    Args:
-        store: pinged by ``/readyz``.
-    """
-
-    def __init__(self, *, store: Store) -> None:
-        self._store = store
-        self.document = b"{}"  # set once the service's operations are known
-
-    async def healthz(self, request: Request) -> Response:
-        """The process is up (never touches the store)."""
-        return Response(_HEALTHY, media_type=JSON_MEDIA_TYPE)
-
-    async def readyz(self, request: Request) -> Response:
-        """The store answers; a ``StoreError`` becomes a 503 through the error handlers."""
-        await self._store.ping()
-        return Response(_READY, media_type=JSON_MEDIA_TYPE)
-
-    async def openapi(self, request: Request) -> Response:
-        """The OpenAPI 3.1 document, encoded once."""
-        return Response(self.document, media_type=JSON_MEDIA_TYPE)
-
-    def operations(self) -> list[Operation]:
-        return [
-            Operation(
-                method="GET",
-                path="/healthz",
-                endpoint=self.healthz,
-                operation_id="healthz",
-                summary="The process is up",
-                tag=TAG,
-                replies={200: Reply(description="Up", body=HealthResponse)},
-            ),
-            Operation(
-                method="GET",
-                path="/readyz",
-                endpoint=self.readyz,
-                operation_id="readyz",
-                summary="The store is reachable",
-                tag=TAG,
-                replies={200: Reply(description="Ready", body=ReadyResponse), **STORE_ERRORS},
-            ),
-            Operation(
-                method="GET",
-                path="/openapi.json",
-                endpoint=self.openapi,
-                operation_id="openapi",
-                summary="This document",
-                tag=TAG,
-                replies={200: Reply(description="OpenAPI 3.1", schema={"type": "object"})},
-            ),
-        ]
 
 
 def create_ingest_app(
@@ -165,6 +111,7 @@ def create_ingest_app(
     def operations(services: Services) -> list[Operation]:
         ingest = IngestEndpoints(scans=services.scans, settings=settings, callers=services.callers)
         webhooks = WebhookEndpoints(webhooks=services.webhooks, settings=settings, callers=services.callers)
+        services.raw[SUBMIT_ROUTE] = ingest.submit_raw
         return [*ingest.operations(), *webhooks.operations()]
 
     return _assemble(
@@ -240,6 +187,7 @@ def create_api_app(
         ingest = IngestEndpoints(scans=services.scans, settings=settings, callers=services.callers)
         webhooks = WebhookEndpoints(webhooks=services.webhooks, settings=settings, callers=services.callers)
         status = StatusEndpoints(scans=services.scans, callers=services.callers)
+        services.raw[SUBMIT_ROUTE] = ingest.submit_raw
         root = _with_dashboard(ingest.root_operation(), browser_root)
         # Status's GET /{scan_id} comes last, after every fixed path.
         return [
@@ -372,19 +320,23 @@ def _assemble(
 
     routes = build_routes(ops)
     hot = [route for route in routes if any((method, route.path) in hot_routes for method in route.methods or ())]
-    app = Starlette(
+    rules = CrossSiteRules(settings, unsafe_get_paths=unsafe_get_paths)
+    http_metrics = HttpMetrics(registry)
+    app = HotApp(
         routes=[*mounts, *routes],
-        # Metrics outermost, so the latency covers CORS answers too; the hot path skips routing and CORS,
-        # not the cross-site guard.
+        # Metrics outermost, so the latency covers CORS answers too. The hot routes are served before this
+        # stack (HotEntry: the same cross-site rules, metrics and exception handlers), but not with an Origin.
         middleware=[
-            Middleware(HttpMetricsMiddleware, metrics=HttpMetrics(registry)),
-            Middleware(CrossSiteGuard, settings=settings, unsafe_get_paths=unsafe_get_paths),
-            Middleware(HotPathMiddleware, routes=hot, handlers=EXCEPTION_HANDLERS),
+            Middleware(HttpMetricsMiddleware, metrics=http_metrics),
+            Middleware(CrossSiteGuard, rules=rules),
             *middleware,
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    if hot:
+        app.hot = HotEntry(rules=rules, metrics=http_metrics, handlers=EXCEPTION_HANDLERS)
+        app.hot.add(hot, raw=services.raw)
     app.state.store = the_store
     app.state.metrics = registry
     app.state.scans = service

@@ -78,34 +78,27 @@ def host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-class CrossSiteGuard:
-    """Refuse disallowed hosts, cross-site state changes and non-JSON POST bodies (see the module docstring).
+Refusal = tuple[int, str, str]
+"""A refused request: status, error code, message."""
+
+
+class CrossSiteRules:
+    """The checks themselves, made once per app from its settings; ``CrossSiteGuard`` and the ingest hot
+    path (``hotpath.py``, which reads the headers in its own pass) both ask ``refusal``.
 
     Args:
-        app: the rest of the stack.
         settings: ``host``, ``allowed_hosts``, ``allowed_origins``, ``ingest_url`` and ``status_url``.
         unsafe_get_paths: paths whose GET changes state (``/`` on ingest queues a scan).
     """
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, unsafe_get_paths: Collection[str] = ()) -> None:
-        self.app = app
+    def __init__(self, settings: Settings, *, unsafe_get_paths: Collection[str] = ()) -> None:
         self._hosts = allowed_hosts(settings)
         self._origins = allowed_origins(settings)
         self._unsafe_get_paths = frozenset(unsafe_get_paths)
         self._host_verdicts: dict[bytes, bool] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        refusal = self._check(scope)
-        if refusal is None:
-            await self.app(scope, receive, send)
-            return
-        status_code, code, message = refusal
-        await error_response(status_code, code, message)(scope, receive, send)
-
-    def _check(self, scope: Scope) -> tuple[int, str, str] | None:
+    def check(self, scope: Scope) -> Refusal | None:
+        """Read the request's headers (the last of a repeated one counts) and judge them."""
         host = origin = fetch_site = content_type = content_length = None
         is_chunked = has_fetch_metadata = False
         for name, value in scope["headers"]:
@@ -123,14 +116,40 @@ class CrossSiteGuard:
                 has_fetch_metadata = True
                 if name == b"sec-fetch-site":
                     fetch_site = value
+        return self.refusal(
+            scope["method"],
+            scope["path"],
+            scope["scheme"],
+            host,
+            origin,
+            fetch_site,
+            content_type,
+            content_length,
+            is_chunked,
+            has_fetch_metadata,
+        )
+
+    def refusal(
+        self,
+        method: str,
+        path: str,
+        scheme: str,
+        host: bytes | None,
+        origin: bytes | None,
+        fetch_site: bytes | None,
+        content_type: bytes | None,
+        content_length: bytes | None,
+        is_chunked: bool,
+        has_fetch_metadata: bool,
+    ) -> Refusal | None:
+        """Why a request with these headers is refused (see the module docstring), or None."""
         if self._hosts is not None and host is not None and not self._is_allowed_host(host):
             name = host_name(host.decode("latin-1"))
             return 400, "host_not_allowed", f"host {name!r} is not served here (see allowed_hosts)"
-        method = scope["method"]
-        if method in SAFE_METHODS and not (method == "GET" and scope["path"] in self._unsafe_get_paths):
+        if method in SAFE_METHODS and not (method == "GET" and path in self._unsafe_get_paths):
             return None
         if origin is not None:
-            if not self._is_allowed_origin(origin.decode("latin-1"), scheme=scope["scheme"], host=host):
+            if not self._is_allowed_origin(origin.decode("latin-1"), scheme=scheme, host=host):
                 return (
                     403,
                     "cross_site_refused",
@@ -172,4 +191,36 @@ class CrossSiteGuard:
         return host is not None and origin == f"{scheme}://{host.decode('latin-1').lower()}"
 
 
-__all__ = ["CrossSiteGuard", "allowed_hosts", "allowed_origins", "host_name", "is_loopback"]
+class CrossSiteGuard:
+    """Refuse disallowed hosts, cross-site state changes and non-JSON POST bodies (see the module docstring).
+
+    Args:
+        app: the rest of the stack.
+        rules: the checks (``CrossSiteRules``), shared with the hot path.
+    """
+
+    def __init__(self, app: ASGIApp, *, rules: CrossSiteRules) -> None:
+        self.app = app
+        self._rules = rules
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self._rules.check(scope)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status_code, code, message = refusal
+        await error_response(status_code, code, message)(scope, receive, send)
+
+
+__all__ = [
+    "CrossSiteGuard",
+    "CrossSiteRules",
+    "Refusal",
+    "allowed_hosts",
+    "allowed_origins",
+    "host_name",
+    "is_loopback",
+]

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.types import Receive
 
 from scanq.api.errors import JSON_MEDIA_TYPE, ApiError
 from scanq.exceptions import ValidationError
@@ -41,7 +42,11 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
     declared JSON). The 413 says ``Connection: close``: the rest of the body is read and discarded
     below the app (``edge.EdgeProtocol``), then the connection closes.
     """
-    declared = request.headers.get("content-length")
+    return await receive_body(request.receive, request.headers.get("content-length"), max_bytes=max_bytes)
+
+
+async def receive_body(receive: Receive, declared: str | None, *, max_bytes: int) -> bytes:
+    """``read_body`` from the ASGI channel and the (first) ``Content-Length`` header, for the hot path."""
     if declared is not None:
         try:
             length = int(declared)
@@ -51,7 +56,6 @@ async def read_body(request: Request, *, max_bytes: int) -> bytes:
             raise _too_large(max_bytes)
     # The ASGI receive channel directly: cheaper than Request.stream() on the hot path, and it stops
     # at the limit instead of buffering whatever a chunked upload sends.
-    receive = request.receive
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import msgspec
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
+from starlette.types import Receive
 
 from scanq.api.callers import OPEN, Callers
 from scanq.api.errors import JSON_MEDIA_TYPE
-from scanq.api.http import decode_json, encoder, json_response, read_body
+from scanq.api.http import decode_json, json_response, read_body, receive_body
 from scanq.api.openapi import (
     AUTH_ERRORS,
     BODY_ERRORS,
@@ -20,9 +21,11 @@ from scanq.api.openapi import (
     Reply,
     error_reply,
 )
+from scanq.api.scan_json import scan_json
 from scanq.api.schemas import BatchRequest, BatchResponse, NotFoundResponse, ScanRequest
 from scanq.config import Settings
 from scanq.exceptions import ValidationError
+from scanq.models import OPERATOR
 from scanq.scans import DEFAULT_SUBMISSION, MAX_IDEMPOTENCY_KEY_LENGTH, ScanService
 from scanq.views import ScanOut, scan_out
 
@@ -39,12 +42,22 @@ def scan_location(scan_id: str) -> str:
     return f"/scans/{scan_id}"
 
 
+def answer_headers(body: bytes, *, location: str, is_new: bool) -> list[tuple[bytes, bytes]]:
+    """``POST /scans``'s header list, in the order ``Response.init_headers`` gives it (pinned by a test)."""
+    headers = [(b"location", location.encode("latin-1"))]
+    if not is_new:
+        headers.append((_REPLAYED_NAME, b"true"))
+    headers.append((b"content-length", b"%d" % len(body)))
+    headers.append(_JSON_CONTENT_TYPE)
+    return headers
+
+
 class ScanAnswer(Response):
     """``POST /scans``'s answer: 202 with the new scan, or 200 replaying an earlier one.
 
     The bytes are those of ``json_response(body, status_code=…, headers={"Location": …})``
     (plus ``Idempotent-Replayed: true`` on a replay); only the header list is built
-    directly, in the order ``Response.init_headers`` gives it, instead of from a dict.
+    directly (``answer_headers``) instead of from a dict.
     """
 
     media_type = JSON_MEDIA_TYPE
@@ -53,12 +66,7 @@ class ScanAnswer(Response):
         self.status_code = 202 if is_new else 200
         self.background = None
         self.body = body
-        headers = [(b"location", location.encode("latin-1"))]
-        if not is_new:
-            headers.append((_REPLAYED_NAME, b"true"))
-        headers.append((b"content-length", b"%d" % len(body)))
-        headers.append(_JSON_CONTENT_TYPE)
-        self.raw_headers = headers
+        self.raw_headers = answer_headers(body, location=location, is_new=is_new)
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -68,6 +76,10 @@ def _idempotency_key(request: Request) -> str | None:
         if name == _IDEMPOTENCY_NAME:
             return value.decode("latin-1")
     return None
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 class IngestEndpoints:
@@ -99,7 +111,26 @@ class IngestEndpoints:
         submission = decode_json(body, self._scan_decoder) if body else DEFAULT_SUBMISSION
         created = await self._scans.submit(submission, idempotency_key=_idempotency_key(request), caller=caller)
         scan = created.scan
-        return ScanAnswer(encoder.encode(scan_out(scan)), location=scan_location(scan.scan_id), is_new=created.is_new)
+        return ScanAnswer(scan_json(scan), location=scan_location(scan.scan_id), is_new=created.is_new)
+
+    async def submit_raw(
+        self, receive: Receive, authorization: bytes | None, content_length: bytes | None, idempotency_key: bytes | None
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """``submit`` for the hot path (``hotpath.HotEntry``), from the headers it read: status, headers, body.
+
+        The same steps in the same order (caller, body, decode, service), so the same refusals; without a
+        ``Request``, and without a coroutine for the caller when authentication is off.
+        """
+        callers = self._callers
+        caller = OPERATOR if not callers.required else await callers.authenticate(_text(authorization))
+        body = await receive_body(receive, _text(content_length), max_bytes=self._max_body_bytes)
+        submission = decode_json(body, self._scan_decoder) if body else DEFAULT_SUBMISSION
+        created = await self._scans.submit(submission, idempotency_key=_text(idempotency_key), caller=caller)
+        scan = created.scan
+        is_new = created.is_new
+        answer = scan_json(scan)
+        headers = answer_headers(answer, location=scan_location(scan.scan_id), is_new=is_new)
+        return (202 if is_new else 200), headers, answer
 
     async def submit_batch(self, request: Request) -> Response:
         """``POST /scans/batch``: store every scan or none (one transaction)."""

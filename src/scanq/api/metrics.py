@@ -12,10 +12,14 @@ process never loads.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Awaitable, Callable
+from bisect import bisect_left
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import Metric
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +32,28 @@ UNMATCHED_ROUTE = "unmatched"
 OTHER_METHOD = "OTHER"
 
 
+class FoldedHistogram(Histogram):
+    """A histogram that runs ``fold`` (set by its owner) before every read, to add what is pending first."""
+
+    fold: Callable[[], None] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self.fold is not None:
+            self.fold()
+        return super().collect()
+
+
+class _Pending:
+    """One label set's observations since the last read: counts per bucket and their sum."""
+
+    __slots__ = ("child", "counts", "total")
+
+    def __init__(self, child: Histogram, buckets: int) -> None:
+        self.child = child
+        self.counts = [0] * buckets
+        self.total = 0.0
+
+
 class HttpMetrics:
     """Request latency by method, route template and status code.
 
@@ -35,30 +61,56 @@ class HttpMetrics:
     (``/scans/{scan_id}``, never the raw path) or ``unmatched``, and unusual
     methods are folded into ``OTHER``.
 
+    A request adds one to its bucket's pending count (``bisect`` over the bounds) and its time to a
+    pending sum; ``fold`` adds those to the histogram, and runs before every read of it (``collect``:
+    every scrape), so what ``/metrics`` shows is always exact. ``Histogram.observe`` instead walks the
+    buckets in Python and takes a lock twice: about 2 µs per request on the ingest hot path. The fold
+    writes the child's bucket and sum values directly (prometheus-client internals, pinned by
+    ``tests/unit/test_metrics.py``). Observations and reads both run on the process's event loop.
+
     Args:
         registry: where the histogram is registered.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.duration = Histogram(
+        self.duration = FoldedHistogram(
             f"{PREFIX}_http_request_duration_seconds",
             "HTTP request latency in seconds, by method, route template and status code",
             ["method", "route", "code"],
             buckets=HTTP_SECONDS_BUCKETS,
             registry=registry,
         )
-        self._children: dict[tuple[str, str, int], Histogram] = {}
+        self.duration.fold = self.fold
+        self._bounds = (*HTTP_SECONDS_BUCKETS, math.inf)  # the histogram's own upper bounds, +Inf last
+        self._pending: dict[tuple[str, str, int], _Pending] = {}
 
     def observe(self, *, method: str, route: str, code: int, seconds: float) -> None:
         """Record one request."""
         if method not in HTTP_METHODS:
             method = OTHER_METHOD
         key = (method, route, code)
-        child = self._children.get(key)
-        if child is None:
+        pending = self._pending.get(key)
+        if pending is None:
+            # The child now, as Histogram.observe would make it: its series (and _created) start here.
             child = self.duration.labels(method=method, route=route, code=str(code))
-            self._children[key] = child
-        child.observe(seconds)
+            pending = self._pending[key] = _Pending(child, len(self._bounds))
+        # Histogram.observe counts a value in the first bucket whose bound is >= it: bisect_left.
+        pending.counts[bisect_left(self._bounds, seconds)] += 1
+        pending.total += seconds
+
+    def fold(self) -> None:
+        """Add every pending observation to the histogram (run before each read)."""
+        for pending in self._pending.values():
+            counts = pending.counts
+            if not any(counts):
+                continue
+            child: Any = pending.child
+            for index, count in enumerate(counts):
+                if count:
+                    child._buckets[index].inc(count)
+                    counts[index] = 0
+            child._sum.inc(pending.total)
+            pending.total = 0.0
 
 
 def route_template(scope: Scope) -> str:
@@ -123,6 +175,7 @@ def metrics_endpoint(
 
 
 __all__ = [
+    "FoldedHistogram",
     "HttpMetrics",
     "HttpMetricsMiddleware",
     "metrics_endpoint",
