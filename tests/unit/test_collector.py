@@ -8,7 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from scanq.api import create_status_app
 from scanq.collector import YOUNG_THRESHOLD, calm_collector
+from scanq.config import Settings
+from scanq.supervisor.commands import serve_app
 
 
 @pytest.fixture
@@ -42,3 +45,21 @@ def test_cycles_made_after_it_are_still_collected() -> None:
     del first, second
     gc.collect()
     assert watched() is None
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_a_service_calms_its_collector_before_it_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[int, int]] = []
+
+    def serve(app: object, *, settings: Settings, port: int) -> None:
+        seen.append((gc.get_freeze_count(), gc.get_threshold()[0]))
+
+    monkeypatch.setattr("scanq.api.server.serve", serve)
+    monkeypatch.setattr("scanq.supervisor.commands.follow_supervisor", lambda: None)
+    gc.unfreeze()
+
+    serve_app(create_status_app(Settings(database_url="memory://calm")), settings=Settings(), port=0)
+
+    [(frozen, young_threshold)] = seen
+    assert frozen > 0
+    assert young_threshold == YOUNG_THRESHOLD
