@@ -18,12 +18,17 @@ autovacuum would soon do on its own after a million updates.
 
 Each run also records the CPU the status process (processes) used per answered
 request (``cpu_us_per_request``, warm-up included in both counts): unlike latency, it
-hardly moves when other processes load the machine. ``BENCH_STATUS_SIZES``
+hardly moves when other processes load the machine. Each 64-client run is made
+again with wrk (``wrk -t1 -c64``, the same paths in turn; ``bench.wrk``) as a
+second judge: a load generator in C leaves the status process more of the two
+cores than ``bench.loadgen`` does, which shows how much of the tail is the
+generator's. ``BENCH_STATUS_SIZES``
 (a comma list, e.g. ``100000``) replaces the sizes, for quicker iterations.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -41,6 +46,7 @@ from bench.processes import (
     wait_children_started,
     wait_http_ready,
 )
+from bench.wrk import ensure_wrk, get_script, run_wrk
 from scanq.cursors import encode_page_cursor
 from scanq.store import open_store
 from scanq.store.base import encode_cursor
@@ -66,8 +72,10 @@ def sizes(ctx: BenchContext) -> list[int]:
 async def run(ctx: BenchContext) -> dict[str, Any]:
     """Measure by id, list and stats at each size."""
     result: dict[str, Any] = {"table": []}
+    # A quick run uses wrk when it is there but installs nothing.
+    wrk = await asyncio.to_thread(ensure_wrk, may_install=not ctx.is_quick)
     for size in sizes(ctx):
-        measured = await _at_size(ctx, size=size)
+        measured = await _at_size(ctx, size=size, wrk=wrk)
         result[f"at_{size}"] = measured
         for name in ("by_id", "list", "stats"):
             row = measured[name]
@@ -87,10 +95,21 @@ async def run(ctx: BenchContext) -> dict[str, Any]:
                         f"{row['cpu_us_per_request']:,.0f} µs CPU each)",
                     ]
                 )
+                judged = measured.get(f"{name}_{CONCURRENT_CLIENTS}{suffix}_wrk")
+                result["table"].append(
+                    [
+                        f"{size:,} scans: {name}, {CONCURRENT_CLIENTS} clients{label}, wrk -t1 (p50, p99)",
+                        "wrk unavailable"
+                        if judged is None
+                        else f"{fmt_ms(judged['p50_ms'])}, {fmt_ms(judged['p99_ms'])} "
+                        f"({judged['rate_per_s']:,.0f} req/s, {judged['errors']} errors, "
+                        f"{judged['cpu_us_per_request']:,.0f} µs CPU each)",
+                    ]
+                )
     return result
 
 
-async def _at_size(ctx: BenchContext, *, size: int) -> dict[str, Any]:
+async def _at_size(ctx: BenchContext, *, size: int, wrk: str | None) -> dict[str, Any]:
     duration_s: float = ctx.pick(3.0, 0.5)
     warmup_s: float = ctx.pick(0.5, 0.2)
     async with fresh_database(ctx.db, label=f"status{size}", workdir=ctx.workdir) as url:
@@ -135,6 +154,11 @@ async def _at_size(ctx: BenchContext, *, size: int) -> dict[str, Any]:
                     warmup_s=warmup_s,
                     workdir=ctx.workdir,
                 )
+            if wrk is not None:
+                for name in CONCURRENT_READS:
+                    measured[f"{name}_{CONCURRENT_CLIENTS}_wrk"] = await _judge(
+                        wrk, status, paths[name], shared=False, duration_s=duration_s, workdir=ctx.workdir
+                    )
         finally:
             await stop_all([status])
         settings = {"status_processes": str(STATUS_PROCESSES), "log_level": "INFO"}
@@ -153,9 +177,33 @@ async def _at_size(ctx: BenchContext, *, size: int) -> dict[str, Any]:
                     warmup_s=warmup_s,
                     workdir=ctx.workdir,
                 )
+                if wrk is not None:
+                    measured[f"{key}_wrk"] = await _judge(
+                        wrk, shared, paths[name], shared=True, duration_s=duration_s, workdir=ctx.workdir
+                    )
         finally:
             await stop_all([shared])
     return measured
+
+
+def _cpu_s(status: Process, *, shared: bool) -> float:
+    """CPU seconds used so far by the status process, or by its children (``shared``: several processes)."""
+    return sum(children_cpu_s(status.pid).values()) if shared else status.cpu_seconds()
+
+
+async def _judge(
+    wrk: str, status: Process, paths: list[str], *, shared: bool, duration_s: float, workdir: Path
+) -> dict[str, Any]:
+    """One ``wrk -t1 -c64`` run over ``paths`` in turn, with the CPU the status side used per answer."""
+    assert status.port is not None
+    script = get_script(paths=paths, workdir=workdir)
+    cpu_before = _cpu_s(status, shared=shared)
+    row = await run_wrk(
+        wrk, port=status.port, path="/", script=script, connections=CONCURRENT_CLIENTS, duration_s=duration_s
+    )
+    used = _cpu_s(status, shared=shared) - cpu_before
+    row["cpu_us_per_request"] = round(used / row["requests"] * 1e6, 1) if row["requests"] else 0.0
+    return row
 
 
 async def _measure(
@@ -171,10 +219,7 @@ async def _measure(
     """One load generator run against ``status``, with the CPU its process (``shared``: children) used per answer."""
     assert status.port is not None
 
-    def cpu_s() -> float:
-        return sum(children_cpu_s(status.pid).values()) if shared else status.cpu_seconds()
-
-    cpu_before = cpu_s()
+    cpu_before = _cpu_s(status, shared=shared)
     row = await run_loadgen(
         port=status.port,
         paths=paths,
@@ -185,6 +230,6 @@ async def _measure(
     )
     # The load generator counts the measured requests only: scale to the warm-up as well.
     answered = float(str(row["rate_per_s"])) * (duration_s + warmup_s)
-    used = cpu_s() - cpu_before
+    used = _cpu_s(status, shared=shared) - cpu_before
     row["cpu_us_per_request"] = round(used / answered * 1e6, 1) if answered else 0.0
     return row

@@ -1,12 +1,14 @@
-"""wrk as a second judge of the ingest scenario: ``wrk -t1 -c64 -d10s -s post.lua`` with the same POST body.
+"""wrk as a second judge of the ingest and status scenarios: ``wrk -t1 -c64 -s post.lua`` (or ``get.lua``).
 
 ``bench.loadgen`` measures every scenario; wrk (C, one thread here) confirms
-the ingest figures with a client scanq did not write. ``scripts/ensure-wrk.sh``
-installs it with apt when the bench runs as root; without it the result says
-why (``{"available": False, "reason": …}``) and the bench goes on. The Lua
-script sends the body with ``Content-Type: application/json`` and prints its
-summary as one JSON line from wrk's ``done`` hook (requests, errors,
-latency percentiles), so nothing depends on wrk's human-readable output.
+the ingest figures and the status scenario's 64-client reads with a client
+scanq did not write. ``scripts/ensure-wrk.sh`` installs it with apt when the
+bench runs as root; without it the result says why (``{"available": False,
+"reason": …}``) and the bench goes on. ``post_script`` sends one body with
+``Content-Type: application/json``; ``get_script`` asks for a list of paths in
+turn. Both print their summary as one JSON line from wrk's ``done`` hook
+(requests, errors, latency percentiles), so nothing depends on wrk's
+human-readable output.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,32 @@ def post_script(*, body: bytes, workdir: Path) -> Path:
     return path
 
 
+def get_script(*, paths: Sequence[str], workdir: Path) -> Path:
+    """A Lua script that GETs ``paths`` in turn, one per request, and prints a JSON summary.
+
+    The paths go into Lua string literals: printable ASCII without quotes or backslashes only (ids, query
+    strings and base64url cursors are).
+    """
+    if not paths:
+        raise ValueError("no paths to GET")
+    for path in paths:
+        if not path.isascii() or not path.isprintable() or '"' in path or "\\" in path:
+            raise ValueError(f"this path cannot go into a Lua string: {path!r}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / f"get-{int(time.time() * 1e6)}.lua"
+    table = ",\n".join(f'  "{path}"' for path in paths)
+    lines = [
+        f"local paths = {{\n{table}\n}}",
+        "local next_path = 0",
+        "request = function()",
+        "  next_path = next_path % #paths + 1",
+        '  return wrk.format("GET", paths[next_path])',
+        "end",
+    ]
+    script.write_text("\n".join(lines) + "\n" + _DONE_HOOK)
+    return script
+
+
 async def run_wrk(
     wrk: str, *, port: int, path: str, script: Path, connections: int, duration_s: float
 ) -> dict[str, Any]:
@@ -81,7 +110,7 @@ async def run_wrk(
     errors = sum(raw[key] for key in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts"))
     ok = raw["requests"] - raw["status_errors"]
     return {
-        "command": " ".join(["wrk", *argv[1:-3], "-s", "post.lua", argv[-1]]),
+        "command": " ".join(["wrk", *argv[1:-3], "-s", script.name.split("-")[0] + ".lua", argv[-1]]),
         "requests": raw["requests"],
         "errors": errors,
         "duration_s": round(duration, 3),
