@@ -41,6 +41,7 @@ _MAX_TXID = 2**64 - 1  # xid8
 _MAX_SEQ = 2**63 - 1  # bigint
 # The columns of statements.CLAIMED_COLUMNS, which every claim statement answers first, history last.
 CLAIMED_WIDTH = 28
+_OUTCOME_BY_NAME: dict[str, Outcome] = {outcome.value: outcome for outcome in Outcome}
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -55,13 +56,13 @@ def actor_from_columns(token_id: str | None, token_name: str | None) -> Actor | 
 def attempt_from_entry(entry: dict[str, Any]) -> Attempt:
     """One entry of the ``history`` jsonb array (timestamps are ISO text there)."""
     outcome = entry.get("outcome")
-    return Attempt(
-        attempt=entry["attempt"],
-        worker=entry["worker"],
-        started_at=datetime.fromisoformat(entry["started_at"]),
-        finished_at=_timestamp(entry.get("finished_at")),
-        outcome=Outcome(outcome) if outcome is not None else None,
-        error=entry.get("error"),
+    return make_attempt(
+        entry["attempt"],
+        entry["worker"],
+        datetime.fromisoformat(entry["started_at"]),
+        _timestamp(entry.get("finished_at")),
+        _OUTCOME_BY_NAME[outcome] if outcome is not None else None,
+        entry.get("error"),
     )
 
 
@@ -93,32 +94,33 @@ def claimed_scan_from_row(row: asyncpg.Record) -> Scan:
 
 
 def _scan(row: asyncpg.Record, *, history: tuple[Attempt, ...]) -> Scan:
-    return Scan(
-        scan_id=str(row["scan_id"]),
-        status=ScanStatus(row["status"]),
-        target=row["target"],
-        scanner=row["scanner"],
-        options=row["options"],
-        priority=row["priority"],
-        attempt=row["attempt"],
-        max_attempts=row["max_attempts"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        available_at=row["available_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        lease_owner=row["lease_owner"],
-        lease_expires_at=row["lease_expires_at"],
-        error=row["error"],
-        result=row["result"],
-        idempotency_key=row["idempotency_key"],
-        cancel_requested=row["cancel_requested"],
-        history=history,
-        tenant=row["tenant"],
-        submitted_by=actor_from_columns(row["submitted_by"], row["submitted_by_name"]),
-        cancelled_by=actor_from_columns(row["cancelled_by"], row["cancelled_by_name"]),
-        target_key=row["target_key"],
-        callback_url=row["callback_url"],
+    # make_scan takes the fields in Scan's order (models.positional_maker): a page of 50 is built per read.
+    return make_scan(
+        str(row["scan_id"]),
+        STATUS_BY_NAME[row["status"]],
+        row["target"],
+        row["scanner"],
+        row["options"],
+        row["priority"],
+        row["attempt"],
+        row["max_attempts"],
+        row["created_at"],
+        row["updated_at"],
+        row["available_at"],
+        row["started_at"],
+        row["finished_at"],
+        row["lease_owner"],
+        row["lease_expires_at"],
+        row["error"],
+        row["result"],
+        row["idempotency_key"],
+        row["cancel_requested"],
+        history,
+        row["tenant"],
+        actor_from_columns(row["submitted_by"], row["submitted_by_name"]),
+        actor_from_columns(row["cancelled_by"], row["cancelled_by_name"]),
+        row["target_key"],
+        row["callback_url"],
     )
 
 
