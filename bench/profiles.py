@@ -33,7 +33,10 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON encode (responses)", ("scanq/api/http.py:json_response", "scanq/views.py", "msgspec/")),
     ("JSON decode + validation", ("scanq/api/http.py:decode_json", "scanq/submissions.py", "scanq/scanners/")),
     ("auth, quotas, limits", ("scanq/auth.py", "scanq/quotas.py", "scanq/api/callers.py", "scanq/api/limits.py")),
-    ("scan service, models, ids", ("scanq/scans.py", "scanq/models.py", "scanq/ids.py", "uuid_utils/")),
+    (
+        "scan service, models, ids",
+        ("scanq/scans.py", "scanq/models.py", "<positional_maker", "scanq/ids.py", "uuid_utils/"),
+    ),
     ("store, create path on the loop (PostgreSQL: with asyncpg)", ("scanq/store/", "asyncpg/")),
     # The edge's transport wrapper calls uvloop's write, which sends at once: this is the send system call.
     (

@@ -8,10 +8,10 @@ own msgspec types (``api/schemas.py``) built from these.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 
 class ScanStatus(enum.StrEnum):
@@ -373,27 +373,3 @@ class DeliveryResult:
     status_code: int | None = None
     error: str | None = None
     retry_at: datetime | None = None
-
-
-_Record = TypeVar("_Record")
-
-
-def positional_maker(cls: type[_Record]) -> Callable[..., _Record]:
-    """A function making ``cls`` from every field's value, positionally in field order (hot paths).
-
-    The record ``cls(**values)`` makes, without the frozen ``__init__``'s ``object.__setattr__`` per field (a
-    ``Scan``: 3.5 → 1.4 µs). Only for the frozen slotted records here: none has a ``__post_init__``.
-    """
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    namespace |= {f"set_{name}": getattr(cls, name).__set__ for name in names}
-    body = "".join(f"    set_{name}(record, {name})\n" for name in names)
-    exec(f"def make({', '.join(names)}):\n    record = new(cls)\n{body}    return record\n", namespace)
-    return namespace["make"]  # type: ignore[no-any-return]
-
-
-make_scan = positional_maker(Scan)
-make_attempt = positional_maker(Attempt)
-make_lease = positional_maker(Lease)
-make_finish = positional_maker(Finish)
-STATUS_BY_NAME: Mapping[str, ScanStatus] = {status.value: status for status in ScanStatus}

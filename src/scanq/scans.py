@@ -36,6 +36,7 @@ from scanq.exceptions import (
 from scanq.ids import is_scan_id, new_scan_id
 from scanq.models import OPERATOR, Caller, Created, NewScan, Page, Scan, ScanStatus, Scope, TenantQueue
 from scanq.quotas import QuotaGuard
+from scanq.record_makers import make_new_scan
 from scanq.scanners import ScannerRegistry
 from scanq.store.base import FINISHED_STATUSES, MAX_PAGE_SIZE, Store
 from scanq.submissions import (
@@ -54,7 +55,6 @@ from scanq.submissions import (
     check_bounds,
     check_idempotency_key,
     is_same_request,
-    new_scan,
     parse_status,
 )
 from scanq.throughput import (
@@ -331,7 +331,7 @@ class ScanService:
         callback_url = submission.callback_url
         if callback_url is not None:
             callback_url = await self._check_callback_url(callback_url, {} if checked is None else checked)
-        return new_scan(
+        return make_new_scan(
             scan_id=new_scan_id(),
             created_at=now,
             target=target,

@@ -6,14 +6,14 @@ bounds, so a client sees them in the OpenAPI document.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 
 from scanq.exceptions import ValidationError
-from scanq.models import NewScan, Scan, ScanStatus, positional_maker
+from scanq.models import NewScan, Scan, ScanStatus
 
 MIN_PRIORITY = -1000
 MAX_PRIORITY = 1000
@@ -82,11 +82,6 @@ class SubmitRequest:
 
 
 DEFAULT_SUBMISSION = SubmitRequest()
-
-
-# ``NewScan(...)`` in 40% of the time, one per submission: every field given, by keyword or in field order
-# (``models.positional_maker``; ``tests/unit/test_scans.py`` checks it makes the constructor's record).
-new_scan: Callable[..., NewScan] = positional_maker(NewScan)
 
 
 def check_bounds(submission: Submission) -> None:
@@ -201,6 +196,5 @@ __all__ = [
     "check_options",
     "encode_options",
     "is_same_request",
-    "new_scan",
     "parse_status",
 ]

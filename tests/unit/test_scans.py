@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +20,7 @@ from scanq.exceptions import (
     ValidationError,
 )
 from scanq.ids import new_scan_id
-from scanq.models import Actor, Finish, Lease, NewScan, Outcome, ScanStatus
+from scanq.models import Finish, Lease, NewScan, Outcome, ScanStatus
 from scanq.scanners import ScannerRegistry
 from scanq.scanners.base import Scanner
 from scanq.scans import (
@@ -36,7 +35,6 @@ from scanq.scans import (
     SubmitRequest,
 )
 from scanq.store.memory import MemoryStore
-from scanq.submissions import new_scan
 
 MAX_BATCH = 4
 
@@ -321,29 +319,3 @@ async def test_stats_count_every_status_and_age_the_oldest_accepted(service: Sca
     assert stats.counts == {**dict.fromkeys(ScanStatus, 0), ScanStatus.ACCEPTED: 2}
     assert stats.oldest_accepted_age_s is not None
     assert 30 <= stats.oldest_accepted_age_s < 40
-
-
-def test_new_scan_makes_the_record_the_constructor_makes() -> None:
-    """``submissions.new_scan`` sets the slots itself: the same record, every field given, nothing run after init."""
-    values: dict[str, Any] = {
-        "scan_id": new_scan_id(),
-        "created_at": datetime.now(UTC),
-        "target": "example.com",
-        "scanner": "noop",
-        "options": {"a": [1]},
-        "priority": -3,
-        "max_attempts": 7,
-        "idempotency_key": "k",
-        "tenant": "acme",
-        "submitted_by": Actor(token_id="t", token_name=None),
-        "target_key": "example.com",
-        "callback_url": "https://hooks.example.com/",
-    }
-    made = new_scan(**values, available_at=None)
-    assert made == NewScan(**values) and type(made) is NewScan
-    assert made.available_at is None
-    assert not hasattr(NewScan, "__post_init__")
-    with pytest.raises(TypeError):
-        new_scan(**values)  # every field must be given: no default is filled in silently
-    with pytest.raises(FrozenInstanceError):
-        made.target = "other"  # type: ignore[misc]

@@ -12,7 +12,8 @@ from scanq.backoff import backoff_delay
 from scanq.config import Settings
 from scanq.exceptions import ScannerError, TransientScanError, UnknownScanner
 from scanq.lifecycle import after_failure
-from scanq.models import Finish, Lease, Outcome, Scan, make_finish
+from scanq.models import Finish, Lease, Outcome, Scan
+from scanq.record_makers import make_finish
 from scanq.scanners import ScannerRegistry
 
 logger = logging.getLogger("scanq.worker")

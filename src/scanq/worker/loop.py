@@ -25,7 +25,8 @@ from collections import Counter
 from scanq.config import Settings
 from scanq.lifecycle import scan_timeout_error
 from scanq.metrics import WorkerMetrics
-from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus, make_lease
+from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus
+from scanq.record_makers import make_lease
 from scanq.scanners import ScannerRegistry
 from scanq.store import Store
 from scanq.webhooks.runner import Webhooks, start_webhooks

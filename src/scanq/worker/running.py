@@ -8,7 +8,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from scanq.models import Finish, Lease, Outcome, Scan, make_finish, make_lease
+from scanq.models import Finish, Lease, Outcome, Scan
+from scanq.record_makers import make_finish, make_lease
 
 # Let through the task after the attempt ended: what stops the process, or closes the coroutine.
 _PASSED_ON = (KeyboardInterrupt, SystemExit, GeneratorExit)

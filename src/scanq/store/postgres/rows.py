@@ -11,7 +11,6 @@ import asyncpg
 
 from scanq.ids import is_scan_id
 from scanq.models import (
-    STATUS_BY_NAME,
     Actor,
     ApiToken,
     Attempt,
@@ -31,9 +30,8 @@ from scanq.models import (
     TenantLimits,
     TenantQueue,
     WebhookEndpoint,
-    make_attempt,
-    make_scan,
 )
+from scanq.record_makers import STATUS_BY_NAME, make_attempt, make_scan
 
 # An event's id is its place in the log, "<txid>.<seq>" (both decimal, no sign, no leading zeros).
 _EVENT_ID = re.compile(r"(0|[1-9][0-9]{0,19})\.(0|[1-9][0-9]{0,18})")

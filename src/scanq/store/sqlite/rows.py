@@ -13,21 +13,8 @@ from typing import Any
 import msgspec
 
 from scanq.exceptions import ValidationError
-from scanq.models import (
-    STATUS_BY_NAME,
-    Actor,
-    ApiToken,
-    Attempt,
-    Finish,
-    Lease,
-    NewScan,
-    Outcome,
-    Scan,
-    Scope,
-    TenantLimits,
-    make_attempt,
-    make_scan,
-)
+from scanq.models import Actor, ApiToken, Attempt, Finish, Lease, NewScan, Outcome, Scan, Scope, TenantLimits
+from scanq.record_makers import STATUS_BY_NAME, make_attempt, make_scan
 
 _ACTOR = msgspec.json.Decoder(Actor)
 decode_json = msgspec.json.decode

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from bench.profiles import group_of
 
-from scanq import models
-from scanq.models import Actor, Attempt, Finish, Lease, Outcome, Scan, ScanStatus
+from scanq import record_makers
+from scanq.ids import new_scan_id
+from scanq.models import Actor, Attempt, Finish, Lease, NewScan, Outcome, Scan, ScanStatus
 
 AT = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
 LEASE = Lease(scan_id="s1", worker_id="w1", attempt=2)
@@ -52,10 +55,10 @@ FIELD_ORDERS = {
     Finish: ("lease", "outcome", "result", "error", "retry_at"),
 }
 CASES: list[tuple[Any, Any]] = [
-    (models.make_lease, LEASE),
-    (models.make_attempt, ATTEMPT),
-    (models.make_scan, SCAN),
-    (models.make_finish, FINISH),
+    (record_makers.make_lease, LEASE),
+    (record_makers.make_attempt, ATTEMPT),
+    (record_makers.make_scan, SCAN),
+    (record_makers.make_finish, FINISH),
 ]
 
 
@@ -80,7 +83,7 @@ def test_a_made_record_is_as_frozen_as_a_constructed_one(make: Any, expected: An
 
 def test_a_maker_needs_every_field() -> None:
     with pytest.raises(TypeError):
-        models.make_finish(LEASE, Outcome.COMPLETE)
+        record_makers.make_finish(LEASE, Outcome.COMPLETE)
 
 
 @pytest.mark.parametrize(("cls", "order"), FIELD_ORDERS.items(), ids=lambda value: getattr(value, "__name__", ""))
@@ -89,4 +92,37 @@ def test_the_field_orders_the_positional_calls_rely_on(cls: type, order: tuple[s
 
 
 def test_status_by_name_covers_every_status() -> None:
-    assert {name: models.STATUS_BY_NAME[name] for name in ScanStatus} == {s.value: s for s in ScanStatus}
+    assert {name: record_makers.STATUS_BY_NAME[name] for name in ScanStatus} == {s.value: s for s in ScanStatus}
+
+
+def test_make_new_scan_makes_the_record_the_constructor_makes() -> None:
+    """A new submission's record: every field given (no default filled in silently), nothing run after init."""
+    values: dict[str, Any] = {
+        "scan_id": new_scan_id(),
+        "created_at": datetime.now(UTC),
+        "target": "example.com",
+        "scanner": "noop",
+        "options": {"a": [1]},
+        "priority": -3,
+        "max_attempts": 7,
+        "idempotency_key": "k",
+        "tenant": "acme",
+        "submitted_by": Actor(token_id="t", token_name=None),
+        "target_key": "example.com",
+        "callback_url": "https://hooks.example.com/",
+    }
+    made = record_makers.make_new_scan(**values, available_at=None)
+    assert made == NewScan(**values) and type(made) is NewScan
+    assert made.available_at is None
+    assert not hasattr(NewScan, "__post_init__")
+    with pytest.raises(TypeError):
+        record_makers.make_new_scan(**values)  # every field must be given: no default is filled in silently
+    with pytest.raises(FrozenInstanceError):
+        made.target = "other"  # type: ignore[misc]
+
+
+def test_a_makers_frames_are_named_after_its_record_for_profiles() -> None:
+    """py-spy names a frame by its file: "<positional_maker Scan>", not "<string>" (the event loop's group)."""
+    assert record_makers.make_scan.__code__.co_filename == "<positional_maker Scan>"
+    stack = ("Worker._claim (scanq/worker/loop.py:200)", "make (<positional_maker Scan>:3)")
+    assert group_of(stack) == "scan service, models, ids"
