@@ -43,7 +43,10 @@ class NullStore(MemoryStore):
         return Created(scan=accepted_scan(scan, updated_at=scan.created_at), is_new=True)
 
 
-def _scope() -> dict[str, Any]:
+def http_scope(
+    headers: list[tuple[bytes, bytes]] = HEADERS, *, path: str = "/scans", method: str = "POST"
+) -> dict[str, Any]:
+    """The ASGI scope uvicorn would pass for one request from 127.0.0.1 to the ingest port."""
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -51,12 +54,12 @@ def _scope() -> dict[str, Any]:
         "server": ("127.0.0.1", 10550),
         "client": ("127.0.0.1", 50000),
         "scheme": "http",
-        "method": "POST",
+        "method": method,
         "root_path": "",
-        "path": "/scans",
-        "raw_path": b"/scans",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
-        "headers": HEADERS,
+        "headers": headers,
         "state": {},
     }
 
@@ -76,13 +79,13 @@ async def measure(*, requests: int, rounds: int) -> list[float]:
     async with NullStore("memory://ingest-inprocess") as store:
         app = create_ingest_app(Settings(database_url="memory://ingest-inprocess"), store=store)
         for _ in range(WARMUP_REQUESTS):
-            await app(_scope(), receive, send)
+            await app(http_scope(), receive, send)
         per_request: list[float] = []
         for _ in range(rounds):
             statuses.clear()
             started = time.process_time()
             for _ in range(requests):
-                await app(_scope(), receive, send)
+                await app(http_scope(), receive, send)
             per_request.append((time.process_time() - started) / requests * 1e6)
             if statuses != [202] * requests:
                 raise RuntimeError(f"not every submission was accepted: {sorted(set(statuses))}")

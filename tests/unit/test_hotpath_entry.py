@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from bench.ingest_inprocess import http_scope as asgi_scope
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -34,20 +35,7 @@ HEADERS = [(b"host", b"127.0.0.1:10550"), (b"content-type", b"application/json")
 
 
 def http_scope(headers: list[tuple[bytes, bytes]] = HEADERS, *, path: str = "/scans") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 10550),
-        "client": ("127.0.0.1", 50000),
-        "scheme": "http",
-        "method": "POST",
-        "root_path": "",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": headers,
-    }
+    return asgi_scope(headers, path=path)
 
 
 async def run(app: Callable[..., Awaitable[None]], scope: dict[str, Any]) -> list[Message]:
