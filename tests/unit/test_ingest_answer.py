@@ -1,5 +1,5 @@
-"""``POST /scans``'s answer is built without a header dict and its JSON positionally: the bytes ``json_response``
-and ``scan_out`` give."""
+"""``POST /scans``'s answer is built without a header dict, and ``scan_out`` builds its ``ScanOut`` positionally:
+the bytes ``json_response`` gives, and the record one built by name gives."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import pytest
 
 from scanq.api.http import encoder, json_response
 from scanq.api.ingest import REPLAYED_HEADER, ScanAnswer, scan_location
-from scanq.api.scan_json import AnswerOut, scan_json
 from scanq.ids import new_scan_id
 from scanq.models import Actor, Attempt, NewScan, Outcome, Scan, ScanStatus
 from scanq.store.base import accepted_scan
-from scanq.views import ActorOut, ScanOut, scan_out
+from scanq.views import ActorOut, AttemptOut, ScanOut, scan_out
 
 
 @pytest.mark.parametrize("is_new", [True, False])
@@ -80,10 +79,11 @@ def _scans() -> list[Scan]:
         attempt=1,
         history=(attempt,),
         result={"ok": True},
-        started_at=now,
-        finished_at=now,
+        # Distinct values in every field, so a field out of place in scan_out shows.
+        started_at=now + timedelta(seconds=1),
+        finished_at=now + timedelta(seconds=2),
         lease_owner="w-1",
-        lease_expires_at=now,
+        lease_expires_at=now + timedelta(seconds=3),
         error="x",
     )
     cancelled = replace(plain, status=ScanStatus.CANCELLED, cancelled_by=Actor(token_id="t", token_name="n"))
@@ -91,16 +91,59 @@ def _scans() -> list[Scan]:
     return [plain, full, ran, cancelled, read_only, replace(full, cancel_requested=True, submitted_by=None)]
 
 
+def _scan_out_by_name(scan: Scan) -> ScanOut:
+    """``scan_out`` written with keywords: what its positional build must equal."""
+    return ScanOut(
+        scan_id=scan.scan_id,
+        status=scan.status,
+        target=scan.target,
+        scanner=scan.scanner,
+        options=dict(scan.options),
+        priority=scan.priority,
+        attempt=scan.attempt,
+        max_attempts=scan.max_attempts,
+        created_at=scan.created_at,
+        updated_at=scan.updated_at,
+        available_at=scan.available_at,
+        started_at=scan.started_at,
+        finished_at=scan.finished_at,
+        lease_owner=scan.lease_owner,
+        lease_expires_at=scan.lease_expires_at,
+        error=scan.error,
+        result=None if scan.result is None else dict(scan.result),
+        idempotency_key=scan.idempotency_key,
+        cancel_requested=scan.cancel_requested,
+        history=[
+            AttemptOut(
+                attempt=a.attempt,
+                worker=a.worker,
+                started_at=a.started_at,
+                finished_at=a.finished_at,
+                outcome=a.outcome,
+                error=a.error,
+            )
+            for a in scan.history
+        ],
+        tenant=scan.tenant,
+        submitted_by=None
+        if scan.submitted_by is None
+        else ActorOut(token_id=scan.submitted_by.token_id, token_name=scan.submitted_by.token_name),
+        cancelled_by=None
+        if scan.cancelled_by is None
+        else ActorOut(token_id=scan.cancelled_by.token_id, token_name=scan.cancelled_by.token_name),
+        callback_url=scan.callback_url,
+    )
+
+
 @pytest.mark.parametrize("scan", _scans())
-def test_the_answer_json_is_scan_out_encoded_byte_for_byte(scan: Scan) -> None:
-    assert scan_json(scan) == encoder.encode(scan_out(scan))
+def test_scan_out_built_by_position_is_the_one_built_by_name(scan: Scan) -> None:
+    assert scan_out(scan) == _scan_out_by_name(scan)
+    assert encoder.encode(scan_out(scan)) == encoder.encode(_scan_out_by_name(scan))
 
 
-def test_the_positional_answer_has_scan_outs_fields_in_its_order_and_no_options() -> None:
-    """msgspec encodes a struct's fields by name in declared order: equal lists, equal bytes."""
-    assert AnswerOut.__struct_fields__ == ScanOut.__struct_fields__
-    assert AnswerOut.__struct_encode_fields__ == ScanOut.__struct_encode_fields__  # the names as encoded
-    for struct in (AnswerOut, ScanOut):
-        config = struct.__struct_config__
-        assert (config.omit_defaults, config.array_like, config.tag) == (False, False, None)
+def test_scan_outs_fields_encode_by_name_in_declared_order() -> None:
+    """msgspec encodes a struct's fields by name in declared order: positional building changes no byte."""
+    config = ScanOut.__struct_config__
+    assert (config.omit_defaults, config.array_like, config.tag) == (False, False, None)
+    assert ScanOut.__struct_encode_fields__ == ScanOut.__struct_fields__
     assert ActorOut.__struct_fields__ == ("token_id", "token_name")

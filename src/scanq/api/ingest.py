@@ -9,7 +9,7 @@ from starlette.types import Receive
 
 from scanq.api.callers import OPEN, Callers
 from scanq.api.errors import JSON_MEDIA_TYPE
-from scanq.api.http import decode_json, json_response, read_body, receive_body
+from scanq.api.http import decode_json, encoder, json_response, read_body, receive_body
 from scanq.api.openapi import (
     AUTH_ERRORS,
     BODY_ERRORS,
@@ -21,7 +21,6 @@ from scanq.api.openapi import (
     Reply,
     error_reply,
 )
-from scanq.api.scan_json import scan_json
 from scanq.api.schemas import BatchRequest, BatchResponse, NotFoundResponse, ScanRequest
 from scanq.config import Settings
 from scanq.exceptions import ValidationError
@@ -111,7 +110,7 @@ class IngestEndpoints:
         submission = decode_json(body, self._scan_decoder) if body else DEFAULT_SUBMISSION
         created = await self._scans.submit(submission, idempotency_key=_idempotency_key(request), caller=caller)
         scan = created.scan
-        return ScanAnswer(scan_json(scan), location=scan_location(scan.scan_id), is_new=created.is_new)
+        return ScanAnswer(encoder.encode(scan_out(scan)), location=scan_location(scan.scan_id), is_new=created.is_new)
 
     async def submit_raw(
         self, receive: Receive, authorization: bytes | None, content_length: bytes | None, idempotency_key: bytes | None
@@ -128,7 +127,7 @@ class IngestEndpoints:
         created = await self._scans.submit(submission, idempotency_key=_text(idempotency_key), caller=caller)
         scan = created.scan
         is_new = created.is_new
-        answer = scan_json(scan)
+        answer = encoder.encode(scan_out(scan))
         headers = answer_headers(answer, location=scan_location(scan.scan_id), is_new=is_new)
         return (202 if is_new else 200), headers, answer
 
