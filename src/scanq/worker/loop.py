@@ -26,7 +26,6 @@ from scanq.config import Settings
 from scanq.lifecycle import scan_timeout_error
 from scanq.metrics import WorkerMetrics
 from scanq.models import Finish, Lease, Outcome, Scan, ScanStatus
-from scanq.record_makers import make_lease
 from scanq.scanners import ScannerRegistry
 from scanq.store import Store
 from scanq.webhooks.runner import Webhooks, start_webhooks
@@ -266,7 +265,7 @@ class Worker:
         loop = self._loop
         assert loop is not None
         scan_id = scan.scan_id
-        lease = make_lease(scan_id, self.worker_id, scan.attempt)
+        lease = lease_of(scan, self.worker_id)
         old = self._running.get(scan_id)
         if old is not None:
             # The store handed us a newer attempt of a scan we still run: the old attempt's lease is gone.

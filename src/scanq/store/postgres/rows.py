@@ -92,7 +92,7 @@ def claimed_scan_from_row(row: asyncpg.Record) -> Scan:
 
 
 def _scan(row: asyncpg.Record, *, history: tuple[Attempt, ...]) -> Scan:
-    # make_scan takes the fields in Scan's order (models.positional_maker): a page of 50 is built per read.
+    # make_scan takes the fields in Scan's order (record_makers.positional_maker): a page of 50 is built per read.
     return make_scan(
         str(row["scan_id"]),
         STATUS_BY_NAME[row["status"]],
