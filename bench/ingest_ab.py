@@ -6,10 +6,12 @@ Each version runs as its own ingest process (``PYTHONPATH`` pointing at its ``sr
 of its own, beside the bare ASGI app (``bench.bareapp``). Every round loads the bare app, then both
 versions, in ABBA order (round 1: before, after; round 2: after, before; …), with ``bench.loadgen``
 (``POST /scans`` with one scan, 64 connections). Per load it records the submissions per second, the
-ratio to the bare app's rate in the same round, and the CPU the ingest process spent per accepted
-scan: all threads, and its event-loop thread alone (the main thread, ``/proc/PID/task/PID``), which is
-what the answer path costs; SQLite's writer thread is the difference. On a machine other jobs load,
-only these ratios and CPU figures compare, and only within the run: the medians are the result.
+ratio to the bare app's rate in the same round (and the bare app's CPU per request), and the CPU the
+ingest process spent per accepted scan: all threads, and its event-loop thread alone (the main thread,
+``/proc/PID/task/PID``), which is what the answer path costs; SQLite's writer thread is the difference.
+On a machine other jobs load, only these ratios and CPU figures compare, and only within the run: the
+medians are the result. ``--batch 100`` loads ``POST /scans/batch`` with that many scans a request
+instead (the rates and CPU figures are then per scan; the bare app's rate stays per request).
 ``--profile DIR`` also records each process with py-spy (``python -m bench.profiles --by-module``).
 """
 
@@ -39,7 +41,8 @@ from bench.processes import (
 )
 
 CONCURRENCY = 64
-BODY = json.dumps({"target": "example.com", "scanner": "noop"}).encode()
+ITEM = {"target": "example.com", "scanner": "noop"}
+BODY = json.dumps(ITEM).encode()
 VARIANTS = ("before", "after")
 
 
@@ -66,12 +69,19 @@ def _start(variant: str, source: Path, *, url: str, log_dir: Path) -> Process:
             os.environ["PYTHONPATH"] = previous
 
 
-async def _load(port: int, *, duration_s: float, warmup_s: float, workdir: Path) -> dict[str, Any]:
+def batch_body(size: int) -> bytes:
+    """``POST /scans/batch``'s body with ``size`` scans (the ``ingest`` scenario's batch)."""
+    return json.dumps({"scans": [ITEM] * size}).encode()
+
+
+async def _load(
+    port: int, *, duration_s: float, warmup_s: float, workdir: Path, path: str = "/scans", body: bytes = BODY
+) -> dict[str, Any]:
     return await run_loadgen(
         port=port,
         method="POST",
-        paths=["/scans"],
-        body=BODY,
+        paths=[path],
+        body=body,
         concurrency=CONCURRENCY,
         duration_s=duration_s,
         warmup_s=warmup_s,
@@ -85,9 +95,17 @@ def _accepted(result: dict[str, Any]) -> int:
 
 
 async def measure(
-    sources: dict[str, Path], *, db: str, rounds: int, duration_s: float, warmup_s: float, workdir: Path
+    sources: dict[str, Path],
+    *,
+    db: str,
+    rounds: int,
+    duration_s: float,
+    warmup_s: float,
+    workdir: Path,
+    batch: int | None = None,
 ) -> dict[str, Any]:
-    """Run the rounds; return every load's figures and the medians per variant."""
+    """Run the rounds; return every load's figures and the medians per variant (per scan with ``batch``)."""
+    path, body, scans_per_request = ("/scans", BODY, 1) if batch is None else ("/scans/batch", batch_body(batch), batch)
     log_dir = workdir / "logs"
     rows: list[dict[str, Any]] = []
     async with (
@@ -105,7 +123,10 @@ async def measure(
                 await wait_http_ready(service)
             for round_ in range(rounds):
                 assert bare.port is not None
+                bare_cpu = bare.cpu_seconds()
                 bare_result = await _load(bare.port, duration_s=duration_s, warmup_s=warmup_s, workdir=workdir)
+                bare_served = bare_result["requests"] * (duration_s + warmup_s) / duration_s
+                bare_cpu_us = round((bare.cpu_seconds() - bare_cpu) / bare_served * 1e6, 1)
                 order = VARIANTS if round_ % 2 == 0 else tuple(reversed(VARIANTS))
                 for variant in order:
                     service = services[variant]
@@ -113,10 +134,12 @@ async def measure(
                     cpu_before = service.cpu_seconds()
                     loop_before = thread_cpu_s(service.pid, service.pid)
                     load = load_average()
-                    result = await _load(service.port, duration_s=duration_s, warmup_s=warmup_s, workdir=workdir)
-                    accepted = _accepted(result)
-                    if accepted != sum(result["statuses"].values()):
+                    result = await _load(
+                        service.port, duration_s=duration_s, warmup_s=warmup_s, workdir=workdir, path=path, body=body
+                    )
+                    if _accepted(result) != sum(result["statuses"].values()):
                         raise RuntimeError(f"{variant}: not every submission was accepted: {result['statuses']}")
+                    accepted = _accepted(result) * scans_per_request
                     # The warm-up's requests were served too: the CPU is over every request of the load.
                     served = accepted * (duration_s + warmup_s) / duration_s
                     rate = accepted / float(result["duration_s"])
@@ -127,6 +150,7 @@ async def measure(
                             "scans_per_s": round(rate, 1),
                             "bare_per_s": bare_result["rate_per_s"],
                             "vs_bare": round(rate / float(bare_result["rate_per_s"]), 3),
+                            "bare_cpu_us": bare_cpu_us,
                             "cpu_us": round((service.cpu_seconds() - cpu_before) / served * 1e6, 1),
                             "loop_cpu_us": round(
                                 (thread_cpu_s(service.pid, service.pid) - loop_before) / served * 1e6, 1
@@ -145,7 +169,7 @@ async def measure(
 
 def _medians(rows: list[dict[str, Any]], variant: str) -> dict[str, float]:
     mine = [row for row in rows if row["variant"] == variant]
-    keys = ("scans_per_s", "bare_per_s", "vs_bare", "cpu_us", "loop_cpu_us", "p50_ms", "p99_ms")
+    keys = ("scans_per_s", "bare_per_s", "vs_bare", "bare_cpu_us", "cpu_us", "loop_cpu_us", "p50_ms", "p99_ms")
     return {key: round(statistics.median(float(row[key]) for row in mine), 3) for key in keys}
 
 
@@ -170,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=1.5)
+    parser.add_argument("--batch", type=int, help="load POST /scans/batch with this many scans a request")
     parser.add_argument("--profile", type=Path, help="record every ingest process with py-spy into this directory")
     parser.add_argument("--json", type=Path, help="write the rows and medians here")
     args = parser.parse_args(argv)
@@ -184,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 duration_s=args.duration,
                 warmup_s=args.warmup,
                 workdir=Path(workdir),
+                batch=args.batch,
             )
         )
     print(json.dumps({"medians": result["medians"], "paired": result["paired"]}, indent=2))

@@ -33,10 +33,10 @@ from scanq.exceptions import (
     UnknownScanner,
     ValidationError,
 )
-from scanq.ids import is_scan_id, new_scan_id
+from scanq.ids import is_scan_id
 from scanq.models import OPERATOR, Caller, Created, NewScan, Page, Scan, ScanStatus, Scope, TenantQueue
+from scanq.preparation import Preparer
 from scanq.quotas import QuotaGuard
-from scanq.record_makers import make_new_scan
 from scanq.scanners import ScannerRegistry
 from scanq.store.base import FINISHED_STATUSES, MAX_PAGE_SIZE, Store
 from scanq.submissions import (
@@ -52,7 +52,6 @@ from scanq.submissions import (
     CallbackGuard,
     Submission,
     SubmitRequest,
-    check_bounds,
     check_idempotency_key,
     is_same_request,
     parse_status,
@@ -116,11 +115,11 @@ class ScanService:
         callbacks: CallbackGuard | None = None,
     ) -> None:
         self._store = store
-        self._scanners = scanners
         self._settings = settings
         self._counters = counters
         self._quotas = quotas or QuotaGuard(store)
         self._callbacks = callbacks
+        self._preparer = Preparer(scanners=scanners, settings=settings, callbacks=callbacks)
 
     async def submit(
         self, submission: Submission, *, idempotency_key: str | None = None, caller: Caller = OPERATOR
@@ -135,7 +134,11 @@ class ScanService:
         require(caller, Scope.SUBMIT)
         if idempotency_key is not None:
             check_idempotency_key(idempotency_key)
-        new = await self._prepare(submission, idempotency_key=idempotency_key, now=datetime.now(UTC), caller=caller)
+        prepared: list[NewScan] = []
+        await self._preparer.prepare(
+            prepared, (submission,), idempotency_key=idempotency_key, now=datetime.now(UTC), caller=caller, checked={}
+        )
+        new = prepared[0]
         await self._quotas.admit(caller.tenant)
         if new.callback_url is not None and self._callbacks is not None:
             await self._callbacks.ensure_callback_endpoint(caller.tenant)
@@ -164,14 +167,13 @@ class ScanService:
         now = datetime.now(UTC)
         prepared: list[NewScan] = []
         checked: dict[str, str] = {}  # one SSRF check per distinct callback_url of the batch
-        for index, submission in enumerate(submissions):
-            try:
-                prepared.append(
-                    await self._prepare(submission, idempotency_key=None, now=now, caller=caller, checked=checked)
-                )
-            except (ValidationError, UnknownScanner) as exc:
-                # Name the item: in a batch of 1,000 a bare message is no help.
-                raise type(exc)(f"scans[{index}]: {exc.message}") from None
+        try:
+            await self._preparer.prepare(
+                prepared, submissions, idempotency_key=None, now=now, caller=caller, checked=checked
+            )
+        except (ValidationError, UnknownScanner) as exc:
+            # Name the item (the one after those prepared): in a batch of 1,000 a bare message is no help.
+            raise type(exc)(f"scans[{len(prepared)}]: {exc.message}") from None
         await self._quotas.admit(caller.tenant, len(prepared))
         if checked and self._callbacks is not None:
             await self._callbacks.ensure_callback_endpoint(caller.tenant)
@@ -309,50 +311,6 @@ class ScanService:
                     counts[index][status] += count
         starts = (since + timedelta(seconds=i * step_s) for i in range(steps))
         return Throughput(since=since, until=until, step_s=step_s, buckets=list(zip(starts, counts, strict=True)))
-
-    async def _prepare(
-        self,
-        submission: Submission,
-        *,
-        idempotency_key: str | None,
-        now: datetime,
-        caller: Caller,
-        checked: dict[str, str] | None = None,
-    ) -> NewScan:
-        """Apply defaults and bounds, let the plugin normalise the target and the webhooks' SSRF guard check the
-        callback URL (``checked``: URLs already checked, raw → stored); raise before anything is written."""
-        check_bounds(submission)
-        scanner = submission.scanner or self._settings.default_scanner
-        options = dict(submission.options)
-        # The plugin may refuse the target (TargetRefused) or the options (ValidationError).
-        plugin = self._scanners.get(scanner)
-        target = await plugin.validate(target=submission.target, options=options)
-        max_attempts = submission.max_attempts
-        callback_url = submission.callback_url
-        if callback_url is not None:
-            callback_url = await self._check_callback_url(callback_url, {} if checked is None else checked)
-        return make_new_scan(
-            scan_id=new_scan_id(),
-            created_at=now,
-            target=target,
-            scanner=scanner,
-            options=options,
-            priority=submission.priority,
-            max_attempts=self._settings.max_attempts if max_attempts is None else max_attempts,
-            available_at=None,
-            idempotency_key=idempotency_key,
-            tenant=caller.tenant,
-            submitted_by=caller.actor,
-            target_key=plugin.politeness_key(target=target),
-            callback_url=callback_url,
-        )
-
-    async def _check_callback_url(self, url: str, checked: dict[str, str]) -> str:
-        if self._callbacks is None:
-            raise ValidationError("callback_url is not accepted by this service")
-        if url not in checked:
-            checked[url] = await self._callbacks.check_callback_url(url)
-        return checked[url]
 
 
 def read_scope(caller: Caller, tenant: str | None, *, scope: Scope = Scope.READ, what: str = "scans") -> str | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from bench.ingest_ab import _medians, _paired
+from bench.ingest_ab import ITEM, _medians, _paired, batch_body
 from bench.ingest_inprocess import measure
 
 
@@ -20,6 +21,7 @@ def row(round_: int, variant: str, rate: float, cpu: float) -> dict[str, Any]:
         "scans_per_s": rate,
         "bare_per_s": 100.0,
         "vs_bare": rate / 100.0,
+        "bare_cpu_us": 30.0,
         "cpu_us": cpu,
         "loop_cpu_us": cpu / 2,
         "p50_ms": 1.0,
@@ -43,3 +45,7 @@ def test_paired_ratios_are_taken_within_each_round() -> None:
         "loop_cpu_us_after_over_before": 0.8,
     }
     assert _medians(rows, "after")["scans_per_s"] == 12.0
+
+
+def test_the_batch_body_is_the_ingest_scenarios() -> None:
+    assert json.loads(batch_body(3)) == {"scans": [ITEM] * 3}

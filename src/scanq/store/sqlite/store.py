@@ -12,20 +12,17 @@ bound REAL would be printed with 15). ``stats`` reads a counts table kept by
 triggers (five rows per tenant), so it costs the same at 1M rows as at 10;
 triggers also write each transition's event (rule 10, ``events``).
 Fair share (rule 9): the writer gives each new scan its fair key (``writer``), the
-claim walks the index in that order; ``max_per_target`` picks in ``_claim_capped``.
+claim walks the index in that order; ``max_per_target`` picks in ``claims.claim_capped``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
-
-import msgspec
 
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreError, StoreUnavailable
 from scanq.models import (
@@ -41,19 +38,27 @@ from scanq.models import (
     ScanStatus,
     Stats,
 )
-from scanq.store.base import MAX_PAGE_SIZE, Store, accepted_scan, decode_cursor, encode_cursor
+from scanq.store.base import MAX_PAGE_SIZE, Store, decode_cursor, encode_cursor
 from scanq.store.sqlite.accounts import Accounts
+from scanq.store.sqlite.claims import claim_capped, claim_order
 from scanq.store.sqlite.events import ScanEvents
 from scanq.store.sqlite.finished import FinishedScans
 from scanq.store.sqlite.options import parse_url
 from scanq.store.sqlite.readers import Readers
-from scanq.store.sqlite.rows import actor_json, finishes_json, insert_row, leases_json, scan_from_row, to_datetime
+from scanq.store.sqlite.rows import (
+    accepted_created,
+    actor_json,
+    finishes_json,
+    insert_params,
+    insert_row,
+    leases_json,
+    scan_from_row,
+    to_datetime,
+)
 from scanq.store.sqlite.schema import check_sqlite_version
 from scanq.store.sqlite.statements import (
     CANCEL,
     CLAIM,
-    CLAIM_CANDIDATES,
-    CLAIM_IDS,
     COUNTS,
     COUNTS_OF_TENANT,
     FINISH,
@@ -66,7 +71,6 @@ from scanq.store.sqlite.statements import (
     OLDEST_ACCEPTED_OF_TENANT,
     RELEASE,
     REQUEUE_EXPIRED,
-    RUNNING_BY_TARGET,
     SELECT_SCAN,
     SELECT_STATUS,
 )
@@ -80,61 +84,6 @@ T = TypeVar("T")
 
 # Greater than every scan id: the first page of a keyset list.
 _AFTER_EVERY_ID = "~"
-# A claim returns rows of COLUMNS then fair_key: claim order is (priority DESC, fair_key, scan_id).
-_PRIORITY, _FAIR_KEY = 5, -1
-# The capped claim's first chunk of candidates is this many times its limit (most are taken when
-# targets are spread out); each further chunk is twice the last, up to the most.
-_CANDIDATES_PER_SCAN = 2
-_MAX_CANDIDATES = 4096
-_ABOVE_EVERY_PRIORITY = 2**63 - 1
-
-
-def _claim_order(row: tuple[Any, ...]) -> tuple[int, float, str]:
-    return -row[_PRIORITY], row[_FAIR_KEY], row[0]
-
-
-def _claim_capped(conn: sqlite3.Connection, params: dict[str, Any], *, limit: int, cap: int) -> list[Any]:
-    """Claim up to ``limit`` scans in claim order, at most ``cap`` Running per non-null target (rule 9).
-
-    Runs in the writer's ``BEGIN IMMEDIATE`` transaction: it holds the file's write lock from the
-    counts below to the UPDATE, so no claimer of any process can make a target's scan Running in
-    between, and Running scans are every worker's (they are rows of this file). Hence no overshoot
-    without a counter to keep: the partial index of Running scans by target is the counter. A scan
-    over the cap is never updated (it stays Accepted); the walk goes on to later candidates.
-    Cost: about 2 * limit candidates when targets are spread out; a claim that cannot fill its limit
-    steps over every Accepted scan of the full targets (in SQL, a fraction of a microsecond each).
-    """
-    running: dict[str, int] = {}  # per target seen so far: Running now, plus picked by this claim
-    full: list[str] = []
-    picked: list[str] = []
-    walk = {"priority": _ABOVE_EVERY_PRIORITY, "fair_key": -math.inf, "scan_id": "", "now": params["now"]}
-    chunk = max(limit * _CANDIDATES_PER_SCAN, 16)
-    while len(picked) < limit:
-        walk.update(full=msgspec.json.encode(full).decode(), chunk=chunk)
-        rows = conn.execute(CLAIM_CANDIDATES, walk).fetchall()
-        unseen = {target for _, _, _, target in rows if target is not None and target not in running}
-        if unseen:
-            running.update(dict.fromkeys(unseen, 0))
-            targets = msgspec.json.encode(sorted(unseen)).decode()
-            running.update(conn.execute(RUNNING_BY_TARGET, {"targets": targets}).fetchall())
-            full += [target for target in unseen if running[target] >= cap]
-        for scan_id, _, _, target in rows:
-            if target is not None:
-                if running[target] >= cap:
-                    continue  # over the cap: stays Accepted
-                running[target] += 1
-                if running[target] >= cap:
-                    full.append(target)
-            picked.append(scan_id)
-            if len(picked) == limit:
-                break
-        if len(rows) < chunk:
-            break  # no more candidates
-        walk.update(scan_id=rows[-1][0], priority=rows[-1][1], fair_key=rows[-1][2])
-        chunk = min(chunk * 2, _MAX_CANDIDATES)
-    if not picked:
-        return []
-    return conn.execute(CLAIM_IDS, {**params, "ids": msgspec.json.encode(picked).decode()}).fetchall()
 
 
 class SQLiteStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
@@ -248,9 +197,9 @@ class SQLiteStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
 
     async def create(self, *, scan: NewScan) -> Created:
         # create_many's steps for one scan, without its lists: this is every POST /scans.
-        answer = await self._open_writer().submit_create((scan,), [insert_row(scan)])
+        answer = await self._open_writer().submit_create((scan,), insert_row(scan))
         if type(answer) is datetime:
-            return Created(scan=accepted_scan(scan, updated_at=answer), is_new=True)
+            return accepted_created(scan, answer)
         assert isinstance(answer, list)
         return answer[0]
 
@@ -258,9 +207,9 @@ class SQLiteStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
         writer = self._open_writer()
         if not scans:
             return []
-        answer = await writer.submit_create(scans, [insert_row(new) for new in scans])
+        answer = await writer.submit_create(scans, insert_params(scans))
         if isinstance(answer, datetime):
-            return [Created(scan=accepted_scan(new, updated_at=answer), is_new=True) for new in scans]
+            return [accepted_created(new, answer) for new in scans]
         return answer
 
     async def get(self, *, scan_id: str, tenant: str | None = None) -> Scan:
@@ -320,8 +269,8 @@ class SQLiteStore(FinishedScans, Accounts, ScanEvents, Webhooks, Store):
             if max_per_target is None:
                 rows = conn.execute(CLAIM, params).fetchall()  # one statement: the fast path
             else:
-                rows = _claim_capped(conn, params, limit=limit, cap=max_per_target)
-            rows.sort(key=_claim_order)  # RETURNING has no order
+                rows = claim_capped(conn, params, limit=limit, cap=max_per_target)
+            rows.sort(key=claim_order)  # RETURNING has no order
             return [scan_from_row(row) for row in rows], False
 
         return await self._write(apply)

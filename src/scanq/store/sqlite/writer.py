@@ -29,10 +29,9 @@ import msgspec
 
 from scanq.exceptions import ScanFinished, ScanNotFound, StoreUnavailable, ValidationError
 from scanq.models import Created, NewScan
-from scanq.store.base import accepted_scan
 from scanq.store.group_commit import settle
 from scanq.store.sqlite.connection import begin_immediate, connect, wrap_errors
-from scanq.store.sqlite.rows import scan_from_row, to_datetime
+from scanq.store.sqlite.rows import accepted_created, make_created, scan_from_row, to_datetime
 from scanq.store.sqlite.schema import migrate, set_wal
 from scanq.store.sqlite.statements import (
     EVENTS_HEAD,
@@ -51,6 +50,8 @@ T = TypeVar("T")
 
 # Jobs folded into one transaction; bounds the latency one batch adds to the next.
 MAX_BATCH_JOBS = 1000
+# Where a scan's fair_key and updated_at go among its INSERT_COLUMNS parameters (the last two).
+_FAIR_KEY, _UPDATED_AT = INSERT_COLUMNS - 2, INSERT_COLUMNS - 1
 
 Apply = Callable[[sqlite3.Connection, float], tuple[T, bool]]
 """A write run inside the batch transaction at ``now``: returns (answer, whether it wakes ``wait_for_work``)."""
@@ -61,7 +62,7 @@ _Answer = tuple[asyncio.Future[Any], Any, BaseException | None]
 @dataclass(slots=True)
 class _CreateJob:
     scans: Sequence[NewScan]
-    rows: list[tuple[Any, ...]]
+    params: list[Any]  # rows.insert_params: INSERT_COLUMNS a scan, fair_key and updated_at left for the writer
     # Keyless jobs are answered with the commit's time as a datetime, made once per batch (the caller
     # builds its scans on the loop, not in the writer thread); keyed ones with their ``Created`` list.
     future: asyncio.Future[list[Created] | datetime]
@@ -161,10 +162,8 @@ class Writer:
         self._jobs.put(_WriteJob(apply=apply, future=future))
         return future
 
-    def submit_create(
-        self, scans: Sequence[NewScan], rows: list[tuple[Any, ...]]
-    ) -> asyncio.Future[list[Created] | datetime]:
-        """Insert ``scans`` (their INSERT_SCAN ``rows``) in the next batch.
+    def submit_create(self, scans: Sequence[NewScan], params: list[Any]) -> asyncio.Future[list[Created] | datetime]:
+        """Insert ``scans`` (``params``: their ``rows.insert_params``) in the next batch.
 
         The future answers with the commit's time (``updated_at``) when no scan has an
         idempotency key (the caller builds the scans), else with the ``Created`` of each.
@@ -175,7 +174,7 @@ class Writer:
         else:
             is_keyed = any(new.idempotency_key is not None for new in scans)
         future: asyncio.Future[list[Created] | datetime] = self._loop.create_future()
-        self._jobs.put(_CreateJob(scans, rows, future, is_keyed))
+        self._jobs.put(_CreateJob(scans, params, future, is_keyed))
         return future
 
     # -- in the thread --------------------------------------------------------------------------------
@@ -330,17 +329,23 @@ def _apply_creates(conn: sqlite3.Connection, jobs: list[_CreateJob], now: float,
     one_by_one = [job for job in jobs if job.is_keyed]
     if simple:
         before = clocks.snapshot()
-        keys = iter(clocks.keys(simple))
-        rows = [(*row, next(keys), now) for job in simple for row in job.rows]
+        params: list[Any] = []
+        for job in simple:
+            params += job.params
+        # The writer's values go in by slice, in C: no Python step per scan while the loop waits for the GIL.
+        count = len(params) // INSERT_COLUMNS
+        params[_FAIR_KEY::INSERT_COLUMNS] = clocks.keys(simple)
+        params[_UPDATED_AT::INSERT_COLUMNS] = [now] * count
         per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // INSERT_COLUMNS)
         # One statement fails atomically; several need a savepoint to undo the ones before.
-        is_chunked = len(rows) > per_statement
+        is_chunked = count > per_statement
         if is_chunked:
             conn.execute("SAVEPOINT creates")
         try:
-            for start in range(0, len(rows), per_statement):
-                chunk = rows[start : start + per_statement]
-                conn.execute(insert_scans(len(chunk)), [value for row in chunk for value in row])
+            for start in range(0, count, per_statement):
+                rows = min(per_statement, count - start)
+                chunk = params[start * INSERT_COLUMNS : (start + rows) * INSERT_COLUMNS]
+                conn.execute(insert_scans(rows), chunk)
         except sqlite3.IntegrityError:
             # A duplicate id somewhere: find whose, without failing the others.
             if is_chunked:
@@ -365,17 +370,19 @@ def _create_one_job(
     before = clocks.snapshot()
     created: list[Created] = []
     try:
-        for new, row in zip(job.scans, job.rows, strict=True):
+        for index, new in enumerate(job.scans):
             if new.idempotency_key is not None:
                 existing = conn.execute(SELECT_BY_KEY, (new.tenant, new.idempotency_key)).fetchone()
                 if existing is not None:
-                    created.append(Created(scan=scan_from_row(existing), is_new=False))
+                    created.append(make_created(scan_from_row(existing), False))
                     continue
             try:
-                conn.execute(INSERT_SCAN, (*row, clocks.next_key(new.tenant), now))
+                row = job.params[index * INSERT_COLUMNS : (index + 1) * INSERT_COLUMNS]
+                row[_FAIR_KEY], row[_UPDATED_AT] = clocks.next_key(new.tenant), now
+                conn.execute(INSERT_SCAN, row)
             except sqlite3.IntegrityError as exc:
                 raise ValidationError(f"duplicate scan id {new.scan_id}") from exc
-            created.append(Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True))
+            created.append(accepted_created(new, updated_at))
     except ValidationError as exc:
         conn.execute("ROLLBACK TO create_job")
         clocks.restore(before)
