@@ -214,12 +214,23 @@ async def _unfinished(url: str, scan_ids: list[str]) -> int:
         await conn.close()
 
 
+# Each scan's attempt outcomes: the history entries, then the ended attempt its row implies (migration 9:
+# attempt_worker set on a finished scan, its status the outcome; none while Running).
+OUTCOMES = """
+SELECT s.scan_id, h.outcome FROM scans AS s, LATERAL (
+    SELECT e ->> 'outcome' AS outcome FROM jsonb_array_elements(s.history) AS e
+    UNION ALL
+    SELECT s.status WHERE s.attempt_worker IS NOT NULL AND s.status <> 'Running'
+) AS h
+"""
+
+
 async def _completed_more_than_once(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
         count: int = await conn.fetchval(
-            "SELECT count(*) FROM scans WHERE (SELECT count(*) FROM jsonb_array_elements(history) AS h "
-            "WHERE h ->> 'outcome' = 'Complete') > 1"
+            f"SELECT count(*) FROM (SELECT scan_id FROM ({OUTCOMES}) AS o WHERE outcome = 'Complete' "
+            "GROUP BY scan_id HAVING count(*) > 1) AS twice"
         )
         return count
     finally:
@@ -227,12 +238,11 @@ async def _completed_more_than_once(url: str) -> int:
 
 
 async def _outcome_counts(url: str, scan_ids: list[str]) -> dict[str, int]:
-    """How many history entries of these scans ended with each outcome."""
+    """How many attempts of these scans ended with each outcome."""
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(
-            "SELECT h ->> 'outcome' AS outcome, count(*) AS n FROM scans, jsonb_array_elements(history) AS h "
-            "WHERE scan_id = ANY($1::uuid[]) GROUP BY 1",
+            f"SELECT outcome, count(*) AS n FROM ({OUTCOMES}) AS o WHERE scan_id = ANY($1::uuid[]) GROUP BY 1",
             scan_ids,
         )
         return {str(row["outcome"]): int(row["n"]) for row in rows}

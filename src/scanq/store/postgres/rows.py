@@ -38,7 +38,7 @@ _EVENT_ID = re.compile(r"(0|[1-9][0-9]{0,19})\.(0|[1-9][0-9]{0,18})")
 _MAX_TXID = 2**64 - 1  # xid8
 _MAX_SEQ = 2**63 - 1  # bigint
 # The columns of statements.CLAIMED_COLUMNS, which every claim statement answers first, history last.
-CLAIMED_WIDTH = 28
+CLAIMED_WIDTH = 29
 _OUTCOME_BY_NAME: dict[str, Outcome] = {outcome.value: outcome for outcome in Outcome}
 
 
@@ -65,24 +65,37 @@ def attempt_from_entry(entry: dict[str, Any]) -> Attempt:
 
 
 def scan_from_row(row: asyncpg.Record) -> Scan:
-    """A whole ``scans`` row (``SELECT *``, ``RETURNING s.*``)."""
-    return _scan(row, history=tuple(attempt_from_entry(entry) for entry in row["history"]))
+    """A whole ``scans`` row (``SELECT *``, ``RETURNING s.*``).
+
+    Its history is the ``history`` array, then the attempt the row's columns imply when
+    ``attempt_worker`` is set (migration 9): open while Running, else ended by the scan's status.
+    """
+    history = tuple(attempt_from_entry(entry) for entry in row["history"])
+    if (worker := row["attempt_worker"]) is not None:
+        attempt, started, status = row["attempt"], row["started_at"], row["status"]
+        if status == "Running":
+            implied = make_attempt(attempt, worker, started, None, None, None)
+        else:
+            implied = make_attempt(attempt, worker, started, row["finished_at"], _OUTCOME_BY_NAME[status], row["error"])
+        history = (*history, implied)
+    return _scan(row, history=history)
 
 
 def claimed_scan_from_row(row: asyncpg.Record) -> Scan:
     """A scan a claim made Running: the row starts with ``statements.CLAIMED_COLUMNS``, read by position.
 
-    Its history is NULL when the entry this claim opened is the only one: that entry is rebuilt from
-    the row (the claim wrote it from the same attempt, worker and ``now()``).
+    Its history is NULL when it holds no earlier attempt; the attempt this claim opened is added from
+    the row (attempt, ``attempt_worker``, ``started_at``), as ``scan_from_row`` adds it.
     """
     (scan_id, status, target, scanner, options, priority, attempt, max_attempts, created_at, updated_at,
      available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result, idempotency_key,
      cancel_requested, tenant, submitted_by, submitted_by_name, cancelled_by, cancelled_by_name, _, target_key,
-     callback_url, history) = row[:CLAIMED_WIDTH]  # fmt: skip
-    if history is None:
-        history = (make_attempt(attempt, lease_owner, started_at, None, None, None),)
+     callback_url, worker, stored) = row[:CLAIMED_WIDTH]  # fmt: skip
+    opened = make_attempt(attempt, worker, started_at, None, None, None)
+    if stored is None:
+        history: tuple[Attempt, ...] = (opened,)
     else:
-        history = tuple(attempt_from_entry(entry) for entry in history)
+        history = (*(attempt_from_entry(entry) for entry in stored), opened)
     return make_scan(
         str(scan_id), STATUS_BY_NAME[status], target, scanner, options, priority, attempt, max_attempts, created_at,
         updated_at, available_at, started_at, finished_at, lease_owner, lease_expires_at, error, result,

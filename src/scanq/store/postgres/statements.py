@@ -41,14 +41,14 @@ COMMENT_PREFIX = "--"
 # Only {identifier}: a jsonb literal such as '{}' is left alone.
 PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 # What the claims return of each scan they make Running (rows.claimed_scan_from_row reads it): every
-# column, but the history only when it holds more than the entry the claim just opened (NULL stands for
-# that one entry), so a first attempt's claim neither sends nor decodes a jsonb history.
+# column, but the history only when it holds an earlier attempt (NULL: none; the attempt the claim
+# opened is never in it), so a first attempt's claim neither sends nor decodes a jsonb history.
 CLAIMED_COLUMNS = (
     "s.scan_id, s.status, s.target, s.scanner, s.options, s.priority, s.attempt, s.max_attempts,"
     " s.created_at, s.updated_at, s.available_at, s.started_at, s.finished_at, s.lease_owner,"
     " s.lease_expires_at, s.error, s.result, s.idempotency_key, s.cancel_requested, s.tenant,"
     " s.submitted_by, s.submitted_by_name, s.cancelled_by, s.cancelled_by_name, s.fair_key, s.target_key,"
-    " s.callback_url, CASE WHEN jsonb_array_length(s.history) > 1 THEN s.history END AS history"
+    " s.callback_url, s.attempt_worker, CASE WHEN jsonb_array_length(s.history) > 0 THEN s.history END AS history"
 )
 
 # The scan row is ``s``; a fenced batch's reported values come from the unnest row ``l``.

@@ -248,13 +248,11 @@ FROM top
 ORDER BY top.accepted + top.running DESC, top.tenant COLLATE "C";
 
 -- fragment: claim_set
--- How every claim statement makes a picked scan Running under lease owner $1 for $3 seconds, opening
--- the attempt's history entry (its finish closes it).
-SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1,
-    lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now(),
-    history = s.history || jsonb_build_array(jsonb_build_object(
-        'attempt', s.attempt + 1, 'worker', $1::text, 'started_at', now(),
-        'finished_at', NULL, 'outcome', NULL, 'error', NULL))
+-- How every claim statement makes a picked scan Running under lease owner $1 for $3 seconds. The
+-- attempt it opens is told by the row (attempt, attempt_worker, started_at), not written into history
+-- (migration 9); the end of the attempt writes it there when the row alone cannot tell it.
+SET status = 'Running', attempt = s.attempt + 1, lease_owner = $1, attempt_worker = $1,
+    lease_expires_at = now() + make_interval(secs => $3), started_at = now(), updated_at = now()
 
 -- fragment: claimed_effects
 -- What every claim statement writes beside the scans it made Running (the CTE "claimed"): the count
@@ -275,9 +273,9 @@ events_notified AS (SELECT pg_notify({events_channel}, '') FROM claimed LIMIT 1)
 -- workers take disjoint rows instead of queueing behind each other's claims. Nothing is skipped for
 -- a cap; the scans it makes Running still count against the cap of a capped claim (scans_running_target).
 -- RETURNING claimed_columns (statements.py): the row's columns, fair_key included (the caller sorts by it),
--- but history only when it holds more than the entry this claim opened: NULL stands for just that
--- entry, which the caller rebuilds from attempt, lease_owner and started_at (rows.claimed_scan_from_row),
--- so a first claim sends and decodes no jsonb history. The same in claim_untargeted and claim_capped,
+-- but history only when it holds an earlier attempt (NULL: none); the caller adds the entry this claim
+-- opened from attempt, attempt_worker and started_at (rows.claimed_scan_from_row), so a first claim
+-- sends and decodes no jsonb history. The same in claim_untargeted and claim_capped,
 -- which also answer these columns first (rows.claimed_scan_from_row reads them by position).
 WITH picked AS (
     SELECT scan_id FROM scans
@@ -432,12 +430,26 @@ RETURNING s.scan_id, s.cancel_requested;
 
 -- name: finish
 -- Fenced outcomes of many scans at once: lifecycle.FINISH, chosen by each row's outcome (a
--- Retry goes back to Accepted at retry_at).
+-- Retry goes back to Accepted at retry_at). The attempt's history entry is left implied (history
+-- and attempt_worker kept: migration 9) when the row tells all of it: the same attempt, finished
+-- now, with its status as outcome and its error; otherwise (a Retry, a Complete that reports an
+-- error, a row claimed before migration 9) it is written into history and attempt_worker cleared.
 WITH done AS (
     UPDATE scans AS s SET
         status = {status}, attempt = {attempt}, error = {error}, result = {result},
         finished_at = {finished_at}, available_at = {available_at},
-        history = scanq_close_attempt(s.history, {history_outcome}, {history_error}),
+        history = CASE
+            WHEN s.attempt_worker IS NOT NULL AND {attempt} = s.attempt AND {finished_at} = now()
+                 AND {history_outcome} = {status} AND {history_error} IS NOT DISTINCT FROM {error}
+            THEN s.history
+            ELSE scanq_end_attempt(s.history, s.attempt_worker, s.attempt, s.started_at,
+                                   {history_outcome}, {history_error})
+        END,
+        attempt_worker = CASE
+            WHEN {attempt} = s.attempt AND {finished_at} = now()
+                 AND {history_outcome} = {status} AND {history_error} IS NOT DISTINCT FROM {error}
+            THEN s.attempt_worker
+        END,
         lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::text[], $7::timestamptz[])
          AS l(scan_id, worker_id, attempt, outcome, result, error, retry_at)
@@ -466,8 +478,9 @@ WITH released AS (
     UPDATE scans AS s SET
         status = {status}, attempt = {attempt}, error = {error}, result = {result},
         finished_at = {finished_at}, available_at = {available_at},
-        history = scanq_close_attempt(s.history, {history_outcome}, {history_error}),
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+        history = scanq_end_attempt(s.history, s.attempt_worker, s.attempt, s.started_at,
+                                    {history_outcome}, {history_error}),
+        attempt_worker = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM unnest($1::uuid[], $2::text[], $3::int[]) AS l(scan_id, worker_id, attempt)
     WHERE s.scan_id = l.scan_id AND s.status = 'Running' AND s.lease_owner = l.worker_id AND s.attempt = l.attempt
     RETURNING s.scan_id, s.tenant, s.status, s.attempt, s.updated_at
@@ -502,8 +515,9 @@ requeued AS (
     UPDATE scans AS s SET
         status = {status}, attempt = {attempt}, error = {error}, result = {result},
         finished_at = {finished_at}, available_at = {available_at},
-        history = scanq_close_attempt(s.history, {history_outcome}, {history_error}),
-        lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
+        history = scanq_end_attempt(s.history, s.attempt_worker, s.attempt, s.started_at,
+                                    {history_outcome}, {history_error}),
+        attempt_worker = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = now()
     FROM expired
     WHERE s.scan_id = expired.scan_id
     RETURNING s.scan_id, s.tenant, s.status, s.attempt, s.updated_at
