@@ -247,6 +247,21 @@ async def test_migrations_recorded_once(postgres_empty_database_url: str) -> Non
     assert [(row["version"], row["name"]) for row in rows] == [(v, name) for v, name, _ in migrations()]
 
 
+async def test_a_newer_schema_is_refused(postgres_empty_database_url: str) -> None:
+    """A database a newer scanq migrated is refused: its rows may say what this scanq cannot read."""
+    async with PostgresStore(postgres_empty_database_url):
+        pass
+    newer = migrations()[-1][0] + 1
+    conn = await asyncpg.connect(postgres_empty_database_url)
+    try:
+        await conn.execute("INSERT INTO scanq_migrations (version, name) VALUES ($1, 'from_the_future')", newer)
+    finally:
+        await conn.close()
+
+    with pytest.raises(StoreError, match=f"schema version {newer} is newer than this scanq"):
+        await PostgresStore(postgres_empty_database_url).open()
+
+
 async def test_table_storage_settings_and_indexes(postgres_database_url: str) -> None:
     conn = await asyncpg.connect(postgres_database_url)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import zlib
 
+from scanq.exceptions import StoreError
 from scanq.store.postgres.connection import Connection
 from scanq.store.postgres.statements import DURABILITY_SETTINGS, sql_dir
 
@@ -38,7 +39,8 @@ async def migrate(conn: Connection) -> int:
     An up-to-date schema is recognised without the lock or any write (so a
     read replica opens too). Otherwise the lock is transaction-scoped:
     processes that start together queue on it, and each one after the first
-    finds the migrations already recorded.
+    finds the migrations already recorded. A schema newer than this scanq's is
+    refused (``StoreError``).
     """
     known = migrations()
     applied = await _applied_versions(conn)
@@ -56,7 +58,12 @@ async def migrate(conn: Connection) -> int:
                 applied.add(version)
     newest_known = known[-1][0] if known else 0
     if max(applied, default=0) > newest_known:
-        logger.warning("the database schema (version %s) is newer than this scanq (%s)", max(applied), newest_known)
+        # A newer scanq's rows may say things this one cannot read (migration 9: the current attempt
+        # lives in columns, not in history): refuse, as the SQLite store does.
+        raise StoreError(
+            f"database schema version {max(applied)} is newer than this scanq ({newest_known}):"
+            " run the scanq version that migrated it"
+        )
     return max(applied, default=0)
 
 
