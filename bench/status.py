@@ -13,7 +13,7 @@ see, queueing included), and by id and list with 64 once more on a second servic
   ``?cursor=`` (the middle of the table);
 - ``stats``: ``GET /stats``.
 
-On PostgreSQL the table is vacuumed after loading (``bench.loaders.settle``), as
+On PostgreSQL the database is vacuumed and checkpointed after loading (``bench.loaders.settle``), as
 autovacuum would soon do on its own after a million updates.
 
 Each run also records the CPU the status process (processes) used per answered

@@ -8,8 +8,9 @@ registry. Middleware is plain ASGI only: the request-latency histogram and
 the cross-site guard (``crosssite.py``: allowed hosts, no state change from
 another site, JSON bodies) on every app, and on ingest the CORS policy that
 lets the dashboard (served by status, another origin) submit and cancel.
-Ingest's submissions without an ``Origin`` are answered before that stack by
-``hotpath.HotEntry`` (the same cross-site rules, metrics and error handlers).
+Ingest's submissions and status's reads by id without an ``Origin`` are
+answered before that stack by ``hotpath.HotEntry`` (the same cross-site rules,
+metrics and error handlers).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from scanq.api.dashboard import Dashboard, cors_middleware, static_mount
 from scanq.api.errors import EXCEPTION_HANDLERS
 from scanq.api.events import EventStreams
 from scanq.api.health import TAG, HealthEndpoints
-from scanq.api.hotpath import HotApp, HotEntry, RawHandler
+from scanq.api.hotpath import HotApp, HotEntry, RawHandler, ReadHandler
 from scanq.api.http import encoder
 from scanq.api.ingest import IngestEndpoints
 from scanq.api.limits import EVENT_STREAM_SHARE
@@ -68,6 +69,8 @@ API_DESCRIPTION = "Ingest and status in one process. GET / queues a scan (ingest
 HOT_INGEST_ROUTES = frozenset({("POST", "/scans"), ("POST", "/scans/batch")})
 # Of those, answered without a Request or Response (IngestEndpoints.submit_raw).
 SUBMIT_ROUTE = ("POST", "/scans")
+# Status's reads by id, served by HotEntry too when the path's id is a scan id (StatusEndpoints.get_scan_raw).
+READ_ROUTES = frozenset({"/scans/{scan_id}", "/{scan_id}"})
 # GETs that write: the original contract's GET / queues a scan, GET /webhooks/callbacks may make the callback
 # endpoint; so a browser on another site may not send them.
 QUEUEING_GET_PATHS = frozenset({"/", "/webhooks/callbacks"})
@@ -83,6 +86,7 @@ class Services:
         streams: the server-sent event streams (one event feed per app).
         callers: who each request is from.
         raw: the hot routes answered without a ``Request`` (``hotpath.HotEntry``), filled in by the operations.
+        read: the reads by id (``READ_ROUTES``) answered without a ``Request``, set by the status operations.
     """
 
     scans: ScanService
@@ -90,6 +94,7 @@ class Services:
     streams: EventStreams
     callers: Callers
     raw: dict[tuple[str, str], RawHandler] = field(default_factory=dict)
+    read: list[ReadHandler] = field(default_factory=list)
 
 
 def max_event_streams(settings: Settings) -> int:
@@ -147,6 +152,7 @@ def create_status_app(
 
     def operations(services: Services) -> list[Operation]:
         status = StatusEndpoints(scans=services.scans, dashboard=browser_root, callers=services.callers)
+        services.read.append(status.get_scan_raw)
         return [*services.streams.operations(), *status.operations(), page.operation()]
 
     return _assemble(
@@ -188,6 +194,7 @@ def create_api_app(
         webhooks = WebhookEndpoints(webhooks=services.webhooks, settings=settings, callers=services.callers)
         status = StatusEndpoints(scans=services.scans, callers=services.callers)
         services.raw[SUBMIT_ROUTE] = ingest.submit_raw
+        services.read.append(status.get_scan_raw)
         root = _with_dashboard(ingest.root_operation(), browser_root)
         # Status's GET /{scan_id} comes last, after every fixed path.
         return [
@@ -320,6 +327,7 @@ def _assemble(
 
     routes = build_routes(ops)
     hot = [route for route in routes if any((method, route.path) in hot_routes for method in route.methods or ())]
+    reads = [route for route in routes if route.path in READ_ROUTES and "GET" in (route.methods or ())]
     rules = CrossSiteRules(settings, unsafe_get_paths=unsafe_get_paths)
     http_metrics = HttpMetrics(registry)
     app = HotApp(
@@ -334,9 +342,11 @@ def _assemble(
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
-    if hot:
+    if hot or services.read:
         app.hot = HotEntry(rules=rules, metrics=http_metrics, handlers=EXCEPTION_HANDLERS)
         app.hot.add(hot, raw=services.raw)
+        if services.read:
+            app.hot.add_reads(reads, services.read[0])
     app.state.store = the_store
     app.state.metrics = registry
     app.state.scans = service

@@ -1,12 +1,17 @@
-"""The busiest routes (``POST /scans``, ``POST /scans/batch``) answered before Starlette: a raw ASGI entry.
+"""The busiest routes answered before Starlette: a raw ASGI entry.
+
+Ingest's ``POST /scans`` and ``POST /scans/batch``; status's reads by id,
+``GET /scans/{scan_id}`` and ``GET /{scan_id}`` (only a path whose id is a
+scan id: any other goes to the router, which answers it as before).
 
 On one core, what sits between uvicorn and the handler costs about as much per
 request as the handler itself: ``Starlette.__call__``, its error middleware
 (a ``send`` wrapper), the metrics middleware (a closure and another ``send``
 wrapper), the cross-site guard (a pass over the headers), the router, a
 ``Request``, a ``Response``. ``HotApp`` is the Starlette app with one check in
-front: a request whose exact ``(method, path)`` is a hot route goes to
-``HotEntry.serve``, which does their work itself in one frame:
+front: a request whose exact ``(method, path)`` is a hot route, or a ``GET``
+of a read's prefix and a scan id, goes to ``HotEntry.serve``, which does their
+work itself in one frame:
 
 - one pass over the headers reads what the cross-site rules, the caller, the
   body and the idempotency key need; a request with an ``Origin`` header
@@ -15,7 +20,9 @@ front: a request whose exact ``(method, path)`` is a hot route goes to
   refusal is its answer, counted under the ``unmatched`` route as before;
 - ``POST /scans`` calls ``IngestEndpoints.submit_raw`` and sends its status,
   headers and body as the two ASGI messages ``Response.__call__`` would send;
-  other hot routes call their endpoint with a ``Request``, as the router would;
+  a read by id calls ``StatusEndpoints.get_scan_raw`` with the id and sends
+  its answer the same way; other hot routes call their endpoint with a
+  ``Request``, as the router would;
 - an error is answered by the app's exception handlers, with the same
   ``Request``-based handlers, so every refusal is byte for byte what the full
   stack sends; an error no handler maps (a bug) is answered 500 by the
@@ -43,23 +50,32 @@ from starlette.types import ExceptionHandler, Receive, Scope, Send
 from scanq.api.crosssite import CrossSiteRules
 from scanq.api.errors import error_response
 from scanq.api.metrics import UNMATCHED_ROUTE, HttpMetrics
+from scanq.ids import is_scan_id
 
 HttpExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 RawAnswer = tuple[int, list[tuple[bytes, bytes]], bytes]
 # (receive, Authorization, Content-Length, Idempotency-Key): the first of each header, as Request.headers reads it.
 RawHandler = Callable[[Receive, bytes | None, bytes | None, bytes | None], Awaitable[RawAnswer]]
+# (scan id, Authorization): a GET of one scan.
+ReadHandler = Callable[[str, bytes | None], Awaitable[RawAnswer]]
+SCAN_ID_LENGTH = 36
 
 
 class Lane:
-    """One hot route: its path template (the metrics label), and a raw handler or a routed endpoint."""
+    """One hot route: its path template (the metrics label), and a raw handler, a read by id or a routed endpoint.
 
-    __slots__ = ("endpoint", "raw", "route", "template")
+    A read's path is ``prefix`` and the scan id (the template up to ``{scan_id}``).
+    """
 
-    def __init__(self, route: Route, raw: RawHandler | None = None) -> None:
+    __slots__ = ("endpoint", "prefix", "raw", "read", "route", "template")
+
+    def __init__(self, route: Route, raw: RawHandler | None = None, read: ReadHandler | None = None) -> None:
         self.route = route
         self.template = route.path
         self.endpoint = cast(Callable[[Request], Awaitable[Response]], route.endpoint)
         self.raw = raw
+        self.read = read
+        self.prefix = route.path.partition("{")[0]
 
 
 class HotEntry:
@@ -75,6 +91,7 @@ class HotEntry:
         self, *, rules: CrossSiteRules, metrics: HttpMetrics, handlers: Mapping[object, ExceptionHandler]
     ) -> None:
         self.lanes: dict[tuple[str, str], Lane] = {}
+        self.reads: list[Lane] = []  # GET prefix + scan id, the longest prefix first
         self._rules = rules
         self._metrics = metrics
         # errors.py registers async HTTP handlers only (no websocket routes, no sync handlers).
@@ -90,6 +107,22 @@ class HotEntry:
                 if method != "HEAD":
                     key = (method, route.path)
                     self.lanes[key] = Lane(route, (raw or {}).get(key))
+
+    def add_reads(self, routes: Iterable[Route], read: ReadHandler) -> None:
+        """Serve ``GET`` of each of ``routes`` (``…/{scan_id}`` templates) with ``read``, for paths with a scan id."""
+        for route in routes:
+            self.reads.append(Lane(route, read=read))
+        self.reads.sort(key=lambda lane: len(lane.prefix), reverse=True)
+
+    def read_lane(self, path: str) -> Lane | None:
+        """The read whose prefix ``path`` starts with, when the rest is a scan id (no fixed route looks like one)."""
+        if len(path) <= SCAN_ID_LENGTH:
+            return None
+        for lane in self.reads:
+            prefix = lane.prefix
+            if len(path) == len(prefix) + SCAN_ID_LENGTH and path.startswith(prefix):
+                return lane if is_scan_id(path[len(prefix) :]) else None
+        return None
 
     async def serve(self, lane: Lane, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request; False (nothing read or sent) when it carries an ``Origin`` header."""
@@ -143,11 +176,14 @@ class HotEntry:
                 await error_response(code, error_code, message)(scope, receive, send)
                 return True
             raw = lane.raw
+            read = lane.read
             response: Response | None = None
             request: Request | None = None
             try:
                 if raw is not None:
                     code, headers, body = await raw(receive, authorization, first_length, idempotency_key)
+                elif read is not None:
+                    code, headers, body = await read(scope["path"][len(lane.prefix) :], authorization)
                 else:
                     scope["route"] = lane.route  # what the router would set
                     scope["path_params"] = {}
@@ -191,6 +227,8 @@ class HotApp(Starlette):
         hot = self.hot
         if hot is not None and scope["type"] == "http":
             lane = hot.lanes.get((scope["method"], scope["path"]))
+            if lane is None and hot.reads and scope["method"] == "GET":
+                lane = hot.read_lane(scope["path"])
             if lane is not None:
                 scope["app"] = self  # as Starlette.__call__ sets it
                 if await hot.serve(lane, scope, receive, send):
@@ -198,4 +236,4 @@ class HotApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-__all__ = ["HotApp", "HotEntry", "Lane", "RawHandler"]
+__all__ = ["HotApp", "HotEntry", "Lane", "RawHandler", "ReadHandler"]

@@ -13,7 +13,7 @@ Modules, named alike across the backends:
 - ``schema``: numbered migrations, ``PRAGMA user_version``, WAL;
 - ``rows``: rows <-> models;
 - ``writer``: the single writer thread and its group commit;
-- ``readers``: the reader threads;
+- ``readers``: the reads (short ones on the event loop's connection, the rest on reader threads);
 - ``wakeup``: the ``PRAGMA data_version`` watcher that wakes ``wait_for_work`` and ``wait_for_events``;
 - ``connection``: opening connections, the write lock, error translation.
 """

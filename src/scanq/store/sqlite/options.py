@@ -1,7 +1,8 @@
 """What a ``sqlite:///`` URL says: the database file, and scanq's options from its query string.
 
 ``sqlite:////var/lib/scanq/scanq.db?busy_timeout_s=5&readers=4`` is the file
-``/var/lib/scanq/scanq.db`` with a 5 s lock timeout and four reader threads.
+``/var/lib/scanq/scanq.db`` with a 5 s lock timeout and four reader threads (for reads too long for the event
+loop: ``readers.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class SQLiteOptions:
     Args:
         wake_interval_s: how often an idle ``wait_for_work`` checks ``PRAGMA data_version``.
         busy_timeout_s: how long a write waits for another process's write lock before ``StoreUnavailable``.
-        readers: reader threads (connections) for ``get``/``list_scans``/``stats``.
+        readers: reader threads (connections) for the reads too long to run on the event loop (lists, exports).
     """
 
     wake_interval_s: float = DEFAULT_WAKE_INTERVAL_S
