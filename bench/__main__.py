@@ -21,7 +21,6 @@ import asyncio
 import importlib
 import json
 import logging
-import os
 import shlex
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any, TypeVar
 from bench.context import BenchContext
 from bench.databases import backend_of
 from bench.machine import describe, load_average
-from bench.processes import PROFILE_DIR_ENV
+from bench.processes import use_profiler
 from bench.report import render_markdown
 from bench.targets import check_targets
 
@@ -150,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("scanq").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.profile is not None:
-        os.environ[PROFILE_DIR_ENV] = str(args.profile.resolve())
+        use_profiler(args.profile)
     options = {
         name: value for name, value in vars(args).items() if name.startswith(("soak_", "peers_")) and value is not None
     }

@@ -31,12 +31,12 @@ from bench.databases import fresh_database
 from bench.machine import load_average
 from bench.processes import (
     CLOCK_TICKS_PER_S,
-    PROFILE_DIR_ENV,
     Process,
     run_loadgen,
     start_bare_app,
     start_scanq,
     stop_all,
+    use_profiler,
     wait_http_ready,
 )
 
@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the rows and medians here")
     args = parser.parse_args(argv)
     if args.profile:
-        os.environ[PROFILE_DIR_ENV] = str(args.profile)
+        use_profiler(args.profile)
     with tempfile.TemporaryDirectory(prefix="scanq-ab-") as workdir:
         result = asyncio.run(
             measure(

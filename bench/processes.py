@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -195,15 +196,25 @@ def children_cpu_s(parent: int) -> dict[int, float]:
     return found
 
 
+def py_spy_path() -> str | None:
+    """py-spy beside this Python (the venv's), else on the PATH; None when it is not installed."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def use_profiler(directory: Path) -> None:
+    """Record every scanq process started from now on with py-spy into ``directory`` (``--profile``)."""
+    if py_spy_path() is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    os.environ[PROFILE_DIR_ENV] = str(directory.resolve())
+
+
 def _attach_profiler(process: Process, directory: Path) -> subprocess.Popen[bytes]:
     """``py-spy record`` the process until it exits, as collapsed stacks (``bench.profiles`` summarises them)."""
     directory.mkdir(parents=True, exist_ok=True)
     output = directory / f"{process.name}-{process.pid}.txt"
-    argv = ["py-spy", "record", "--pid", str(process.pid), "--rate", str(PROFILE_RATE_HZ), "--format", "raw"]
-    argv += ["--output", str(output), "--nonblocking"]
-    py_spy = Path(sys.executable).with_name("py-spy")
-    if py_spy.exists():
-        argv[0] = str(py_spy)
+    argv = [py_spy_path() or "py-spy", "record", "--pid", str(process.pid), "--rate", str(PROFILE_RATE_HZ)]
+    argv += ["--format", "raw", "--output", str(output), "--nonblocking"]
     with open(directory / f"{process.name}-{process.pid}.log", "wb") as log:
         return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 

@@ -31,7 +31,7 @@ from bench.databases import fresh_database
 from bench.ingest_ab import thread_cpu_s
 from bench.loaders import load_scans, mix_statuses, settle
 from bench.machine import load_average
-from bench.processes import PROFILE_DIR_ENV, Process, run_loadgen, start_scanq, stop_all, wait_http_ready
+from bench.processes import Process, run_loadgen, start_scanq, stop_all, use_profiler, wait_http_ready
 from bench.status import LIST_LIMIT
 from scanq.cursors import encode_page_cursor
 from scanq.store import open_store
@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the rows and the summary here")
     args = parser.parse_args(argv)
     if args.profile:
-        os.environ[PROFILE_DIR_ENV] = str(args.profile.resolve())
+        use_profiler(args.profile)
     reads = [read for read in args.reads.split(",") if read]
     with tempfile.TemporaryDirectory(prefix="scanq-status-ab-") as workdir:
         result = asyncio.run(
