@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import tempfile
 from collections.abc import Sequence
@@ -31,7 +30,6 @@ from bench.databases import fresh_database
 from bench.machine import load_average
 from bench.processes import (
     CLOCK_TICKS_PER_S,
-    Process,
     run_loadgen,
     start_bare_app,
     start_scanq,
@@ -44,6 +42,8 @@ CONCURRENCY = 64
 ITEM = {"target": "example.com", "scanner": "noop"}
 BODY = json.dumps(ITEM).encode()
 VARIANTS = ("before", "after")
+MEDIAN_KEYS = ("scans_per_s", "bare_per_s", "vs_bare", "bare_cpu_us", "cpu_us", "loop_cpu_us", "p50_ms", "p99_ms")
+PAIRED_KEYS = ("scans_per_s", "cpu_us", "loop_cpu_us")
 
 
 def thread_cpu_s(pid: int, tid: int) -> float:
@@ -54,19 +54,6 @@ def thread_cpu_s(pid: int, tid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S
-
-
-def _start(variant: str, source: Path, *, url: str, log_dir: Path) -> Process:
-    """An ingest process importing scanq from ``source`` (the harness's own bench package stays first)."""
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(source)
-    try:
-        return start_scanq("ingest", database_url=url, log_dir=log_dir / variant)
-    finally:
-        if previous is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = previous
 
 
 def batch_body(size: int) -> bytes:
@@ -114,7 +101,10 @@ async def measure(
     ):
         urls = {"before": before_url, "after": after_url}
         services = {
-            variant: _start(variant, sources[variant], url=urls[variant], log_dir=log_dir) for variant in VARIANTS
+            variant: start_scanq(
+                "ingest", database_url=urls[variant], log_dir=log_dir / variant, source=sources[variant]
+            )
+            for variant in VARIANTS
         }
         bare = start_bare_app(log_dir=log_dir)
         try:
@@ -163,23 +153,22 @@ async def measure(
                     print(json.dumps(rows[-1]), flush=True)
         finally:
             await stop_all([*services.values(), bare])
-    medians = {variant: _medians(rows, variant) for variant in VARIANTS}
-    return {"rows": rows, "medians": medians, "paired": _paired(rows)}
+    medians = {variant: variant_medians(rows, variant, MEDIAN_KEYS) for variant in VARIANTS}
+    return {"rows": rows, "medians": medians, "paired": paired_ratios(rows, PAIRED_KEYS)}
 
 
-def _medians(rows: list[dict[str, Any]], variant: str) -> dict[str, float]:
+def variant_medians(rows: list[dict[str, Any]], variant: str, keys: Sequence[str]) -> dict[str, float]:
+    """The median of each of ``keys`` over ``variant``'s rows (every A/B tool's)."""
     mine = [row for row in rows if row["variant"] == variant]
-    keys = ("scans_per_s", "bare_per_s", "vs_bare", "bare_cpu_us", "cpu_us", "loop_cpu_us", "p50_ms", "p99_ms")
     return {key: round(statistics.median(float(row[key]) for row in mine), 3) for key in keys}
 
 
-def _paired(rows: list[dict[str, Any]]) -> dict[str, float]:
+def paired_ratios(rows: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, float]:
     """Medians of after / before within each round: what the round's own conditions cancel out of."""
     by_round: dict[int, dict[str, dict[str, Any]]] = {}
     for row in rows:
         by_round.setdefault(row["round"], {})[row["variant"]] = row
     pairs = [pair for pair in by_round.values() if len(pair) == len(VARIANTS)]
-    keys = ("scans_per_s", "cpu_us", "loop_cpu_us")
     return {
         f"{key}_after_over_before": round(statistics.median(p["after"][key] / p["before"][key] for p in pairs), 3)
         for key in keys

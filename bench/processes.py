@@ -113,11 +113,14 @@ class Process:
         return code
 
 
-def _spawn(name: str, argv: list[str], *, env: Mapping[str, str], log_dir: Path, port: int | None) -> Process:
+def _spawn(
+    name: str, argv: list[str], *, env: Mapping[str, str], log_dir: Path, port: int | None, source: Path | None = None
+) -> Process:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{int(time.time() * 1000)}.log"
     child_env = {key: value for key, value in os.environ.items() if not key.startswith("SCANQ_")}
-    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH", "")]))
+    imports = str(source) if source is not None else child_env.get("PYTHONPATH", "")
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), imports]))
     child_env.update(env)
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
@@ -128,7 +131,13 @@ def _spawn(name: str, argv: list[str], *, env: Mapping[str, str], log_dir: Path,
 
 
 def start_scanq(
-    role: str, *, database_url: str, log_dir: Path, settings: Mapping[str, str] | None = None, port: int | None = None
+    role: str,
+    *,
+    database_url: str,
+    log_dir: Path,
+    settings: Mapping[str, str] | None = None,
+    port: int | None = None,
+    source: Path | None = None,
 ) -> Process:
     """Start ``python -m scanq ROLE`` with ``SCANQ_DATABASE_URL`` and extra ``SCANQ_*`` settings.
 
@@ -136,6 +145,8 @@ def start_scanq(
         role: ``ingest``, ``status`` or ``worker``.
         settings: setting name (``concurrency``) to value, passed as ``SCANQ_CONCURRENCY``.
         port: for ingest/status, the port to listen on (a free one by default).
+        source: import scanq from this ``src`` directory instead (an A/B's other version); the harness's
+            own ``bench`` package stays first.
     """
     env = {"SCANQ_DATABASE_URL": database_url, "SCANQ_LOG_LEVEL": "WARNING"}
     if role in ("ingest", "status"):
@@ -144,7 +155,7 @@ def start_scanq(
         env["SCANQ_HOST"] = "127.0.0.1"
     for name, value in (settings or {}).items():
         env[f"SCANQ_{name.upper()}"] = value
-    process = _spawn(role, [sys.executable, "-m", "scanq", role], env=env, log_dir=log_dir, port=port)
+    process = _spawn(role, [sys.executable, "-m", "scanq", role], env=env, log_dir=log_dir, port=port, source=source)
     profile_dir = os.environ.get(PROFILE_DIR_ENV)
     if profile_dir:
         process.profiler = _attach_profiler(process, Path(profile_dir))

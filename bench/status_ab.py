@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import statistics
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from bench.databases import fresh_database
-from bench.ingest_ab import thread_cpu_s
+from bench.ingest_ab import VARIANTS, paired_ratios, thread_cpu_s, variant_medians
 from bench.loaders import load_scans, mix_statuses, settle
 from bench.machine import load_average
 from bench.processes import Process, run_loadgen, start_scanq, stop_all, use_profiler, wait_http_ready
@@ -38,21 +36,7 @@ from scanq.store import open_store
 from scanq.store.base import encode_cursor
 
 CONCURRENCY = 64
-VARIANTS = ("before", "after")
 READS = ("by_id", "list")
-
-
-def _start(variant: str, source: Path, *, url: str, log_dir: Path) -> Process:
-    """A status process importing scanq from ``source`` (the harness's own bench package stays first)."""
-    previous = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(source)
-    try:
-        return start_scanq("status", database_url=url, log_dir=log_dir / variant)
-    finally:
-        if previous is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = previous
 
 
 async def _paths(url: str, size: int) -> dict[str, list[str]]:
@@ -90,7 +74,9 @@ async def measure(
         services: dict[str, Process] = {}
         try:
             for variant in VARIANTS:  # one by one, so that a failed start still stops the first
-                services[variant] = _start(variant, sources[variant], url=url, log_dir=log_dir)
+                services[variant] = start_scanq(
+                    "status", database_url=url, log_dir=log_dir / variant, source=sources[variant]
+                )
             for service in services.values():
                 await wait_http_ready(service)
             for round_ in range(rounds):
@@ -159,21 +145,8 @@ async def _one(
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("rate_per_s", "p50_ms", "p99_ms", "cpu_us", "loop_cpu_us")
-    medians = {
-        variant: {
-            key: round(statistics.median(float(r[key]) for r in rows if r["variant"] == variant), 2) for key in keys
-        }
-        for variant in VARIANTS
-    }
-    by_round: dict[int, dict[str, dict[str, Any]]] = {}
-    for row in rows:
-        by_round.setdefault(row["round"], {})[row["variant"]] = row
-    pairs = [pair for pair in by_round.values() if len(pair) == len(VARIANTS)]
-    paired = {
-        f"{key}_after_over_before": round(statistics.median(p["after"][key] / p["before"][key] for p in pairs), 3)
-        for key in keys
-    }
-    return {"medians": medians, "paired": paired}
+    medians = {variant: variant_medians(rows, variant, keys) for variant in VARIANTS}
+    return {"medians": medians, "paired": paired_ratios(rows, keys)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

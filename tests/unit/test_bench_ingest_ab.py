@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench.ingest_ab import ITEM, _medians, _paired, batch_body
+from bench.ingest_ab import ITEM, MEDIAN_KEYS, PAIRED_KEYS, batch_body, paired_ratios, variant_medians
 from bench.ingest_inprocess import measure
 
 
@@ -39,12 +39,12 @@ def test_paired_ratios_are_taken_within_each_round() -> None:
         row(3, "before", 10.0, 100.0),
         row(3, "after", 12.0, 80.0),
     ]
-    assert _paired(rows) == {
+    assert paired_ratios(rows, PAIRED_KEYS) == {
         "scans_per_s_after_over_before": 1.2,
         "cpu_us_after_over_before": 0.8,
         "loop_cpu_us_after_over_before": 0.8,
     }
-    assert _medians(rows, "after")["scans_per_s"] == 12.0
+    assert variant_medians(rows, "after", MEDIAN_KEYS)["scans_per_s"] == 12.0
 
 
 def test_the_batch_body_is_the_ingest_scenarios() -> None:
