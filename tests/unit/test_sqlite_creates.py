@@ -8,7 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from scanq.ids import new_scan_id
-from scanq.models import Actor, Created, NewScan
+from scanq.models import Actor, Created, NewScan, Scan, ScanStatus
 from scanq.store.base import accepted_scan
 from scanq.store.sqlite.rows import accepted_created, actor_json, insert_params, insert_row
 from scanq.store.sqlite.statements import INSERT_COLUMNS
@@ -41,7 +41,27 @@ NOW = datetime(2026, 11, 30, 6, 0, 0, 123456, tzinfo=UTC)
 def test_accepted_created_is_the_accepted_scan(new: NewScan) -> None:
     updated_at = NOW + timedelta(microseconds=7)
     created = accepted_created(new, updated_at)
+    # Built by keyword here: both accepted_scan and accepted_created build by position.
+    by_name = Scan(
+        scan_id=new.scan_id,
+        status=ScanStatus.ACCEPTED,
+        target=new.target,
+        scanner=new.scanner,
+        options=dict(new.options),
+        priority=new.priority,
+        attempt=0,
+        max_attempts=new.max_attempts,
+        created_at=new.created_at,
+        updated_at=updated_at,
+        available_at=new.available_at or new.created_at,
+        idempotency_key=new.idempotency_key,
+        tenant=new.tenant,
+        submitted_by=new.submitted_by,
+        target_key=new.target_key,
+        callback_url=new.callback_url,
+    )
     assert created == Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True)
+    assert created == Created(scan=by_name, is_new=True)
     assert type(created.scan.options) is dict  # a copy the caller may not share with the submission
     assert created.scan.options is not new.options
 

@@ -89,6 +89,7 @@ from scanq.models import (
     TenantLimits,
     TenantQueue,
 )
+from scanq.record_makers import make_scan
 from scanq.store.events_contract import MAX_PAGE_SIZE, EventLog, WebhookOutbox, callback_endpoint_id
 from scanq.store.finished_rules import (
     FINISHED_STATUSES,
@@ -326,24 +327,13 @@ def accepted_scan(new: NewScan, *, updated_at: datetime, available_at: datetime 
         updated_at: the store's clock at the insert.
         available_at: when the store set it itself (else the submission's, or its creation time).
     """
-    return Scan(
-        scan_id=new.scan_id,
-        status=ScanStatus.ACCEPTED,
-        target=new.target,
-        scanner=new.scanner,
-        options=dict(new.options),
-        priority=new.priority,
-        attempt=0,
-        max_attempts=new.max_attempts,
-        created_at=new.created_at,
-        updated_at=updated_at,
-        available_at=available_at or new.available_at or new.created_at,
-        idempotency_key=new.idempotency_key,
-        tenant=new.tenant,
-        submitted_by=new.submitted_by,
-        target_key=new.target_key,
-        callback_url=new.callback_url,
-    )
+    # By position, in Scan's field order (record_makers): every create answers one, a batch hundreds.
+    return make_scan(
+        new.scan_id, ScanStatus.ACCEPTED, new.target, new.scanner, dict(new.options), new.priority, 0,
+        new.max_attempts, new.created_at, updated_at, available_at or new.available_at or new.created_at,
+        None, None, None, None, None, None, new.idempotency_key, False, (), new.tenant, new.submitted_by, None,
+        new.target_key, new.callback_url,
+    )  # fmt: skip
 
 
 def encode_cursor(scan_id: str) -> str:

@@ -23,14 +23,13 @@ from scanq.models import (
     NewScan,
     Outcome,
     Scan,
-    ScanStatus,
     Scope,
     TenantLimits,
 )
 from scanq.record_makers import STATUS_BY_NAME, make_attempt, make_scan, positional_maker
+from scanq.store.base import accepted_scan
 
 _ACTOR = msgspec.json.Decoder(Actor)
-_ACCEPTED = ScanStatus.ACCEPTED
 make_created = positional_maker(Created)
 decode_json = msgspec.json.decode
 fromtimestamp = datetime.fromtimestamp
@@ -79,19 +78,8 @@ def scan_from_row(row: tuple[Any, ...]) -> Scan:
 
 
 def accepted_created(new: NewScan, updated_at: datetime) -> Created:
-    """``Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True)``, made by position.
-
-    Every create answers one (a batch of 100, a hundred): the keyword ``__init__`` of a frozen
-    ``Scan`` is most of its cost. A test holds it equal to ``store.base.accepted_scan``.
-    """
-    return make_created(
-        make_scan(
-            new.scan_id, _ACCEPTED, new.target, new.scanner, dict(new.options), new.priority, 0, new.max_attempts,
-            new.created_at, updated_at, new.available_at or new.created_at, None, None, None, None, None, None,
-            new.idempotency_key, False, (), new.tenant, new.submitted_by, None, new.target_key, new.callback_url,
-        ),
-        True,
-    )  # fmt: skip
+    """``Created(scan=accepted_scan(new, updated_at=updated_at), is_new=True)``, made by position (every create)."""
+    return make_created(accepted_scan(new, updated_at=updated_at), True)
 
 
 def actor_json(actor: Actor | None) -> str | None:
