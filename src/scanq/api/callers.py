@@ -36,11 +36,13 @@ class Callers:
             return OPERATOR
         return await self._authenticator.authenticate(request.headers.get("authorization"))
 
-    async def authenticate(self, authorization: str | None) -> Caller:
-        """The caller of a request whose (first) ``Authorization`` header is ``authorization`` (the hot path's)."""
+    async def authenticate(self, authorization: bytes | None) -> Caller:
+        """The caller of a request whose first ``Authorization`` header, as bytes, is ``authorization`` (hot path)."""
         if self._authenticator is None:
             return OPERATOR
-        return await self._authenticator.authenticate(authorization)
+        return await self._authenticator.authenticate(
+            None if authorization is None else authorization.decode("latin-1")
+        )
 
     async def aclose(self) -> None:
         if self._authenticator is not None:

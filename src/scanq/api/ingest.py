@@ -9,7 +9,7 @@ from starlette.types import Receive
 
 from scanq.api.callers import OPEN, Callers
 from scanq.api.errors import JSON_MEDIA_TYPE
-from scanq.api.http import decode_json, encoder, json_response, read_body, receive_body
+from scanq.api.http import decode_json, encoder, json_headers, json_response, read_body, receive_body
 from scanq.api.openapi import (
     AUTH_ERRORS,
     BODY_ERRORS,
@@ -33,7 +33,6 @@ REPLAYED_HEADER = "Idempotent-Replayed"  # set on a replay's answer, as Stripe d
 TAG = "ingest"
 _IDEMPOTENCY_NAME = IDEMPOTENCY_HEADER.lower().encode("latin-1")
 _REPLAYED_NAME = REPLAYED_HEADER.lower().encode("latin-1")
-_JSON_CONTENT_TYPE = (b"content-type", JSON_MEDIA_TYPE.encode("latin-1"))
 
 
 def scan_location(scan_id: str) -> str:
@@ -46,8 +45,7 @@ def answer_headers(body: bytes, *, location: str, is_new: bool) -> list[tuple[by
     headers = [(b"location", location.encode("latin-1"))]
     if not is_new:
         headers.append((_REPLAYED_NAME, b"true"))
-    headers.append((b"content-length", b"%d" % len(body)))
-    headers.append(_JSON_CONTENT_TYPE)
+    headers += json_headers(body)
     return headers
 
 
@@ -121,7 +119,7 @@ class IngestEndpoints:
         ``Request``, and without a coroutine for the caller when authentication is off.
         """
         callers = self._callers
-        caller = OPERATOR if not callers.required else await callers.authenticate(_text(authorization))
+        caller = OPERATOR if not callers.required else await callers.authenticate(authorization)
         body = await receive_body(receive, _text(content_length), max_bytes=self._max_body_bytes)
         submission = decode_json(body, self._scan_decoder) if body else DEFAULT_SUBMISSION
         created = await self._scans.submit(submission, idempotency_key=_text(idempotency_key), caller=caller)

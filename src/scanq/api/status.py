@@ -6,9 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scanq.api.callers import OPEN, Callers
-from scanq.api.errors import JSON_MEDIA_TYPE
 from scanq.api.hotpath import RawAnswer
-from scanq.api.http import encoder, json_response
+from scanq.api.http import encoder, json_headers, json_response
 from scanq.api.openapi import (
     READ_AUTH_ERRORS,
     SCAN_ID_PARAM,
@@ -44,7 +43,6 @@ from scanq.views import ScanOut, scan_out
 
 TAG = "status"
 HTML_MEDIA_TYPE = "text/html"
-_JSON_CONTENT_TYPE = (b"content-type", JSON_MEDIA_TYPE.encode("latin-1"))
 
 TENANT_PARAM = Param(
     name="tenant",
@@ -187,12 +185,9 @@ class StatusEndpoints:
         ``Response``, and without a coroutine for the caller when authentication is off.
         """
         callers = self._callers
-        if callers.required:
-            caller = await callers.authenticate(None if authorization is None else authorization.decode("latin-1"))
-        else:
-            caller = OPERATOR
+        caller = OPERATOR if not callers.required else await callers.authenticate(authorization)
         body = encoder.encode(scan_out(await self._scans.get(scan_id, caller=caller)))
-        return 200, [(b"content-length", b"%d" % len(body)), _JSON_CONTENT_TYPE], body
+        return 200, json_headers(body), body
 
     async def stats(self, request: Request) -> Response:
         """``GET /stats``: counts by status and the oldest Accepted scan's age."""
